@@ -1,0 +1,28 @@
+"""Where autosep keeps its own downloads (checkpoints that are not on the Hugging Face hub, AudioSet metadata).
+
+Hugging Face models stay in the Hugging Face cache (``HF_HOME`` / ``HF_HUB_CACHE``); this folder holds the rest.
+Set ``AUTOSEP_CACHE`` to move it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def cache_dir() -> Path:
+    """The autosep cache folder: ``$AUTOSEP_CACHE``, else ``$XDG_CACHE_HOME/autosep``, else ``~/.cache/autosep``."""
+    configured = os.environ.get("AUTOSEP_CACHE")
+    if configured:
+        return Path(configured).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "autosep"
+
+
+def offline_mode() -> bool:
+    """True when the user asked for no network access (``HF_HUB_OFFLINE`` or ``AUTOSEP_OFFLINE`` set to 1/true)."""
+    for name in ("AUTOSEP_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        if os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}:
+            return True
+    return False
