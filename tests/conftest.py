@@ -114,3 +114,7 @@ def audioset_dir() -> Path:
             "class_labels_indices.csv (../shared/audioset in this project's checkout)"
         )
     return Path(configured)
+
+
+# Tiny random-weight model fixtures, one module per area (each registers its own session-scoped fixtures).
+pytest_plugins: list[str] = []
