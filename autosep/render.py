@@ -37,8 +37,9 @@ def project(original: np.ndarray, stems: np.ndarray, stems_rate: int, sample_rat
     Returns float32 ``[frames, sources + 1, channels]``: one slice per source, then the residual, which is
     exactly ``original`` minus the sources.
 
-    Mask per source s, channel c, bin (f, t): ``|S_s|^2 / (sum_k |S_k|^2 + |R|^2)``, a Wiener-like ratio where
-    ``|R| = max(|X_c| - sum_k |S_k|, 0)`` is the part of the mixture's magnitude no stem explains. Where the stems
+    Mask per source s and bin (f, t): ``|S_s|^2 / (sum_k |S_k|^2 + |R|^2)``, a Wiener-like ratio where
+    ``|R| = max(|X| - sum_k |S_k|, 0)`` is the part of the mixture's magnitude no stem explains (X: the channel
+    average, which is what the separator heard). The same masks split every channel. Where the stems
     explain the mixture the sources share it; where they do not (unexplained sounds, everything above the
     stems' Nyquist frequency) it stays in the residual.
     """
@@ -59,12 +60,13 @@ def project(original: np.ndarray, stems: np.ndarray, stems_rate: int, sample_rat
         steering = np.stack([fit_length(resample(stems[i], stems_rate, sample_rate), frames) for i in active])
         stem_mag = stft(steering).abs()  # [active, F, T]
         stem_power = stem_mag.square()
-        power_sum = stem_power.sum(0)
-        mag_sum = stem_mag.sum(0)
+        # The separator saw the channel average, so the masks are judged against it and shared by all channels.
+        mixture_mag = stft(original.mean(axis=1, dtype=np.float32)).abs()
+        unexplained = (mixture_mag - stem_mag.sum(0)).clamp(min=0).square()
+        masks = stem_power / (stem_power.sum(0) + unexplained + _EPS)  # [active, F, T], sums to <= 1
+        del stem_mag, stem_power, unexplained
         for c in range(channels):
             spec = stft(original[:, c])
-            unexplained = (spec.abs() - mag_sum).clamp(min=0).square()
-            masks = stem_power / (power_sum + unexplained + _EPS)  # [active, F, T], sums to <= 1
             pieces = torch.istft(masks * spec.unsqueeze(0), n_fft, hop, window=window, center=True, length=frames)
             out[:, active, c] = pieces.numpy().T
     out[:, sources, :] = original - out[:, :sources, :].sum(axis=1)
