@@ -1,0 +1,171 @@
+"""The per-recording flow with a deterministic separator TEST DOUBLE (it implements the separator contract by
+splitting the spectrum into bands), so the checks can be exact: which windows ran which sources, what was
+written, what happens on bad input and on Ctrl-C. The same flows on the real tiny models are in test_cli.py."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from autosep.inputs import expand_inputs
+from autosep.pipeline import GivenSource, Pipeline, PipelineOptions
+
+
+class BandSeparatorDouble:
+    """Test double for ``ZeroSep``: a prompt containing "low" gets the band below 700 Hz, any other the rest."""
+
+    sample_rate = 16000
+    model_id = "band-separator-test-double"
+
+    def __init__(self, interrupt_on_call: int | None = None):
+        self.calls: list[list[str]] = []
+        self.interrupt_on_call = interrupt_on_call
+
+    def separate_detailed(self, wave, sources, inversion="ddpm", steps=50, guidance=1.0, inv_prompt="others",
+                          seed=42, progress=None):
+        self.calls.append(list(sources))
+        if self.interrupt_on_call is not None and len(self.calls) == self.interrupt_on_call:
+            raise KeyboardInterrupt
+        spectrum = np.fft.rfft(wave)
+        freqs = np.fft.rfftfreq(len(wave), 1 / self.sample_rate)
+        stems = []
+        for source in sources:
+            band = (freqs < 700) if "low" in source else (freqs >= 700)
+            stems.append(np.fft.irfft(spectrum * band, len(wave)))
+        if progress:
+            for step in range(steps):
+                progress(step + 1, steps)
+        others = [", ".join(s for s in sources if s != source) for source in sources]
+        return SimpleNamespace(stems=np.asarray(stems, np.float32), inversion_prompts=others,
+                               fp32_retry=[False] * len(sources), unet_evaluations=0)
+
+
+def _write(path, seconds=3.0, rate=44100, channels=2, subtype="PCM_24", content="tones"):
+    t = np.arange(int(seconds * rate)) / rate
+    if content == "tones":
+        mono = 0.3 * np.sin(2 * np.pi * 300 * t) + 0.2 * np.sin(2 * np.pi * 2500 * t)
+    else:
+        mono = np.zeros_like(t)
+    data = np.stack([mono * (1 - 0.1 * c) for c in range(channels)], axis=1).astype(np.float32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, data, rate, subtype=subtype)
+    return data
+
+
+def _run(tmp_path, sources=("low hum", "high whistle"), separator=None, **options):
+    options.setdefault("out", str(tmp_path / "out"))
+    pipeline = Pipeline(PipelineOptions(sources=list(sources), steps=2, window=1.0, **options),
+                        separator=separator or BandSeparatorDouble())
+    files, _ = expand_inputs([str(tmp_path / "in")])
+    return pipeline, [pipeline.process(item) for item in files]
+
+
+def test_projected_stems_follow_the_separator_and_sum_to_the_input(tmp_path):
+    data = _write(tmp_path / "in" / "mix.wav")
+    _, (result,) = _run(tmp_path)
+    assert result.status == "done", result.message
+    stems = result.load_stems()
+    assert sorted(p.name for p in result.output.iterdir()) == [
+        "high_whistle.wav", "low_hum.wav", "manifest.json", "residual.wav"]
+    for stem in stems.values():
+        assert stem.shape == data.shape and sf.info(result.files["low hum"]).samplerate == 44100
+    np.testing.assert_allclose(sum(stems.values()), data, atol=5e-6)  # 24-bit quantization of 3 files
+    low = stems["low hum"][:, 0]
+    assert np.corrcoef(low[4410:-4410], 0.3 * np.sin(2 * np.pi * 300 * np.arange(len(low)) / 44100)[4410:-4410])[0, 1] > 0.99
+
+
+def test_manifest_records_prompts_windows_and_settings(tmp_path):
+    _write(tmp_path / "in" / "mix.wav", seconds=2.5)
+    _, (result,) = _run(tmp_path, seed=7)
+    manifest = json.loads((result.output / "manifest.json").read_text())
+    assert manifest["input"]["sample_rate"] == 44100 and manifest["input"]["channels"] == 2
+    assert manifest["settings"]["seed"] == 7 and manifest["settings"]["render"] == "projected"
+    windows = manifest["windows"]
+    assert len(windows) == 3  # 2.5 s in 1 s windows with 25% overlap: 0-1, 0.75-1.75, 1.5-2.5
+    low = manifest["sources"][0]
+    assert low["c_rev"] == "low hum" and [w["c_inv"] for w in low["c_inv"]] == ["high whistle"] * 3
+    assert manifest["flags"]["silent_stems"] == [] and manifest["separator"]["model_id"].endswith("test-double")
+
+
+def test_sources_only_run_in_windows_where_they_are_active(tmp_path):
+    _write(tmp_path / "in" / "mix.wav", seconds=6.0)
+    separator = BandSeparatorDouble()
+    pipeline = Pipeline(PipelineOptions(sources=["x"], window=1.0, overlap=0.0, margin=0.0,
+                                         out=str(tmp_path / "out")), separator=separator)
+    plan = [GivenSource("low hum", "low hum", [(0.0, 2.0)]), GivenSource("high whistle", "high whistle", [(4.2, 6.0)])]
+    pipeline._plan = lambda reader: (plan, [], 0.5, 0)
+    files, _ = expand_inputs([str(tmp_path / "in")])
+    result = pipeline.process(files[0])
+    assert separator.calls == [["low hum"], ["low hum"], ["high whistle"], ["high whistle"]]
+    stems = result.load_stems()
+    assert not stems["low hum"][2 * 44100:].any() and not stems["high whistle"][:4 * 44100].any()
+    assert result.manifest["windows"][2]["sources"] == []  # 2-3 s and 3-4 s: nothing active, all residual
+
+
+def test_generative_render_is_16k_mono_trimmed(tmp_path):
+    data = _write(tmp_path / "in" / "mix.wav", seconds=2.3, rate=22050, channels=2)
+    _, (result,) = _run(tmp_path, render="generative")
+    assert "residual" not in result.files
+    for path in result.files.values():
+        info = sf.info(path)
+        assert (info.samplerate, info.channels, info.frames) == (16000, 1, round(len(data) * 16000 / 22050))
+
+
+def test_silence_gives_no_sources_and_no_stems(tmp_path):
+    _write(tmp_path / "in" / "quiet.wav", content="silence")
+    _, (result,) = _run(tmp_path)
+    assert result.status == "done" and result.files == {}
+    assert [p.name for p in result.output.iterdir()] == ["manifest.json"]
+    assert result.manifest["flags"]["no_sources"] and "silent" in " ".join(result.warnings)
+
+
+def test_nan_samples_become_silence_and_are_flagged(tmp_path):
+    data = _write(tmp_path / "in" / "nan.wav", subtype="FLOAT")
+    data[1000:1010] = np.nan
+    data[2000, 1] = np.inf
+    sf.write(tmp_path / "in" / "nan.wav", data, 44100, subtype="FLOAT")
+    _, (result,) = _run(tmp_path)
+    assert result.status == "done"
+    assert result.manifest["input"]["non_finite_samples"] == 21 and result.manifest["flags"]["non_finite_input"]
+    stems = result.load_stems()
+    assert all(np.isfinite(s).all() for s in stems.values())
+    np.testing.assert_allclose(sum(stems.values()), np.nan_to_num(data, nan=0, posinf=0), atol=1e-5)
+
+
+def test_too_short_fails_with_a_clear_message(tmp_path):
+    _write(tmp_path / "in" / "blip.wav", seconds=0.05)
+    _, (result,) = _run(tmp_path)
+    assert result.status == "failed" and "too short" in result.message and "blip.wav" in result.message
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.wav"))
+
+
+def test_resume_skips_and_overwrite_redoes(tmp_path):
+    _write(tmp_path / "in" / "mix.wav", seconds=1.5)
+    separator = BandSeparatorDouble()
+    _run(tmp_path, separator=separator)
+    calls = len(separator.calls)
+    _, (again,) = _run(tmp_path, separator=separator)
+    assert again.status == "skipped" and len(separator.calls) == calls
+    _, (redo,) = _run(tmp_path, separator=separator, overwrite=True, sources=("low hum",))
+    assert redo.status == "done" and len(separator.calls) > calls
+    # The stem of the source no longer asked for is removed with the old results.
+    assert sorted(p.name for p in redo.output.iterdir()) == ["low_hum.wav", "manifest.json", "residual.wav"]
+
+
+def test_ctrl_c_leaves_no_final_named_partial_files_and_rerun_resumes(tmp_path):
+    _write(tmp_path / "in" / "a.wav", seconds=1.5)
+    _write(tmp_path / "in" / "b.wav", seconds=3.0)
+    pipeline = Pipeline(PipelineOptions(sources=["low hum"], window=1.0, out=str(tmp_path / "out")),
+                        separator=BandSeparatorDouble(interrupt_on_call=4))
+    files, _ = expand_inputs([str(tmp_path / "in")])
+    assert pipeline.process(files[0]).status == "done"  # a.wav: 2 windows, calls 1-2
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.process(files[1])  # b.wav: interrupted in its 2nd window
+    assert (tmp_path / "out" / "a" / "manifest.json").exists()
+    assert list((tmp_path / "out" / "b").iterdir()) == []  # no stems, no temporaries, no manifest
+    _, results = _run(tmp_path, sources=("low hum",))
+    assert [r.status for r in results] == ["skipped", "done"]
