@@ -67,12 +67,14 @@ class CrossFade:
     def __init__(self, windows: list[Window], fade_frames: int):
         self.windows = windows
         self.fade = max(0, int(fade_frames))
-        self._tapers = []
-        for i, w in enumerate(windows):
-            # Fade only where a neighbour overlaps, and no longer than that overlap.
-            fade_in = min(self.fade, windows[i - 1].end - w.start, w.length) if i > 0 else 0
-            fade_out = min(self.fade, w.end - windows[i + 1].start, w.length) if i + 1 < len(windows) else 0
-            self._tapers.append(_taper(w.length, max(fade_in, 0), max(fade_out, 0)))
+
+    def _taper(self, i: int) -> np.ndarray:
+        # Computed on demand, not stored: one taper per window would grow with the recording's length.
+        windows, w = self.windows, self.windows[i]
+        # Fade only where a neighbour overlaps, and no longer than that overlap.
+        fade_in = min(self.fade, windows[i - 1].end - w.start, w.length) if i > 0 else 0
+        fade_out = min(self.fade, w.end - windows[i + 1].start, w.length) if i + 1 < len(windows) else 0
+        return _taper(w.length, max(fade_in, 0), max(fade_out, 0))
 
     def weights(self, index: int) -> np.ndarray:
         """Window ``index``'s weights, float32 ``[length]``: its taper over the sum of all tapers there."""
@@ -88,8 +90,8 @@ class CrossFade:
             other = self.windows[j]
             lo, hi = max(w.start, other.start), min(w.end, other.end)
             if lo < hi:
-                total[lo - w.start : hi - w.start] += self._tapers[j][lo - other.start : hi - other.start]
-        return (self._tapers[index] / np.maximum(total, 1e-12)).astype(np.float32)
+                total[lo - w.start : hi - w.start] += self._taper(j)[lo - other.start : hi - other.start]
+        return (self._taper(index) / np.maximum(total, 1e-12)).astype(np.float32)
 
 
 class OverlapAdd:
