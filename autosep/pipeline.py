@@ -348,17 +348,21 @@ class Pipeline:
             c_inv: list[list[dict]] = [[] for _ in plan]
             fp32_retry = [False] * len(plan)
             window_log = []
-            for w, mw, active in zip(windows, model_windows, actives):
+            for w, mw, planned_active in zip(windows, model_windows, actives):
                 original = reader.read(w.start, w.length)
+                # A digitally silent window holds no source: its stems are silence, no need to run the model.
+                silent = bool(planned_active) and float(np.abs(original).max()) < SILENCE_PEAK
+                active = [] if silent else planned_active
                 stems = self._separate_window(original, rate, mw, plan, active, c_inv, fp32_retry, w)
                 window_log.append({"index": w.index, "start_s": round(w.start / rate, 3),
-                                   "end_s": round(w.end / rate, 3), "sources": [plan[i].label for i in active]})
+                                   "end_s": round(w.end / rate, 3), "sources": [plan[i].label for i in active],
+                                   **({"silent": True} if silent else {})})
                 if projected:
                     mixer.add(w.index, project(original, stems, model_rate, rate) if active else
                               _residual_only(original, len(plan)))
                 else:
                     mixer.add(w.index, stems.T if active else None)
-                self.progress.window_done(w.index, len(active))
+                self.progress.window_done(w.index, len(planned_active))
             mixer.finish()
             for writer in writers:
                 writer.commit()
