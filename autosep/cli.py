@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     sources.add_argument("-s", "--source", dest="sources", action="append", metavar="TEXT",
                          help="separate this prompt (repeatable); skips tagging")
     sources.add_argument("--dry-run", action="store_true", help="show the plan for every input, separate nothing")
-    add_tagging_arguments(parser.add_argument_group("tagging"))
+    add_tagging_arguments(parser)  # --tagger --tagger-model --threshold --max-sources ... (shared with `autosep tag`)
 
     sep = parser.add_argument_group("separation")
     sep.add_argument("--model", default="audioldm2", help="separator model: alias, Hugging Face id or local folder")
@@ -208,10 +208,15 @@ def _label(source) -> str:
 
 
 def _print_summary(outcome: BatchOutcome, console, quiet: bool) -> None:
-    if quiet:
+    if quiet or not console.is_terminal:  # logs and pipes get one plain line per input, easy to grep
         for result in outcome.results:
             if not result.ok:
                 print(f"autosep: error: {result.message}", file=sys.stderr)
+            elif not quiet:
+                names = ", ".join(_label(source) for source in result.plan) or "no sources"
+                print(f"autosep: {result.input}: {result.status} ({names}) -> {result.output}", file=sys.stderr)
+        if outcome.interrupted and outcome.interrupted_at is not None and not quiet:
+            print(f"autosep: {outcome.interrupted_at}: interrupted", file=sys.stderr)
         return
     from rich.table import Table
 
@@ -252,6 +257,8 @@ def _run(argv: list[str]) -> int:
     except (AutosepError, ValueError) as exc:
         print(f"autosep: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if not args.verbose:  # the libraries' own download/loading bars would drown autosep's progress
+        _quiet_library_progress_bars()
     if args.quiet:
         progress: Progress = Progress()
     elif console.is_terminal:
@@ -273,6 +280,20 @@ def _run(argv: list[str]) -> int:
         print("autosep: interrupted; finished recordings are kept, rerun the same command to resume",
               file=sys.stderr)
     return outcome.exit_code
+
+
+def _quiet_library_progress_bars() -> None:
+    import os
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    try:
+        from diffusers.utils import logging as diffusers_logging
+        from transformers.utils import logging as transformers_logging
+
+        diffusers_logging.disable_progress_bar()
+        transformers_logging.disable_progress_bar()
+    except ImportError:  # either library missing: nothing of theirs to silence
+        pass
 
 
 def _print_plans(outcome: BatchOutcome, console) -> None:

@@ -47,7 +47,10 @@ def list_models(models: list[KnownModel]) -> None:
     for model in models:
         table.add_row(model.alias, model.role, model.source, model.size, model.licence, _is_cached(model),
                       model.description)
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal:  # piped: no wrapping inside cells, so names and licences stay greppable
+        console = Console(width=250)
+    console.print(table)
 
 
 def download_model(model: KnownModel) -> str:

@@ -302,7 +302,10 @@ class Pipeline:
         probs = np.concatenate([np.asarray(r.probs, dtype=np.float32) for _, r in tagged], axis=0)
         times = [(offset + a, offset + b) for offset, r in tagged for a, b in r.window_times]
         times = [(a, min(b, reader.duration)) for a, b in times]
-        plan = list(plan_sources(probs, labels, times, **opts.planner))
+        planner = dict(opts.planner)
+        if planner.get("threshold") is None:  # the tagger's own calibrated default
+            planner["threshold"] = getattr(self.tagger, "default_threshold", None)
+        plan = list(plan_sources(probs, labels, times, **planner))
         peak_scores = probs.max(axis=0)
         top = np.argsort(-peak_scores)[:10]
         top_tags = [{"label": labels[i], "max_score": round(float(peak_scores[i]), 4)} for i in top]
