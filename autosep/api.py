@@ -7,11 +7,31 @@ Options are the :class:`autosep.pipeline.PipelineOptions` fields (``sources``, `
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+
+import numpy as np
+import soundfile as sf
 
 from .batch import run_batch
 from .errors import AutosepError
 from .pipeline import Pipeline, PipelineOptions, RecordingResult
+
+
+class StemFiles(Mapping):
+    """Stems by source name, each read from its file (float32 ``[frames, channels]``) when accessed."""
+
+    def __init__(self, files: dict[str, Path]):
+        self.files = dict(files)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return sf.read(str(self.files[name]), dtype="float32", always_2d=True)[0]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.files)
+
+    def __len__(self) -> int:
+        return len(self.files)
 
 
 class AutoSep:
@@ -23,9 +43,10 @@ class AutoSep:
     def run(self, paths: str | os.PathLike | list[str | os.PathLike]) -> list[RecordingResult]:
         """Process files, folders or globs; one :class:`RecordingResult` per recording (failed ones included).
 
-        Each done result carries ``files``, ``sample_rate``, ``plan`` and ``manifest``; ``result.stems`` holds
-        the written stems as float32 arrays ``[frames, channels]`` by source name (read back from the files,
-        so memory is only spent on them after the batch). Raises AutosepError if nothing could run.
+        Each done result carries ``files``, ``sample_rate``, ``plan`` and ``manifest``; ``result.stems`` maps
+        source names to the written stems as float32 arrays ``[frames, channels]``, read from the files when
+        accessed (so a batch of long recordings does not hold every stem in memory). Raises AutosepError if
+        nothing could run.
         """
         inputs = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
         if self._pipeline is None and inputs:
@@ -34,7 +55,7 @@ class AutoSep:
         if outcome.error:
             raise AutosepError(outcome.error)
         for result in outcome.results:
-            result.stems = result.load_stems() if result.status in ("done", "skipped") else {}
+            result.stems = StemFiles(result.files) if result.status in ("done", "skipped") else {}
         return outcome.results
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import AutosepError
-from .inputs import InputFile, expand_inputs
+from .inputs import InputFile, collect_inputs
 from .manifest import MANIFEST_NAME
 from .pipeline import Pipeline, PipelineOptions, RecordingResult
 from .progress import Progress
@@ -62,7 +62,7 @@ def run_batch(inputs: list[str], options: PipelineOptions, progress: Progress | 
     except AutosepError as exc:
         return BatchOutcome(exit_code=EXIT_USAGE, error=str(exc))
 
-    files, missing = expand_inputs(inputs)
+    files, missing = collect_inputs(inputs)
     for absent in missing:
         outcome.results.append(RecordingResult(Path(absent.given), None, "failed", f"{absent.given}: {absent.reason}"))
     if not files:

@@ -60,7 +60,7 @@ def _walk_media(folder: Path) -> list[Path]:
     return found
 
 
-def expand_inputs(arguments: list[str]) -> tuple[list[InputFile], list[MissingInput]]:
+def collect_inputs(arguments: list[str]) -> tuple[list[InputFile], list[MissingInput]]:
     """Expand INPUT arguments in order. A file is taken whatever its extension (the decoder decides);
     folders and globs only yield media files. Duplicates (the same file reached twice) are dropped."""
     files: list[InputFile] = []

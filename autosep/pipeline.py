@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +107,7 @@ class RecordingResult:
     files: dict[str, Path] = field(default_factory=dict)  # source name (and "residual") -> stem file
     sample_rate: int | None = None
     seconds: float = 0.0
-    stems: dict[str, np.ndarray] = field(default_factory=dict)  # filled by the Python API (AutoSep.run)
+    stems: Mapping[str, np.ndarray] = field(default_factory=dict)  # the Python API's stems, read on access
 
     @property
     def ok(self) -> bool:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from autosep.inputs import expand_inputs
+from autosep.inputs import collect_inputs
 from autosep.pipeline import GivenSource, Pipeline, PipelineOptions
 
 
@@ -60,7 +60,7 @@ def _run(tmp_path, sources=("low hum", "high whistle"), separator=None, **option
     options.setdefault("out", str(tmp_path / "out"))
     pipeline = Pipeline(PipelineOptions(sources=list(sources), steps=2, window=1.0, **options),
                         separator=separator or BandSeparatorDouble())
-    files, _ = expand_inputs([str(tmp_path / "in")])
+    files, _ = collect_inputs([str(tmp_path / "in")])
     return pipeline, [pipeline.process(item) for item in files]
 
 
@@ -98,7 +98,7 @@ def test_sources_only_run_in_windows_where_they_are_active(tmp_path):
                                          out=str(tmp_path / "out")), separator=separator)
     plan = [GivenSource("low hum", "low hum", [(0.0, 2.0)]), GivenSource("high whistle", "high whistle", [(4.2, 6.0)])]
     pipeline._plan = lambda reader: (plan, [], 0.5, 0)
-    files, _ = expand_inputs([str(tmp_path / "in")])
+    files, _ = collect_inputs([str(tmp_path / "in")])
     result = pipeline.process(files[0])
     assert separator.calls == [["low hum"], ["low hum"], ["high whistle"], ["high whistle"]]
     stems = result.load_stems()
@@ -161,7 +161,7 @@ def test_ctrl_c_leaves_no_final_named_partial_files_and_rerun_resumes(tmp_path):
     _write(tmp_path / "in" / "b.wav", seconds=3.0)
     pipeline = Pipeline(PipelineOptions(sources=["low hum"], window=1.0, out=str(tmp_path / "out")),
                         separator=BandSeparatorDouble(interrupt_on_call=4))
-    files, _ = expand_inputs([str(tmp_path / "in")])
+    files, _ = collect_inputs([str(tmp_path / "in")])
     assert pipeline.process(files[0]).status == "done"  # a.wav: 2 windows, calls 1-2
     with pytest.raises(KeyboardInterrupt):
         pipeline.process(files[1])  # b.wav: interrupted in its 2nd window

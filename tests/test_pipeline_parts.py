@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from autosep.inputs import expand_inputs
+from autosep.inputs import collect_inputs
 from autosep.naming import slugify, unique_slugs
 from autosep.render import project
 from autosep.windows import CrossFade, OverlapAdd, plan_windows
@@ -36,11 +36,11 @@ def test_unique_slugs_suffix_collisions_and_reserve_residual():
 
 # -- inputs --------------------------------------------------------------------------------------------------------
 
-def test_expand_inputs_files_folders_globs(tmp_path):
+def test_collect_inputs_files_folders_globs(tmp_path):
     (tmp_path / "a" / "b").mkdir(parents=True)
     for rel in ("a/x.wav", "a/b/y.flac", "a/b/notes.txt", "a/.hidden.wav", "z.mp3"):
         (tmp_path / rel).write_bytes(b"x")
-    files, missing = expand_inputs([str(tmp_path / "a"), str(tmp_path / "*.mp3"), str(tmp_path / "nope.wav"),
+    files, missing = collect_inputs([str(tmp_path / "a"), str(tmp_path / "*.mp3"), str(tmp_path / "nope.wav"),
                                     str(tmp_path / "a" / "x.wav")])
     rel = sorted(str(f.relative) for f in files)
     assert rel == ["b/y", "x", "z"]  # x.wav twice -> once; .txt and hidden files skipped
@@ -50,7 +50,7 @@ def test_expand_inputs_files_folders_globs(tmp_path):
 def test_glob_root_keeps_subfolders(tmp_path):
     (tmp_path / "r" / "s").mkdir(parents=True)
     (tmp_path / "r" / "s" / "t.wav").write_bytes(b"x")
-    files, _ = expand_inputs([str(tmp_path / "r" / "**" / "*.wav")])
+    files, _ = collect_inputs([str(tmp_path / "r" / "**" / "*.wav")])
     assert [str(f.relative) for f in files] == ["s/t"]
 
 
