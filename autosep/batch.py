@@ -14,6 +14,7 @@ from pathlib import Path
 from .errors import AutosepError
 from .inputs import InputFile, collect_inputs
 from .manifest import MANIFEST_NAME
+from .naming import is_inside
 from .pipeline import Pipeline, PipelineOptions, RecordingResult
 from .progress import Progress
 from .writer import read_json
@@ -63,6 +64,9 @@ def run_batch(inputs: list[str], options: PipelineOptions, progress: Progress | 
         return BatchOutcome(exit_code=EXIT_USAGE, error=str(exc))
 
     files, missing = collect_inputs(inputs)
+    out_root = Path(options.out)
+    # Stems from an earlier run inside an input folder (autosep music/ -o music/stems) are not new inputs.
+    files = [item for item in files if not is_inside(item.path, out_root)]
     for absent in missing:
         outcome.results.append(RecordingResult(Path(absent.given), None, "failed", f"{absent.given}: {absent.reason}"))
     if not files:
@@ -71,7 +75,6 @@ def run_batch(inputs: list[str], options: PipelineOptions, progress: Progress | 
             else "no input given"
         return outcome
 
-    out_root = Path(options.out)
     if not options.dry_run:
         try:
             check_output_root(out_root)
@@ -103,9 +106,11 @@ def run_batch(inputs: list[str], options: PipelineOptions, progress: Progress | 
         except AutosepError as exc:
             outcome.exit_code, outcome.error = EXIT_NOTHING_RAN, str(exc)
             return outcome
-        except (OSError, ValueError, RuntimeError) as exc:  # library errors while loading: say which model
+        except Exception as exc:  # a broken model folder fails in many ways: say which model, not a traceback
             outcome.exit_code = EXIT_NOTHING_RAN
-            outcome.error = f"could not load the models ({options.tagger}, {options.model}): {exc}"
+            tagger = "" if options.sources is not None else f"tagger {options.tagger}, "
+            outcome.error = (f"could not load the models ({tagger}separator {options.model}): "
+                             f"{type(exc).__name__}: {exc}")
             return outcome
     elif pipeline is None:
         pipeline = Pipeline(options, progress=progress)  # everything is done already; nothing to load

@@ -169,3 +169,28 @@ def test_ctrl_c_leaves_no_final_named_partial_files_and_rerun_resumes(tmp_path):
     assert list((tmp_path / "out" / "b").iterdir()) == []  # no stems, no temporaries, no manifest
     _, results = _run(tmp_path, sources=("low hum",))
     assert [r.status for r in results] == ["skipped", "done"]
+
+
+def test_batch_ignores_its_own_output_inside_the_input_folder(tmp_path):
+    from autosep.batch import run_batch
+
+    _write(tmp_path / "in" / "mix.wav", seconds=1.0)
+    options = PipelineOptions(sources=["low hum"], window=1.0, out=str(tmp_path / "in" / "stems"))
+    pipeline = Pipeline(options, separator=BandSeparatorDouble())
+    first = run_batch([str(tmp_path / "in")], options, pipeline=pipeline)
+    assert first.exit_code == 0 and [r.status for r in first.results] == ["done"]
+    second = run_batch([str(tmp_path / "in")], options, pipeline=pipeline)
+    assert [(r.input.name, r.status) for r in second.results] == [("mix.wav", "skipped")]
+
+
+def test_silent_windows_skip_the_separator(tmp_path):
+    rate = 16000
+    data = np.zeros((rate * 4, 1), np.float32)
+    data[rate * 3 :, 0] = 0.3 * np.sin(2 * np.pi * 300 * np.arange(rate) / rate)
+    (tmp_path / "in").mkdir()
+    sf.write(tmp_path / "in" / "late.wav", data, rate, subtype="FLOAT")
+    separator = BandSeparatorDouble()
+    _, (result,) = _run(tmp_path, sources=("low hum",), separator=separator, overlap=0.0)
+    assert len(separator.calls) == 1  # 4 one-second windows, only the last one holds sound
+    assert [w.get("silent", False) for w in result.manifest["windows"]] == [True, True, True, False]
+    np.testing.assert_allclose(sum(result.load_stems().values()), data, atol=1e-6)
