@@ -173,9 +173,11 @@ def _load_checked(name: str, parse):
     path = metadata_file(name)
     try:
         return parse(path)
-    except (ValueError, IndexError, KeyError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (AudioSetMetadataError, ValueError, IndexError, KeyError, UnicodeDecodeError) as exc:
         if not os.environ.get(AUDIOSET_DIR_ENV):
             path.unlink(missing_ok=True)  # a bad download is not kept; the next run fetches it again
+        if isinstance(exc, AudioSetMetadataError):
+            raise
         raise AudioSetMetadataError(f"{path}: unreadable AudioSet metadata ({exc}); replace the file") from None
 
 
@@ -195,7 +197,7 @@ def _load_ontology_cached(key: str | None) -> Ontology:
 
 def load_ontology() -> Ontology:
     """The ontology with the 527-class list, loaded once per metadata folder."""
-    return _load_ontology_cached(os.environ.get(AUDIOSET_DIR_ENV))
+    return _load_ontology_cached(os.environ.get(AUDIOSET_DIR_ENV) or str(cache_dir() / "audioset"))
 
 
 def class_labels_csv() -> Path:
