@@ -186,3 +186,10 @@ def test_open_set_phrases_keep_their_prompt_and_map_to_audioset():
 def test_shape_mismatch_is_reported():
     with pytest.raises(ValueError, match="windows, classes"):
         plan_sources(np.zeros((2, 3)), ["Dog", "Cat"], [(0, 1), (1, 2)])
+
+
+def test_open_set_phrases_merge_like_their_classes():
+    alone = plan({"open:man speaking": 1.0})
+    assert [(s.prompt, s.mid) for s in alone] == [("man speaking", "/m/09x0r")]  # own words, Speech group
+    both = plan({"open:man speaking": 1.0, "open:woman speaking": 0.9})
+    assert [(s.label, s.prompt) for s in both] == [("Speech", "speech")]  # two speakers: the group's prompt

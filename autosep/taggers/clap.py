@@ -76,7 +76,7 @@ class ClapTagger(Tagger):
         self.sample_rate = int(extractor.sampling_rate)
         self.window_seconds = float(getattr(extractor, "max_length_s", 10))
         self.labels, texts = self._vocabulary(vocab)
-        self.scale = float(self.model.logit_scale_a.exp())
+        self.scale = float(self.model.logit_scale_a.detach().exp())
         self.text_embeddings = self._embed_texts(texts)
         self.neutral_embedding = self._embed_texts([NEUTRAL_PROMPT])[0]
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -89,6 +89,7 @@ class _Candidate:
     score: float
     active: np.ndarray  # bool per window
     forced: bool = False
+    open_set: bool = False  # label and prompt are the tagger's or user's own words, kept as they are
 
     @property
     def key(self) -> str:
@@ -144,7 +145,8 @@ class _Planner:
                 return None
             node = match_audioset_class(phrase, self.ontology)
             user_prompt = self.prompts.get(phrase.casefold())
-            return _Candidate(phrase, node, user_prompt or phrase, float(column.max()), column >= threshold)
+            return _Candidate(phrase, node, user_prompt or phrase, float(column.max()), column >= threshold,
+                              open_set=True)
         node = self.ontology.lookup(text)
         if node is None:
             log.debug("ignoring score column %r: not an AudioSet mid or class name", text)
@@ -174,18 +176,28 @@ def _matches(candidate: _Candidate, names: set[str]) -> bool:
 
 
 def _combine(into: dict[str, _Candidate], candidate: _Candidate, as_node: AudioSetNode | None, planner: _Planner):
-    """Fold ``candidate`` into ``into`` under ``as_node`` (or its own key), keeping the stronger evidence."""
+    """Fold ``candidate`` into ``into`` under ``as_node`` (or its own key), keeping the stronger evidence.
+
+    An open-set phrase keeps its own words when it moves to ``as_node``; when two different sources end up
+    under one class, the class's own name and prompt describe the merged source.
+    """
     if as_node is not None and (candidate.node is None or as_node.id != candidate.node.id):
-        candidate = _Candidate(as_node.name, as_node, planner.prompt(as_node), candidate.score,
-                               candidate.active, candidate.forced)
+        if candidate.open_set:
+            candidate = replace(candidate, node=as_node)
+        else:
+            candidate = _Candidate(as_node.name, as_node, planner.prompt(as_node), candidate.score,
+                                   candidate.active, candidate.forced)
     existing = into.get(candidate.key)
     if existing is None:
         into[candidate.key] = candidate
         return
     stronger = candidate if candidate.score > existing.score else existing
-    into[candidate.key] = _Candidate(stronger.label, stronger.node, stronger.prompt,
-                                     max(existing.score, candidate.score), existing.active | candidate.active,
-                                     existing.forced or candidate.forced)
+    merged = replace(stronger, score=max(existing.score, candidate.score), active=existing.active | candidate.active,
+                     forced=existing.forced or candidate.forced)
+    if existing.prompt != candidate.prompt and stronger.node is not None and (existing.open_set or
+                                                                              candidate.open_set):
+        merged = replace(merged, label=stronger.node.name, prompt=planner.prompt(stronger.node), open_set=False)
+    into[candidate.key] = merged
 
 
 def _parse_hierarchy(hierarchy: str) -> tuple[str, int]:
@@ -262,8 +274,8 @@ def plan_sources(
             node = planner.ontology.lookup(text)
             label = node.name if node is not None else clean_phrase(text)
             prompt = planner.prompt(node) if node is not None else planner.prompts.get(label.casefold(), label)
-            _combine(present, _Candidate(label, node, prompt, 0.0, np.ones(len(windows), dtype=bool), True),
-                     None, planner)
+            forced = _Candidate(label, node, prompt, 0.0, np.ones(len(windows), dtype=bool), True, node is None)
+            _combine(present, forced, None, planner)
 
     # 4. merges of indistinguishable siblings
     merged: dict[str, _Candidate] = {}
