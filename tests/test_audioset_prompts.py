@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-import http.server
-import threading
-from pathlib import Path
-
 import pytest
 
 from autosep.errors import DownloadError
@@ -14,24 +9,6 @@ from autosep.taggers import audioset
 from autosep.taggers.audioset import AudioSetMetadataError, load_ontology
 from autosep.taggers.prompts import (PromptFileError, clean_phrase, load_prompt_overrides, match_audioset_class,
                                      prompt_for)
-
-
-@pytest.fixture
-def http_folder(tmp_path, monkeypatch):
-    """A loopback HTTP server over a temporary folder; yields (folder, base_url)."""
-    served = tmp_path / "served"
-    served.mkdir()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
-    handler.log_message = lambda *a, **k: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    yield served, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
 
 
 def test_ontology_structure(audioset_dir):

@@ -16,7 +16,6 @@ import torch
 from autosep.errors import DownloadError, ModelNotAvailableError
 from autosep.taggers import load_tagger
 from autosep.taggers import panns
-from tests.test_audioset_prompts import http_folder  # noqa: F401  (fixture)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -123,7 +122,7 @@ def _serve_checkpoint(served: Path, base: str, source: Path, monkeypatch, md5: s
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "0")
 
 
-def test_checkpoint_download_is_verified(tiny_cnn14_checkpoint, tmp_path, monkeypatch, http_folder):  # noqa: F811
+def test_checkpoint_download_is_verified(tiny_cnn14_checkpoint, tmp_path, monkeypatch, http_folder):
     served, base = http_folder
     monkeypatch.setenv("AUTOSEP_CACHE", str(tmp_path / "cache"))
     good_md5 = hashlib.md5(tiny_cnn14_checkpoint.read_bytes()).hexdigest()

@@ -20,7 +20,7 @@ from ..inputs import expand_inputs
 from . import DEFAULT_TAGGER, TAGGER_NAMES, load_tagger
 from .audioset import load_ontology
 from .base import Tagger, TagResult
-from .planner import DEFAULT_MAX_SOURCES, OPEN_SET_PREFIX, PlannedSource, _parse_hierarchy, plan_sources
+from .planner import DEFAULT_MAX_SOURCES, OPEN_SET_PREFIX, PlannedSource, parse_hierarchy, plan_sources
 from .prompts import load_prompt_overrides
 
 EXIT_OK, EXIT_NOTHING_RAN, EXIT_USAGE, EXIT_SOME_FAILED = 0, 1, 2, 3
@@ -28,7 +28,7 @@ EXIT_OK, EXIT_NOTHING_RAN, EXIT_USAGE, EXIT_SOME_FAILED = 0, 1, 2, 3
 
 def _hierarchy(value: str) -> str:
     try:
-        _parse_hierarchy(value)
+        parse_hierarchy(value)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return value
@@ -210,7 +210,7 @@ def _print_report(console: Console, report: dict) -> None:
                           source["prompt"], segments)
         console.print(table)
     if "top_classes" in report:
-        table = Table(title="top classes (max over windows)", title_justify="left")
+        table = Table(title="top classes", title_justify="left", caption="file-level score: max over windows")
         table.add_column("class")
         table.add_column("score", justify="right")
         for entry in report["top_classes"]:

@@ -200,7 +200,8 @@ def _combine(into: dict[str, _Candidate], candidate: _Candidate, as_node: AudioS
     into[candidate.key] = merged
 
 
-def _parse_hierarchy(hierarchy: str) -> tuple[str, int]:
+def parse_hierarchy(hierarchy: str) -> tuple[str, int]:
+    """``"leaf"``/``"none"`` -> (mode, 0); ``"level:N"`` -> ("level", N); anything else is a ValueError."""
     text = str(hierarchy).strip().lower()
     if text in ("leaf", "none"):
         return text, 0
@@ -235,7 +236,7 @@ def plan_sources(
         raise ValueError(
             f"probs must be [windows, classes] = [{len(window_times)}, {len(labels)}], got shape {scores.shape}"
         )
-    mode, level = _parse_hierarchy(hierarchy)
+    mode, level = parse_hierarchy(hierarchy)
     threshold = DEFAULT_THRESHOLD if threshold is None else float(threshold)
     min_active = 0.0 if min_active is None else float(min_active)
     if max_sources is not None and max_sources < 0:

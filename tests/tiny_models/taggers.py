@@ -3,10 +3,14 @@
 - ``tiny_cnn14_checkpoint``: a narrow Cnn14 (``panns_inference``'s network) saved as ``{'model': state_dict}``.
 - ``tiny_ast_dir``, ``tiny_clap_dir``, ``tiny_audio_lm_dir``: transformers models + processors
   (``save_pretrained`` folders) with AudioSet labels where the real model has them.
+- ``http_folder``: a loopback HTTP server, to test verified downloads without the network.
 """
 
 from __future__ import annotations
 
+import functools
+import http.server
+import threading
 from pathlib import Path
 
 import pytest
@@ -108,3 +112,25 @@ def tiny_audio_lm_dir(tmp_path_factory) -> Path:
     Qwen2AudioProcessor(feature_extractor=WhisperFeatureExtractor(feature_size=128),
                         tokenizer=tokenizer).save_pretrained(folder / "model")
     return folder / "model"
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):  # keep test output clean
+        pass
+
+
+@pytest.fixture
+def http_folder(tmp_path, monkeypatch):
+    """A loopback HTTP server over a temporary folder; yields (folder, base_url)."""
+    served = tmp_path / "served"
+    served.mkdir()
+    handler = functools.partial(_QuietHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    yield served, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
