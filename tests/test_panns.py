@@ -149,3 +149,12 @@ def test_unreadable_checkpoints_are_clear_errors(tmp_path):
         load_tagger("panns", model=other, device="cpu")
     with pytest.raises(ModelNotAvailableError, match="not found"):
         load_tagger("panns", model=tmp_path / "missing.pth", device="cpu")
+
+
+def test_a_complete_checkpoint_from_panns_inference_is_reused(tiny_cnn14_checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setenv("AUTOSEP_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(panns, "legacy_checkpoint_path", lambda: tiny_cnn14_checkpoint)
+    monkeypatch.setattr(panns, "CNN14_SIZE", tiny_cnn14_checkpoint.stat().st_size)
+    monkeypatch.setattr(panns, "CNN14_MD5", hashlib.md5(tiny_cnn14_checkpoint.read_bytes()).hexdigest())
+    path = panns.fetch_cnn14()  # offline: succeeds only by copying the existing file
+    assert path == panns.cnn14_checkpoint_path() and path.read_bytes() == tiny_cnn14_checkpoint.read_bytes()

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from ..registry import KnownModel
 from .base import Tagger, TagResult
 from .planner import DEFAULT_MAX_SOURCES, DEFAULT_THRESHOLD, OPEN_SET_PREFIX, PlannedSource, plan_sources
+
+if TYPE_CHECKING:
+    import torch
 
 TAGGER_NAMES: tuple[str, ...] = ("panns", "ast", "clap", "audio-lm")
 DEFAULT_TAGGER = "panns"
@@ -57,7 +59,7 @@ KNOWN_MODELS: list[KnownModel] = [
 def load_tagger(
     name: str = DEFAULT_TAGGER,
     model: str | Path | None = None,
-    device: str | torch.device = "auto",
+    device: "str | torch.device" = "auto",
     vocab: str | Path | Sequence[str] | None = None,
 ) -> Tagger:
     """Load a tagger by name (``TAGGER_NAMES``); ``model`` is a hub id, local folder or checkpoint path.

@@ -135,9 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     out = Console(highlight=False)
     for path in files:
         try:
-            recording = load_audio(path)
-            result = tagger.tag(recording.samples, recording.sample_rate)
-            plan = plan_sources(result.probs, result.labels, result.window_times, **options)
+            with err.status(f"tagging {path.name}...", spinner="dots"):
+                recording = load_audio(path)
+                result = tagger.tag(recording.samples, recording.sample_rate)
+                plan = plan_sources(result.probs, result.labels, result.window_times, **options)
         except AutosepError as exc:
             failures.append({"file": str(path), "error": str(exc)})
             err.print(f"[red]{exc}[/red]", soft_wrap=True)

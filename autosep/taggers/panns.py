@@ -46,7 +46,13 @@ def ensure_panns_labels() -> Path:
         return target
     except (OSError, ValueError, IndexError):
         pass  # missing, empty or truncated (a failed wget leaves an empty file): replace it
-    return copy_into_place(class_labels_csv(), target)
+    try:
+        return copy_into_place(class_labels_csv(), target)
+    except OSError as exc:
+        raise ModelNotAvailableError(
+            f"cannot write the PANNs label list to {target} ({exc}); panns-inference needs it there. "
+            "Make that folder writable (or set HOME to a writable folder) and try again."
+        ) from None
 
 
 def _panns_models():
@@ -60,9 +66,17 @@ def cnn14_checkpoint_path() -> Path:
     return cache_dir() / "panns" / CNN14_FILENAME
 
 
+def legacy_checkpoint_path() -> Path:
+    """Where ``panns_inference`` itself keeps the checkpoint; a complete copy there is reused, not fetched again."""
+    return Path.home() / "panns_data" / CNN14_FILENAME
+
+
 def fetch_cnn14() -> Path:
     """Download the Cnn14 checkpoint into autosep's cache (once) and return its path."""
     dest = cnn14_checkpoint_path()
+    legacy = legacy_checkpoint_path()
+    if not dest.is_file() and legacy.is_file() and legacy.stat().st_size == CNN14_SIZE and _md5(legacy) == CNN14_MD5:
+        return copy_into_place(legacy, dest)
     fresh = not dest.is_file()
     path = ensure_file(CNN14_URL, dest, size=CNN14_SIZE, description="PANNs Cnn14 checkpoint")
     if fresh and _md5(path) != CNN14_MD5:
