@@ -193,3 +193,7 @@ def test_open_set_phrases_merge_like_their_classes():
     assert [(s.prompt, s.mid) for s in alone] == [("man speaking", "/m/09x0r")]  # own words, Speech group
     both = plan({"open:man speaking": 1.0, "open:woman speaking": 0.9})
     assert [(s.label, s.prompt) for s in both] == [("Speech", "speech")]  # two speakers: the group's prompt
+
+
+def test_nan_scores_count_as_absent():
+    assert labels_of(plan({"Dog": float("nan"), "Cat": 0.9})) == ["Cat"]

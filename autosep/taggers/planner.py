@@ -229,7 +229,7 @@ def plan_sources(
     ``prompts`` overrides the prompt of a class (keys: display names, mids or open-set phrases). Returns the
     plan highest score first (forced ``include`` sources first); an empty list when nothing is detected.
     """
-    scores = np.asarray(probs, dtype=np.float64)
+    scores = np.nan_to_num(np.asarray(probs, dtype=np.float64), nan=0.0)  # a NaN score is no evidence
     if scores.ndim == 1:
         scores = scores[None, :]
     if scores.ndim != 2 or scores.shape[1] != len(labels) or scores.shape[0] != len(window_times):

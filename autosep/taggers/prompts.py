@@ -214,11 +214,8 @@ class _PhraseIndex:
                 self.exact.setdefault(prompt.casefold(), node.id)
 
 
-_INDEX_CACHE: dict[int, _PhraseIndex] = {}
-
-
 def _phrase_index(ontology) -> _PhraseIndex:
-    key = id(ontology)
-    if key not in _INDEX_CACHE:
-        _INDEX_CACHE[key] = _PhraseIndex(ontology)
-    return _INDEX_CACHE[key]
+    index = getattr(ontology, "_phrase_index", None)
+    if index is None:
+        index = ontology._phrase_index = _PhraseIndex(ontology)  # built once per loaded ontology
+    return index
