@@ -146,3 +146,16 @@ def test_audio_lm_phrases_become_open_set_columns_per_window(tiny_audio_lm_dir, 
     assert {s.prompt for s in plan} == {"man speaking", "acoustic guitar", "rain on a roof"}
     speech = next(s for s in plan if s.prompt == "man speaking")
     assert speech.segments == [(0.0, 30.0), (40.0, 70.0)]
+
+
+def test_audio_lm_parsing_work_is_bounded():
+    import time
+
+    start = time.perf_counter()
+    phrases, warning = parse_sources("[" + "x] [" * 3000 + "]")
+    assert phrases == [] and warning
+    assert time.perf_counter() - start < 2.0
+
+
+def test_audio_lm_list_followed_by_bracketed_text():
+    assert parse_sources('Sources: ["dog barking"] (and [maybe] a cat)') == (["dog barking"], None)

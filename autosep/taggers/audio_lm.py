@@ -65,10 +65,13 @@ def parse_sources(text: object) -> tuple[list[str], str | None]:
     return list(dict.fromkeys(phrases))[:MAX_SOURCES_PER_WINDOW], None
 
 
-def _json_items(body: str) -> list[str] | None:
+def _json_items(body: str, max_tries: int = 400) -> list[str] | None:
+    """The first JSON list in ``body`` (tries each "[" with each later "]", longest first; bounded work)."""
+    tries = 0
     for match in re.finditer(r"\[", body):
         end = body.rfind("]")
-        while end > match.start():
+        while end > match.start() and tries < max_tries:
+            tries += 1
             try:
                 value = json.loads(body[match.start():end + 1])
             except (json.JSONDecodeError, RecursionError):

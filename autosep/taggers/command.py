@@ -126,7 +126,11 @@ def main(argv: list[str] | None = None) -> int:
         with err.status(f"loading the {args.tagger} tagger...", spinner="dots"):
             tagger = load_tagger(args.tagger, args.tagger_model, args.device, args.vocab)
     except (AutosepError, ValueError) as exc:
-        err.print(f"[red]autosep tag: {exc}[/red]")
+        err.print(f"[red]autosep tag: {exc}[/red]", soft_wrap=True)
+        return EXIT_NOTHING_RAN
+    except Exception as exc:  # a broken model folder can fail in many ways; say which model, not a traceback
+        err.print(f"[red]autosep tag: could not load the {args.tagger} tagger "
+                  f"({args.tagger_model or 'default model'}): {type(exc).__name__}: {exc}[/red]", soft_wrap=True)
         return EXIT_NOTHING_RAN
     if options["threshold"] is None:
         options["threshold"] = tagger.default_threshold
