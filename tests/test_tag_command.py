@@ -125,3 +125,14 @@ def test_planner_options_for_the_main_command(tmp_path):
                        "prompts": {"bark": "yapping"}}
     assert planner_options(parser.parse_args(["--threshold", "0.1"]), FakeTagger())["threshold"] == 0.1
     assert planner_options(parser.parse_args([]))["threshold"] is None
+
+
+def test_names_with_brackets_are_printed_verbatim(tmp_path, tiny_cnn14_checkpoint, capsys):
+    odd = tmp_path / "[bold]take [2].wav"
+    odd.write_bytes(b"garbage")
+    good = tmp_path / "[red]mix.wav"
+    sf.write(good, np.zeros(16000, dtype=np.float32), 16000)
+    assert main([str(odd), str(good), "--tagger-model", str(tiny_cnn14_checkpoint), "--device", "cpu"]) == 3
+    captured = capsys.readouterr()
+    assert "[bold]take [2].wav" in captured.err
+    assert "[red]mix.wav" in captured.out

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ..audio import load_audio
@@ -110,27 +111,30 @@ def main(argv: list[str] | None = None) -> int:
         return int(exit_.code or 0)
     err = Console(stderr=True, highlight=False)
     if args.vocab and args.tagger != "clap":
-        err.print("[red]autosep tag: --vocab is only used by --tagger clap[/red]")
+        err.print("autosep tag: --vocab is only used by --tagger clap", style="red", markup=False,
+                  soft_wrap=True)
         return EXIT_USAGE
     try:
         options = planner_options(args)
     except AutosepError as exc:
-        err.print(f"[red]autosep tag: {exc}[/red]")
+        err.print(f"autosep tag: {exc}", style="red", markup=False, soft_wrap=True)
         return EXIT_USAGE
 
     files = expand_inputs(args.inputs)
     if not files:
-        err.print("[red]autosep tag: no audio or video files found in the given inputs[/red]")
+        err.print("autosep tag: no audio or video files found in the given inputs", style="red", markup=False,
+                  soft_wrap=True)
         return EXIT_NOTHING_RAN
     try:
         with err.status(f"loading the {args.tagger} tagger...", spinner="dots"):
             tagger = load_tagger(args.tagger, args.tagger_model, args.device, args.vocab)
     except (AutosepError, ValueError) as exc:
-        err.print(f"[red]autosep tag: {exc}[/red]", soft_wrap=True)
+        err.print(f"autosep tag: {exc}", style="red", markup=False, soft_wrap=True)
         return EXIT_NOTHING_RAN
     except Exception as exc:  # a broken model folder can fail in many ways; say which model, not a traceback
-        err.print(f"[red]autosep tag: could not load the {args.tagger} tagger "
-                  f"({args.tagger_model or 'default model'}): {type(exc).__name__}: {exc}[/red]", soft_wrap=True)
+        err.print(f"autosep tag: could not load the {args.tagger} tagger "
+                  f"({args.tagger_model or 'default model'}): {type(exc).__name__}: {exc}", style="red",
+                  markup=False, soft_wrap=True)
         return EXIT_NOTHING_RAN
     if options["threshold"] is None:
         options["threshold"] = tagger.default_threshold
@@ -145,15 +149,15 @@ def main(argv: list[str] | None = None) -> int:
                 plan = plan_sources(result.probs, result.labels, result.window_times, **options)
         except AutosepError as exc:
             failures.append({"file": str(path), "error": str(exc)})
-            err.print(f"[red]{exc}[/red]", soft_wrap=True)
+            err.print(str(exc), style="red", markup=False, soft_wrap=True)
             continue
         except Exception as exc:  # keep the batch going; name the file instead of printing a traceback
             message = f"{path}: tagging failed ({type(exc).__name__}: {exc})"
             failures.append({"file": str(path), "error": message})
-            err.print(f"[red]{message}[/red]", soft_wrap=True)
+            err.print(message, style="red", markup=False, soft_wrap=True)
             continue
         for note in result.notes:
-            err.print(f"[yellow]{path}: {note}[/yellow]", soft_wrap=True)
+            err.print(f"{path}: {note}", style="yellow", markup=False, soft_wrap=True)
         report = _report(path, recording.duration, tagger, result, plan, options["threshold"],
                          args.top if args.all else 0)
         reports.append(report)
@@ -197,8 +201,8 @@ def _clock(seconds: float) -> str:
 
 
 def _print_report(console: Console, report: dict) -> None:
-    title = (f"{report['file']}  ({_clock(report['duration'])}, {report['tagger']}, "
-             f"threshold {report['threshold']:g})")
+    title = escape(f"{report['file']}  ({_clock(report['duration'])}, {report['tagger']}, "
+                   f"threshold {report['threshold']:g})")
     if not report["sources"]:
         console.print(f"[bold]{title}[/bold]\n  no separable sources detected "
                       "(try a lower --threshold, or --all to see the raw scores)")
@@ -211,13 +215,13 @@ def _print_report(console: Console, report: dict) -> None:
             segments = ", ".join(f"{_clock(s)}-{_clock(e)}" for s, e in source["segments"][:4])
             if len(source["segments"]) > 4:
                 segments += f" (+{len(source['segments']) - 4})"
-            table.add_row(str(i), source["label"], f"{source['score']:.2f}", f"{source['active_seconds']:.1f} s",
-                          source["prompt"], segments)
+            table.add_row(str(i), escape(source["label"]), f"{source['score']:.2f}",
+                          f"{source['active_seconds']:.1f} s", escape(source["prompt"]), segments)
         console.print(table)
     if "top_classes" in report:
         table = Table(title="top classes", title_justify="left", caption="file-level score: max over windows")
         table.add_column("class")
         table.add_column("score", justify="right")
         for entry in report["top_classes"]:
-            table.add_row(entry["label"], f"{entry['score']:.3f}")
+            table.add_row(escape(entry["label"]), f"{entry['score']:.3f}")
         console.print(table)
