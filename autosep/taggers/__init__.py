@@ -1,0 +1,95 @@
+"""Audio taggers, AudioSet metadata and the source planner.
+
+```python
+from autosep.taggers import load_tagger, plan_sources
+tagger = load_tagger("panns")                       # load once, reuse
+result = tagger.tag(wave, sample_rate)              # TagResult: probs [windows, classes], labels, window_times
+plan = plan_sources(result.probs, result.labels, result.window_times, threshold=tagger.default_threshold)
+```
+Model modules are imported only when their tagger is loaded, so importing this package never imports
+transformers or ``panns_inference``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..registry import KnownModel
+from .base import Tagger, TagResult
+from .planner import DEFAULT_MAX_SOURCES, DEFAULT_THRESHOLD, OPEN_SET_PREFIX, PlannedSource, plan_sources
+
+if TYPE_CHECKING:
+    import torch
+
+TAGGER_NAMES: tuple[str, ...] = ("panns", "ast", "clap", "audio-lm")
+DEFAULT_TAGGER = "panns"
+
+
+def _fetch_panns() -> Path:
+    from .panns import fetch_cnn14
+
+    return fetch_cnn14()
+
+
+KNOWN_MODELS: list[KnownModel] = [
+    KnownModel(
+        alias="panns", role="tagger",
+        source="https://zenodo.org/record/3987831/files/Cnn14_mAP%3D0.431.pth?download=1",
+        size="327 MB", licence="CC BY 4.0",
+        description="PANNs Cnn14 AudioSet tagger (mAP 0.431), 32 kHz; the default tagger",
+        fetch=_fetch_panns,
+    ),
+    KnownModel(
+        alias="ast", role="tagger", source="MIT/ast-finetuned-audioset-10-10-0.4593", size="346 MB",
+        licence="BSD-3-Clause", description="Audio Spectrogram Transformer AudioSet tagger (mAP 0.459), 16 kHz",
+    ),
+    KnownModel(
+        alias="clap", role="tagger", source="laion/clap-htsat-unfused", size="615 MB", licence="Apache-2.0",
+        description="LAION CLAP zero-shot tagger over AudioSet names or your own vocabulary, 48 kHz",
+    ),
+    KnownModel(
+        alias="audio-lm", role="tagger", source="Qwen/Qwen2-Audio-7B-Instruct", size="16.8 GB",
+        licence="Apache-2.0", description="Qwen2-Audio instruction model asked for the sound sources (open set)",
+    ),
+]
+
+
+def load_tagger(
+    name: str = DEFAULT_TAGGER,
+    model: str | Path | None = None,
+    device: "str | torch.device" = "auto",
+    vocab: str | Path | Sequence[str] | None = None,
+) -> Tagger:
+    """Load a tagger by name (``TAGGER_NAMES``); ``model`` is a hub id, local folder or checkpoint path.
+
+    Raises :class:`autosep.errors.ModelNotAvailableError` when the model is neither cached nor downloadable.
+    ``vocab`` (a file with one phrase per line, or a list) is for ``clap`` only.
+    """
+    key = str(name).strip().lower().replace("_", "-")
+    if key not in TAGGER_NAMES:
+        raise ValueError(f"unknown tagger {name!r}: choose one of {', '.join(TAGGER_NAMES)}")
+    if vocab is not None and key != "clap":
+        raise ValueError("a vocabulary (--vocab) is only used by the clap tagger")
+    if key == "panns":
+        from .panns import PannsTagger
+
+        return PannsTagger(model, device)
+    if key == "ast":
+        from .ast import ASTTagger
+
+        return ASTTagger(model, device)
+    if key == "clap":
+        from .clap import ClapTagger
+
+        return ClapTagger(model, device, vocab)
+    from .audio_lm import AudioLMTagger
+
+    return AudioLMTagger(model, device)
+
+
+__all__ = [
+    "DEFAULT_MAX_SOURCES", "DEFAULT_TAGGER", "DEFAULT_THRESHOLD", "KNOWN_MODELS", "OPEN_SET_PREFIX",
+    "PlannedSource", "TAGGER_NAMES", "TagResult", "Tagger", "load_tagger", "plan_sources",
+]

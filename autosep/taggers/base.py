@@ -1,0 +1,107 @@
+"""What every tagger shares: the result type and windowed scoring over a whole recording.
+
+A tagger scores fixed windows of its own length with a hop (half a window by default), so a source audible
+for only part of a long recording is found and located. The last window is aligned to the end of the
+signal, so every sample is scored and no window is mostly padding; a recording shorter than one window is
+scored as a single window covering it.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..audio import resample
+
+
+@dataclass
+class TagResult:
+    """Per-window class probabilities: ``probs[w, c]`` is the probability that ``labels[c]`` is audible in
+    ``window_times[w]`` (seconds). Probabilities are independent per class (sigmoid), never a softmax."""
+
+    probs: np.ndarray
+    labels: list[str]
+    window_times: list[tuple[float, float]]
+    tagger: str = ""
+    model_id: str = ""
+    default_threshold: float | None = None
+    notes: list[str] = field(default_factory=list)  # warnings worth showing the user (e.g. unparseable LM text)
+
+    @property
+    def duration(self) -> float:
+        return max((end for _, end in self.window_times), default=0.0)
+
+    def top(self, count: int = 10) -> list[tuple[str, float]]:
+        """The ``count`` highest classes by file-level score (max over windows)."""
+        if self.probs.size == 0:
+            return []
+        best = self.probs.max(axis=0)
+        order = np.argsort(-best, kind="stable")[:count]
+        return [(self.labels[i], float(best[i])) for i in order]
+
+
+def window_bounds(frames: int, window: int, hop: int) -> list[tuple[int, int]]:
+    """Frame ranges ``[start, end)`` covering ``frames``: windows of ``window`` frames every ``hop`` frames,
+    the last one moved back to end at the signal's end."""
+    if frames <= 0:
+        return []
+    if frames <= window:
+        return [(0, frames)]
+    count = math.ceil((frames - window) / hop) + 1
+    starts = [min(i * hop, frames - window) for i in range(count)]
+    return [(s, s + window) for s in dict.fromkeys(starts)]
+
+
+def to_mono(wave: np.ndarray) -> np.ndarray:
+    """``[frames]`` or ``[frames, channels]`` -> float32 ``[frames]`` (channel average)."""
+    data = np.asarray(wave, dtype=np.float32)
+    if data.ndim == 2:
+        data = data.mean(axis=1, dtype=np.float32)
+    elif data.ndim != 1:
+        raise ValueError(f"expected a waveform [frames] or [frames, channels], got shape {data.shape}")
+    return np.ascontiguousarray(data)
+
+
+class Tagger(ABC):
+    """Base for all taggers: subclasses set the class attributes and implement ``score_windows``."""
+
+    name: str = ""
+    sample_rate: int = 16000
+    window_seconds: float = 10.0
+    hop_seconds: float | None = None  # None: half a window
+    batch_size: int = 4
+    default_threshold: float = 0.25
+    model_id: str = ""
+    labels: list[str] = []
+
+    @abstractmethod
+    def score_windows(self, windows: list[np.ndarray]) -> np.ndarray:
+        """Probabilities ``[len(windows), len(self.labels)]`` for mono windows at ``self.sample_rate``."""
+
+    def tag(self, wave: np.ndarray, sample_rate: int) -> TagResult:
+        """Score ``wave`` (``[frames]`` or ``[frames, channels]`` at ``sample_rate``) window by window."""
+        mono = resample(to_mono(wave), int(sample_rate), self.sample_rate)
+        window = max(1, int(round(self.window_seconds * self.sample_rate)))
+        hop_seconds = self.hop_seconds if self.hop_seconds else self.window_seconds / 2
+        hop = max(1, int(round(hop_seconds * self.sample_rate)))
+        bounds = window_bounds(len(mono), window, hop)
+        rows: list[np.ndarray] = []
+        for i in range(0, len(bounds), self.batch_size):
+            batch = [mono[s:e] for s, e in bounds[i:i + self.batch_size]]
+            scores = np.asarray(self.score_windows(batch), dtype=np.float32)
+            if scores.shape != (len(batch), len(self.labels)):
+                raise RuntimeError(f"{self.name}: scores of shape {scores.shape}, expected ({len(batch)}, "
+                                   f"{len(self.labels)})")
+            rows.append(scores)
+        probs = np.concatenate(rows, axis=0) if rows else np.zeros((0, len(self.labels)), dtype=np.float32)
+        times = [(s / self.sample_rate, e / self.sample_rate) for s, e in bounds]
+        return TagResult(probs, list(self.labels), times, self.name, self.model_id, self.default_threshold,
+                         self.take_notes())
+
+    def take_notes(self) -> list[str]:
+        """Warnings collected while scoring (cleared once read)."""
+        notes, self._notes = list(getattr(self, "_notes", [])), []
+        return notes

@@ -1,0 +1,227 @@
+"""``autosep tag INPUT...``: tag recordings and print the planned sources, without separating anything.
+
+Exit codes: 0 every input was tagged; 1 nothing could run (no inputs found, tagger unavailable, every input
+failed); 2 usage error; 3 some inputs failed (each named on stderr) while the others were tagged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from ..audio import load_audio
+from ..errors import AutosepError
+from ..inputs import expand_inputs
+from . import DEFAULT_TAGGER, TAGGER_NAMES, load_tagger
+from .audioset import load_ontology
+from .base import Tagger, TagResult
+from .planner import DEFAULT_MAX_SOURCES, OPEN_SET_PREFIX, PlannedSource, parse_hierarchy, plan_sources
+from .prompts import load_prompt_overrides
+
+EXIT_OK, EXIT_NOTHING_RAN, EXIT_USAGE, EXIT_SOME_FAILED = 0, 1, 2, 3
+
+
+def _hierarchy(value: str) -> str:
+    try:
+        parse_hierarchy(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
+
+
+def _non_negative(kind):
+    def parse(value: str):
+        number = kind(value)
+        if number < 0:
+            raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+        return number
+    return parse
+
+
+def add_tagging_arguments(parser: argparse.ArgumentParser) -> None:
+    """The tagger and planner options, shared by ``autosep tag`` and the main ``autosep`` command."""
+    group = parser.add_argument_group("tagging and source planning")
+    group.add_argument("--tagger", choices=TAGGER_NAMES, default=DEFAULT_TAGGER,
+                       help=f"audio tagger (default: {DEFAULT_TAGGER})")
+    group.add_argument("--tagger-model", metavar="ID_OR_PATH",
+                       help="tagger weights: Hugging Face id, local folder, or a Cnn14 .pth for panns")
+    group.add_argument("--threshold", type=_non_negative(float), metavar="P",
+                       help="presence threshold on per-window probabilities (default: the tagger's own)")
+    group.add_argument("--max-sources", type=_non_negative(int), default=DEFAULT_MAX_SOURCES, metavar="N",
+                       help=f"most sources to keep, highest scores first (default: {DEFAULT_MAX_SOURCES})")
+    group.add_argument("--min-active", type=_non_negative(float), metavar="SECONDS",
+                       help="a source must be active this long in total (default: one window)")
+    group.add_argument("--hierarchy", type=_hierarchy, default="leaf", metavar="leaf|level:N|none",
+                       help="leaf: most specific class only (default); level:N: collapse to ontology depth N; "
+                            "none: keep all")
+    group.add_argument("--include", action="append", default=[], metavar="NAME",
+                       help="always keep this source (class name, mid or prompt); repeatable")
+    group.add_argument("--exclude", action="append", default=[], metavar="NAME",
+                       help="never keep this source; repeatable")
+    group.add_argument("--vocab", metavar="FILE", help="clap: your own phrases, one per line")
+    group.add_argument("--prompts", metavar="FILE",
+                       help="prompt overrides, lines 'Display name = prompt'")
+
+
+def planner_options(args: argparse.Namespace, tagger: Tagger | None = None) -> dict:
+    """``plan_sources`` keyword arguments from parsed options; ``threshold`` falls back to the tagger's default.
+
+    Raises :class:`AutosepError` for an unreadable ``--prompts`` file.
+    """
+    threshold = args.threshold
+    if threshold is None and tagger is not None:
+        threshold = tagger.default_threshold
+    return {
+        "threshold": threshold,
+        "max_sources": args.max_sources,
+        "min_active": args.min_active,
+        "hierarchy": args.hierarchy,
+        "include": tuple(args.include or ()),
+        "exclude": tuple(args.exclude or ()),
+        "prompts": load_prompt_overrides(args.prompts) if getattr(args, "prompts", None) else None,
+    }
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="autosep tag",
+        description="Tag recordings and show the sources autosep would separate, with their prompts.",
+    )
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="audio/video files, folders or glob patterns")
+    add_tagging_arguments(parser)
+    parser.add_argument("--all", action="store_true", help="also show the raw top classes of the tagger")
+    parser.add_argument("--top", type=_non_negative(int), default=10, metavar="N",
+                        help="how many raw classes --all shows (default: 10)")
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
+    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    try:
+        args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    err = Console(stderr=True, highlight=False)
+    if args.vocab and args.tagger != "clap":
+        err.print("autosep tag: --vocab is only used by --tagger clap", style="red", markup=False,
+                  soft_wrap=True)
+        return EXIT_USAGE
+    try:
+        options = planner_options(args)
+    except AutosepError as exc:
+        err.print(f"autosep tag: {exc}", style="red", markup=False, soft_wrap=True)
+        return EXIT_USAGE
+
+    files = expand_inputs(args.inputs)
+    if not files:
+        err.print("autosep tag: no audio or video files found in the given inputs", style="red", markup=False,
+                  soft_wrap=True)
+        return EXIT_NOTHING_RAN
+    try:
+        with err.status(f"loading the {args.tagger} tagger...", spinner="dots"):
+            tagger = load_tagger(args.tagger, args.tagger_model, args.device, args.vocab)
+    except (AutosepError, ValueError) as exc:
+        err.print(f"autosep tag: {exc}", style="red", markup=False, soft_wrap=True)
+        return EXIT_NOTHING_RAN
+    except Exception as exc:  # a broken model folder can fail in many ways; say which model, not a traceback
+        err.print(f"autosep tag: could not load the {args.tagger} tagger "
+                  f"({args.tagger_model or 'default model'}): {type(exc).__name__}: {exc}", style="red",
+                  markup=False, soft_wrap=True)
+        return EXIT_NOTHING_RAN
+    if options["threshold"] is None:
+        options["threshold"] = tagger.default_threshold
+
+    reports, failures = [], []
+    out = Console(highlight=False)
+    for path in files:
+        try:
+            with err.status(f"tagging {path.name}...", spinner="dots"):
+                recording = load_audio(path)
+                result = tagger.tag(recording.samples, recording.sample_rate)
+                plan = plan_sources(result.probs, result.labels, result.window_times, **options)
+        except AutosepError as exc:
+            failures.append({"file": str(path), "error": str(exc)})
+            err.print(str(exc), style="red", markup=False, soft_wrap=True)
+            continue
+        except Exception as exc:  # keep the batch going; name the file instead of printing a traceback
+            message = f"{path}: tagging failed ({type(exc).__name__}: {exc})"
+            failures.append({"file": str(path), "error": message})
+            err.print(message, style="red", markup=False, soft_wrap=True)
+            continue
+        for note in result.notes:
+            err.print(f"{path}: {note}", style="yellow", markup=False, soft_wrap=True)
+        report = _report(path, recording.duration, tagger, result, plan, options["threshold"],
+                         args.top if args.all else 0)
+        reports.append(report)
+        if not args.json:
+            _print_report(out, report)
+
+    if args.json:
+        print(json.dumps({"files": reports, "errors": failures}, indent=2))
+    if not reports:
+        return EXIT_NOTHING_RAN
+    return EXIT_SOME_FAILED if failures else EXIT_OK
+
+
+def _display(label: str) -> tuple[str, str | None]:
+    if label.startswith(OPEN_SET_PREFIX):
+        return label[len(OPEN_SET_PREFIX):], None
+    node = load_ontology().lookup(label)
+    return (node.name, node.id) if node is not None else (label, None)
+
+
+def _report(path: Path, duration: float, tagger: Tagger, result: TagResult, plan: list[PlannedSource],
+            threshold: float, top: int) -> dict:
+    report = {
+        "file": str(path), "duration": round(duration, 3), "tagger": tagger.name, "model": tagger.model_id,
+        "threshold": threshold, "windows": len(result.window_times),
+        "sources": [source.to_dict() for source in plan],
+    }
+    if top:
+        report["top_classes"] = [
+            {"label": name, "mid": mid, "score": round(score, 4)}
+            for (name, mid), score in ((_display(label), score) for label, score in result.top(top))
+        ]
+    if result.notes:
+        report["notes"] = list(result.notes)
+    return report
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(seconds, 60)
+    return f"{int(minutes)}:{secs:04.1f}"
+
+
+def _print_report(console: Console, report: dict) -> None:
+    title = escape(f"{report['file']}  ({_clock(report['duration'])}, {report['tagger']}, "
+                   f"threshold {report['threshold']:g})")
+    if not report["sources"]:
+        console.print(f"[bold]{title}[/bold]\n  no separable sources detected "
+                      "(try a lower --threshold, or --all to see the raw scores)")
+    else:
+        table = Table(title=title, title_justify="left")
+        for column, justify in (("#", "right"), ("source", "left"), ("score", "right"), ("active", "right"),
+                                ("prompt", "left"), ("segments", "left")):
+            table.add_column(column, justify=justify)
+        for i, source in enumerate(report["sources"], start=1):
+            segments = ", ".join(f"{_clock(s)}-{_clock(e)}" for s, e in source["segments"][:4])
+            if len(source["segments"]) > 4:
+                segments += f" (+{len(source['segments']) - 4})"
+            table.add_row(str(i), escape(source["label"]), f"{source['score']:.2f}",
+                          f"{source['active_seconds']:.1f} s", escape(source["prompt"]), segments)
+        console.print(table)
+    if "top_classes" in report:
+        table = Table(title="top classes", title_justify="left", caption="file-level score: max over windows")
+        table.add_column("class")
+        table.add_column("score", justify="right")
+        for entry in report["top_classes"]:
+            table.add_row(escape(entry["label"]), f"{entry['score']:.3f}")
+        console.print(table)

@@ -1,0 +1,138 @@
+"""``autosep tag`` end to end on a tiny PANNs checkpoint, and input expansion."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from autosep.cli import main as cli_main
+from autosep.inputs import expand_inputs
+from autosep.taggers.command import add_tagging_arguments, main, planner_options
+
+
+@pytest.fixture
+def recordings(tmp_path) -> Path:
+    folder = tmp_path / "recordings"
+    (folder / "sub").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    sf.write(folder / "a.wav", (0.1 * rng.standard_normal(3 * 16000)).astype(np.float32), 16000)
+    sf.write(folder / "sub" / "b.flac", (0.1 * rng.standard_normal((2 * 22050, 2))).astype(np.float32), 22050)
+    (folder / "notes.txt").write_text("not audio")
+    (folder / ".hidden.wav").write_bytes(b"")
+    return folder
+
+
+def test_expand_inputs(recordings, tmp_path, monkeypatch):
+    a, b = recordings / "a.wav", recordings / "sub" / "b.flac"
+    assert expand_inputs([recordings]) == [a, b]
+    assert expand_inputs([str(recordings / "**" / "*.flac"), str(a), str(a)]) == [b, a]
+    assert expand_inputs([recordings / "notes.txt"]) == [recordings / "notes.txt"]  # explicit file: kept
+    assert expand_inputs([tmp_path / "missing.wav"]) == [tmp_path / "missing.wav"]
+    assert expand_inputs([str(tmp_path / "*.nothing")]) == [tmp_path / "*.nothing"]
+    monkeypatch.chdir(recordings)
+    assert expand_inputs(["*.wav"]) == [Path("a.wav")]
+
+
+def test_tag_prints_a_table_per_file(recordings, tiny_cnn14_checkpoint, capsys):
+    code = main([str(recordings), "--tagger-model", str(tiny_cnn14_checkpoint), "--device", "cpu",
+                 "--threshold", "0", "--max-sources", "2", "--all", "--top", "3"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "a.wav" in out and "b.flac" in out
+    assert "prompt" in out and "top classes" in out
+
+
+def test_tag_json_output(recordings, tiny_cnn14_checkpoint, capsys):
+    code = main([str(recordings / "a.wav"), "--tagger-model", str(tiny_cnn14_checkpoint), "--device", "cpu",
+                 "--json", "--threshold", "0", "--max-sources", "3", "--all", "--top", "5",
+                 "--exclude", "Speech"])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    (entry,) = report["files"]
+    assert report["errors"] == []
+    assert entry["file"].endswith("a.wav") and entry["tagger"] == "panns" and entry["threshold"] == 0
+    assert entry["duration"] == pytest.approx(3.0) and entry["windows"] == 1
+    assert len(entry["sources"]) == 3
+    assert {"label", "mid", "score", "prompt", "active_seconds", "segments"} <= set(entry["sources"][0])
+    assert all(s["label"] != "Speech" for s in entry["sources"])
+    assert len(entry["top_classes"]) == 5
+    scores = [s["score"] for s in entry["sources"]]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_bad_inputs_are_named_and_the_batch_goes_on(recordings, tiny_cnn14_checkpoint, capsys, tmp_path):
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF....garbage")
+    code = main([str(recordings / "a.wav"), str(broken), str(tmp_path / "missing.mp3"), "--json",
+                 "--tagger-model", str(tiny_cnn14_checkpoint), "--device", "cpu"])
+    captured = capsys.readouterr()
+    assert code == 3
+    report = json.loads(captured.out)
+    assert [Path(f["file"]).name for f in report["files"]] == ["a.wav"]
+    assert {Path(e["file"]).name for e in report["errors"]} == {"broken.wav", "missing.mp3"}
+    assert "broken.wav" in captured.err and "missing.mp3" in captured.err
+    assert "Traceback" not in captured.err
+
+
+def test_nothing_could_run(tmp_path, capsys, tiny_cnn14_checkpoint):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main([str(empty)]) == 1
+    assert "no audio or video files" in capsys.readouterr().err
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"garbage")
+    assert main([str(broken), "--tagger-model", str(tiny_cnn14_checkpoint), "--device", "cpu"]) == 1
+    assert main([str(broken), "--tagger", "ast", "--tagger-model", "nobody/none"]) == 1
+    err = capsys.readouterr().err
+    assert "nobody/none" in err and "autosep models download ast" in err
+
+
+def test_usage_errors_exit_2(tmp_path, capsys):
+    assert main([]) == 2
+    assert main(["x.wav", "--tagger", "yamnet"]) == 2
+    assert main(["x.wav", "--hierarchy", "deepest"]) == 2
+    assert main(["x.wav", "--max-sources", "-1"]) == 2
+    assert main(["x.wav", "--vocab", "words.txt"]) == 2  # --vocab without --tagger clap
+    assert main(["x.wav", "--prompts", str(tmp_path / "missing.txt")]) == 2
+    assert "missing.txt" in capsys.readouterr().err
+
+
+def test_cli_dispatches_tag(recordings, tiny_cnn14_checkpoint, capsys):
+    assert cli_main(["tag", str(recordings / "a.wav"), "--tagger-model", str(tiny_cnn14_checkpoint),
+                     "--device", "cpu", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["files"][0]["tagger"] == "panns"
+
+
+def test_planner_options_for_the_main_command(tmp_path):
+    parser = argparse.ArgumentParser()
+    add_tagging_arguments(parser)
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("Bark = yapping\n")
+    args = parser.parse_args(["--include", "Cello", "--include", "Male speech, man speaking", "--exclude", "Dog",
+                              "--hierarchy", "level:2", "--min-active", "2.5", "--prompts", str(prompts)])
+
+    class FakeTagger:
+        default_threshold = 0.4
+
+    options = planner_options(args, FakeTagger())
+    assert options == {"threshold": 0.4, "max_sources": 4, "min_active": 2.5, "hierarchy": "level:2",
+                       "include": ("Cello", "Male speech, man speaking"), "exclude": ("Dog",),
+                       "prompts": {"bark": "yapping"}}
+    assert planner_options(parser.parse_args(["--threshold", "0.1"]), FakeTagger())["threshold"] == 0.1
+    assert planner_options(parser.parse_args([]))["threshold"] is None
+
+
+def test_names_with_brackets_are_printed_verbatim(tmp_path, tiny_cnn14_checkpoint, capsys):
+    odd = tmp_path / "[bold]take [2].wav"
+    odd.write_bytes(b"garbage")
+    good = tmp_path / "[red]mix.wav"
+    sf.write(good, np.zeros(16000, dtype=np.float32), 16000)
+    assert main([str(odd), str(good), "--tagger-model", str(tiny_cnn14_checkpoint), "--device", "cpu"]) == 3
+    captured = capsys.readouterr()
+    assert "[bold]take [2].wav" in captured.err
+    assert "[red]mix.wav" in captured.out
