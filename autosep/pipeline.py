@@ -168,7 +168,7 @@ class Pipeline:
         except (AutosepError, OSError) as exc:
             message = str(exc) if isinstance(exc, AutosepError) else f"{item.path}: {exc.strerror or exc}"
             result = RecordingResult(item.path, None, "failed", message)
-        except RuntimeError as exc:  # from torch/diffusers: keep the batch going, say which file
+        except (RuntimeError, ValueError) as exc:  # from torch/diffusers/the models: say which file, go on
             result = RecordingResult(item.path, None, "failed", f"{item.path}: separation failed: {exc}")
         result.seconds = time.perf_counter() - started
         return result
@@ -280,20 +280,35 @@ class Pipeline:
     # -- tagging and planning --------------------------------------------------------------------------------------
 
     def _plan(self, reader: AudioReader) -> tuple[list, list[dict], float, int]:
-        """One streaming pass over the file: peak, NaN count and (unless sources were given) tags per block."""
+        """One streaming pass over the file: peak, NaN count and (unless sources were given) tags per block.
+
+        The tagger sees blocks of about TAG_BLOCK_S, each extended by (tagger window - hop) so its windows
+        continue the same grid across block boundaries, as if it had scored the whole file at once.
+        """
         opts = self.options
-        block = max(1, int(TAG_BLOCK_S * reader.sample_rate))
+        rate = reader.sample_rate
+        tagging = self.tagger is not None and opts.sources is None
+        window_s = float(getattr(self.tagger, "window_seconds", 10.0) or 10.0)
+        hop_s = float(getattr(self.tagger, "hop_seconds", None) or window_s / 2)
+        hop = max(1, round(hop_s * rate))
+        block = max(hop, round(TAG_BLOCK_S * rate / hop) * hop) if tagging else max(1, int(TAG_BLOCK_S * rate))
+        extra = max(0, round(window_s * rate) - hop)
         tagged: list = []
 
         def tag_block(start: int, samples: np.ndarray) -> None:
-            if self.tagger is not None and opts.sources is None:
-                tagged.append((start / reader.sample_rate, self.tagger.tag(samples, reader.sample_rate)))
+            if not tagging:
+                return
+            end = start + len(samples)
+            tail = min(extra, reader.frames - end)
+            if tail > 0:
+                samples = np.concatenate([samples, reader.read(end, tail)])
+            tagged.append((start / rate, self.tagger.tag(samples, rate)))
 
         result = scan(reader, block, tag_block)
         if opts.sources is not None:
             everywhere = [(0.0, reader.duration)]
-            plan = [GivenSource(label=s.strip(), prompt=s.strip(), segments=list(everywhere))
-                    for s in opts.sources if s.strip()]
+            prompts = list(dict.fromkeys(s.strip() for s in opts.sources if s.strip()))  # drop repeats, keep order
+            plan = [GivenSource(label=p, prompt=p, segments=list(everywhere)) for p in prompts]
             return plan, [], result.peak, result.non_finite
         if not tagged or result.peak < SILENCE_PEAK:
             return [], [], result.peak, result.non_finite

@@ -194,3 +194,70 @@ def test_silent_windows_skip_the_separator(tmp_path):
     assert len(separator.calls) == 1  # 4 one-second windows, only the last one holds sound
     assert [w.get("silent", False) for w in result.manifest["windows"]] == [True, True, True, False]
     np.testing.assert_allclose(sum(result.load_stems().values()), data, atol=1e-6)
+
+
+class BandTaggerDouble:
+    """Test double for a tagger, built on the real windowed ``Tagger`` base: "Dog" scores energy below 700 Hz,
+    "Speech" energy above it, per 10 s window with a 5 s hop."""
+
+    def __new__(cls):
+        from autosep.taggers.base import Tagger
+
+        class _Double(Tagger):
+            name, model_id, sample_rate, labels = "band-tagger-test-double", "double", 16000, ["Dog", "Speech"]
+
+            def score_windows(self, windows):
+                rows = []
+                for w in windows:
+                    spectrum = np.abs(np.fft.rfft(w)) ** 2
+                    freqs = np.fft.rfftfreq(len(w), 1 / 16000)
+                    low, high = spectrum[freqs < 700].sum(), spectrum[freqs >= 700].sum()
+                    total = low + high + 1e-9
+                    rows.append([float(low / total > 0.05), float(high / total > 0.05)])
+                return np.asarray(rows, np.float32)
+
+        return _Double()
+
+
+def test_tagged_sources_are_separated_only_where_the_planner_found_them(tmp_path, monkeypatch):
+    import autosep.pipeline as pipeline_module
+
+    monkeypatch.setattr(pipeline_module, "TAG_BLOCK_S", 30.0)  # several tagging blocks in a 100 s file
+    rate = 16000
+    t = np.arange(100 * rate) / rate
+    data = np.zeros(len(t), np.float32)
+    data[: 20 * rate] += (0.3 * np.sin(2 * np.pi * 300 * t[: 20 * rate])).astype(np.float32)
+    data[70 * rate :] += (0.3 * np.sin(2 * np.pi * 2500 * t[70 * rate :])).astype(np.float32)
+    (tmp_path / "in").mkdir()
+    sf.write(tmp_path / "in" / "scene.wav", data, rate, subtype="FLOAT")
+    separator = BandSeparatorDouble()
+    options = PipelineOptions(window=10.24, margin=0.0, out=str(tmp_path / "out"),
+                              planner={"threshold": 0.5, "hierarchy": "none", "max_sources": 4})
+    import autosep.taggers as taggers
+
+    seen = {}
+    real_plan = taggers.plan_sources
+
+    def spy(probs, labels, window_times, **kwargs):
+        seen["times"] = list(window_times)
+        return real_plan(probs, labels, window_times, **kwargs)
+
+    monkeypatch.setattr(taggers, "plan_sources", spy)
+    pipeline = Pipeline(options, tagger=BandTaggerDouble(), separator=separator)
+    (item,), _ = collect_inputs([str(tmp_path / "in")])
+    result = pipeline.process(item)
+    assert result.status == "done", result.message
+    # Tag windows continue one 5 s grid across the 30 s tagging blocks: no gap, no repeat.
+    assert seen["times"] == [(5.0 * i, 5.0 * i + 10.0) for i in range(19)]
+    labels = {s.label: s for s in result.plan}
+    assert set(labels) == {"Dog", "Speech"}
+    dog, speech = labels["Dog"].segments, labels["Speech"].segments
+    assert dog[0][0] == 0.0 and 20.0 <= dog[-1][1] <= 30.0 and 60.0 <= speech[0][0] <= 70.0
+    windows = result.manifest["windows"]
+    assert any(w.get("silent") for w in windows)  # 20-70 s is digital silence: no model run there
+    for window in (w for w in windows if not w.get("silent")):
+        expect_dog = window["start_s"] < dog[-1][1]
+        expect_speech = window["end_s"] > speech[0][0]
+        assert ("Dog" in window["sources"], "Speech" in window["sources"]) == (expect_dog, expect_speech)
+    assert result.manifest["tagger"]["name"] == "band-tagger-test-double"
+    assert result.manifest["detections"][0]["segments"]
