@@ -200,8 +200,11 @@ class Pipeline:
                 raise InputError(f"{item.path}: too short ({reader.duration * 1000:.0f} ms); autosep needs at "
                                  f"least {MIN_DURATION_S} s of audio")
             out_rate, out_channels = self._output_shape(reader)
-            subtype = choose_subtype(opts.format, opts.bit_depth, reader.subtype)
-            check_output_format(opts.format, subtype, out_rate, out_channels)
+            try:
+                subtype = choose_subtype(opts.format, opts.bit_depth, reader.subtype)
+                check_output_format(opts.format, subtype, out_rate, out_channels)
+            except OutputError as exc:
+                raise OutputError(f"{item.path}: {exc}") from None
 
             t0 = time.perf_counter()
             self.progress.stage("tagging" if self.tagger is not None and opts.sources is None else "reading")

@@ -261,3 +261,23 @@ def test_tagged_sources_are_separated_only_where_the_planner_found_them(tmp_path
         assert ("Dog" in window["sources"], "Speech" in window["sources"]) == (expect_dog, expect_speech)
     assert result.manifest["tagger"]["name"] == "band-tagger-test-double"
     assert result.manifest["detections"][0]["segments"]
+
+
+@pytest.mark.parametrize("fmt,subtype", [("flac", "PCM_16"), ("ogg", "VORBIS"), ("mp3", "MPEG_LAYER_III")])
+def test_output_formats(tmp_path, fmt, subtype):
+    data = _write(tmp_path / "in" / "mix.wav", seconds=1.5, subtype="PCM_16")
+    _, (result,) = _run(tmp_path, format=fmt)
+    assert result.status == "done", result.message
+    assert sorted(p.name for p in result.output.iterdir()) == sorted(
+        ["manifest.json", f"low_hum.{fmt}", f"high_whistle.{fmt}", f"residual.{fmt}"])
+    for path in result.files.values():
+        info = sf.info(path)
+        assert (info.samplerate, info.channels, info.subtype) == (44100, 2, subtype)
+        assert abs(info.frames - len(data)) <= (0 if fmt == "flac" else 2048)  # lossy codecs pad a little
+
+
+def test_mp3_cannot_hold_96k_and_nothing_is_written(tmp_path):
+    _write(tmp_path / "in" / "hires.wav", seconds=0.5, rate=96000)
+    _, (result,) = _run(tmp_path, format="mp3")
+    assert result.status == "failed" and "96000 Hz" in result.message and "hires.wav" in result.message
+    assert not (tmp_path / "out" / "hires").exists()
