@@ -10,7 +10,7 @@ recording produces goes to a temporary name first; ``manifest.json`` is written 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -472,7 +472,3 @@ def _rate_from_manifest(manifest: dict) -> int | None:
     if settings.get("render") == "generative":
         return (manifest.get("separator") or {}).get("sample_rate")
     return (manifest.get("input") or {}).get("sample_rate")
-
-
-def options_dict(options: PipelineOptions) -> dict:
-    return asdict(options)
