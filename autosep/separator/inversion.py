@@ -19,10 +19,10 @@ from typing import Callable
 import torch
 from diffusers import DDIMInverseScheduler, DDIMScheduler
 
+from .prompts import INVERSIONS  # noqa: F401  (re-exported: the inversion names)
+
 EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 OnStep = Callable[[], None]
-
-INVERSIONS = ("ddpm", "ddim")
 
 
 def make_scheduler(config, steps: int, device: torch.device | str = "cpu") -> DDIMScheduler:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Sequence
 
 INVERSION_PROMPT_CHOICES = ("others", "null")
+INVERSIONS = ("ddpm", "ddim")  # edit-friendly DDPM inversion (default) and deterministic DDIM inversion
 
 
 def check_sources(sources: Sequence[str]) -> list[str]:
