@@ -172,7 +172,7 @@ def test_ddim_reverse_at_w1_equals_the_diffusers_pipeline(backbone, zs, zs_v1):
 def test_w1_never_evaluates_the_unconditional_branch(zs, wave, monkeypatch):
     spy = UNetSpy(zs, monkeypatch)
     result = zs.separate_detailed(wave, ["cello", "flute"], steps=STEPS, guidance=1.0, inv_prompt="others")
-    assert spy.unconditional_rows == 0
+    assert spy.unconditional_rows == 0 and result.details["unconditional_evaluations"] == 0
     # DDPM: inversion for both c_inv ("flute", "cello") except the last step (z = 0), reverse for both sources.
     assert spy.conditional == result.unet_evaluations == 2 * (STEPS - 1) + 2 * STEPS
 
@@ -180,7 +180,7 @@ def test_w1_never_evaluates_the_unconditional_branch(zs, wave, monkeypatch):
 def test_w0_never_evaluates_the_conditional_branch(zs, wave, monkeypatch):
     spy = UNetSpy(zs, monkeypatch)
     result = zs.separate_detailed(wave, ["cello", "flute"], steps=STEPS, guidance=0.0, inv_prompt="others")
-    assert spy.conditional == 0
+    assert spy.conditional == 0 and result.details["conditional_evaluations"] == 0
     assert spy.unconditional_rows == result.unet_evaluations == 2 * (STEPS - 1) + 2 * STEPS
 
 
@@ -282,6 +282,11 @@ def test_invalid_arguments_raise_value_errors_that_say_what_to_pass(zs, wave, kw
     call.update(kwargs)
     with pytest.raises(ValueError, match=message):
         zs.separate(**call)
+
+
+def test_batch_size_must_be_positive(zs):
+    with pytest.raises(ValueError, match="batch_size"):
+        ZeroSep(zs.pipe, zs.model_id, zs.device, zs.dtype, batch_size=0)
 
 
 def test_non_finite_stems_at_reduced_precision_are_recomputed_in_fp32(tiny_audioldm2_dir, wave, monkeypatch):

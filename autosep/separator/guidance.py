@@ -25,6 +25,8 @@ class GuidedNoise:
         self.predict = predict
         self.guidance = float(guidance)
         self.batch_size = batch_size
+        self.conditional_evaluations = 0  # samples evaluated for the conditional branch (or c == "" at w = 1)
+        self.unconditional_evaluations = 0  # samples evaluated for the unconditional branch
 
     def __call__(self, latents: torch.Tensor, timestep: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
         w = self.guidance
@@ -39,6 +41,11 @@ class GuidedNoise:
                 if (i, branch) not in position:
                     position[(i, branch)] = len(requests)
                     requests.append((i, branch))
+        for _, branch in requests:
+            if branch == UNCONDITIONAL and w != 1:
+                self.unconditional_evaluations += 1
+            else:
+                self.conditional_evaluations += 1
         chunk = self.batch_size or len(requests)
         outputs: list[torch.Tensor] = []
         for start in range(0, len(requests), chunk):

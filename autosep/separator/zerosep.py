@@ -133,7 +133,7 @@ class ZeroSep:
 
         with torch.no_grad():
             x0 = self._encode(padded)
-            latents = self._separate_latents(x0, sources, c_inv, inversion, steps, guidance, seed, step_done)
+            latents, noise_for = self._separate_latents(x0, sources, c_inv, inversion, steps, guidance, seed, step_done)
             stems = self._decode(latents)
             retried = [not bool(torch.isfinite(stem).all()) for stem in stems]
             if any(retried):
@@ -147,7 +147,9 @@ class ZeroSep:
             fp32_retry=retried if self.dtype != torch.float32 else [False] * len(sources),
             unet_evaluations=self._evaluations - evaluations_before,
             details={"inversion": inversion, "steps": steps, "guidance": guidance, "seed": seed,
-                     "padded_samples": int(padded.shape[0]), "model": self.model_id},
+                     "padded_samples": int(padded.shape[0]), "model": self.model_id,
+                     "conditional_evaluations": noise_for.conditional_evaluations,
+                     "unconditional_evaluations": noise_for.unconditional_evaluations},
         )
 
     # -- argument checks ------------------------------------------------------------------------------------
@@ -244,8 +246,12 @@ class ZeroSep:
         return torch.cat(waves).float().cpu()
 
     def _separate_latents(self, x0: torch.Tensor, sources: list[str], c_inv: list[str], inversion: str,
-                          steps: int, guidance: float, seed: int, step_done: Callable[[], None]) -> torch.Tensor:
-        """Invert x0 once per distinct c_inv, then denoise every source in one batch; latents [S, ...]."""
+                          steps: int, guidance: float, seed: int,
+                          step_done: Callable[[], None]) -> tuple[torch.Tensor, GuidedNoise]:
+        """Invert x0 once per distinct c_inv, then denoise every source in one batch.
+
+        Returns the latents [S, ...] and the guidance wrapper (which counts the branches it evaluated).
+        """
         config = self.pipe.scheduler.config
         scheduler = make_scheduler(config, steps, self.device)
         noise_for = GuidedNoise(self._predict, guidance, self.batch_size)
@@ -263,10 +269,12 @@ class ZeroSep:
             noise = [n.to(self.device) for n in auxiliary_noise(tuple(x0.shape), steps, seed)]
             x_top, zs = ddpm_invert(scheduler, x0_batch, invert_eps, noise, on_step=step_done)
             zs = [z.index_select(0, row_of) for z in zs]
-            return reverse(scheduler, x_top.index_select(0, row_of), reverse_eps, zs, on_step=step_done)
-        inverse = make_inverse_scheduler(config, steps, self.device)
-        x_top = ddim_invert(inverse, x0_batch, invert_eps, on_step=step_done)
-        return reverse(scheduler, x_top.index_select(0, row_of), reverse_eps, None, on_step=step_done)
+            latents = reverse(scheduler, x_top.index_select(0, row_of), reverse_eps, zs, on_step=step_done)
+        else:
+            inverse = make_inverse_scheduler(config, steps, self.device)
+            x_top = ddim_invert(inverse, x0_batch, invert_eps, on_step=step_done)
+            latents = reverse(scheduler, x_top.index_select(0, row_of), reverse_eps, None, on_step=step_done)
+        return latents, noise_for
 
     def _retry_in_fp32(self, stems: torch.Tensor, bad: list[bool], x0: torch.Tensor, sources: list[str],
                        c_inv: list[str], inversion: str, steps: int, guidance: float, seed: int) -> torch.Tensor:
@@ -278,8 +286,8 @@ class ZeroSep:
             return torch.nan_to_num(stems, nan=0.0, posinf=0.0, neginf=0.0)
         logger.warning("stems %s came out NaN/inf in %s; recomputing them in float32", names, self._compute_dtype)
         with self._full_precision():
-            latents = self._separate_latents(x0, [sources[i] for i in rows], [c_inv[i] for i in rows], inversion,
-                                             steps, guidance, seed, lambda: None)
+            latents, _ = self._separate_latents(x0, [sources[i] for i in rows], [c_inv[i] for i in rows], inversion,
+                                                steps, guidance, seed, lambda: None)
         stems = stems.clone()
         stems[rows] = torch.nan_to_num(self._decode(latents), nan=0.0, posinf=0.0, neginf=0.0)
         return stems
