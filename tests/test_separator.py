@@ -117,6 +117,15 @@ def test_missing_model_offline_names_it_and_how_to_fetch_it():
     assert "NetworkAccessError" not in repr(info.value.__cause__)  # offline mode never tried the network
 
 
+def test_an_alias_loads_offline_from_the_hugging_face_cache(tiny_audioldm2_dir, wave):
+    from tiny_models.audioldm2 import install_in_hf_cache
+
+    install_in_hf_cache(tiny_audioldm2_dir, "cvssp/audioldm2-music")
+    cached = ZeroSep.from_pretrained("audioldm2-music", device="cpu")
+    assert cached.model_id == "cvssp/audioldm2-music"
+    assert cached.separate(wave, ["cello"], steps=2).shape == (1, LENGTH)
+
+
 def test_folders_that_are_not_pipelines_are_refused_clearly(tmp_path):
     with pytest.raises(ModelNotAvailableError, match="model_index.json"):
         ZeroSep.from_pretrained(tmp_path, device="cpu")

@@ -7,6 +7,7 @@ fetch the model.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -97,6 +98,31 @@ def _language_model(folder: Path) -> Any:
     return language_model
 
 
+@contextlib.contextmanager
+def library_quiet(progress_bars: bool = True, warnings: bool = False):
+    """Silence diffusers' and transformers' per-component progress bars (and, if asked, their warnings).
+
+    Hub download bars (huggingface_hub) are left alone: a first download takes minutes and should show progress.
+    """
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    saved = [(lib, lib.is_progress_bar_enabled(), lib.get_verbosity())
+             for lib in (diffusers_logging, transformers_logging)]
+    for lib, _, _ in saved:
+        if progress_bars:
+            lib.disable_progress_bar()
+        if warnings:
+            lib.set_verbosity_error()
+    try:
+        yield
+    finally:
+        for lib, bars_on, level in saved:
+            if bars_on:
+                lib.enable_progress_bar()
+            lib.set_verbosity(level)
+
+
 def load_pipeline(folder: Path) -> Any:
     """Load the AudioLDM2 / AudioLDM pipeline in ``folder`` in float32 on the CPU."""
     import diffusers
@@ -104,12 +130,13 @@ def load_pipeline(folder: Path) -> Any:
     class_name = _pipeline_class_name(folder)
     pipeline_class = getattr(diffusers, class_name)
     components: dict[str, Any] = {}
-    if class_name == "AudioLDM2Pipeline":
-        config = json.loads((folder / "language_model" / "config.json").read_text())
-        if config.get("model_type") == "gpt2":
-            components["language_model"] = _language_model(folder)
     try:
-        pipe = pipeline_class.from_pretrained(folder, **components)
+        with library_quiet():
+            if class_name == "AudioLDM2Pipeline":
+                config = json.loads((folder / "language_model" / "config.json").read_text())
+                if config.get("model_type") == "gpt2":
+                    components["language_model"] = _language_model(folder)
+            pipe = pipeline_class.from_pretrained(folder, **components)
     except (OSError, ValueError, KeyError) as exc:
         raise ModelNotAvailableError(f"could not load the {class_name} in {folder}: {exc}") from exc
     pipe.set_progress_bar_config(disable=True)

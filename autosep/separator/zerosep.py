@@ -31,7 +31,7 @@ from .inversion import (
     make_scheduler,
     reverse,
 )
-from .loading import load_pipeline, locate_pipeline
+from .loading import library_quiet, load_pipeline, locate_pipeline
 from .prompts import check_sources, inversion_prompts
 
 logger = logging.getLogger(__name__)
@@ -296,4 +296,6 @@ class ZeroSep:
 def _cast(module: torch.nn.Module, dtype: torch.dtype) -> None:
     """Cast a module's floating-point weights, skipping the call (and diffusers' warning) when already there."""
     if any(p.is_floating_point() and p.dtype != dtype for p in module.parameters()):
-        module.to(dtype=dtype)
+        # diffusers warns on every direct cast, even for models with no float32-only modules.
+        with library_quiet(progress_bars=False, warnings=True):
+            module.to(dtype=dtype)

@@ -132,6 +132,18 @@ def _scheduler():
     return DDIMScheduler(**SCHEDULER_CONFIG)
 
 
+def _save(pipe, folder: Path) -> None:
+    from transformers.utils import logging as transformers_logging
+
+    enabled = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()  # no "Writing model shards" bars in test output
+    try:
+        pipe.save_pretrained(folder, safe_serialization=True)
+    finally:
+        if enabled:
+            transformers_logging.enable_progress_bar()
+
+
 def _rewrite_index(folder: Path, entries: dict) -> None:
     index_path = folder / "model_index.json"
     index = json.loads(index_path.read_text())
@@ -176,7 +188,7 @@ def build_tiny_audioldm2(path: str | Path, seed: int = 0) -> Path:
         tokenizer_2=tokenizer_2, feature_extractor=ClapFeatureExtractor(), unet=unet, scheduler=_scheduler(),
         vocoder=_vocoder(seed + 6),
     )
-    pipe.save_pretrained(folder, safe_serialization=True)
+    _save(pipe, folder)
     _rewrite_index(folder, REAL_AUDIOLDM2_INDEX)
     return folder
 
@@ -205,9 +217,28 @@ def build_tiny_audioldm(path: str | Path, seed: int = 0) -> Path:
         vae=_vae(seed + 5), text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=_scheduler(),
         vocoder=_vocoder(seed + 6),
     )
-    pipe.save_pretrained(folder, safe_serialization=True)
+    _save(pipe, folder)
     _rewrite_index(folder, REAL_AUDIOLDM_INDEX)
     return folder
+
+
+def install_in_hf_cache(folder: Path, repo_id: str, cache_dir: str | Path | None = None) -> Path:
+    """Copy a pipeline folder into the Hugging Face cache as ``repo_id``'s snapshot, as a download leaves it.
+
+    Lets tests load by hub id or alias in offline mode through the same cache lookup a real download feeds.
+    """
+    import shutil
+
+    from huggingface_hub import constants
+
+    cache = Path(cache_dir or constants.HF_HUB_CACHE)
+    repo_folder = cache / ("models--" + repo_id.replace("/", "--"))
+    revision = "0" * 40
+    snapshot = repo_folder / "snapshots" / revision
+    shutil.copytree(folder, snapshot, dirs_exist_ok=True)
+    (repo_folder / "refs").mkdir(parents=True, exist_ok=True)
+    (repo_folder / "refs" / "main").write_text(revision)
+    return snapshot
 
 
 @pytest.fixture(scope="session")
