@@ -18,13 +18,8 @@ STEPS = 6
 LENGTH = 10_000  # not on the tiny model's 1280-sample grid: exercises padding and trimming
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # Tiny models on a shared 2-core machine: one thread avoids oversubscription (30x faster here).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# Tiny models on a shared 2-core machine: one thread avoids oversubscription (about 30x faster here).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -279,6 +274,7 @@ def test_detailed_result_reports_prompts_retries_work_and_progress(zs, wave):
         (dict(guidance=-1.0), "guidance must be"),
         (dict(guidance=float("nan")), "guidance must be"),
         (dict(inv_prompt="target"), "others, null"),
+        (dict(seed="forty-two"), "seed must be"),
         (dict(sample_rate=44_100), "resample"),
         (dict(wave=torch.zeros(2, 1_000)), "mono and 1-D"),
         (dict(wave=torch.zeros(0)), "empty"),

@@ -116,6 +116,8 @@ class ZeroSep:
         steps = self._check_steps(steps)
         guidance = self._check_guidance(guidance)
         c_inv = inversion_prompts(sources, inv_prompt)
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise ValueError(f"seed must be a whole number (42 is the default), got {seed!r}")
         seed = int(seed)
 
         evaluations_before = self._evaluations

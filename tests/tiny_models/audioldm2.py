@@ -251,3 +251,14 @@ def tiny_audioldm2_dir(tmp_path_factory) -> Path:
 def tiny_audioldm_dir(tmp_path_factory) -> Path:
     """A tiny AudioLDM (v1) pipeline folder, like cvssp/audioldm-s-full-v2."""
     return build_tiny_audioldm(tmp_path_factory.mktemp("tiny-audioldm"))
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Run a test with one torch CPU thread (tiny models on a shared 2-core machine are ~30x faster so)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
