@@ -1,0 +1,137 @@
+"""Inverting a clean latent to noise and denoising it back, with the diffusers DDIM scheduler doing every step.
+
+Two inversions from the ZeroSep paper:
+
+* DDPM "edit-friendly" inversion (Huberman-Spiegelglas et al., CVPR 2024): noisy latents x_t are drawn
+  independently for every inference timestep, and the noise maps z_t = (x_{t-1} - mu_t(x_t)) / sigma_t are
+  extracted so that the stochastic reverse step x_{t-1} = mu_t(x_t) + sigma_t z_t lands on them again.
+  mu_t and sigma_t are the DDIM scheduler's own quantities at eta = 1 (its step with ``variance_noise=z`` is the
+  reverse step), so inversion and reverse agree to float precision.
+* DDIM inversion (deterministic), reversed by DDIM with eta = 0.
+
+``eps_fn(latents, t)`` predicts the noise (already guided) for a batch of latents; it is the only model call.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from diffusers import DDIMInverseScheduler, DDIMScheduler
+
+from .prompts import INVERSIONS  # noqa: F401  (re-exported: the inversion names)
+
+EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+OnStep = Callable[[], None]
+
+
+def make_scheduler(config, steps: int, device: torch.device | str = "cpu") -> DDIMScheduler:
+    """A DDIM scheduler with the checkpoint's noise schedule, set to ``steps`` inference steps."""
+    scheduler = DDIMScheduler.from_config(config)
+    scheduler.set_timesteps(steps, device=device)
+    return scheduler
+
+
+def make_inverse_scheduler(config, steps: int, device: torch.device | str = "cpu") -> DDIMInverseScheduler:
+    inverse = DDIMInverseScheduler.from_config(config)
+    inverse.set_timesteps(steps, device=device)
+    return inverse
+
+
+def auxiliary_noise(shape: tuple[int, ...], steps: int, seed: int) -> list[torch.Tensor]:
+    """The DDPM inversion's noise: one ``torch.randn(shape)`` per inference timestep, in ascending t.
+
+    Drawn on the CPU from a generator seeded with ``seed``, so the same seed gives the same noise on any machine.
+    Entry i belongs to the i-th smallest timestep.
+    """
+    generator = torch.Generator("cpu").manual_seed(int(seed))
+    return [torch.randn(shape, generator=generator) for _ in range(steps)]
+
+
+def _previous_timestep(scheduler: DDIMScheduler, timestep: torch.Tensor) -> int:
+    # The same rule DDIMScheduler.step uses to find t-1.
+    return int(timestep) - scheduler.config.num_train_timesteps // scheduler.num_inference_steps
+
+
+def _sigma(scheduler: DDIMScheduler, timestep: torch.Tensor) -> torch.Tensor:
+    """sigma_t at eta = 1, computed exactly as DDIMScheduler.step computes its std_dev_t."""
+    return scheduler._get_variance(int(timestep), _previous_timestep(scheduler, timestep)) ** 0.5
+
+
+def ddpm_invert(
+    scheduler: DDIMScheduler,
+    x0: torch.Tensor,
+    eps_fn: EpsFn,
+    noise: list[torch.Tensor],
+    zero_last: bool = True,
+    on_step: OnStep | None = None,
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Edit-friendly DDPM inversion of ``x0`` [B, ...] (float32). Returns (x_T, z) with z aligned to
+    ``scheduler.timesteps`` (descending t).
+
+    ``noise[i]`` (see :func:`auxiliary_noise`) makes x_t for the i-th smallest timestep; it broadcasts over the
+    batch. With ``zero_last`` (the default, as in the reference implementation) z is 0 at the last step, so the
+    reverse pass ends on the model's own estimate mu_1(x_1, c_rev) instead of being pulled back to the mixture;
+    that step then needs no model call. ``zero_last=False`` keeps the exact z there and the reverse pass with the
+    same prompts reproduces ``x0``.
+    """
+    timesteps = scheduler.timesteps
+    count = len(timesteps)
+    if len(noise) != count:
+        raise ValueError(f"need one noise tensor per timestep ({count}), got {len(noise)}")
+    alphas = scheduler.alphas_cumprod.to(x0.device, torch.float32)
+    # x_t for timesteps[i] uses noise[count - 1 - i] (noise is in ascending t).
+    noisy = [
+        alphas[t].sqrt() * x0 + (1 - alphas[t]).sqrt() * noise[count - 1 - i].to(x0.device, x0.dtype)
+        for i, t in enumerate(timesteps)
+    ]
+    x = noisy[0]
+    x_top = x
+    zs: list[torch.Tensor] = []
+    for i, t in enumerate(timesteps):
+        last = i == count - 1
+        if last and zero_last:
+            zs.append(torch.zeros_like(x0))
+        else:
+            target = x0 if last else noisy[i + 1]
+            eps = eps_fn(x, t)
+            mu = scheduler.step(eps, t, x, eta=1.0, variance_noise=torch.zeros_like(x)).prev_sample
+            z = (target - mu) / _sigma(scheduler, t)
+            zs.append(z)
+            # Carry on from exactly what the reverse step produces, so rounding never accumulates between them.
+            x = scheduler.step(eps, t, x, eta=1.0, variance_noise=z).prev_sample
+        if on_step is not None:
+            on_step()
+    return x_top, zs
+
+
+def ddim_invert(
+    inverse_scheduler: DDIMInverseScheduler, x0: torch.Tensor, eps_fn: EpsFn, on_step: OnStep | None = None
+) -> torch.Tensor:
+    """Deterministic DDIM inversion of ``x0`` to x_T (eq. 2 of the ZeroSep paper), with diffusers' inverse DDIM."""
+    x = x0
+    for t in inverse_scheduler.timesteps:
+        x = inverse_scheduler.step(eps_fn(x, t), t, x).prev_sample
+        if on_step is not None:
+            on_step()
+    return x
+
+
+def reverse(
+    scheduler: DDIMScheduler,
+    x_top: torch.Tensor,
+    eps_fn: EpsFn,
+    zs: list[torch.Tensor] | None = None,
+    on_step: OnStep | None = None,
+) -> torch.Tensor:
+    """Denoise ``x_top`` to x_0: with ``zs`` the DDPM step (eta = 1, variance noise z_t), else DDIM (eta = 0)."""
+    x = x_top
+    for i, t in enumerate(scheduler.timesteps):
+        eps = eps_fn(x, t)
+        if zs is None:
+            x = scheduler.step(eps, t, x, eta=0.0).prev_sample
+        else:
+            x = scheduler.step(eps, t, x, eta=1.0, variance_noise=zs[i]).prev_sample
+        if on_step is not None:
+            on_step()
+    return x

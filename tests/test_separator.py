@@ -1,0 +1,328 @@
+"""ZeroSep on tiny random-weight AudioLDM2 / AudioLDM pipelines loaded through the user's from_pretrained path."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from autosep.errors import ModelNotAvailableError
+from autosep.separator import ZeroSep
+from autosep.separator.guidance import GuidedNoise
+from autosep.separator.inversion import auxiliary_noise, ddpm_invert, make_scheduler, reverse
+
+SOURCES = ["cello", "flute", "violin"]
+STEPS = 6
+LENGTH = 10_000  # not on the tiny model's 1280-sample grid: exercises padding and trimming
+
+
+# Tiny models on a shared 2-core machine: one thread avoids oversubscription (about 30x faster here).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def zs(tiny_audioldm2_dir) -> ZeroSep:
+    return ZeroSep.from_pretrained(tiny_audioldm2_dir, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def zs_v1(tiny_audioldm_dir) -> ZeroSep:
+    return ZeroSep.from_pretrained(tiny_audioldm_dir, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def wave() -> torch.Tensor:
+    t = torch.arange(LENGTH) / 16_000
+    rng = torch.Generator().manual_seed(1)
+    return 0.3 * torch.sin(2 * torch.pi * 440 * t) + 0.05 * torch.randn(LENGTH, generator=rng)
+
+
+def _x0(zs: ZeroSep, wave: torch.Tensor) -> torch.Tensor:
+    from autosep.separator import mel
+
+    scaled, _ = mel.normalise(wave)
+    return zs._encode(mel.pad_to_multiple(scaled, zs.frame_multiple))
+
+
+class UNetSpy:
+    """Wraps a UNet's forward; records, per call, how many rows were conditional and unconditional."""
+
+    def __init__(self, zs: ZeroSep, monkeypatch):
+        self.calls: list[tuple[int, int]] = []
+        self.key, self.unconditional = self._signature(zs)
+        original = zs.pipe.unet.forward
+
+        def forward(sample, timestep, *args, **kwargs):
+            rows = kwargs[self.key]
+            uncond = sum(bool(torch.equal(row, self.unconditional[0].to(row.dtype))) for row in rows)
+            self.calls.append((rows.shape[0] - uncond, uncond))
+            return original(sample, timestep, *args, **kwargs)
+
+        monkeypatch.setattr(zs.pipe.unet, "forward", forward)
+
+    @staticmethod
+    def _signature(zs: ZeroSep):
+        batch = zs.backbone.stack([zs._conditioning("")], zs._compute_dtype)
+        key = "encoder_hidden_states" if "encoder_hidden_states" in batch else "class_labels"
+        return key, batch[key]
+
+    @property
+    def conditional(self) -> int:
+        return sum(c for c, _ in self.calls)
+
+    @property
+    def unconditional_rows(self) -> int:
+        return sum(u for _, u in self.calls)
+
+
+# -- loading ------------------------------------------------------------------------------------------------
+
+
+def test_fixture_stores_gpt2model_like_the_published_checkpoint_and_still_loads(tiny_audioldm2_dir, zs):
+    from transformers import GPT2LMHeadModel
+
+    index = json.loads((tiny_audioldm2_dir / "model_index.json").read_text())
+    assert index["language_model"] == ["transformers", "GPT2Model"]
+    assert index["scheduler"] == ["diffusers", "DDIMScheduler"]
+    assert isinstance(zs.pipe.language_model, GPT2LMHeadModel)
+    conditioning = zs.backbone.encode("cello", zs.device)
+    assert conditioning["generated"].shape == (1, 8, 16)  # 8 GPT-2 generated tokens, as max_new_tokens says
+    assert torch.isfinite(conditioning["generated"]).all()
+    assert zs.model_id == str(tiny_audioldm2_dir)
+    assert zs.sample_rate == 16_000
+
+
+def test_the_gpt2_language_model_keeps_the_checkpoint_weights(tiny_audioldm2_dir, zs):
+    from transformers import GPT2Model
+
+    stored = GPT2Model.from_pretrained(tiny_audioldm2_dir, subfolder="language_model")
+    for name, weight in stored.state_dict().items():
+        torch.testing.assert_close(zs.pipe.language_model.transformer.state_dict()[name], weight)
+
+
+def test_missing_model_offline_names_it_and_how_to_fetch_it():
+    with pytest.raises(ModelNotAvailableError) as info:
+        ZeroSep.from_pretrained("audioldm2-large", device="cpu")
+    message = str(info.value)
+    assert "cvssp/audioldm2-large" in message
+    assert "autosep models download audioldm2-large" in message
+    assert "offline" in message
+    assert "NetworkAccessError" not in repr(info.value.__cause__)  # offline mode never tried the network
+
+
+def test_an_alias_loads_offline_from_the_hugging_face_cache(tiny_audioldm2_dir, wave):
+    from tiny_models.audioldm2 import install_in_hf_cache
+
+    install_in_hf_cache(tiny_audioldm2_dir, "cvssp/audioldm2-music")
+    cached = ZeroSep.from_pretrained("audioldm2-music", device="cpu")
+    assert cached.model_id == "cvssp/audioldm2-music"
+    assert cached.separate(wave, ["cello"], steps=2).shape == (1, LENGTH)
+
+
+def test_folders_that_are_not_pipelines_are_refused_clearly(tmp_path):
+    with pytest.raises(ModelNotAvailableError, match="model_index.json"):
+        ZeroSep.from_pretrained(tmp_path, device="cpu")
+    with pytest.raises(ModelNotAvailableError, match="neither a known name"):
+        ZeroSep.from_pretrained("./no/such/folder", device="cpu")
+
+
+# -- inversion ----------------------------------------------------------------------------------------------
+
+
+def test_ddpm_inversion_then_reverse_with_the_same_prompt_reproduces_x0(zs, wave):
+    x0 = _x0(zs, wave)
+    scheduler = make_scheduler(zs.pipe.scheduler.config, 10)
+    noise_for = GuidedNoise(zs._predict, guidance=1.0)
+    eps = lambda x, t: noise_for(x, t, ["cello"])  # noqa: E731
+    noise = auxiliary_noise(tuple(x0.shape), 10, seed=3)
+
+    x_top, zs_exact = ddpm_invert(scheduler, x0, eps, noise, zero_last=False)
+    rebuilt = reverse(scheduler, x_top, eps, zs_exact)
+    assert (rebuilt - x0).abs().max() < 1e-4
+
+    # The default zeroes only the last step's noise map (the reverse then ends on the model's own estimate).
+    x_top_default, zs_default = ddpm_invert(scheduler, x0, eps, noise)
+    assert torch.equal(x_top_default, x_top)
+    assert torch.count_nonzero(zs_default[-1]) == 0
+    for exact, default in zip(zs_exact[:-1], zs_default[:-1]):
+        torch.testing.assert_close(default, exact, rtol=0, atol=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore:.*past_key_values.*:FutureWarning")  # diffusers' own GPT-2 loop
+@pytest.mark.parametrize("backbone", ["audioldm2", "audioldm"])
+def test_ddim_reverse_at_w1_equals_the_diffusers_pipeline(backbone, zs, zs_v1):
+    separator = zs if backbone == "audioldm2" else zs_v1
+    steps = 5
+    x_top = torch.randn((1, 8, 16, 16), generator=torch.Generator().manual_seed(7))
+    scheduler = make_scheduler(separator.pipe.scheduler.config, steps)
+    noise_for = GuidedNoise(separator._predict, guidance=1.0)
+    ours = reverse(scheduler, x_top, lambda x, t: noise_for(x, t, ["dog barking"]))
+
+    # The pipelines hand their latents to a per-step callback (AudioLDM v1 has no output_type="latent").
+    seen = []
+    separator.pipe(
+        "dog barking", latents=x_top.clone(), guidance_scale=1.0, num_inference_steps=steps, audio_length_in_s=0.64,
+        callback=lambda step, t, latents: seen.append(latents.clone()), callback_steps=1,
+    )
+    assert len(seen) == steps
+    torch.testing.assert_close(ours, seen[-1], rtol=1e-5, atol=1e-5)
+
+
+# -- guidance and batching ----------------------------------------------------------------------------------
+
+
+def test_w1_never_evaluates_the_unconditional_branch(zs, wave, monkeypatch):
+    spy = UNetSpy(zs, monkeypatch)
+    result = zs.separate_detailed(wave, ["cello", "flute"], steps=STEPS, guidance=1.0, inv_prompt="others")
+    assert spy.unconditional_rows == 0 and result.details["unconditional_evaluations"] == 0
+    # DDPM: inversion for both c_inv ("flute", "cello") except the last step (z = 0), reverse for both sources.
+    assert spy.conditional == result.unet_evaluations == 2 * (STEPS - 1) + 2 * STEPS
+
+
+def test_w0_never_evaluates_the_conditional_branch(zs, wave, monkeypatch):
+    spy = UNetSpy(zs, monkeypatch)
+    result = zs.separate_detailed(wave, ["cello", "flute"], steps=STEPS, guidance=0.0, inv_prompt="others")
+    assert spy.conditional == 0 and result.details["conditional_evaluations"] == 0
+    assert spy.unconditional_rows == result.unet_evaluations == 2 * (STEPS - 1) + 2 * STEPS
+
+
+def test_other_weights_batch_both_branches_into_one_forward(zs, wave, monkeypatch):
+    spy = UNetSpy(zs, monkeypatch)
+    result = zs.separate_detailed(wave, ["cello", "flute"], steps=STEPS, guidance=2.5, inv_prompt="others")
+    assert len(spy.calls) == (STEPS - 1) + STEPS  # one forward per step
+    assert all(cond == 2 and uncond == 2 for cond, uncond in spy.calls)
+    assert result.unet_evaluations == 4 * (2 * STEPS - 1)
+
+
+@pytest.mark.parametrize("inversion, inversion_evaluations", [("ddpm", STEPS - 1), ("ddim", STEPS)])
+def test_null_inversion_is_computed_once_for_all_sources(zs, wave, monkeypatch, inversion, inversion_evaluations):
+    spy = UNetSpy(zs, monkeypatch)
+    result = zs.separate_detailed(wave, SOURCES, inversion=inversion, steps=STEPS, inv_prompt="null")
+    assert result.inversion_prompts == ["", "", ""]
+    assert result.unet_evaluations == inversion_evaluations + len(SOURCES) * STEPS
+    assert spy.unconditional_rows == inversion_evaluations  # the shared inversion with the empty prompt
+
+
+def test_same_seed_gives_identical_stems_and_another_seed_does_not(zs, wave):
+    first = zs.separate(wave, ["cello", "flute"], steps=STEPS, seed=5)
+    again = zs.separate(wave, ["cello", "flute"], steps=STEPS, seed=5)
+    other = zs.separate(wave, ["cello", "flute"], steps=STEPS, seed=6)
+    assert torch.equal(first, again)
+    assert not torch.allclose(first, other)
+
+
+@pytest.mark.parametrize("inversion", ["ddpm", "ddim"])
+def test_batched_equals_one_at_a_time(zs, wave, inversion):
+    together = zs.separate(wave, SOURCES, inversion=inversion, steps=STEPS, inv_prompt="null", guidance=1.5)
+    alone = torch.cat([zs.separate(wave, [s], inversion=inversion, steps=STEPS, inv_prompt="null", guidance=1.5)
+                       for s in SOURCES])
+    scale = together.abs().max()
+    assert scale > 1e-2  # the tiny model makes audible-scale stems, so the comparison means something
+    torch.testing.assert_close(together, alone, rtol=0, atol=1e-4 * scale)
+
+    split = ZeroSep(zs.pipe, zs.model_id, zs.device, zs.dtype, batch_size=1)
+    one_by_one = split.separate(wave, SOURCES, inversion=inversion, steps=STEPS, inv_prompt="others", guidance=1.5)
+    batched = zs.separate(wave, SOURCES, inversion=inversion, steps=STEPS, inv_prompt="others", guidance=1.5)
+    torch.testing.assert_close(one_by_one, batched, rtol=0, atol=1e-4 * scale)
+
+
+def test_sources_get_different_stems_from_their_own_prompts(zs, wave):
+    stems = zs.separate(wave, ["cello", "flute"], steps=STEPS)
+    assert not torch.allclose(stems[0], stems[1], atol=1e-4)
+
+
+# -- the public call ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("length", [LENGTH, 10_240, 300])
+def test_stems_have_the_input_length_and_are_float32_cpu(zs, length):
+    wave = np.random.default_rng(0).standard_normal(length).astype(np.float64) * 0.1  # numpy input works too
+    stems = zs.separate(wave, ["cello", "flute"], steps=2)
+    assert stems.shape == (2, length)
+    assert stems.dtype == torch.float32 and stems.device.type == "cpu"
+    assert torch.isfinite(stems).all()
+
+
+def test_output_is_returned_at_the_input_scale(zs, wave):
+    quiet = zs.separate(wave * 0.1, ["cello"], steps=STEPS)
+    loud = zs.separate(wave, ["cello"], steps=STEPS)
+    torch.testing.assert_close(quiet * 10, loud, rtol=0, atol=1e-5 * loud.abs().max())
+
+
+def test_detailed_result_reports_prompts_retries_work_and_progress(zs, wave):
+    seen = []
+    result = zs.separate_detailed(wave, SOURCES, steps=STEPS, progress=lambda done, total: seen.append((done, total)))
+    assert result.inversion_prompts == ["flute, violin", "cello, violin", "cello, flute"]
+    assert result.fp32_retry == [False, False, False]
+    assert result.unet_evaluations == 3 * (STEPS - 1) + 3 * STEPS
+    assert seen[-1] == (2 * STEPS, 2 * STEPS) and len(seen) == 2 * STEPS
+    assert result.stems.shape == (3, LENGTH)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(sources=[]), "at least one"),
+        (dict(sources="cello"), "list of prompts"),
+        (dict(sources=["cello", "cello"]), "duplicates"),
+        (dict(sources=["cello", " "]), "non-empty"),
+        (dict(steps=0), "steps must be"),
+        (dict(steps=2.5), "steps must be"),
+        (dict(inversion="sde"), "'ddpm'"),
+        (dict(guidance=-1.0), "guidance must be"),
+        (dict(guidance=float("nan")), "guidance must be"),
+        (dict(inv_prompt="target"), "others, null"),
+        (dict(seed="forty-two"), "seed must be"),
+        (dict(sample_rate=44_100), "resample"),
+        (dict(wave=torch.zeros(2, 1_000)), "mono and 1-D"),
+        (dict(wave=torch.zeros(0)), "empty"),
+        (dict(wave=torch.full((100,), float("nan"))), "NaN"),
+        (dict(wave=[0.0, 0.1]), "1-D torch tensor or numpy array"),
+    ],
+)
+def test_invalid_arguments_raise_value_errors_that_say_what_to_pass(zs, wave, kwargs, message):
+    call = dict(wave=wave, sources=["cello"], steps=2)
+    call.update(kwargs)
+    with pytest.raises(ValueError, match=message):
+        zs.separate(**call)
+
+
+def test_batch_size_must_be_positive(zs):
+    with pytest.raises(ValueError, match="batch_size"):
+        ZeroSep(zs.pipe, zs.model_id, zs.device, zs.dtype, batch_size=0)
+
+
+def test_non_finite_stems_at_reduced_precision_are_recomputed_in_fp32(tiny_audioldm2_dir, wave, monkeypatch):
+    low = ZeroSep.from_pretrained(tiny_audioldm2_dir, device="cpu", dtype="bf16")
+    reference = ZeroSep.from_pretrained(tiny_audioldm2_dir, device="cpu", dtype="fp32")
+    # The fp32 rerun uses the (bf16-rounded) weights the low-precision model has: the reference does the same.
+    for module in [reference.pipe.unet, *reference.backbone.text_modules]:
+        module.to(torch.bfloat16).to(torch.float32)
+
+    original = low.pipe.unet.forward
+
+    def overflowing_in_bf16(sample, *args, **kwargs):
+        out = original(sample, *args, **kwargs)
+        if sample.dtype == torch.bfloat16:
+            return (out[0] * float("inf"),)
+        return out
+
+    monkeypatch.setattr(low.pipe.unet, "forward", overflowing_in_bf16)
+    result = low.separate_detailed(wave, ["cello", "flute"], steps=3)
+    assert result.fp32_retry == [True, True]
+    assert torch.isfinite(result.stems).all()
+    expected = reference.separate(wave, ["cello", "flute"], steps=3)
+    torch.testing.assert_close(result.stems, expected, rtol=1e-4, atol=1e-5 * expected.abs().max())
+    assert low.pipe.unet.dtype == torch.bfloat16  # back to the compute precision afterwards
+
+
+def test_audioldm_v1_separates_with_its_clap_class_label_conditioning(zs_v1, wave, monkeypatch):
+    spy = UNetSpy(zs_v1, monkeypatch)
+    result = zs_v1.separate_detailed(wave, ["cello", "flute"], steps=STEPS)
+    assert result.stems.shape == (2, LENGTH) and torch.isfinite(result.stems).all()
+    assert spy.unconditional_rows == 0
+    assert result.unet_evaluations == 2 * (STEPS - 1) + 2 * STEPS
+    embedding = zs_v1.backbone.encode("cello", zs_v1.device)["clap"]
+    torch.testing.assert_close(embedding.norm(dim=-1), torch.ones(1))  # the normalised CLAP text embedding
