@@ -12,6 +12,8 @@ import soundfile as sf
 
 from autosep.cli import main
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models on shared cores: far faster
+
 
 @pytest.fixture(scope="module")
 def model_args(tiny_audioldm2_dir, tiny_cnn14_checkpoint) -> list[str]:
