@@ -78,15 +78,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     sep = parser.add_argument_group("separation")
     sep.add_argument("--model", default="audioldm2", help="separator model: alias, Hugging Face id or local folder")
-    sep.add_argument("--inversion", choices=("ddpm", "ddim"), default="ddpm")
+    sep.add_argument("--inversion", choices=("ddpm", "ddim"), default="ddpm",
+                     help="ddpm (edit-friendly, default) or ddim inversion")
     sep.add_argument("--steps", type=_positive_int, default=50, help="diffusion steps (default 50)")
     sep.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance (default 1.0)")
     sep.add_argument("--inv-prompt", choices=("others", "null"), default="others",
                      help="inversion prompt: the other sources in the window, or empty")
-    sep.add_argument("--seed", type=int, default=42)
+    sep.add_argument("--seed", type=int, default=42, help="random seed, recorded in the manifest (default 42)")
     sep.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     sep.add_argument("--dtype", default=None, help="fp32, fp16 or bf16 (default: fp16 on CUDA, else fp32)")
-    sep.add_argument("--batch-size", type=_positive_int, default=None, help="sources per UNet batch")
+    sep.add_argument("--batch-size", type=_positive_int, default=None, help="samples per UNet forward (default: a window's sources at once)")
     sep.add_argument("--window", type=_positive_float, default=10.24, help="window length in seconds (10.24)")
     sep.add_argument("--overlap", type=_fraction, default=0.25, help="window overlap, 0.25 or 25%% (default)")
     sep.add_argument("--render", choices=("projected", "generative"), default="projected",

@@ -43,7 +43,7 @@ def detection_entry(source) -> dict[str, Any]:
 
 
 def build_manifest(*, reader, input_given: str, non_finite: int, peak: float, tagger, separator, plan,
-                   source_mode: str, settings: dict, stems: list[dict], residual: dict | None,
+                   source_mode: str, settings: dict, work: dict, stems: list[dict], residual: dict | None,
                    windows: list[dict], timings: dict, warnings: list[str], top_tags: list[dict]) -> dict:
     """Assemble the manifest. ``stems`` and ``residual`` carry what the writers measured (file, peak, clipping)."""
     silent = [s["name"] for s in stems if s.get("silent")]
@@ -81,6 +81,7 @@ def build_manifest(*, reader, input_given: str, non_finite: int, peak: float, ta
         "residual": residual,
         "windows": windows,
         "settings": settings,
+        "work": work,  # windows, windows that ran the separator, samples through the UNet
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
         "flags": {
             "no_sources": not plan,

@@ -129,6 +129,7 @@ class Pipeline:
         self.tagger = tagger
         self.separator = separator
         self.progress = progress or Progress()
+        self._unet_evaluations = 0  # samples through the UNet for the current recording (manifest: work done)
 
     @classmethod
     def load(cls, options: PipelineOptions, progress: Progress | None = None) -> "Pipeline":
@@ -251,10 +252,12 @@ class Pipeline:
             if info.get("clipped_samples"):
                 warnings.append(f"{item.path}: {info['clipped_samples']} samples of {info['file']} were clipped")
         timings["total"] = time.perf_counter() - started
+        work = {"windows": len(window_log), "separated_windows": sum(1 for w in window_log if w["sources"]),
+                "unet_evaluations": self._unet_evaluations}
         manifest = build_manifest(
             reader=reader, input_given=item.given, non_finite=non_finite, peak=peak, tagger=self.tagger,
             separator=self.separator, plan=plan, source_mode="given" if opts.sources is not None else "tagged",
-            settings=self._settings(subtype), stems=stems_info, residual=residual_info, windows=window_log,
+            settings=self._settings(subtype), work=work, stems=stems_info, residual=residual_info, windows=window_log,
             timings=timings, warnings=warnings, top_tags=top_tags,
         )
         write_json(manifest_path, manifest)
@@ -367,6 +370,7 @@ class Pipeline:
             else:
                 mixer = OverlapAdd(model_windows, model_frames, (len(writers),),
                                    round(fade * model_rate / rate), sink)
+            self._unet_evaluations = 0
             c_inv: list[list[dict]] = [[] for _ in plan]
             fp32_retry = [False] * len(plan)
             window_log = []
@@ -423,6 +427,7 @@ class Pipeline:
             wave, sources=[plan[i].prompt for i in active], inversion=opts.inversion, steps=opts.steps,
             guidance=opts.guidance, inv_prompt=opts.inv_prompt, seed=opts.seed, progress=self.progress.steps,
         )
+        self._unet_evaluations += int(getattr(result, "unet_evaluations", 0) or 0)
         separated = _to_numpy(result.stems)
         retries = list(getattr(result, "fp32_retry", []) or [])
         prompts = list(getattr(result, "inversion_prompts", []) or [])

@@ -69,6 +69,7 @@ def test_autosep_mix_wav_tags_separates_and_writes(tmp_path, capsys, model_args)
     source = manifest["sources"][0]
     assert source["c_rev"] and len(source["c_inv"]) == len(manifest["windows"]) == 2  # 4 s in 2.56 s windows
     assert manifest["settings"]["steps"] == 1 and manifest["settings"]["render"] == "projected"
+    assert manifest["work"]["unet_evaluations"] > 0 and manifest["work"]["windows"] == 2
     assert set(manifest["flags"]) >= {"fp32_retry", "silent_stems", "clipped_output"}
 
 
