@@ -281,3 +281,24 @@ def test_mp3_cannot_hold_96k_and_nothing_is_written(tmp_path):
     _, (result,) = _run(tmp_path, format="mp3")
     assert result.status == "failed" and "96000 Hz" in result.message and "hires.wav" in result.message
     assert not (tmp_path / "out" / "hires").exists()
+
+
+def test_compressed_input_decoded_by_pyav_keeps_its_rate_and_channels(tmp_path):
+    av = pytest.importorskip("av")
+    rate = 48000
+    t = np.arange(rate * 2) / rate
+    data = np.stack([0.3 * np.sin(2 * np.pi * 300 * t), 0.2 * np.sin(2 * np.pi * 2500 * t)]).astype(np.float32)
+    (tmp_path / "in").mkdir()
+    with av.open(str(tmp_path / "in" / "clip.m4a"), "w") as container:
+        stream = container.add_stream("aac", rate=rate, layout="stereo")
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(data), format="fltp", layout="stereo")
+        frame.sample_rate = rate
+        for packet in list(stream.encode(frame)) + list(stream.encode(None)):
+            container.mux(packet)
+    _, (result,) = _run(tmp_path)
+    assert result.status == "done", result.message
+    decoded = result.manifest["input"]["frames"]
+    assert abs(decoded - data.shape[1]) < 4096 and result.manifest["input"]["sample_rate"] == rate
+    for path in result.files.values():
+        info = sf.info(path)
+        assert (info.samplerate, info.channels, info.frames, info.subtype) == (rate, 2, decoded, "PCM_16")
