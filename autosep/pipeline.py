@@ -170,7 +170,7 @@ class Pipeline:
             message = str(exc) if isinstance(exc, AutosepError) else f"{item.path}: {exc.strerror or exc}"
             result = RecordingResult(item.path, None, "failed", message)
         except (RuntimeError, ValueError) as exc:  # from torch/diffusers/the models: say which file, go on
-            result = RecordingResult(item.path, None, "failed", f"{item.path}: separation failed: {exc}")
+            result = RecordingResult(item.path, None, "failed", f"{item.path}: {type(exc).__name__}: {exc}")
         result.seconds = time.perf_counter() - started
         return result
 
@@ -246,11 +246,16 @@ class Pipeline:
         for old in stale - set(files.values()):
             if is_inside(old, folder) and old.name != MANIFEST_NAME:
                 old.unlink(missing_ok=True)
+        late: list[str] = []
         for info in stems_info:
             if info.get("silent"):
-                warnings.append(f"{item.path}: the stem for {info['name']!r} is silent")
+                late.append(f"{item.path}: the stem for {info['name']!r} is silent")
             if info.get("clipped_samples"):
-                warnings.append(f"{item.path}: {info['clipped_samples']} samples of {info['file']} were clipped")
+                late.append(f"{item.path}: {info['clipped_samples']} samples of {info['file']} were clipped "
+                            "(write float stems with --format wav --bit-depth 32f to keep them)")
+        for warning in late:
+            self.progress.warn(warning)
+        warnings.extend(late)
         timings["total"] = time.perf_counter() - started
         work = {"windows": len(window_log), "separated_windows": sum(1 for w in window_log if w["sources"]),
                 "unet_evaluations": self._unet_evaluations}
