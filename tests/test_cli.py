@@ -73,7 +73,14 @@ def test_autosep_mix_wav_tags_separates_and_writes(tmp_path, capsys, model_args)
     assert set(manifest["flags"]) >= {"fp32_retry", "silent_stems", "clipped_output"}
 
 
-def test_folder_of_rates_and_channels_mirrors_the_tree_with_safe_stem_names(tmp_path, capsys, model_args):
+def test_folder_of_rates_and_channels_mirrors_the_tree_with_safe_stem_names(tmp_path, capsys, model_args,
+                                                                           monkeypatch):
+    from autosep.separator import ZeroSep
+
+    loads = []
+    real_load = ZeroSep.from_pretrained.__func__
+    monkeypatch.setattr(ZeroSep, "from_pretrained",
+                        classmethod(lambda cls, *a, **k: loads.append(a) or real_load(cls, *a, **k)))
     inputs = {
         "phone/call 8k.wav": write_wave(tmp_path / "in" / "phone" / "call 8k.wav", 1.0, 8000, 1, "PCM_16"),
         "band/stéréo — live.wav": write_wave(tmp_path / "in" / "band" / "stéréo — live.wav", 1.0, 44100, 2,
@@ -95,6 +102,7 @@ def test_folder_of_rates_and_channels_mirrors_the_tree_with_safe_stem_names(tmp_
                 source_info.samplerate, source_info.channels, source_info.frames, source_info.subtype)
         np.testing.assert_allclose(sum(stems.values()), data, atol=2e-4)
     assert not list(tmp_path.glob("etc*")) and not (tmp_path / "out" / "etc").exists()
+    assert len(loads) == 1  # the model is loaded once for the whole batch
 
 
 def test_bad_inputs_are_reported_and_the_batch_goes_on(tmp_path, capsys, model_args):
