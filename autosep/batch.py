@@ -43,6 +43,13 @@ def check_output_root(out: Path) -> None:
         raise AutosepError(f"cannot write to the output folder {out}: {reason}; pass a writable folder with -o")
 
 
+def _inside_output_below_root(item: InputFile, out_root: Path) -> bool:
+    """Whether ``item`` was found in an input folder's subfolder that is the output folder."""
+    if not is_inside(item.path, out_root):
+        return False
+    return is_inside(out_root, item.root) and os.path.realpath(out_root) != os.path.realpath(item.root)
+
+
 def _already_done(folder: Path, item: InputFile) -> bool:
     manifest = read_json(folder / MANIFEST_NAME)
     if not manifest:
@@ -65,8 +72,9 @@ def run_batch(inputs: list[str], options: PipelineOptions, progress: Progress | 
 
     files, missing = collect_inputs(inputs)
     out_root = Path(options.out)
-    # Stems from an earlier run inside an input folder (autosep music/ -o music/stems) are not new inputs.
-    files = [item for item in files if not is_inside(item.path, out_root)]
+    # Stems from an earlier run inside an input folder (autosep music/ -o music/stems) are not new inputs;
+    # a file named directly, or -o pointing at the input folder itself, is still processed.
+    files = [item for item in files if not _inside_output_below_root(item, out_root)]
     for absent in missing:
         outcome.results.append(RecordingResult(Path(absent.given), None, "failed", f"{absent.given}: {absent.reason}"))
     if not files:

@@ -181,6 +181,11 @@ def test_batch_ignores_its_own_output_inside_the_input_folder(tmp_path):
     assert first.exit_code == 0 and [r.status for r in first.results] == ["done"]
     second = run_batch([str(tmp_path / "in")], options, pipeline=pipeline)
     assert [(r.input.name, r.status) for r in second.results] == [("mix.wav", "skipped")]
+    # Output next to the input (-o the input's own folder) still processes the input.
+    beside = PipelineOptions(sources=["low hum"], window=1.0, out=str(tmp_path / "in"))
+    third = run_batch([str(tmp_path / "in" / "mix.wav")], beside, pipeline=Pipeline(beside,
+                      separator=BandSeparatorDouble()))
+    assert third.exit_code == 0 and (tmp_path / "in" / "mix" / "manifest.json").exists()
 
 
 def test_silent_windows_skip_the_separator(tmp_path):
