@@ -303,16 +303,22 @@ class Pipeline:
         hop_s = float(getattr(self.tagger, "hop_seconds", None) or window_s / 2)
         hop = max(1, round(hop_s * rate))
         block = max(hop, round(TAG_BLOCK_S * rate / hop) * hop) if tagging else max(1, int(TAG_BLOCK_S * rate))
-        extra = max(0, round(window_s * rate) - hop)
+        window = max(1, round(window_s * rate))
+        extra = max(0, window - hop)
         tagged: list = []
+        covered = 0  # frames already scored (a block's extension may reach the end of the file)
 
         def tag_block(start: int, samples: np.ndarray) -> None:
-            if not tagging:
-                return
+            nonlocal covered
             end = start + len(samples)
+            if not tagging or end <= covered:
+                return
             tail = min(extra, reader.frames - end)
             if tail > 0:
                 samples = np.concatenate([samples, reader.read(end, tail)])
+            covered = end + max(tail, 0)
+            if len(samples) < window:  # a recording shorter than one tagger window: pad it with silence
+                samples = np.concatenate([samples, np.zeros((window - len(samples), samples.shape[1]), np.float32)])
             tagged.append((start / rate, self.tagger.tag(samples, rate)))
 
         result = scan(reader, block, tag_block)
@@ -328,7 +334,7 @@ class Pipeline:
         labels = list(tagged[0][1].labels)
         probs = np.concatenate([np.asarray(r.probs, dtype=np.float32) for _, r in tagged], axis=0)
         times = [(offset + a, offset + b) for offset, r in tagged for a, b in r.window_times]
-        times = [(a, min(b, reader.duration)) for a, b in times]
+        times = [(min(a, reader.duration), min(b, reader.duration)) for a, b in times]
         planner = dict(opts.planner)
         if planner.get("threshold") is None:  # the tagger's own calibrated default
             planner["threshold"] = getattr(self.tagger, "default_threshold", None)
@@ -366,9 +372,23 @@ class Pipeline:
             for path in paths:
                 writers.append(StemWriter(path, opts.format, subtype, out_rate, out_channels))
 
+            written = 0
+
             def sink(block: np.ndarray) -> None:
-                for k, writer in enumerate(writers):
-                    writer.write(block[:, k, :] if projected else block[:, k : k + 1])
+                nonlocal written
+                if projected:
+                    # The residual is the input minus the stems exactly as stored: with integer PCM the files
+                    # add up to the input bit for bit, whatever rounding happened in the masks and cross-fades.
+                    residual = reader.read(written, len(block)).astype(np.float64)
+                    for k, writer in enumerate(writers[:-1]):
+                        stored = writer.quantize(block[:, k, :])
+                        residual -= stored
+                        writer.write(stored)
+                    writers[-1].write(residual.astype(np.float32))
+                else:
+                    for k, writer in enumerate(writers):
+                        writer.write(block[:, k : k + 1])
+                written += len(block)
 
             if projected:
                 mixer = OverlapAdd(windows, reader.frames, (len(writers), out_channels), fade, sink)

@@ -26,6 +26,7 @@ _ALLOWED_SUBTYPES = {
 _LOSSY_SUBTYPE = {"ogg": "VORBIS", "mp3": "MPEG_LAYER_III"}
 _MP3_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
 PARTIAL_MARK = ".partial-"
+_PCM_BITS = {"PCM_16": 16, "PCM_24": 24}
 
 
 class OutputError(AutosepError):
@@ -96,6 +97,9 @@ class StemWriter:
         self.path = path
         self.temporary = _temporary_name(path)
         self.clips = subtype not in ("FLOAT", "DOUBLE")
+        # Integer PCM is written as integers we round ourselves, so callers can see exactly what is stored
+        # (quantize) and make stems + residual add up to the input bit for bit.
+        self._bits = _PCM_BITS.get(subtype)
         self.peak = 0.0
         self.clipped_samples = 0
         self.frames = 0
@@ -106,6 +110,17 @@ class StemWriter:
             self.temporary.unlink(missing_ok=True)
             raise OutputError(f"{path}: cannot write a {fmt} file here ({exc})") from None
 
+    @property
+    def quantizes(self) -> bool:
+        return self._bits is not None
+
+    def quantize(self, block: np.ndarray) -> np.ndarray:
+        """``block`` as it will read back from the file (integer PCM: rounded to the grid and clipped)."""
+        if self._bits is None:
+            return np.asarray(block, dtype=np.float32)
+        scale = float(2 ** (self._bits - 1))
+        return (np.clip(np.round(np.asarray(block, np.float64) * scale), -scale, scale - 1) / scale).astype(np.float32)
+
     def write(self, block: np.ndarray) -> None:
         block = np.asarray(block, dtype=np.float32)
         if block.size:
@@ -114,6 +129,11 @@ class StemWriter:
             if self.clips and peak > 1.0:
                 self.clipped_samples += int(np.count_nonzero(np.abs(block) > 1.0))
                 block = np.clip(block, -1.0, 1.0)
+        if self._bits is not None:
+            scale = 2 ** (self._bits - 1)
+            integers = np.clip(np.round(block.astype(np.float64) * scale), -scale, scale - 1).astype(np.int32)
+            # libsndfile takes int16 as is and int32 as full-scale 32-bit, keeping the top bits for PCM_24.
+            block = integers.astype(np.int16) if self._bits == 16 else integers << (32 - self._bits)
         self._file.write(block)
         self.frames += len(block)
 
