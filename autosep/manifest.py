@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import platform
+import re
 from importlib import metadata
 from typing import Any
 
@@ -29,6 +30,15 @@ def package_versions() -> dict[str, str]:
 
 def _segments(source) -> list[list[float]]:
     return [[round(float(a), 3), round(float(b), 3)] for a, b in (getattr(source, "segments", None) or [])]
+
+
+def hub_revision(*candidates: object) -> str | None:
+    """The Hugging Face snapshot (commit hash) a model was loaded from, if it came from the hub cache."""
+    for candidate in candidates:
+        match = re.search(r"[\\/]snapshots[\\/]([0-9a-f]{40})", str(candidate or ""))
+        if match:
+            return match.group(1)
+    return None
 
 
 def detection_entry(source) -> dict[str, Any]:
@@ -68,10 +78,13 @@ def build_manifest(*, reader, input_given: str, non_finite: int, peak: float, ta
         "tagger": None if tagger is None else {
             "name": getattr(tagger, "name", None),
             "model_id": getattr(tagger, "model_id", None),
+            "revision": hub_revision(getattr(tagger, "model_id", None)),
         },
         "separator": None if separator is None else {
             "model_id": getattr(separator, "model_id", None),
             "sample_rate": getattr(separator, "sample_rate", None),
+            "revision": hub_revision(getattr(separator, "model_id", None),
+                                     getattr(getattr(separator, "pipe", None), "name_or_path", None)),
         },
         "versions": package_versions(),
         "source_mode": source_mode,  # "tagged" (planned from tags) or "given" (-s/--source)

@@ -158,3 +158,11 @@ def test_stem_writer_is_atomic_and_counts_clipping(tmp_path):
     aborted.write(np.zeros((10, 1), np.float32))
     aborted.abort()
     assert list(tmp_path.iterdir()) == [path]
+
+
+def test_manifest_records_the_hub_snapshot_a_model_came_from():
+    from autosep.manifest import hub_revision
+
+    snapshot = "/home/u/.cache/huggingface/hub/models--cvssp--audioldm2/snapshots/" + "0123456789abcdef" * 2 + "01234567"
+    assert hub_revision(None, snapshot + "/unet") == "0123456789abcdef0123456789abcdef01234567"
+    assert hub_revision("/tmp/my-model") is None
