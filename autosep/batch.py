@@ -60,6 +60,12 @@ def _already_done(folder: Path, item: InputFile) -> bool:
         return False
 
 
+def _describe(result: RecordingResult) -> str:
+    if not result.ok:
+        return f"failed: {result.message}"
+    return {"skipped": "already done (manifest.json exists; --overwrite redoes it)"}.get(result.status, result.status)
+
+
 def run_batch(inputs: list[str], options: PipelineOptions, progress: Progress | None = None,
               pipeline: Pipeline | None = None) -> BatchOutcome:
     """Process ``inputs`` (files, folders, globs). ``pipeline`` may be passed with models already loaded."""
@@ -131,7 +137,7 @@ def run_batch(inputs: list[str], options: PipelineOptions, progress: Progress | 
             progress.start_file(name)
             result = pipeline.process(item)
             outcome.results.append(result)
-            progress.end_file(name, result.status if result.ok else f"failed: {result.message}")
+            progress.end_file(name, _describe(result))
         outcome.interrupted_at = None
     except KeyboardInterrupt:
         outcome.interrupted = True

@@ -9,10 +9,9 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import time
 
 from .batch import EXIT_INTERRUPTED, EXIT_USAGE, BatchOutcome, run_batch
-from .progress import Progress
+from .progress import LogProgress, Progress, RichProgress
 
 log = logging.getLogger("autosep")
 
@@ -119,90 +118,6 @@ def options_from_args(args: argparse.Namespace):
     )
 
 
-class LogProgress(Progress):
-    """Plain lines for logs and pipes."""
-
-    def __init__(self, stream=None):
-        self.stream = stream or sys.stderr
-        self._files, self._index, self._windows, self._units = 0, 0, 0, 0
-        self._last_window_log = 0.0
-
-    def _say(self, text: str) -> None:
-        print(f"autosep: {text}", file=self.stream, flush=True)
-
-    def start_batch(self, total_files: int) -> None:
-        self._files = total_files
-
-    def start_file(self, name: str) -> None:
-        self._index += 1
-        self._say(f"[{self._index}/{self._files}] {name}")
-
-    def stage(self, text: str) -> None:
-        self._say(f"  {text}")
-
-    def start_windows(self, windows: int, units: int) -> None:
-        self._windows, self._units = windows, units
-        self._say(f"  separating: {windows} windows, {units} window x source runs")
-
-    def window_done(self, index: int, units: int) -> None:
-        now = time.monotonic()
-        if index + 1 == self._windows or now - self._last_window_log > 10:
-            self._last_window_log = now
-            self._say(f"  window {index + 1}/{self._windows}")
-
-    def end_file(self, name: str, status: str) -> None:
-        self._say(f"  -> {status}")
-
-    def warn(self, message: str) -> None:
-        self._say(f"warning: {message}")
-
-
-class RichProgress(Progress):
-    """Bars for files, windows x sources and diffusion steps."""
-
-    def __init__(self, console):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bars, TextColumn, TimeRemainingColumn
-
-        self.console = console
-        self.bars = Bars(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                         console=console, transient=True)
-        self.bars.start()
-        self.files = self.bars.add_task("files", total=None)
-        self.windows = self.bars.add_task("windows x sources", total=None, visible=False)
-        self.diffusion = self.bars.add_task("diffusion steps", total=None, visible=False)
-
-    def start_batch(self, total_files: int) -> None:
-        self.bars.update(self.files, total=total_files)
-
-    def start_file(self, name: str) -> None:
-        self.bars.update(self.files, description=f"files ({name})")
-        self.bars.update(self.windows, visible=False, completed=0)
-        self.bars.update(self.diffusion, visible=False, completed=0)
-
-    def stage(self, text: str) -> None:
-        self.bars.update(self.windows, description=text, visible=True, total=None, completed=0)
-
-    def start_windows(self, windows: int, units: int) -> None:
-        self.bars.update(self.windows, description="windows x sources", total=max(units, 1), completed=0,
-                         visible=True)
-
-    def window_done(self, index: int, units: int) -> None:
-        self.bars.advance(self.windows, units)
-
-    def steps(self, done: int, total: int) -> None:
-        self.bars.update(self.diffusion, total=total, completed=done, visible=True)
-
-    def end_file(self, name: str, status: str) -> None:
-        self.bars.advance(self.files)
-        self.console.log(f"{name}: {status}", markup=False, highlight=False)
-
-    def warn(self, message: str) -> None:
-        self.console.log(f"warning: {message}", style="yellow", markup=False, highlight=False)
-
-    def close(self) -> None:
-        self.bars.stop()
-
-
 def _label(source) -> str:
     """A planned source's label; results of skipped recordings carry the manifest's detections (dicts)."""
     return str(source.get("label")) if isinstance(source, dict) else str(source.label)
@@ -215,7 +130,8 @@ def _print_summary(outcome: BatchOutcome, console, quiet: bool) -> None:
                 print(f"autosep: error: {result.message}", file=sys.stderr)
             elif not quiet:
                 names = ", ".join(_label(source) for source in result.plan) or "no sources"
-                print(f"autosep: {result.input}: {result.status} ({names}) -> {result.output}", file=sys.stderr)
+                status = "already done" if result.status == "skipped" else result.status
+                print(f"autosep: {result.input}: {status} ({names}) -> {result.output}", file=sys.stderr)
         if outcome.interrupted and outcome.interrupted_at is not None and not quiet:
             print(f"autosep: {outcome.interrupted_at}: interrupted", file=sys.stderr)
         return
