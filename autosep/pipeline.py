@@ -17,21 +17,17 @@ from typing import Any
 
 import numpy as np
 
-from .audio import resample
 from .errors import AutosepError
 from .inputs import InputFile
 from .manifest import MANIFEST_NAME, build_manifest
 from .naming import RESIDUAL, is_inside, unique_slugs
 from .progress import Progress
-from .reader import AudioReader, open_audio, scan
-from .render import RENDER_MODES, project
-from .windows import OverlapAdd, Window, fit_length, plan_windows, scale_windows
-from .writer import (
-    OutputError, StemWriter, check_output_format, choose_subtype, read_json, remove_partials, write_json,
-)
+from .reader import SILENCE_PEAK, AudioReader, open_audio, scan
+from .render import RENDER_MODES
+from .windowed import WindowedSeparation
+from .writer import OutputError, check_output_format, choose_subtype, read_json, remove_partials, write_json
 
 MIN_DURATION_S = 0.1
-SILENCE_PEAK = 1e-4  # -80 dBFS: below this the recording is treated as silence (nothing to tag or separate)
 TAG_BLOCK_S = 60.0  # the tagger sees the recording in blocks this long, so tagging memory stays flat too
 
 
@@ -129,7 +125,6 @@ class Pipeline:
         self.tagger = tagger
         self.separator = separator
         self.progress = progress or Progress()
-        self._unet_evaluations = 0  # samples through the UNet for the current recording (manifest: work done)
 
     @classmethod
     def load(cls, options: PipelineOptions, progress: Progress | None = None) -> "Pipeline":
@@ -236,8 +231,9 @@ class Pipeline:
             paths = [folder / f"{slug}.{ext}" for slug in slugs]
             if plan and opts.render == "projected":
                 paths.append(folder / f"{RESIDUAL}.{ext}")
-            stems_info, residual_info, window_log = self._separate_and_write(
-                reader, plan, paths, subtype, out_rate, out_channels)
+            separation = WindowedSeparation(self.separator, opts, self.progress)
+            stems_info, residual_info, window_log = separation.run(reader, plan, paths, subtype, out_rate,
+                                                                   out_channels)
             timings["separate_and_write"] = time.perf_counter() - t0
 
         files = {name: path for name, path in zip(names, paths)}
@@ -258,7 +254,7 @@ class Pipeline:
         warnings.extend(late)
         timings["total"] = time.perf_counter() - started
         work = {"windows": len(window_log), "separated_windows": sum(1 for w in window_log if w["sources"]),
-                "unet_evaluations": self._unet_evaluations}
+                "unet_evaluations": separation.unet_evaluations}
         manifest = build_manifest(
             reader=reader, input_given=item.given, non_finite=non_finite, peak=peak, tagger=self.tagger,
             separator=self.separator, plan=plan, source_mode="given" if opts.sources is not None else "tagged",
@@ -344,137 +340,6 @@ class Pipeline:
         top_tags = [{"label": labels[i], "max_score": round(float(peak_scores[i]), 4)} for i in top]
         return plan, top_tags, result.peak, result.non_finite
 
-    # -- separation, rendering and writing -------------------------------------------------------------------------
-
-    def _active(self, plan: list, start_s: float, end_s: float) -> list[int]:
-        margin = self.options.margin
-        return [i for i, source in enumerate(plan)
-                if any(a - margin < end_s and b + margin > start_s for a, b in source.segments)]
-
-    def _separate_and_write(self, reader: AudioReader, plan: list, paths: list[Path], subtype: str,
-                            out_rate: int, out_channels: int) -> tuple[list[dict], dict | None, list[dict]]:
-        opts = self.options
-        rate = reader.sample_rate
-        model_rate = self._model_rate()
-        projected = opts.render == "projected"
-        if not plan:
-            return [], None, []
-        window_frames = max(1, round(opts.window * rate))
-        windows = plan_windows(reader.frames, window_frames, max(1, round(window_frames * (1 - opts.overlap))))
-        fade = round(window_frames * opts.overlap)
-        model_frames = round(reader.frames * model_rate / rate)
-        model_windows = scale_windows(windows, model_rate / rate, model_frames)
-        actives = [self._active(plan, w.start / rate, w.end / rate) for w in windows]
-        self.progress.start_windows(len(windows), sum(len(a) for a in actives))
-
-        writers: list[StemWriter] = []
-        try:
-            for path in paths:
-                writers.append(StemWriter(path, opts.format, subtype, out_rate, out_channels))
-
-            written = 0
-
-            def sink(block: np.ndarray) -> None:
-                nonlocal written
-                if projected:
-                    # The residual is the input minus the stems exactly as stored: with integer PCM the files
-                    # add up to the input bit for bit, whatever rounding happened in the masks and cross-fades.
-                    residual = reader.read(written, len(block)).astype(np.float64)
-                    for k, writer in enumerate(writers[:-1]):
-                        stored = writer.quantize(block[:, k, :])
-                        residual -= stored
-                        writer.write(stored)
-                    writers[-1].write(residual.astype(np.float32))
-                else:
-                    for k, writer in enumerate(writers):
-                        writer.write(block[:, k : k + 1])
-                written += len(block)
-
-            if projected:
-                mixer = OverlapAdd(windows, reader.frames, (len(writers), out_channels), fade, sink)
-            else:
-                mixer = OverlapAdd(model_windows, model_frames, (len(writers),),
-                                   round(fade * model_rate / rate), sink)
-            self._unet_evaluations = 0
-            c_inv: list[list[dict]] = [[] for _ in plan]
-            fp32_retry = [False] * len(plan)
-            window_log = []
-            for w, mw, planned_active in zip(windows, model_windows, actives):
-                original = reader.read(w.start, w.length)
-                # A digitally silent window holds no source: its stems are silence, no need to run the model.
-                silent = bool(planned_active) and float(np.abs(original).max()) < SILENCE_PEAK
-                active = [] if silent else planned_active
-                stems = self._separate_window(original, rate, mw, plan, active, c_inv, fp32_retry, w)
-                window_log.append({"index": w.index, "start_s": round(w.start / rate, 3),
-                                   "end_s": round(w.end / rate, 3), "sources": [plan[i].label for i in active],
-                                   **({"silent": True} if silent else {})})
-                if projected:
-                    mixer.add(w.index, project(original, stems, model_rate, rate) if active else
-                              _residual_only(original, len(plan)))
-                else:
-                    mixer.add(w.index, stems.T if active else None)
-                self.progress.window_done(w.index, len(planned_active))
-            mixer.finish()
-            for writer in writers:
-                writer.commit()
-        except BaseException:
-            for writer in writers:
-                writer.abort()
-            raise
-
-        stems_info = []
-        for i, (source, writer) in enumerate(zip(plan, writers)):
-            stems_info.append({
-                "name": source.label, "file": writer.path.name, "mid": getattr(source, "mid", None),
-                "c_rev": getattr(source, "prompt", source.label), "c_inv": c_inv[i],
-                "windows_active": len(c_inv[i]), "fp32_retry": fp32_retry[i],
-                "peak": round(writer.peak, 6), "silent": writer.peak < SILENCE_PEAK,
-                "clipped_samples": writer.clipped_samples,
-            })
-        residual_info = None
-        if projected:
-            writer = writers[-1]
-            residual_info = {"file": writer.path.name, "peak": round(writer.peak, 6),
-                             "clipped_samples": writer.clipped_samples}
-        return stems_info, residual_info, window_log
-
-    def _separate_window(self, original: np.ndarray, rate: int, model_window: Window, plan: list,
-                         active: list[int], c_inv: list[list[dict]], fp32_retry: list[bool],
-                         window: Window) -> np.ndarray:
-        """The generative stems of one window, float32 ``[len(plan), model frames]``; inactive sources are 0."""
-        opts = self.options
-        stems = np.zeros((len(plan), model_window.length), dtype=np.float32)
-        if not active:
-            return stems
-        mono = original.mean(axis=1, dtype=np.float32)
-        wave = fit_length(resample(mono, rate, self._model_rate()), model_window.length)
-        result = self.separator.separate_detailed(
-            wave, sources=[plan[i].prompt for i in active], inversion=opts.inversion, steps=opts.steps,
-            guidance=opts.guidance, inv_prompt=opts.inv_prompt, seed=opts.seed, progress=self.progress.steps,
-        )
-        self._unet_evaluations += int(getattr(result, "unet_evaluations", 0) or 0)
-        separated = _to_numpy(result.stems)
-        retries = list(getattr(result, "fp32_retry", []) or [])
-        prompts = list(getattr(result, "inversion_prompts", []) or [])
-        for row, i in enumerate(active):
-            stems[i] = fit_length(separated[row], model_window.length)
-            c_inv[i].append({"window": window.index, "c_inv": prompts[row] if row < len(prompts) else None})
-            if row < len(retries) and retries[row]:
-                fp32_retry[i] = True
-        return stems
-
-
-def _residual_only(original: np.ndarray, sources: int) -> np.ndarray:
-    """A window where no source is active: all of it is residual."""
-    piece = np.zeros((len(original), sources + 1, original.shape[1]), dtype=np.float32)
-    piece[:, sources, :] = original
-    return piece
-
-
-def _to_numpy(stems) -> np.ndarray:
-    if hasattr(stems, "detach"):
-        stems = stems.detach().to("cpu").float().numpy()
-    return np.asarray(stems, dtype=np.float32)
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -16,6 +16,8 @@ import soundfile as sf
 
 from .audio import AudioDecodeError, load_audio
 
+SILENCE_PEAK = 1e-4  # -80 dBFS: a recording, window or stem whose peak stays below this counts as silence
+
 
 class AudioReader:
     path: Path
