@@ -125,6 +125,7 @@ class Pipeline:
         self.tagger = tagger
         self.separator = separator
         self.progress = progress or Progress()
+        self._tag_notes: list[str] = []  # the tagger's warnings for the recording being processed
 
     @classmethod
     def load(cls, options: PipelineOptions, progress: Progress | None = None) -> "Pipeline":
@@ -204,8 +205,10 @@ class Pipeline:
 
             t0 = time.perf_counter()
             self.progress.stage("tagging" if self.tagger is not None and opts.sources is None else "reading")
+            self._tag_notes = []
             plan, top_tags, peak, non_finite = self._plan(reader)
             timings["scan_and_tag"] = time.perf_counter() - t0
+            warnings.extend(f"{item.path}: {note}" for note in dict.fromkeys(self._tag_notes))
             if non_finite:
                 warnings.append(f"{item.path}: {non_finite} NaN/infinite samples were replaced by silence")
             if peak < SILENCE_PEAK:
@@ -327,6 +330,8 @@ class Pipeline:
             return [], [], result.peak, result.non_finite
         from .taggers import plan_sources
 
+        for _, tag_result in tagged:  # the tagger's own warnings (e.g. an audio-LM answer it could not parse)
+            self._tag_notes.extend(getattr(tag_result, "notes", None) or [])
         labels = list(tagged[0][1].labels)
         probs = np.concatenate([np.asarray(r.probs, dtype=np.float32) for _, r in tagged], axis=0)
         times = [(offset + a, offset + b) for offset, r in tagged for a, b in r.window_times]
