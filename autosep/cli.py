@@ -191,7 +191,7 @@ def _run(argv: list[str]) -> int:
         print(f"autosep: error: {outcome.error}", file=sys.stderr)
         return outcome.exit_code
     if args.dry_run and not args.quiet:
-        _print_plans(outcome, console)
+        _print_plans(outcome, Console())  # the plans are the result of a dry run: stdout, unlike progress
     _print_summary(outcome, console, args.quiet)
     if outcome.interrupted:
         print("autosep: interrupted; finished recordings are kept, rerun the same command to resume",
