@@ -118,18 +118,13 @@ def options_from_args(args: argparse.Namespace):
     )
 
 
-def _label(source) -> str:
-    """A planned source's label; results of skipped recordings carry the manifest's detections (dicts)."""
-    return str(source.get("label")) if isinstance(source, dict) else str(source.label)
-
-
 def _print_summary(outcome: BatchOutcome, console, quiet: bool) -> None:
     if quiet or not console.is_terminal:  # logs and pipes get one plain line per input, easy to grep
         for result in outcome.results:
             if not result.ok:
                 print(f"autosep: error: {result.message}", file=sys.stderr)
             elif not quiet:
-                names = ", ".join(_label(source) for source in result.plan) or "no sources"
+                names = ", ".join(source.label for source in result.plan) or "no sources"
                 status = "already done" if result.status == "skipped" else result.status
                 print(f"autosep: {result.input}: {status} ({names}) -> {result.output}", file=sys.stderr)
         if outcome.interrupted and outcome.interrupted_at is not None and not quiet:
@@ -143,7 +138,7 @@ def _print_summary(outcome: BatchOutcome, console, quiet: bool) -> None:
     table.add_column("sources", overflow="fold")
     table.add_column("output / message", overflow="fold")
     for result in outcome.results:
-        names = ", ".join(_label(source) for source in result.plan) or "-"
+        names = ", ".join(source.label for source in result.plan) or "-"
         status = {"done": "[green]done", "skipped": "[cyan]already done", "planned": "[blue]planned",
                   "failed": "[red]failed"}.get(result.status, result.status)
         detail = str(result.output) if result.ok and result.output else result.message

@@ -185,7 +185,7 @@ class Pipeline:
                 )
             if not opts.overwrite:
                 return RecordingResult(item.path, folder, "skipped", "already done (manifest.json exists)",
-                                       plan=previous.get("detections", []), manifest=previous,
+                                       plan=_plan_from_manifest(previous), manifest=previous,
                                        files=_files_from_manifest(folder, previous),
                                        sample_rate=_rate_from_manifest(previous))
 
@@ -365,6 +365,17 @@ def _files_from_manifest(folder: Path, manifest: dict | None) -> dict[str, Path]
     if isinstance(residual, dict) and residual.get("file"):
         files[RESIDUAL] = folder / Path(str(residual["file"])).name
     return files
+
+
+def _plan_from_manifest(manifest: dict) -> list[GivenSource]:
+    """The plan a finished recording was separated with, rebuilt from its manifest's detections."""
+    plan = []
+    for entry in manifest.get("detections") or []:
+        if isinstance(entry, dict) and entry.get("label"):
+            plan.append(GivenSource(label=str(entry["label"]), prompt=str(entry.get("prompt") or entry["label"]),
+                                    segments=[tuple(seg) for seg in entry.get("segments") or []],
+                                    mid=entry.get("mid"), score=entry.get("score")))
+    return plan
 
 
 def _rate_from_manifest(manifest: dict) -> int | None:

@@ -154,6 +154,7 @@ def test_resume_skips_and_overwrite_redoes(tmp_path):
     calls = len(separator.calls)
     _, (again,) = _run(tmp_path, separator=separator)
     assert again.status == "skipped" and len(separator.calls) == calls
+    assert [s.label for s in again.plan] == ["low hum", "high whistle"] and "residual" in again.files
     _, (redo,) = _run(tmp_path, separator=separator, overwrite=True, sources=("low hum",))
     assert redo.status == "done" and len(separator.calls) > calls
     # The stem of the source no longer asked for is removed with the old results.
