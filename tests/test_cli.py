@@ -262,6 +262,15 @@ def test_python_api_returns_stems_plan_and_manifest(tmp_path, tiny_audioldm2_dir
         autosep.separate_file(tmp_path / "nope.wav", **options)
 
 
+def test_tag_subcommand_is_dispatched(tmp_path, capsys, tiny_cnn14_checkpoint, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_wave(tmp_path / "mix.wav", seconds=1.0)
+    code, output = run(capsys, "tag", "mix.wav", "--tagger-model", tiny_cnn14_checkpoint, "--json")
+    assert code == 0, output
+    assert "mix.wav" in output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mix.wav"]  # tagging writes no stems
+
+
 def test_models_list_and_download(capsys):
     code, output = run(capsys, "models", "list")
     assert code == 0 and "audioldm2" in output and "CC BY-NC-SA 4.0" in output and "panns" in output
