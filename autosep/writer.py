@@ -77,10 +77,23 @@ def check_output_format(fmt: str, subtype: str, sample_rate: int, channels: int)
 
 
 def remove_partials(folder: Path) -> None:
-    """Delete temporary files an interrupted run left in ``folder``."""
+    """Delete temporary files an interrupted run left in ``folder`` (not those of a process still running)."""
     if folder.is_dir():
         for leftover in folder.glob(f".*{PARTIAL_MARK}*"):
+            pid = leftover.name.rsplit(PARTIAL_MARK, 1)[-1].split("-", 1)[0]
+            if pid.isdigit() and int(pid) != os.getpid() and _process_alive(int(pid)):
+                continue
             leftover.unlink(missing_ok=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):  # exists but not ours, or the platform cannot tell: leave it alone
+        return True
+    return True
 
 
 def _temporary_name(final: Path) -> Path:

@@ -166,3 +166,20 @@ def test_manifest_records_the_hub_snapshot_a_model_came_from():
     snapshot = "/home/u/.cache/huggingface/hub/models--cvssp--audioldm2/snapshots/" + "0123456789abcdef" * 2 + "01234567"
     assert hub_revision(None, snapshot + "/unet") == "0123456789abcdef0123456789abcdef01234567"
     assert hub_revision("/tmp/my-model") is None
+
+
+def test_remove_partials_keeps_files_of_running_processes(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from autosep.writer import remove_partials
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f".dog.wav.partial-{gone.stdout.strip()}-abcd1234"
+    mine = tmp_path / f".cat.wav.partial-{os.getpid()}-abcd1234"
+    alive = tmp_path / f".owl.wav.partial-{os.getppid()}-abcd1234"
+    for path in (stale, mine, alive):
+        path.write_bytes(b"x")
+    remove_partials(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [alive.name]
