@@ -53,6 +53,7 @@ def test_autosep_mix_wav_tags_separates_and_writes(tmp_path, capsys, model_args)
     code, output = run(capsys, tmp_path / "mix.wav", "-o", tmp_path / "out", "--threshold", "0",
                        "--max-sources", "2", *model_args)
     assert code == 0, output
+    assert "[1/1]" in output and "window 2/2" in output  # not a terminal: plain progress lines
     folder = tmp_path / "out" / "mix"
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["source_mode"] == "tagged" and manifest["tagger"]["name"] == "panns"
