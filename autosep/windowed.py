@@ -96,11 +96,13 @@ class WindowedSeparation:
                 window_log.append({"index": w.index, "start_s": round(w.start / rate, 3),
                                    "end_s": round(w.end / rate, 3), "sources": [plan[i].label for i in active],
                                    **({"silent": True} if silent else {})})
-                if projected:
-                    mixer.add(w.index, project(original, stems, model_rate, rate) if active else
-                              _residual_only(original, len(plan)))
+                # No active source: the stems stay silent there (the residual, computed in sink, takes it all).
+                if not active:
+                    mixer.add(w.index, None)
+                elif projected:
+                    mixer.add(w.index, project(original, stems, model_rate, rate))
                 else:
-                    mixer.add(w.index, stems.T if active else None)
+                    mixer.add(w.index, stems.T)
                 self.progress.window_done(w.index, len(planned_active))
             mixer.finish()
             for writer in writers:
@@ -150,13 +152,6 @@ class WindowedSeparation:
             if row < len(retries) and retries[row]:
                 fp32_retry[i] = True
         return stems
-
-
-def _residual_only(original: np.ndarray, sources: int) -> np.ndarray:
-    """A window where no source is active: all of it is residual."""
-    piece = np.zeros((len(original), sources + 1, original.shape[1]), dtype=np.float32)
-    piece[:, sources, :] = original
-    return piece
 
 
 def _to_numpy(stems) -> np.ndarray:
