@@ -89,8 +89,6 @@ def expand_inputs(patterns: Iterable[str | os.PathLike]) -> list[Path]:
     return list(result)
 
 
-_walk_media = media_files_in
-
 
 def collect_inputs(arguments: list[str]) -> tuple[list[InputFile], list[MissingInput]]:
     """Expand INPUT arguments in order. A file is taken whatever its extension (the decoder decides);
@@ -108,7 +106,7 @@ def collect_inputs(arguments: list[str]) -> tuple[list[InputFile], list[MissingI
     for given in arguments:
         path = Path(given).expanduser()
         if path.is_dir():
-            media = _walk_media(path)
+            media = media_files_in(path)
             if not media:
                 missing.append(MissingInput(given, "the folder holds no audio or video files"))
             for found in media:
@@ -121,7 +119,7 @@ def collect_inputs(arguments: list[str]) -> tuple[list[InputFile], list[MissingI
             media: list[tuple[Path, Path]] = []
             for match in matches:
                 if match.is_dir():
-                    media.extend((found, root) for found in _walk_media(match))
+                    media.extend((found, root) for found in media_files_in(match))
                 elif match.is_file() and is_media_file(match):
                     media.append((match, root))
             if not media:
