@@ -1,0 +1,152 @@
+"""A batch: expand the inputs, check the output folder, load the models once, process every recording.
+
+Shared by the command line and the Python API. Exit codes: 0 all inputs done, 1 nothing could run,
+2 usage error, 3 some inputs failed and the rest were done, 130 interrupted (Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import AutosepError
+from .inputs import InputFile, collect_inputs
+from .manifest import MANIFEST_NAME
+from .naming import is_inside
+from .pipeline import Pipeline, PipelineOptions, RecordingResult
+from .progress import Progress
+from .writer import read_json
+
+EXIT_OK, EXIT_NOTHING_RAN, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+@dataclass
+class BatchOutcome:
+    results: list[RecordingResult] = field(default_factory=list)
+    exit_code: int = EXIT_OK
+    error: str | None = None  # why nothing could run
+    interrupted: bool = False
+    interrupted_at: Path | None = None  # the recording that was being processed
+
+
+def check_output_root(out: Path) -> None:
+    """Create the output folder and prove a file can be written there."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".autosep-write-test-{uuid.uuid4().hex[:8]}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise AutosepError(f"cannot write to the output folder {out}: {reason}; pass a writable folder with -o")
+
+
+def _inside_output_below_root(item: InputFile, out_root: Path) -> bool:
+    """Whether ``item`` was found in an input folder's subfolder that is the output folder."""
+    if not is_inside(item.path, out_root):
+        return False
+    return is_inside(out_root, item.root) and os.path.realpath(out_root) != os.path.realpath(item.root)
+
+
+def _already_done(folder: Path, item: InputFile) -> bool:
+    manifest = read_json(folder / MANIFEST_NAME)
+    if not manifest:
+        return False
+    try:
+        return Path(str(manifest.get("input", {}).get("path", ""))).resolve() == item.path.resolve()
+    except OSError:
+        return False
+
+
+def _describe(result: RecordingResult) -> str:
+    if not result.ok:
+        return f"failed: {result.message}"
+    return {"skipped": "already done (manifest.json exists; --overwrite redoes it)"}.get(result.status, result.status)
+
+
+def run_batch(inputs: list[str], options: PipelineOptions, progress: Progress | None = None,
+              pipeline: Pipeline | None = None) -> BatchOutcome:
+    """Process ``inputs`` (files, folders, globs). ``pipeline`` may be passed with models already loaded."""
+    progress = progress or Progress()
+    outcome = BatchOutcome()
+    try:
+        options.validate()
+    except AutosepError as exc:
+        return BatchOutcome(exit_code=EXIT_USAGE, error=str(exc))
+
+    files, missing = collect_inputs(inputs)
+    out_root = Path(options.out)
+    # Stems from an earlier run inside an input folder (autosep music/ -o music/stems) are not new inputs;
+    # a file named directly, or -o pointing at the input folder itself, is still processed.
+    files = [item for item in files if not _inside_output_below_root(item, out_root)]
+    for absent in missing:
+        outcome.results.append(RecordingResult(Path(absent.given), None, "failed", f"{absent.given}: {absent.reason}"))
+    if not files:
+        outcome.exit_code = EXIT_NOTHING_RAN
+        outcome.error = "no input found: " + "; ".join(r.message for r in outcome.results) if outcome.results \
+            else "no input given"
+        return outcome
+
+    if not options.dry_run:
+        try:
+            check_output_root(out_root)
+        except AutosepError as exc:
+            outcome.exit_code, outcome.error = EXIT_NOTHING_RAN, str(exc)
+            return outcome
+
+    # Two inputs must never share an output folder (mix.wav and mix.flac, or a/x.wav and b/x.wav given as
+    # files): the first keeps it, the others are refused rather than overwriting it.
+    planned: list[tuple[InputFile, Path]] = []
+    owners: dict[str, InputFile] = {}
+    for item in files:
+        folder = out_root / item.relative
+        key = os.path.normcase(os.path.abspath(folder))
+        if key in owners:
+            outcome.results.append(RecordingResult(
+                item.path, None, "failed",
+                f"{item.path}: refused, it would write to the same output folder {folder} as {owners[key].path}; "
+                "rename one of them or process them with different -o folders"))
+            continue
+        owners[key] = item
+        planned.append((item, folder))
+
+    pending = [item for item, folder in planned if options.overwrite or options.dry_run
+               or not _already_done(folder, item)]
+    if pipeline is None and pending:
+        try:
+            pipeline = Pipeline.load(options, progress)
+        except AutosepError as exc:
+            outcome.exit_code, outcome.error = EXIT_NOTHING_RAN, str(exc)
+            return outcome
+        except Exception as exc:  # a broken model folder fails in many ways: say which model, not a traceback
+            outcome.exit_code = EXIT_NOTHING_RAN
+            tagger = "" if options.sources is not None else f"tagger {options.tagger}, "
+            outcome.error = (f"could not load the models ({tagger}separator {options.model}): "
+                             f"{type(exc).__name__}: {exc}")
+            return outcome
+    elif pipeline is None:
+        pipeline = Pipeline(options, progress=progress)  # everything is done already; nothing to load
+
+    progress.start_batch(len(planned))
+    try:
+        for item, _folder in planned:
+            name = str(item.path)
+            outcome.interrupted_at = item.path
+            progress.start_file(name)
+            result = pipeline.process(item)
+            outcome.results.append(result)
+            progress.end_file(name, _describe(result))
+        outcome.interrupted_at = None
+    except KeyboardInterrupt:
+        outcome.interrupted = True
+        outcome.exit_code = EXIT_INTERRUPTED
+        return outcome
+    finally:
+        progress.close()
+
+    ok = sum(1 for r in outcome.results if r.ok)
+    failed = len(outcome.results) - ok
+    outcome.exit_code = EXIT_OK if failed == 0 else (EXIT_NOTHING_RAN if ok == 0 else EXIT_PARTIAL)
+    return outcome

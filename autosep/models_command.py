@@ -1,0 +1,104 @@
+"""``autosep models [list|download NAME]``: the models autosep knows, their size and licence, and a way to
+download one ahead of an offline run (into the Hugging Face cache, or autosep's cache for non-hub files)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .registry import KnownModel
+
+
+def known_models() -> list[KnownModel]:
+    """Separator models first, then taggers, as the two areas declare them."""
+    from .separator import KNOWN_MODELS as separator_models
+    from .taggers import KNOWN_MODELS as tagger_models
+
+    return list(separator_models) + list(tagger_models)
+
+
+def find_model(name: str, models: list[KnownModel]) -> KnownModel | None:
+    wanted = name.strip().lower()
+    for model in models:
+        if wanted in (model.alias.lower(), model.source.lower()):
+            return model
+    return None
+
+
+def _is_cached(model: KnownModel) -> str:
+    if model.fetch is not None:
+        return "-"  # its own download code knows; not worth a guess here
+    from huggingface_hub import snapshot_download
+
+    try:
+        snapshot_download(model.source, local_files_only=True)
+        return "yes"
+    except Exception:  # any "not found locally" flavour
+        return "no"
+
+
+def list_models(models: list[KnownModel]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="autosep models")
+    for column in ("name", "role", "source", "size", "licence", "downloaded", "description"):
+        table.add_column(column, overflow="fold")
+    for model in models:
+        table.add_row(model.alias, model.role, model.source, model.size, model.licence, _is_cached(model),
+                      model.description)
+    console = Console()
+    if not console.is_terminal:  # piped: no wrapping inside cells, so names and licences stay greppable
+        console = Console(width=250)
+    console.print(table)
+
+
+def download_model(model: KnownModel) -> str:
+    """Fetch ``model`` and return where it is. Raises AutosepError subclasses with a clear message."""
+    from .errors import DownloadError
+    from .paths import offline_mode
+
+    if model.fetch is not None:
+        return str(model.fetch())
+    if offline_mode():
+        raise DownloadError(f"cannot download {model.alias} ({model.source}): offline mode is on "
+                            "(HF_HUB_OFFLINE/AUTOSEP_OFFLINE); unset it on a machine with internet access")
+    from huggingface_hub import snapshot_download
+
+    try:
+        return snapshot_download(model.source)
+    except Exception as exc:  # network, auth, disk: all reported the same way
+        raise DownloadError(f"could not download {model.alias} ({model.source}): {exc}") from None
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="autosep models", description=__doc__)
+    sub = parser.add_subparsers(dest="action")
+    sub.add_parser("list", help="known models with size and licence (default)")
+    download = sub.add_parser("download", help="download a model for offline use")
+    download.add_argument("name", help="model name from `autosep models list`, or its Hugging Face id")
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+
+    models = known_models()
+    if args.action in (None, "list"):
+        list_models(models)
+        return 0
+    model = find_model(args.name, models)
+    if model is None:
+        names = ", ".join(m.alias for m in models)
+        print(f"autosep models: unknown model {args.name!r}; known: {names}", file=sys.stderr)
+        return 2
+    from .errors import AutosepError
+
+    print(f"autosep: downloading {model.alias} ({model.source}, {model.size}, licence {model.licence})",
+          file=sys.stderr)
+    try:
+        location = download_model(model)
+    except AutosepError as exc:
+        print(f"autosep models: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"autosep: {model.alias} is ready in {location}", file=sys.stderr)
+    return 0

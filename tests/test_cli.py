@@ -1,0 +1,281 @@
+"""End-to-end: ``autosep`` on the real tiny random-weight models (tiny Cnn14 tagger, tiny AudioLDM2), offline,
+through the same loading code a user's download takes. The command runs in-process (``autosep.cli.main``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from autosep.cli import main
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models on shared cores: far faster
+
+
+@pytest.fixture(scope="module")
+def model_args(tiny_audioldm2_dir, tiny_cnn14_checkpoint) -> list[str]:
+    # Short windows and one step keep the tiny model fast; everything else is the default path.
+    return ["--model", str(tiny_audioldm2_dir), "--tagger-model", str(tiny_cnn14_checkpoint),
+            "--steps", "1", "--window", "2.56", "--device", "cpu"]
+
+
+def run(capsys, *args) -> tuple[int, str]:
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+def write_wave(path: Path, seconds=1.5, rate=16000, channels=1, subtype="PCM_16", kind="noise", seed=0):
+    rng = np.random.default_rng(seed)
+    frames = int(seconds * rate)
+    t = np.arange(frames) / rate
+    if kind == "noise":
+        mono = 0.2 * np.sin(2 * np.pi * 440 * t) + 0.05 * rng.standard_normal(frames)
+    else:
+        mono = np.zeros(frames)
+    data = np.stack([mono * (1 - 0.1 * c) for c in range(channels)], axis=1).astype(np.float32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, data, rate, subtype=subtype)
+    return sf.read(path, dtype="float32", always_2d=True)[0]
+
+
+def stems_of(folder: Path) -> dict[str, np.ndarray]:
+    return {p.stem: sf.read(p, dtype="float32", always_2d=True)[0] for p in sorted(folder.glob("*.wav"))}
+
+
+# -- the main path ---------------------------------------------------------------------------------------------
+
+def test_autosep_mix_wav_tags_separates_and_writes(tmp_path, capsys, model_args):
+    mix = write_wave(tmp_path / "mix.wav", seconds=4.0, rate=44100, channels=2, subtype="PCM_24")
+    code, output = run(capsys, tmp_path / "mix.wav", "-o", tmp_path / "out", "--threshold", "0",
+                       "--max-sources", "2", *model_args)
+    assert code == 0, output
+    assert "[1/1]" in output and "window 2/2" in output  # not a terminal: plain progress lines
+    folder = tmp_path / "out" / "mix"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["source_mode"] == "tagged" and manifest["tagger"]["name"] == "panns"
+    assert manifest["separator"]["model_id"] and manifest["versions"]["torch"]
+    assert 1 <= len(manifest["detections"]) <= 2
+    names = {p.name for p in folder.iterdir()}
+    assert names == {s["file"] for s in manifest["sources"]} | {"residual.wav", "manifest.json"}
+    stems = stems_of(folder)
+    for stem in stems.values():  # the input's rate, channels, length and bit depth
+        assert stem.shape == mix.shape
+    assert {sf.info(folder / f).subtype for f in names - {"manifest.json"}} == {"PCM_24"}
+    assert {sf.info(folder / f).samplerate for f in names - {"manifest.json"}} == {44100}
+    np.testing.assert_array_equal(sum(s.astype(np.float64) for s in stems.values()), mix)  # bit for bit
+    source = manifest["sources"][0]
+    assert source["c_rev"] and len(source["c_inv"]) == len(manifest["windows"]) == 2  # 4 s in 2.56 s windows
+    assert manifest["settings"]["steps"] == 1 and manifest["settings"]["render"] == "projected"
+    assert manifest["work"]["unet_evaluations"] > 0 and manifest["work"]["windows"] == 2
+    assert set(manifest["flags"]) >= {"fp32_retry", "silent_stems", "clipped_output"}
+
+
+def test_folder_of_rates_and_channels_mirrors_the_tree_with_safe_stem_names(tmp_path, capsys, model_args,
+                                                                           monkeypatch):
+    from autosep.separator import ZeroSep
+
+    loads = []
+    real_load = ZeroSep.from_pretrained.__func__
+    monkeypatch.setattr(ZeroSep, "from_pretrained",
+                        classmethod(lambda cls, *a, **k: loads.append(a) or real_load(cls, *a, **k)))
+    inputs = {
+        "phone/call 8k.wav": write_wave(tmp_path / "in" / "phone" / "call 8k.wav", 1.0, 8000, 1, "PCM_16"),
+        "band/stéréo — live.wav": write_wave(tmp_path / "in" / "band" / "stéréo — live.wav", 1.0, 44100, 2,
+                                             "PCM_24"),
+        "surround 96k.wav": write_wave(tmp_path / "in" / "surround 96k.wav", 1.0, 96000, 6, "FLOAT"),
+    }
+    code, output = run(capsys, tmp_path / "in", "-o", tmp_path / "out", "-s", "dog barking",
+                       "-s", "../../etc/passwd", "-s", "?!", *model_args)
+    assert code == 0, output
+    for relative, data in inputs.items():
+        folder = tmp_path / "out" / Path(relative).with_suffix("")
+        assert sorted(p.name for p in folder.iterdir()) == [
+            "dog_barking.wav", "etc_passwd.wav", "manifest.json", "residual.wav", "source.wav"]
+        stems = stems_of(folder)
+        source_info = sf.info(tmp_path / "in" / relative)
+        for path in folder.glob("*.wav"):
+            info = sf.info(path)
+            assert (info.samplerate, info.channels, info.frames, info.subtype) == (
+                source_info.samplerate, source_info.channels, source_info.frames, source_info.subtype)
+        total = sum(s.astype(np.float64) for s in stems.values())
+        if source_info.subtype == "FLOAT":
+            np.testing.assert_allclose(total, data, atol=1e-6)
+        else:  # integer PCM in, integer PCM out: the stems and the residual add up bit for bit
+            np.testing.assert_array_equal(total, data)
+    assert not list(tmp_path.glob("etc*")) and not (tmp_path / "out" / "etc").exists()
+    assert len(loads) == 1  # the model is loaded once for the whole batch
+
+
+def test_bad_inputs_are_reported_and_the_batch_goes_on(tmp_path, capsys, model_args):
+    folder = tmp_path / "in"
+    write_wave(folder / "good.flac")
+    write_wave(folder / "good.wav")  # same output folder as good.flac (found first): refused, not overwritten
+    write_wave(folder / "silence.wav", kind="silence")
+    write_wave(folder / "blip.wav", seconds=0.05)
+    nan = write_wave(folder / "nan.wav", subtype="FLOAT")
+    nan[100:110] = np.nan
+    nan[200] = np.inf
+    sf.write(folder / "nan.wav", nan, 16000, subtype="FLOAT")
+    (folder / "empty.wav").write_bytes(b"")
+    (folder / "text.wav").write_text("not audio at all\n" * 50)
+    header = (folder / "good.wav").read_bytes()[:30]
+    (folder / "truncated.wav").write_bytes(header)
+    (folder / "movie.mp4").write_bytes(np.random.default_rng(0).bytes(4000))  # unsupported/garbled container
+
+    code, output = run(capsys, folder, tmp_path / "missing.wav", "-o", tmp_path / "out", "-s", "dog barking",
+                       *model_args)
+    assert code == 3, output  # some failed, the rest done
+    out = tmp_path / "out"
+    flat = " ".join(output.split())
+    for name in ("missing.wav", "empty.wav", "text.wav", "truncated.wav", "movie.mp4", "blip.wav"):
+        assert name in flat, name
+        assert not (out / Path(name).stem).exists()
+    assert "too short" in flat and "empty" in flat and "same output folder" in flat
+    assert "Traceback" not in output
+
+    good = json.loads((out / "good" / "manifest.json").read_text())
+    assert good["input"]["path"].endswith("good.flac")  # good.wav did not overwrite it
+    assert "good.wav: refused" in flat
+    silence = json.loads((out / "silence" / "manifest.json").read_text())
+    assert silence["flags"]["no_sources"] and silence["sources"] == []
+    assert [p.name for p in (out / "silence").iterdir()] == ["manifest.json"] and "silent" in flat
+    nan_manifest = json.loads((out / "nan" / "manifest.json").read_text())
+    assert nan_manifest["input"]["non_finite_samples"] == 11 and nan_manifest["flags"]["non_finite_input"]
+    assert all(np.isfinite(s).all() for s in stems_of(out / "nan").values())
+    assert not list(out.rglob(".*partial*"))
+
+
+def test_silence_and_a_very_short_recording_through_the_tagger(tmp_path, capsys, model_args):
+    write_wave(tmp_path / "in" / "quiet.wav", kind="silence")
+    short = write_wave(tmp_path / "in" / "short.wav", seconds=0.12, rate=44100, channels=2)  # < one tag window
+    code, output = run(capsys, tmp_path / "in", "-o", tmp_path / "out", "--threshold", "0", *model_args)
+    assert code == 0 and "silent" in output, output
+    manifest = json.loads((tmp_path / "out" / "quiet" / "manifest.json").read_text())
+    assert manifest["flags"]["no_sources"] and manifest["detections"] == []
+    short_manifest = json.loads((tmp_path / "out" / "short" / "manifest.json").read_text())
+    assert short_manifest["detections"] and all(
+        0 <= a <= b <= 0.12 + 1e-6 for d in short_manifest["detections"] for a, b in d["segments"])
+    np.testing.assert_array_equal(sum(s.astype(np.float64) for s in stems_of(tmp_path / "out" / "short").values()),
+                                  short)
+
+
+def test_resume_skips_finished_work_without_loading_models(tmp_path, capsys, model_args):
+    write_wave(tmp_path / "in" / "a.wav")
+    write_wave(tmp_path / "in" / "sub" / "b.wav", seed=1)
+    args = [tmp_path / "in", "-o", tmp_path / "out", "-s", "dog barking", "--format", "flac", "--bit-depth", "24"]
+    code, output = run(capsys, *args, *model_args)
+    assert code == 0, output
+    assert sf.info(tmp_path / "out" / "sub" / "b" / "dog_barking.flac").subtype == "PCM_24"
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "out").rglob("*") if p.is_file()}
+    # Everything is done: a rerun does not even need the model (a broken --model path still exits 0).
+    broken = [a if a != model_args[1] else str(tmp_path / "no-such-model") for a in model_args]
+    code, output = run(capsys, *args, *broken)
+    assert code == 0, output
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    # --overwrite needs the model again, and a bad one means nothing could run.
+    code, output = run(capsys, *args, *broken, "--overwrite")
+    assert code == 1 and "no-such-model" in output
+
+
+def test_ctrl_c_mid_batch_keeps_finished_work_and_rerun_resumes(tmp_path, capsys, model_args, monkeypatch):
+    from autosep.separator import ZeroSep
+
+    for name in ("a", "b", "c"):
+        write_wave(tmp_path / "in" / f"{name}.wav", seconds=4.0, seed=ord(name))
+    real = ZeroSep.separate_detailed
+    calls = {"n": 0}
+
+    def interrupted(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:  # a.wav takes 2 windows; b.wav is interrupted in its first window
+            raise KeyboardInterrupt
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(ZeroSep, "separate_detailed", interrupted)
+    code, output = run(capsys, tmp_path / "in", "-o", tmp_path / "out", "-s", "dog barking", *model_args)
+    assert code == 130 and "interrupted" in output
+    assert (tmp_path / "out" / "a" / "manifest.json").exists()
+    assert not [p for p in (tmp_path / "out" / "b").iterdir()]  # no final-named partial stem, no temporaries
+    assert not (tmp_path / "out" / "c").exists()
+
+    monkeypatch.setattr(ZeroSep, "separate_detailed", real)
+    before = (tmp_path / "out" / "a" / "manifest.json").stat().st_mtime_ns
+    code, output = run(capsys, tmp_path / "in", "-o", tmp_path / "out", "-s", "dog barking", *model_args)
+    assert code == 0, output
+    assert (tmp_path / "out" / "a" / "manifest.json").stat().st_mtime_ns == before
+    assert all((tmp_path / "out" / n / "manifest.json").exists() for n in "bc")
+
+
+def test_dry_run_shows_the_plan_and_writes_nothing(tmp_path, capsys, model_args):
+    write_wave(tmp_path / "mix.wav", seconds=2.0)
+    no_separator = [a if a != model_args[1] else str(tmp_path / "no-such-model") for a in model_args]
+    code, output = run(capsys, tmp_path / "mix.wav", "-o", tmp_path / "out", "--dry-run", "--threshold", "0",
+                       "--max-sources", "1", *no_separator)
+    assert code == 0, output  # the separator is never loaded for a dry run
+    assert "mix.wav" in output and "prompt" in output and not (tmp_path / "out").exists()
+
+
+# -- exit codes without models -----------------------------------------------------------------------------------
+
+def test_usage_errors_exit_2(tmp_path, capsys):
+    write_wave(tmp_path / "mix.wav")
+    assert run(capsys)[0] == 2
+    assert run(capsys, tmp_path / "mix.wav", "--overlap", "1.5")[0] == 2
+    assert run(capsys, tmp_path / "mix.wav", "--render", "nope")[0] == 2
+    code, output = run(capsys, tmp_path / "mix.wav", "--format", "flac", "--bit-depth", "32f")
+    assert code == 2 and "flac cannot hold" in output
+
+
+def test_nothing_found_or_unwritable_output_exit_1(tmp_path, capsys):
+    code, output = run(capsys, tmp_path / "absent.wav")
+    assert code == 1 and "absent.wav" in output
+    write_wave(tmp_path / "mix.wav")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    code, output = run(capsys, tmp_path / "mix.wav", "-o", blocker / "out", "-s", "dog barking")
+    assert code == 1 and "cannot write to the output folder" in output
+
+
+# -- Python API and the models command ---------------------------------------------------------------------------
+
+def test_python_api_returns_stems_plan_and_manifest(tmp_path, tiny_audioldm2_dir):
+    import autosep
+
+    data = write_wave(tmp_path / "mix.wav", seconds=1.5, rate=22050, channels=2)
+    options = dict(sources=["dog barking", "a man speaking"], model=str(tiny_audioldm2_dir), steps=1, window=2.56,
+                   device="cpu", out=str(tmp_path / "out"))
+    (result,) = autosep.AutoSep(**options).run(tmp_path / "mix.wav")
+    assert result.status == "done" and result.sample_rate == 22050
+    assert [s.label for s in result.plan] == ["dog barking", "a man speaking"]
+    assert set(result.stems) == {"dog barking", "a man speaking", "residual"}
+    np.testing.assert_allclose(sum(result.stems.values()), data, atol=1e-4)
+    assert result.manifest["sources"][1]["c_inv"][0]["c_inv"]
+
+    generative = autosep.separate_file(tmp_path / "mix.wav", **{**options, "render": "generative",
+                                                                 "out": str(tmp_path / "gen")})
+    assert generative.sample_rate == 16000 and set(generative.stems) == {"dog barking", "a man speaking"}
+    assert all(s.shape == (round(len(data) * 16000 / 22050), 1) for s in generative.stems.values())
+    with pytest.raises(autosep.api.AutosepError, match="no such file"):
+        autosep.separate_file(tmp_path / "nope.wav", **options)
+
+
+def test_tag_subcommand_is_dispatched(tmp_path, capsys, tiny_cnn14_checkpoint, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_wave(tmp_path / "mix.wav", seconds=1.0)
+    code, output = run(capsys, "tag", "mix.wav", "--tagger-model", tiny_cnn14_checkpoint, "--json")
+    assert code == 0, output
+    assert "mix.wav" in output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mix.wav"]  # tagging writes no stems
+
+
+def test_models_list_and_download(capsys):
+    code, output = run(capsys, "models", "list")
+    assert code == 0 and "audioldm2" in output and "CC BY-NC-SA 4.0" in output and "panns" in output
+    code, output = run(capsys, "models", "download", "no-such-model")
+    assert code == 2 and "unknown model" in output
+    code, output = run(capsys, "models", "download", "audioldm2")  # tests run offline
+    assert code == 1 and "offline" in output

@@ -1,0 +1,314 @@
+"""The per-recording flow with a deterministic separator TEST DOUBLE (it implements the separator contract by
+splitting the spectrum into bands), so the checks can be exact: which windows ran which sources, what was
+written, what happens on bad input and on Ctrl-C. The same flows on the real tiny models are in test_cli.py."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from autosep.inputs import collect_inputs
+from autosep.pipeline import GivenSource, Pipeline, PipelineOptions
+
+
+class BandSeparatorDouble:
+    """Test double for ``ZeroSep``: a prompt containing "low" gets the band below 700 Hz, any other the rest."""
+
+    sample_rate = 16000
+    model_id = "band-separator-test-double"
+
+    def __init__(self, interrupt_on_call: int | None = None):
+        self.calls: list[list[str]] = []
+        self.interrupt_on_call = interrupt_on_call
+
+    def separate_detailed(self, wave, sources, inversion="ddpm", steps=50, guidance=1.0, inv_prompt="others",
+                          seed=42, progress=None):
+        self.calls.append(list(sources))
+        if self.interrupt_on_call is not None and len(self.calls) == self.interrupt_on_call:
+            raise KeyboardInterrupt
+        spectrum = np.fft.rfft(wave)
+        freqs = np.fft.rfftfreq(len(wave), 1 / self.sample_rate)
+        stems = []
+        for source in sources:
+            band = (freqs < 700) if "low" in source else (freqs >= 700)
+            stems.append(np.fft.irfft(spectrum * band, len(wave)))
+        if progress:
+            for step in range(steps):
+                progress(step + 1, steps)
+        others = [", ".join(s for s in sources if s != source) for source in sources]
+        return SimpleNamespace(stems=np.asarray(stems, np.float32), inversion_prompts=others,
+                               fp32_retry=[False] * len(sources), unet_evaluations=0)
+
+
+def _write(path, seconds=3.0, rate=44100, channels=2, subtype="PCM_24", content="tones"):
+    t = np.arange(int(seconds * rate)) / rate
+    if content == "tones":
+        mono = 0.3 * np.sin(2 * np.pi * 300 * t) + 0.2 * np.sin(2 * np.pi * 2500 * t)
+    else:
+        mono = np.zeros_like(t)
+    data = np.stack([mono * (1 - 0.1 * c) for c in range(channels)], axis=1).astype(np.float32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, data, rate, subtype=subtype)
+    return sf.read(path, dtype="float32", always_2d=True)[0]  # as stored (rounded to the file's bit depth)
+
+
+def _exact_sum(stems: dict) -> np.ndarray:
+    return sum(s.astype(np.float64) for s in stems.values())
+
+
+def _run(tmp_path, sources=("low hum", "high whistle"), separator=None, **options):
+    options.setdefault("out", str(tmp_path / "out"))
+    pipeline = Pipeline(PipelineOptions(sources=list(sources), steps=2, window=1.0, **options),
+                        separator=separator or BandSeparatorDouble())
+    files, _ = collect_inputs([str(tmp_path / "in")])
+    return pipeline, [pipeline.process(item) for item in files]
+
+
+def test_projected_stems_follow_the_separator_and_sum_to_the_input(tmp_path):
+    data = _write(tmp_path / "in" / "mix.wav")
+    _, (result,) = _run(tmp_path)
+    assert result.status == "done", result.message
+    stems = result.load_stems()
+    assert sorted(p.name for p in result.output.iterdir()) == [
+        "high_whistle.wav", "low_hum.wav", "manifest.json", "residual.wav"]
+    for stem in stems.values():
+        assert stem.shape == data.shape and sf.info(result.files["low hum"]).samplerate == 44100
+    np.testing.assert_array_equal(_exact_sum(stems), data)  # 24-bit stems + residual == input, bit for bit
+    low = stems["low hum"][:, 0]
+    assert np.corrcoef(low[4410:-4410], 0.3 * np.sin(2 * np.pi * 300 * np.arange(len(low)) / 44100)[4410:-4410])[0, 1] > 0.99
+
+
+def test_manifest_records_prompts_windows_and_settings(tmp_path):
+    _write(tmp_path / "in" / "mix.wav", seconds=2.5)
+    _, (result,) = _run(tmp_path, seed=7)
+    manifest = json.loads((result.output / "manifest.json").read_text())
+    assert manifest["input"]["sample_rate"] == 44100 and manifest["input"]["channels"] == 2
+    assert manifest["settings"]["seed"] == 7 and manifest["settings"]["render"] == "projected"
+    windows = manifest["windows"]
+    assert len(windows) == 3  # 2.5 s in 1 s windows with 25% overlap: 0-1, 0.75-1.75, 1.5-2.5
+    low = manifest["sources"][0]
+    assert low["c_rev"] == "low hum" and [w["c_inv"] for w in low["c_inv"]] == ["high whistle"] * 3
+    assert manifest["flags"]["silent_stems"] == [] and manifest["separator"]["model_id"].endswith("test-double")
+
+
+def test_sources_only_run_in_windows_where_they_are_active(tmp_path):
+    _write(tmp_path / "in" / "mix.wav", seconds=6.0)
+    separator = BandSeparatorDouble()
+    pipeline = Pipeline(PipelineOptions(sources=["x"], window=1.0, overlap=0.0, margin=0.0,
+                                         out=str(tmp_path / "out")), separator=separator)
+    plan = [GivenSource("low hum", "low hum", [(0.0, 2.0)]), GivenSource("high whistle", "high whistle", [(4.2, 6.0)])]
+    pipeline._plan = lambda reader: (plan, [], 0.5, 0)
+    files, _ = collect_inputs([str(tmp_path / "in")])
+    result = pipeline.process(files[0])
+    assert separator.calls == [["low hum"], ["low hum"], ["high whistle"], ["high whistle"]]
+    stems = result.load_stems()
+    assert not stems["low hum"][2 * 44100:].any() and not stems["high whistle"][:4 * 44100].any()
+    assert result.manifest["windows"][2]["sources"] == []  # 2-3 s and 3-4 s: nothing active, all residual
+
+
+def test_generative_render_is_16k_mono_trimmed(tmp_path):
+    data = _write(tmp_path / "in" / "mix.wav", seconds=2.3, rate=22050, channels=2)
+    _, (result,) = _run(tmp_path, render="generative")
+    assert "residual" not in result.files
+    for path in result.files.values():
+        info = sf.info(path)
+        assert (info.samplerate, info.channels, info.frames) == (16000, 1, round(len(data) * 16000 / 22050))
+
+
+def test_silence_gives_no_sources_and_no_stems(tmp_path):
+    _write(tmp_path / "in" / "quiet.wav", content="silence")
+    _, (result,) = _run(tmp_path)
+    assert result.status == "done" and result.files == {}
+    assert [p.name for p in result.output.iterdir()] == ["manifest.json"]
+    assert result.manifest["flags"]["no_sources"] and "silent" in " ".join(result.warnings)
+
+
+def test_nan_samples_become_silence_and_are_flagged(tmp_path):
+    data = _write(tmp_path / "in" / "nan.wav", subtype="FLOAT")
+    data[1000:1010] = np.nan
+    data[2000, 1] = np.inf
+    sf.write(tmp_path / "in" / "nan.wav", data, 44100, subtype="FLOAT")
+    _, (result,) = _run(tmp_path)
+    assert result.status == "done"
+    assert result.manifest["input"]["non_finite_samples"] == 21 and result.manifest["flags"]["non_finite_input"]
+    stems = result.load_stems()
+    assert all(np.isfinite(s).all() for s in stems.values())
+    np.testing.assert_allclose(sum(stems.values()), np.nan_to_num(data, nan=0, posinf=0), atol=1e-5)
+
+
+def test_too_short_fails_with_a_clear_message(tmp_path):
+    _write(tmp_path / "in" / "blip.wav", seconds=0.05)
+    _, (result,) = _run(tmp_path)
+    assert result.status == "failed" and "too short" in result.message and "blip.wav" in result.message
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.wav"))
+
+
+def test_resume_skips_and_overwrite_redoes(tmp_path):
+    _write(tmp_path / "in" / "mix.wav", seconds=1.5)
+    separator = BandSeparatorDouble()
+    _run(tmp_path, separator=separator)
+    calls = len(separator.calls)
+    _, (again,) = _run(tmp_path, separator=separator)
+    assert again.status == "skipped" and len(separator.calls) == calls
+    assert [s.label for s in again.plan] == ["low hum", "high whistle"] and "residual" in again.files
+    _, (redo,) = _run(tmp_path, separator=separator, overwrite=True, sources=("low hum",))
+    assert redo.status == "done" and len(separator.calls) > calls
+    # The stem of the source no longer asked for is removed with the old results.
+    assert sorted(p.name for p in redo.output.iterdir()) == ["low_hum.wav", "manifest.json", "residual.wav"]
+
+
+def test_ctrl_c_leaves_no_final_named_partial_files_and_rerun_resumes(tmp_path):
+    _write(tmp_path / "in" / "a.wav", seconds=1.5)
+    _write(tmp_path / "in" / "b.wav", seconds=3.0)
+    pipeline = Pipeline(PipelineOptions(sources=["low hum"], window=1.0, out=str(tmp_path / "out")),
+                        separator=BandSeparatorDouble(interrupt_on_call=4))
+    files, _ = collect_inputs([str(tmp_path / "in")])
+    assert pipeline.process(files[0]).status == "done"  # a.wav: 2 windows, calls 1-2
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.process(files[1])  # b.wav: interrupted in its 2nd window
+    assert (tmp_path / "out" / "a" / "manifest.json").exists()
+    assert list((tmp_path / "out" / "b").iterdir()) == []  # no stems, no temporaries, no manifest
+    _, results = _run(tmp_path, sources=("low hum",))
+    assert [r.status for r in results] == ["skipped", "done"]
+
+
+def test_batch_ignores_its_own_output_inside_the_input_folder(tmp_path):
+    from autosep.batch import run_batch
+
+    _write(tmp_path / "in" / "mix.wav", seconds=1.0)
+    options = PipelineOptions(sources=["low hum"], window=1.0, out=str(tmp_path / "in" / "stems"))
+    pipeline = Pipeline(options, separator=BandSeparatorDouble())
+    first = run_batch([str(tmp_path / "in")], options, pipeline=pipeline)
+    assert first.exit_code == 0 and [r.status for r in first.results] == ["done"]
+    second = run_batch([str(tmp_path / "in")], options, pipeline=pipeline)
+    assert [(r.input.name, r.status) for r in second.results] == [("mix.wav", "skipped")]
+    # Output next to the input (-o the input's own folder) still processes the input.
+    beside = PipelineOptions(sources=["low hum"], window=1.0, out=str(tmp_path / "in"))
+    third = run_batch([str(tmp_path / "in" / "mix.wav")], beside, pipeline=Pipeline(beside,
+                      separator=BandSeparatorDouble()))
+    assert third.exit_code == 0 and (tmp_path / "in" / "mix" / "manifest.json").exists()
+
+
+def test_silent_windows_skip_the_separator(tmp_path):
+    rate = 16000
+    data = np.zeros((rate * 4, 1), np.float32)
+    data[rate * 3 :, 0] = 0.3 * np.sin(2 * np.pi * 300 * np.arange(rate) / rate)
+    (tmp_path / "in").mkdir()
+    sf.write(tmp_path / "in" / "late.wav", data, rate, subtype="FLOAT")
+    separator = BandSeparatorDouble()
+    _, (result,) = _run(tmp_path, sources=("low hum",), separator=separator, overlap=0.0)
+    assert len(separator.calls) == 1  # 4 one-second windows, only the last one holds sound
+    assert [w.get("silent", False) for w in result.manifest["windows"]] == [True, True, True, False]
+    np.testing.assert_allclose(sum(result.load_stems().values()), data, atol=1e-6)
+
+
+class BandTaggerDouble:
+    """Test double for a tagger, built on the real windowed ``Tagger`` base: "Dog" scores energy below 700 Hz,
+    "Speech" energy above it, per 10 s window with a 5 s hop."""
+
+    def __new__(cls):
+        from autosep.taggers.base import Tagger
+
+        class _Double(Tagger):
+            name, model_id, sample_rate, labels = "band-tagger-test-double", "double", 16000, ["Dog", "Speech"]
+
+            def score_windows(self, windows):
+                rows = []
+                for w in windows:
+                    spectrum = np.abs(np.fft.rfft(w)) ** 2
+                    freqs = np.fft.rfftfreq(len(w), 1 / 16000)
+                    low, high = spectrum[freqs < 700].sum(), spectrum[freqs >= 700].sum()
+                    total = low + high + 1e-9
+                    rows.append([float(low / total > 0.05), float(high / total > 0.05)])
+                return np.asarray(rows, np.float32)
+
+        return _Double()
+
+
+def test_tagged_sources_are_separated_only_where_the_planner_found_them(tmp_path, monkeypatch):
+    import autosep.pipeline as pipeline_module
+
+    monkeypatch.setattr(pipeline_module, "TAG_BLOCK_S", 30.0)  # several tagging blocks in a 100 s file
+    rate = 16000
+    t = np.arange(100 * rate) / rate
+    data = np.zeros(len(t), np.float32)
+    data[: 20 * rate] += (0.3 * np.sin(2 * np.pi * 300 * t[: 20 * rate])).astype(np.float32)
+    data[70 * rate :] += (0.3 * np.sin(2 * np.pi * 2500 * t[70 * rate :])).astype(np.float32)
+    (tmp_path / "in").mkdir()
+    sf.write(tmp_path / "in" / "scene.wav", data, rate, subtype="FLOAT")
+    separator = BandSeparatorDouble()
+    options = PipelineOptions(window=10.24, margin=0.0, out=str(tmp_path / "out"),
+                              planner={"threshold": 0.5, "hierarchy": "none", "max_sources": 4})
+    import autosep.taggers as taggers
+
+    seen = {}
+    real_plan = taggers.plan_sources
+
+    def spy(probs, labels, window_times, **kwargs):
+        seen["times"] = list(window_times)
+        return real_plan(probs, labels, window_times, **kwargs)
+
+    monkeypatch.setattr(taggers, "plan_sources", spy)
+    pipeline = Pipeline(options, tagger=BandTaggerDouble(), separator=separator)
+    (item,), _ = collect_inputs([str(tmp_path / "in")])
+    result = pipeline.process(item)
+    assert result.status == "done", result.message
+    # Tag windows continue one 5 s grid across the 30 s tagging blocks: no gap, no repeat.
+    assert seen["times"] == [(5.0 * i, 5.0 * i + 10.0) for i in range(19)]
+    labels = {s.label: s for s in result.plan}
+    assert set(labels) == {"Dog", "Speech"}
+    dog, speech = labels["Dog"].segments, labels["Speech"].segments
+    assert dog[0][0] == 0.0 and 20.0 <= dog[-1][1] <= 30.0 and 60.0 <= speech[0][0] <= 70.0
+    windows = result.manifest["windows"]
+    assert any(w.get("silent") for w in windows)  # 20-70 s is digital silence: no model run there
+    for window in (w for w in windows if not w.get("silent")):
+        expect_dog = window["start_s"] < dog[-1][1]
+        expect_speech = window["end_s"] > speech[0][0]
+        assert ("Dog" in window["sources"], "Speech" in window["sources"]) == (expect_dog, expect_speech)
+    assert result.manifest["tagger"]["name"] == "band-tagger-test-double"
+    assert result.manifest["detections"][0]["segments"]
+
+
+@pytest.mark.parametrize("fmt,subtype", [("flac", "PCM_16"), ("ogg", "VORBIS"), ("mp3", "MPEG_LAYER_III")])
+def test_output_formats(tmp_path, fmt, subtype):
+    data = _write(tmp_path / "in" / "mix.wav", seconds=1.5, subtype="PCM_16")
+    _, (result,) = _run(tmp_path, format=fmt)
+    assert result.status == "done", result.message
+    assert sorted(p.name for p in result.output.iterdir()) == sorted(
+        ["manifest.json", f"low_hum.{fmt}", f"high_whistle.{fmt}", f"residual.{fmt}"])
+    for path in result.files.values():
+        info = sf.info(path)
+        assert (info.samplerate, info.channels, info.subtype) == (44100, 2, subtype)
+        assert abs(info.frames - len(data)) <= (0 if fmt == "flac" else 2048)  # lossy codecs pad a little
+
+
+def test_mp3_cannot_hold_96k_and_nothing_is_written(tmp_path):
+    _write(tmp_path / "in" / "hires.wav", seconds=0.5, rate=96000)
+    _, (result,) = _run(tmp_path, format="mp3")
+    assert result.status == "failed" and "96000 Hz" in result.message and "hires.wav" in result.message
+    assert not (tmp_path / "out" / "hires").exists()
+
+
+def test_compressed_input_decoded_by_pyav_keeps_its_rate_and_channels(tmp_path):
+    av = pytest.importorskip("av")
+    rate = 48000
+    t = np.arange(rate * 2) / rate
+    data = np.stack([0.3 * np.sin(2 * np.pi * 300 * t), 0.2 * np.sin(2 * np.pi * 2500 * t)]).astype(np.float32)
+    (tmp_path / "in").mkdir()
+    with av.open(str(tmp_path / "in" / "clip.m4a"), "w") as container:
+        stream = container.add_stream("aac", rate=rate, layout="stereo")
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(data), format="fltp", layout="stereo")
+        frame.sample_rate = rate
+        for packet in list(stream.encode(frame)) + list(stream.encode(None)):
+            container.mux(packet)
+    _, (result,) = _run(tmp_path)
+    assert result.status == "done", result.message
+    decoded = result.manifest["input"]["frames"]
+    assert abs(decoded - data.shape[1]) < 4096 and result.manifest["input"]["sample_rate"] == rate
+    for path in result.files.values():
+        info = sf.info(path)
+        assert (info.samplerate, info.channels, info.frames, info.subtype) == (rate, 2, decoded, "PCM_16")
