@@ -127,10 +127,23 @@ def test_planner_options_for_the_main_command(tmp_path):
     assert planner_options(parser.parse_args([]))["threshold"] is None
 
 
-def test_names_with_brackets_are_printed_verbatim(tmp_path, tiny_cnn14_checkpoint, capsys):
-    odd = tmp_path / "[bold]take [2].wav"
+def test_a_recording_shorter_than_the_tagger_window_is_tagged(tmp_path, tiny_cnn14_checkpoint, capsys):
+    short = tmp_path / "short.wav"
+    sf.write(short, 0.1 * np.random.default_rng(0).standard_normal(2205).astype(np.float32), 44100)  # 50 ms
+    code = main([str(short), "--tagger-model", str(tiny_cnn14_checkpoint), "--device", "cpu", "--json",
+                 "--threshold", "0", "--hierarchy", "none"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    (entry,) = json.loads(captured.out)["files"]
+    assert entry["windows"] == 1 and entry["duration"] == pytest.approx(0.05)
+    assert entry["sources"] and all(0 <= a < b <= 0.05 for s in entry["sources"] for a, b in s["segments"])
+
+
+def test_names_with_brackets_are_printed_verbatim(tmp_path, tiny_cnn14_checkpoint, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # short relative names: a long temporary path would wrap in the table title
+    odd = Path("[bold]take [2].wav")
     odd.write_bytes(b"garbage")
-    good = tmp_path / "[red]mix.wav"
+    good = Path("[red]mix.wav")
     sf.write(good, np.zeros(16000, dtype=np.float32), 16000)
     assert main([str(odd), str(good), "--tagger-model", str(tiny_cnn14_checkpoint), "--device", "cpu"]) == 3
     captured = capsys.readouterr()
