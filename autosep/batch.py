@@ -88,6 +88,8 @@ def run_batch(inputs: list[str], options: PipelineOptions, progress: Progress | 
         outcome.error = "no input found: " + "; ".join(r.message for r in outcome.results) if outcome.results \
             else "no input given"
         return outcome
+    for result in outcome.results:  # say so now, not only in the summary after a long model load and batch
+        progress.warn(result.message)
 
     if not options.dry_run:
         try:

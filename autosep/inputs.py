@@ -1,15 +1,15 @@
 """Turn the INPUT arguments (files, folders, glob patterns) into a list of recordings to process.
 
 Globs are expanded here rather than by the shell so that ``autosep "music/*.flac"`` behaves the same on Windows.
-``expand_inputs`` gives plain paths (``autosep tag``); ``collect_inputs`` also keeps, for each file, the folder
-it was found under (``root``) so that the separation output tree can mirror the input tree.
+``collect_inputs`` serves ``autosep`` and ``autosep tag`` alike: it keeps, for each file, the folder it was found
+under (``root``) so that the separation output tree can mirror the input tree, and names every input that
+yields nothing, so the commands can report it before loading any model.
 """
 
 from __future__ import annotations
 
 import glob
 import os
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,33 +61,6 @@ def media_files_in(folder: Path) -> list[Path]:
             if not name.startswith(".") and Path(name).suffix.lower() in MEDIA_EXTENSIONS:
                 found.append(Path(root) / name)
     return found
-
-
-def expand_inputs(patterns: Iterable[str | os.PathLike]) -> list[Path]:
-    """Files to process, in the order given, without duplicates.
-
-    A folder contributes its media files (recursively, by ``MEDIA_EXTENSIONS``); a file is kept whatever its
-    extension (decoding will say if it is not audio); a glob pattern (``*``, ``?``, ``[``; ``**`` recursive)
-    is expanded by autosep itself, so quoting works the same on every shell. Anything that matches nothing
-    is kept as given, so the caller reports it by name ("no such file") and goes on with the rest.
-    """
-    result: dict[Path, None] = {}
-    for pattern in patterns:
-        text = os.path.expanduser(os.fspath(pattern))
-        path = Path(text)
-        if path.exists():
-            matches = [path]
-        elif _GLOB_CHARS & set(text):
-            matches = [Path(p) for p in sorted(glob.glob(text, recursive=True))] or [path]
-        else:
-            matches = [path]
-        for match in matches:
-            if match.is_dir():
-                result.update(dict.fromkeys(media_files_in(match)))
-            else:
-                result[match] = None
-    return list(result)
-
 
 
 def collect_inputs(arguments: list[str]) -> tuple[list[InputFile], list[MissingInput]]:

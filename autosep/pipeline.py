@@ -316,8 +316,6 @@ class Pipeline:
             if tail > 0:
                 samples = np.concatenate([samples, reader.read(end, tail)])
             covered = end + max(tail, 0)
-            if len(samples) < window:  # a recording shorter than one tagger window: pad it with silence
-                samples = np.concatenate([samples, np.zeros((window - len(samples), samples.shape[1]), np.float32)])
             tagged.append((start / rate, self.tagger.tag(samples, rate)))
 
         result = scan(reader, block, tag_block)
@@ -335,7 +333,6 @@ class Pipeline:
         labels = list(tagged[0][1].labels)
         probs = np.concatenate([np.asarray(r.probs, dtype=np.float32) for _, r in tagged], axis=0)
         times = [(offset + a, offset + b) for offset, r in tagged for a, b in r.window_times]
-        times = [(min(a, reader.duration), min(b, reader.duration)) for a, b in times]
         planner = dict(opts.planner)
         if planner.get("threshold") is None:  # the tagger's own calibrated default
             planner["threshold"] = getattr(self.tagger, "default_threshold", None)

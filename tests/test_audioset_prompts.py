@@ -39,16 +39,22 @@ def test_offline_without_metadata_names_the_file(tmp_path, monkeypatch):
         load_ontology()
 
 
+def _download_from(base: str, cache, monkeypatch) -> None:
+    """Online, no metadata folder: the AudioSet files are fetched from ``base`` (the loopback server) into
+    ``cache``."""
+    monkeypatch.delenv("AUTOSEP_AUDIOSET_DIR")
+    monkeypatch.setenv("AUTOSEP_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "0")
+    for name in ("ontology.json", "class_labels_indices.csv"):
+        monkeypatch.setitem(audioset._SOURCES, name, f"{base}/{name}")
+
+
 def test_metadata_downloads_once_into_the_cache(tmp_path, monkeypatch, http_folder, audioset_dir):
     served, base = http_folder
     for name in ("ontology.json", "class_labels_indices.csv"):
         (served / name).write_bytes((audioset_dir / name).read_bytes())
-    monkeypatch.delenv("AUTOSEP_AUDIOSET_DIR")
-    monkeypatch.setenv("AUTOSEP_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
-    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "0")
-    monkeypatch.setitem(audioset._SOURCES, "ontology.json", f"{base}/ontology.json")
-    monkeypatch.setitem(audioset._SOURCES, "class_labels_indices.csv", f"{base}/class_labels_indices.csv")
+    _download_from(base, tmp_path / "cache", monkeypatch)
     ontology = load_ontology()
     assert len(ontology.class_mids) == 527
     assert (tmp_path / "cache" / "audioset" / "ontology.json").is_file()
@@ -58,12 +64,7 @@ def test_a_corrupt_download_is_rejected_and_removed(tmp_path, monkeypatch, http_
     served, base = http_folder
     (served / "ontology.json").write_bytes((audioset_dir / "ontology.json").read_bytes())
     (served / "class_labels_indices.csv").write_text("<html>quota exceeded</html>")
-    monkeypatch.delenv("AUTOSEP_AUDIOSET_DIR")
-    monkeypatch.setenv("AUTOSEP_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
-    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "0")
-    monkeypatch.setitem(audioset._SOURCES, "ontology.json", f"{base}/ontology.json")
-    monkeypatch.setitem(audioset._SOURCES, "class_labels_indices.csv", f"{base}/class_labels_indices.csv")
+    _download_from(base, tmp_path / "cache", monkeypatch)
     with pytest.raises(AudioSetMetadataError, match="class_labels_indices.csv"):
         load_ontology()
     assert not (tmp_path / "cache" / "audioset" / "class_labels_indices.csv").exists()

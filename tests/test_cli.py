@@ -240,6 +240,32 @@ def test_nothing_found_or_unwritable_output_exit_1(tmp_path, capsys):
     assert code == 1 and "cannot write to the output folder" in output
 
 
+def test_inputs_are_checked_before_any_model_loads(tmp_path, capsys, monkeypatch):
+    from autosep import batch
+
+    real_load = batch.Pipeline.load
+    monkeypatch.setattr(batch.Pipeline, "load", lambda *a, **k: pytest.fail("a model was loaded"))
+    (tmp_path / "empty").mkdir()
+    code, output = run(capsys, tmp_path / "missing.wav", tmp_path / "empty", tmp_path / "*.flac",
+                       "-o", tmp_path / "out")
+    assert code == 1
+    assert "missing.wav" in output and "empty" in output and "*.flac" in output
+
+    stderr_when_loading = []
+
+    def spy(options, progress=None):
+        stderr_when_loading.append(capsys.readouterr().err)
+        return real_load(options, progress)
+
+    monkeypatch.setattr(batch.Pipeline, "load", spy)
+    write_wave(tmp_path / "mix.wav")
+    code, output = run(capsys, tmp_path / "missing.wav", tmp_path / "mix.wav", "-o", tmp_path / "out",
+                       "-s", "dog barking", "--dry-run")  # given sources + dry run: loading loads no model
+    assert code == 3, output
+    assert len(stderr_when_loading) == 1 and "missing.wav" in stderr_when_loading[0]  # named up front
+    assert "missing.wav" in output  # and again in the summary
+
+
 # -- Python API and the models command ---------------------------------------------------------------------------
 
 def test_python_api_returns_stems_plan_and_manifest(tmp_path, tiny_audioldm2_dir):

@@ -148,6 +148,19 @@ def test_audio_lm_phrases_become_open_set_columns_per_window(tiny_audio_lm_dir, 
     assert speech.segments == [(0.0, 30.0), (40.0, 70.0)]
 
 
+def test_audio_lm_hears_a_short_recording_as_one_window_padded_with_silence(tiny_audio_lm_dir, monkeypatch):
+    tagger = load_tagger("audio-lm", model=tiny_audio_lm_dir, device="cpu")
+    heard = []
+    monkeypatch.setattr(tagger, "ask", lambda audio: heard.append(np.array(audio)) or '["dog barking"]')
+    short = noise(0.2, 44100)
+    result = tagger.tag(short, 44100)
+    (audio,) = heard
+    assert len(audio) == 30 * 16000
+    assert np.any(audio[:3200]) and not np.any(audio[3200:])
+    assert result.window_times == [(0.0, 0.2)]
+    assert result.labels == [OPEN_SET_PREFIX + "dog barking"]
+
+
 def test_audio_lm_parsing_work_is_bounded():
     import time
 

@@ -97,6 +97,15 @@ def test_tiny_checkpoint_loads_with_weights_only_and_tags(tiny_cnn14_checkpoint,
     assert not np.allclose(result.probs.sum(axis=1), 1.0)  # independent sigmoids, not a softmax
 
 
+def test_recording_shorter_than_cnn14_can_pool_is_tagged(tiny_cnn14_checkpoint):
+    """Cnn14 fails on under ~0.3 s ("Output size is too small"): a short recording is one padded window."""
+    tagger = load_tagger("panns", model=tiny_cnn14_checkpoint, device="cpu")
+    wave = 0.1 * np.random.default_rng(0).standard_normal((4410, 2)).astype(np.float32)  # 0.1 s stereo
+    result = tagger.tag(wave, 44100)
+    assert result.probs.shape == (1, 527) and np.all(np.isfinite(result.probs))
+    assert result.window_times == [(0.0, 0.1)]
+
+
 def test_a_folder_holding_the_checkpoint_is_accepted(tiny_cnn14_checkpoint):
     tagger = load_tagger("panns", model=tiny_cnn14_checkpoint.parent, device="cpu")
     assert tagger.model_id == str(tiny_cnn14_checkpoint)

@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 
 from autosep.cli import main as cli_main
-from autosep.inputs import expand_inputs
+from autosep.inputs import collect_inputs
 from autosep.taggers.command import add_tagging_arguments, main, planner_options
 
 
@@ -27,15 +27,22 @@ def recordings(tmp_path) -> Path:
     return folder
 
 
-def test_expand_inputs(recordings, tmp_path, monkeypatch):
+def test_tag_inputs(recordings, tmp_path, monkeypatch):
+    """The inputs ``autosep tag`` takes: folders and globs give media files, a named file is kept whatever its
+    extension, repeats are dropped, and what yields nothing is named."""
     a, b = recordings / "a.wav", recordings / "sub" / "b.flac"
-    assert expand_inputs([recordings]) == [a, b]
-    assert expand_inputs([str(recordings / "**" / "*.flac"), str(a), str(a)]) == [b, a]
-    assert expand_inputs([recordings / "notes.txt"]) == [recordings / "notes.txt"]  # explicit file: kept
-    assert expand_inputs([tmp_path / "missing.wav"]) == [tmp_path / "missing.wav"]
-    assert expand_inputs([str(tmp_path / "*.nothing")]) == [tmp_path / "*.nothing"]
+
+    def paths(*given):
+        found, missing = collect_inputs([str(g) for g in given])
+        return [item.path for item in found], [absent.given for absent in missing]
+
+    assert paths(recordings) == ([a, b], [])
+    assert paths(recordings / "**" / "*.flac", a, a) == ([b, a], [])
+    assert paths(recordings / "notes.txt") == ([recordings / "notes.txt"], [])  # named file: the decoder decides
+    assert paths(tmp_path / "missing.wav", tmp_path / "*.nothing") == (
+        [], [str(tmp_path / "missing.wav"), str(tmp_path / "*.nothing")])
     monkeypatch.chdir(recordings)
-    assert expand_inputs(["*.wav"]) == [Path("a.wav")]
+    assert paths("*.wav") == ([Path("a.wav")], [])
 
 
 def test_tag_prints_a_table_per_file(recordings, tiny_cnn14_checkpoint, capsys):
@@ -68,7 +75,8 @@ def test_tag_json_output(recordings, tiny_cnn14_checkpoint, capsys):
 def test_bad_inputs_are_named_and_the_batch_goes_on(recordings, tiny_cnn14_checkpoint, capsys, tmp_path):
     broken = tmp_path / "broken.wav"
     broken.write_bytes(b"RIFF....garbage")
-    code = main([str(recordings / "a.wav"), str(broken), str(tmp_path / "missing.mp3"), "--json",
+    # The undecodable file comes first: the good one after it is still tagged.
+    code = main([str(broken), str(recordings / "a.wav"), str(tmp_path / "missing.mp3"), "--json",
                  "--tagger-model", str(tiny_cnn14_checkpoint), "--device", "cpu"])
     captured = capsys.readouterr()
     assert code == 3
@@ -90,6 +98,39 @@ def test_nothing_could_run(tmp_path, capsys, tiny_cnn14_checkpoint):
     assert main([str(broken), "--tagger", "ast", "--tagger-model", "nobody/none"]) == 1
     err = capsys.readouterr().err
     assert "nobody/none" in err and "autosep models download ast" in err
+
+
+def test_no_existing_input_exits_1_without_loading_the_tagger(tmp_path, capsys, monkeypatch):
+    from autosep.taggers import command
+
+    monkeypatch.setattr(command, "load_tagger", lambda *a, **k: pytest.fail("the tagger was loaded"))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code = main([str(tmp_path / "missing.wav"), str(empty), str(tmp_path / "*.flac")])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "missing.wav" in err and "empty" in err and "*.flac" in err
+
+
+def test_missing_inputs_are_named_before_the_tagger_loads_once(recordings, tiny_cnn14_checkpoint, tmp_path,
+                                                               capsys, monkeypatch):
+    from autosep.taggers import command
+
+    real_load = command.load_tagger
+    stderr_when_loading = []
+
+    def spy(*args, **kwargs):
+        stderr_when_loading.append(capsys.readouterr().err)
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(command, "load_tagger", spy)
+    code = main([str(tmp_path / "missing.wav"), str(recordings / "a.wav"), str(recordings / "sub"), "--json",
+                 "--tagger-model", str(tiny_cnn14_checkpoint), "--device", "cpu"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 3
+    assert len(stderr_when_loading) == 1 and "missing.wav" in stderr_when_loading[0]
+    assert [Path(f["file"]).name for f in report["files"]] == ["a.wav", "b.flac"]
+    assert [Path(e["file"]).name for e in report["errors"]] == ["missing.wav"]
 
 
 def test_usage_errors_exit_2(tmp_path, capsys):
@@ -127,10 +168,23 @@ def test_planner_options_for_the_main_command(tmp_path):
     assert planner_options(parser.parse_args([]))["threshold"] is None
 
 
-def test_names_with_brackets_are_printed_verbatim(tmp_path, tiny_cnn14_checkpoint, capsys):
-    odd = tmp_path / "[bold]take [2].wav"
+def test_a_recording_shorter_than_the_tagger_window_is_tagged(tmp_path, tiny_cnn14_checkpoint, capsys):
+    short = tmp_path / "short.wav"
+    sf.write(short, 0.1 * np.random.default_rng(0).standard_normal(2205).astype(np.float32), 44100)  # 50 ms
+    code = main([str(short), "--tagger-model", str(tiny_cnn14_checkpoint), "--device", "cpu", "--json",
+                 "--threshold", "0", "--hierarchy", "none"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    (entry,) = json.loads(captured.out)["files"]
+    assert entry["windows"] == 1 and entry["duration"] == pytest.approx(0.05)
+    assert entry["sources"] and all(0 <= a < b <= 0.05 for s in entry["sources"] for a, b in s["segments"])
+
+
+def test_names_with_brackets_are_printed_verbatim(tmp_path, tiny_cnn14_checkpoint, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # short relative names: a long temporary path would wrap in the table title
+    odd = Path("[bold]take [2].wav")
     odd.write_bytes(b"garbage")
-    good = tmp_path / "[red]mix.wav"
+    good = Path("[red]mix.wav")
     sf.write(good, np.zeros(16000, dtype=np.float32), 16000)
     assert main([str(odd), str(good), "--tagger-model", str(tiny_cnn14_checkpoint), "--device", "cpu"]) == 3
     captured = capsys.readouterr()

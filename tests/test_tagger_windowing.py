@@ -19,10 +19,14 @@ class LoudnessTagger(Tagger):
     labels = ["Dog", "Music"]
 
     def __init__(self):
-        self.seen_lengths: list[int] = []
+        self.seen: list[np.ndarray] = []
+
+    @property
+    def seen_lengths(self) -> list[int]:
+        return [len(w) for w in self.seen]
 
     def score_windows(self, windows):
-        self.seen_lengths += [len(w) for w in windows]
+        self.seen += [np.array(w) for w in windows]
         rms = np.array([np.sqrt(np.mean(w.astype(np.float64) ** 2)) for w in windows])
         return np.stack([np.clip(rms / 0.35, 0, 1), np.full(len(windows), 0.9)], axis=1)
 
@@ -56,9 +60,30 @@ def test_class_in_the_middle_of_60_seconds_is_found_with_its_segment(audioset_di
     assert by_label["Music"].segments == [(0.0, 60.0)]
 
 
-def test_short_recording_is_one_window():
-    result = LoudnessTagger().tag(np.zeros(3 * 8000, dtype=np.float32), 8000)
-    assert result.window_times == [(0.0, 3.0)]
+def test_short_recording_is_one_window_padded_with_silence():
+    tagger = LoudnessTagger()
+    result = tagger.tag(np.full(3 * 8000, 0.35, dtype=np.float32), 8000)
+    assert result.window_times == [(0.0, 3.0)]  # the real extent, not the padded window
+    (window,) = tagger.seen
+    assert len(window) == 80000  # the model always gets one whole window
+    np.testing.assert_array_equal(window[:24000], np.float32(0.35))
+    np.testing.assert_array_equal(window[24000:], 0.0)  # digital silence after the recording
+    assert result.probs[0, 0] == pytest.approx(np.sqrt(0.3), rel=1e-5)  # 3 s of sound in a 10 s window
+
+
+def test_short_recording_window_ends_at_the_real_duration_after_resampling():
+    frames = 4413  # 0.10007 s at 44.1 kHz becomes 801 frames (0.100125 s) at 8 kHz
+    tagger = LoudnessTagger()
+    result = tagger.tag(np.zeros((frames, 2), dtype=np.float32), 44100)
+    assert tagger.seen_lengths == [80000]
+    assert result.window_times == [(0.0, frames / 44100)]
+    assert result.duration == frames / 44100
+
+
+def test_empty_recording_has_no_windows():
+    tagger = LoudnessTagger()
+    result = tagger.tag(np.zeros(0, dtype=np.float32), 8000)
+    assert result.window_times == [] and result.probs.shape == (0, 2) and tagger.seen == []
 
 
 def test_wave_must_be_one_or_two_dimensional():

@@ -17,9 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..audio import resample
 from ..devices import resolve_device, resolve_dtype
-from .base import Tagger, TagResult, to_mono, window_bounds
+from .base import Tagger, TagResult
 from .hub import from_pretrained, resolve_model_id
 from .planner import OPEN_SET_PREFIX
 from .prompts import clean_phrase
@@ -126,24 +125,21 @@ class AudioLMTagger(Tagger):
 
     def tag(self, wave: np.ndarray, sample_rate: int) -> TagResult:
         """Ask the model per window; columns are the phrases it names, scored 1.0 where named."""
-        mono = resample(to_mono(wave), int(sample_rate), self.sample_rate)
-        window = int(round(self.window_seconds * self.sample_rate))
-        bounds = window_bounds(len(mono), window, int(round(self.hop_seconds * self.sample_rate)))
+        pieces, times = self.windows(wave, sample_rate)
         per_window: list[list[str]] = []
         notes: list[str] = []
-        for start, end in bounds:
-            phrases, warning = parse_sources(self.ask(mono[start:end]))
+        for piece in pieces:
+            phrases, warning = parse_sources(self.ask(piece))
             if warning:
                 log.warning("%s", warning)
                 notes.append(warning)
             per_window.append(phrases)
         phrases = list(dict.fromkeys(p for window_phrases in per_window for p in window_phrases))
-        probs = np.zeros((len(bounds), len(phrases)), dtype=np.float32)
+        probs = np.zeros((len(pieces), len(phrases)), dtype=np.float32)
         column = {p: j for j, p in enumerate(phrases)}
         for i, window_phrases in enumerate(per_window):
             for phrase in window_phrases:
                 probs[i, column[phrase]] = 1.0
-        times = [(s / self.sample_rate, e / self.sample_rate) for s, e in bounds]
         return TagResult(probs, [OPEN_SET_PREFIX + p for p in phrases], times, self.name, self.model_id,
                          self.default_threshold, notes)
 

@@ -2,8 +2,9 @@
 
 A tagger scores fixed windows of its own length with a hop (half a window by default), so a source audible
 for only part of a long recording is found and located. The last window is aligned to the end of the
-signal, so every sample is scored and no window is mostly padding; a recording shorter than one window is
-scored as a single window covering it.
+signal, so every sample is scored and no window is mostly padding. A recording shorter than one window is
+scored as a single window padded with digital silence (models cannot be trusted with less: Cnn14's pooling
+fails under about 0.3 s); its window time still ends where the recording does.
 """
 
 from __future__ import annotations
@@ -55,6 +56,15 @@ def window_bounds(frames: int, window: int, hop: int) -> list[tuple[int, int]]:
     return [(s, s + window) for s in dict.fromkeys(starts)]
 
 
+def pad_to(piece: np.ndarray, length: int) -> np.ndarray:
+    """``piece`` followed by digital silence up to ``length`` frames (unchanged when already that long)."""
+    if len(piece) >= length:
+        return piece
+    padded = np.zeros(length, dtype=piece.dtype)
+    padded[: len(piece)] = piece
+    return padded
+
+
 def to_mono(wave: np.ndarray) -> np.ndarray:
     """``[frames]`` or ``[frames, channels]`` -> float32 ``[frames]`` (channel average)."""
     data = np.asarray(wave, dtype=np.float32)
@@ -81,23 +91,34 @@ class Tagger(ABC):
     def score_windows(self, windows: list[np.ndarray]) -> np.ndarray:
         """Probabilities ``[len(windows), len(self.labels)]`` for mono windows at ``self.sample_rate``."""
 
-    def tag(self, wave: np.ndarray, sample_rate: int) -> TagResult:
-        """Score ``wave`` (``[frames]`` or ``[frames, channels]`` at ``sample_rate``) window by window."""
+    def windows(self, wave: np.ndarray, sample_rate: int) -> tuple[list[np.ndarray], list[tuple[float, float]]]:
+        """Mono windows at ``self.sample_rate``, each exactly one window long, and their times in seconds.
+
+        A recording shorter than a window becomes one window padded with silence; every time is clipped to
+        the recording's real duration, so the padding is never reported as audio.
+        """
         mono = resample(to_mono(wave), int(sample_rate), self.sample_rate)
+        duration = np.shape(wave)[0] / int(sample_rate)
         window = max(1, int(round(self.window_seconds * self.sample_rate)))
         hop_seconds = self.hop_seconds if self.hop_seconds else self.window_seconds / 2
         hop = max(1, int(round(hop_seconds * self.sample_rate)))
         bounds = window_bounds(len(mono), window, hop)
+        pieces = [pad_to(mono[s:e], window) for s, e in bounds]
+        times = [(min(s / self.sample_rate, duration), min(e / self.sample_rate, duration)) for s, e in bounds]
+        return pieces, times
+
+    def tag(self, wave: np.ndarray, sample_rate: int) -> TagResult:
+        """Score ``wave`` (``[frames]`` or ``[frames, channels]`` at ``sample_rate``) window by window."""
+        pieces, times = self.windows(wave, sample_rate)
         rows: list[np.ndarray] = []
-        for i in range(0, len(bounds), self.batch_size):
-            batch = [mono[s:e] for s, e in bounds[i:i + self.batch_size]]
+        for i in range(0, len(pieces), self.batch_size):
+            batch = pieces[i:i + self.batch_size]
             scores = np.asarray(self.score_windows(batch), dtype=np.float32)
             if scores.shape != (len(batch), len(self.labels)):
                 raise RuntimeError(f"{self.name}: scores of shape {scores.shape}, expected ({len(batch)}, "
                                    f"{len(self.labels)})")
             rows.append(scores)
         probs = np.concatenate(rows, axis=0) if rows else np.zeros((0, len(self.labels)), dtype=np.float32)
-        times = [(s / self.sample_rate, e / self.sample_rate) for s, e in bounds]
         return TagResult(probs, list(self.labels), times, self.name, self.model_id, self.default_threshold,
                          self.take_notes())
 

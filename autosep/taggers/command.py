@@ -17,7 +17,7 @@ from rich.table import Table
 
 from ..audio import load_audio
 from ..errors import AutosepError
-from ..inputs import expand_inputs
+from ..inputs import collect_inputs
 from . import DEFAULT_TAGGER, TAGGER_NAMES, load_tagger
 from .audioset import load_ontology
 from .base import Tagger, TagResult
@@ -120,10 +120,14 @@ def main(argv: list[str] | None = None) -> int:
         err.print(f"autosep tag: {exc}", style="red", markup=False, soft_wrap=True)
         return EXIT_USAGE
 
-    files = expand_inputs(args.inputs)
-    if not files:
-        err.print("autosep tag: no audio or video files found in the given inputs", style="red", markup=False,
-                  soft_wrap=True)
+    # Check every input before loading a model: loading is slow (and may download), a typo should not wait.
+    found, missing = collect_inputs(args.inputs)
+    failures = [{"file": absent.given, "error": f"{absent.given}: {absent.reason}"} for absent in missing]
+    for failure in failures:
+        err.print(failure["error"], style="red", markup=False, soft_wrap=True)
+    if not found:
+        err.print("autosep tag: no audio or video files found in the given inputs; nothing was tagged",
+                  style="red", markup=False, soft_wrap=True)
         return EXIT_NOTHING_RAN
     try:
         with err.status(f"loading the {args.tagger} tagger...", spinner="dots"):
@@ -139,9 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     if options["threshold"] is None:
         options["threshold"] = tagger.default_threshold
 
-    reports, failures = [], []
+    reports = []
     out = Console(highlight=False)
-    for path in files:
+    for path in (item.path for item in found):
         try:
             with err.status(f"tagging {path.name}...", spinner="dots"):
                 recording = load_audio(path)

@@ -185,9 +185,7 @@ class PannsTagger(Tagger):
 
     @torch.inference_mode()
     def score_windows(self, windows: list[np.ndarray]) -> np.ndarray:
-        length = max(len(w) for w in windows)
-        batch = np.zeros((len(windows), max(length, 1024)), dtype=np.float32)  # Cnn14 needs >= one FFT frame
-        for i, w in enumerate(windows):
-            batch[i, : len(w)] = w
+        # Whole 10 s windows (Tagger.windows pads a short recording): Cnn14's pooling fails under ~0.3 s.
+        batch = np.stack(windows).astype(np.float32, copy=False)
         output = self.model(torch.from_numpy(batch).to(self.device), None)
         return output["clipwise_output"].float().cpu().numpy()
