@@ -248,7 +248,10 @@ def test_stems_have_the_input_length_and_are_float32_cpu(zs, length):
 def test_output_is_returned_at_the_input_scale(zs, wave):
     quiet = zs.separate(wave * 0.1, ["cello"], steps=STEPS)
     loud = zs.separate(wave, ["cello"], steps=STEPS)
-    torch.testing.assert_close(quiet * 10, loud, rtol=0, atol=1e-5 * loud.abs().max())
+    # Both are peak-normalised to the same model input up to float32 rounding, which the VAE, UNet and vocoder
+    # carry through at ~1e-5 of the stem's peak; a wrong scale would be off by 10x.
+    assert loud.abs().max() > 1e-2
+    torch.testing.assert_close(quiet * 10, loud, rtol=0, atol=1e-4 * loud.abs().max())
 
 
 def test_detailed_result_reports_prompts_retries_work_and_progress(zs, wave):

@@ -207,11 +207,13 @@ def _clock(seconds: float) -> str:
 def _print_report(console: Console, report: dict) -> None:
     title = escape(f"{report['file']}  ({_clock(report['duration'])}, {report['tagger']}, "
                    f"threshold {report['threshold']:g})")
+    # The heading is a line of its own, never wrapped: as a table title rich folds a long path mid-name at the
+    # console width (80 columns when piped), so `autosep tag ... | grep` would not find the file.
+    console.print(f"[bold]{title}[/bold]", soft_wrap=True)
     if not report["sources"]:
-        console.print(f"[bold]{title}[/bold]\n  no separable sources detected "
-                      "(try a lower --threshold, or --all to see the raw scores)")
+        console.print("  no separable sources detected (try a lower --threshold, or --all to see the raw scores)")
     else:
-        table = Table(title=title, title_justify="left")
+        table = Table()
         for column, justify in (("#", "right"), ("source", "left"), ("score", "right"), ("active", "right"),
                                 ("prompt", "left"), ("segments", "left")):
             table.add_column(column, justify=justify)

@@ -8,7 +8,9 @@ KL VAE, SpeechT5 HiFi-GAN vocoder). In particular ``model_index.json`` lists the
 current transformers (where ``GPT2Model`` lacks the generation helpers diffusers calls).
 
 Only the sizes differ: every network is a few thousand parameters, the tokenizers are trained offline on a few
-phrases with the ``tokenizers`` library. Nothing is downloaded. ``build_tiny_audioldm2(path)`` and
+phrases with the ``tokenizers`` library. The weights are random, but the VAE's latent scale and the vocoder's
+output level are calibrated on a reference sound (as training sets them), so a separation gives stems at the
+input's level rather than near-silence. Nothing is downloaded. ``build_tiny_audioldm2(path)`` and
 ``build_tiny_audioldm(path)`` are plain functions so benchmarks and other test modules can reuse them.
 """
 
@@ -90,6 +92,7 @@ def _vae(seed: int):
 
     torch.manual_seed(seed)
     # Three encoder blocks: the mel is downsampled 4x in time and frequency, like the real AudioLDM VAE.
+    # scaling_factor is the published one here; _calibrate sets the tiny VAE's own.
     return AutoencoderKL(
         in_channels=1, out_channels=1, latent_channels=LATENT_CHANNELS,
         down_block_types=["DownEncoderBlock2D"] * 3, up_block_types=["UpDecoderBlock2D"] * 3,
@@ -107,9 +110,86 @@ def _vocoder(seed: int):
     config = SpeechT5HifiGanConfig(
         model_in_dim=MEL_BINS, sampling_rate=16000, upsample_initial_channel=8, upsample_rates=[10, 16],
         upsample_kernel_sizes=[20, 32], resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1]],
-        normalize_before=False, initializer_range=0.2,  # larger than the default so stems are O(0.1), not O(1e-6)
+        normalize_before=False,
     )
-    return SpeechT5HifiGan(config)
+    vocoder = SpeechT5HifiGan(config)
+    _variance_preserving_init(vocoder, config.leaky_relu_slope)
+    return vocoder
+
+
+def _variance_preserving_init(vocoder, leaky_relu_slope: float) -> None:
+    """He initialisation of every convolution of the vocoder (weight std = gain / sqrt(fan-in), zero bias).
+
+    transformers initialises SpeechT5HifiGan's convolutions with one fixed std (initializer_range, 0.01) whatever
+    their fan-in; a trained checkpoint overwrites that. Left as is, each layer of the tiny vocoder shrinks the
+    signal 20-50x and the waveform comes out at ~1e-6 RMS: near-silent stems. A larger fixed std only trades that
+    for per-layer gains set by each layer's width (0.2 gives 20x at the input layer, 0.4-0.7x after). Scaling
+    each layer by its fan-in keeps the signal's size through the network; :func:`_calibrate` then sets the level.
+    """
+    import math
+
+    from torch import nn
+
+    gain = math.sqrt(2.0 / (1.0 + leaky_relu_slope**2))  # every convolution reads a leaky-ReLU output...
+    for name, module in vocoder.named_modules():
+        if isinstance(module, nn.ConvTranspose1d):
+            # ...and an output sample of a transposed convolution sees kernel / stride taps per input channel.
+            fan_in = module.in_channels * module.kernel_size[0] / module.stride[0]
+        elif isinstance(module, nn.Conv1d):
+            fan_in = module.in_channels * module.kernel_size[0]
+        else:
+            continue
+        layer_gain = 1.0 if name == "conv_pre" else gain  # conv_pre reads the log-mel itself
+        nn.init.normal_(module.weight, mean=0.0, std=layer_gain / math.sqrt(fan_in))
+        nn.init.zeros_(module.bias)
+
+
+# The calibration sound: a harmonic tone with a little noise, at the models' training scale (peak 0.5).
+def _reference_wave():
+    import numpy as np
+    import torch
+
+    from autosep.separator import mel
+
+    seconds = 2.56
+    t = np.arange(int(seconds * mel.SAMPLE_RATE)) / mel.SAMPLE_RATE
+    tone = sum(np.sin(2 * np.pi * 220 * k * t) / k for k in range(1, 6))
+    noise = np.random.default_rng(0).standard_normal(t.size)
+    scaled, _ = mel.normalise(torch.tensor(tone * (0.6 + 0.4 * np.sin(2 * np.pi * t)) + 0.1 * noise,
+                                           dtype=torch.float32))
+    return scaled
+
+
+def _vae_and_vocoder(seed: int):
+    """The VAE and vocoder of a tiny pipeline, calibrated together (see :func:`_calibrate`)."""
+    vae, vocoder = _vae(seed + 5), _vocoder(seed + 6)
+    _calibrate(vae, vocoder)
+    return vae, vocoder
+
+
+def _calibrate(vae, vocoder) -> None:
+    """Set the two scales a trained AudioLDM gets from its data, on a reference sound through the real front end.
+
+    * The VAE's ``scaling_factor`` is 1 / std of its latents (how the published 0.4342 was chosen), so the
+      diffusion starts from unit-variance latents as in the real model.
+    * The vocoder's output layer is scaled so that mel -> latent -> mel -> waveform returns the reference at its
+      own loudness (RMS): stems come out at the level of the input, not at 1e-5 and not clipped by the tanh.
+    """
+    import torch
+
+    from autosep.separator import mel
+
+    wave = _reference_wave()
+    with torch.no_grad():
+        latent = vae.encode(mel.log_mel(wave)[None, None]).latent_dist.mode()
+        vae.register_to_config(scaling_factor=float(1.0 / latent.std()))
+        decoded = vae.decode(latent).sample.squeeze(1)
+        seen = {}
+        handle = vocoder.conv_post.register_forward_hook(lambda module, args, out: seen.update(out=out))
+        vocoder(decoded)
+        handle.remove()
+        # Before the tanh the vocoder is linear in conv_post's weight (zero bias), so one rescale sets the level.
+        vocoder.conv_post.weight.mul_(float(wave.pow(2).mean().sqrt() / seen["out"].std()))
 
 
 def _clap_text_branch_configs(vocab_size: int):
@@ -182,11 +262,12 @@ def build_tiny_audioldm2(path: str | Path, seed: int = 0) -> Path:
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
         cross_attention_dim=([None, 16, 24], [None, 16, 24]), attention_head_dim=(1, 2), norm_num_groups=8,
     )
+    vae, vocoder = _vae_and_vocoder(seed)
     pipe = AudioLDM2Pipeline(
-        vae=_vae(seed + 5), text_encoder=text_encoder, text_encoder_2=text_encoder_2,
+        vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2,
         projection_model=projection_model, language_model=language_model, tokenizer=tokenizer,
         tokenizer_2=tokenizer_2, feature_extractor=ClapFeatureExtractor(), unet=unet, scheduler=_scheduler(),
-        vocoder=_vocoder(seed + 6),
+        vocoder=vocoder,
     )
     _save(pipe, folder)
     _rewrite_index(folder, REAL_AUDIOLDM2_INDEX)
@@ -213,9 +294,10 @@ def build_tiny_audioldm(path: str | Path, seed: int = 0) -> Path:
         cross_attention_dim=(16, 32), attention_head_dim=(1, 2), norm_num_groups=8,
         class_embed_type="simple_projection", projection_class_embeddings_input_dim=16, class_embeddings_concat=True,
     )
+    vae, vocoder = _vae_and_vocoder(seed)
     pipe = AudioLDMPipeline(
-        vae=_vae(seed + 5), text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=_scheduler(),
-        vocoder=_vocoder(seed + 6),
+        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=_scheduler(),
+        vocoder=vocoder,
     )
     _save(pipe, folder)
     _rewrite_index(folder, REAL_AUDIOLDM_INDEX)
