@@ -22,22 +22,27 @@ from .paths import offline_mode
 _CHUNK = 1 << 20
 
 
-def sha256_of(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
+def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(_CHUNK), b""):
             digest.update(block)
     return digest.hexdigest()
 
 
-def verify_file(path: Path, size: int | None = None, sha256: str | None = None) -> str | None:
-    """Return a description of the first mismatch, or ``None`` when the file is as expected."""
+def verify_file(path: Path, size: int | None = None, sha256: str | None = None, md5: str | None = None) -> str | None:
+    """Return a description of the first mismatch, or ``None`` when the file is as expected.
+
+    Some publishers (Zenodo) give only an MD5; it is checked when no SHA-256 is known.
+    """
     if not path.is_file():
         return "missing"
     if size is not None and path.stat().st_size != size:
         return f"size {path.stat().st_size} bytes, expected {size}"
-    if sha256 is not None and sha256_of(path).lower() != sha256.lower():
+    if sha256 is not None and file_digest(path, "sha256").lower() != sha256.lower():
         return "SHA-256 checksum mismatch"
+    if sha256 is None and md5 is not None and file_digest(path, "md5").lower() != md5.lower():
+        return "MD5 checksum mismatch"
     return None
 
 
@@ -47,11 +52,16 @@ def ensure_file(
     *,
     size: int | None = None,
     sha256: str | None = None,
+    md5: str | None = None,
+    verify_cached: bool = False,
     description: str | None = None,
     show_progress: bool = True,
     timeout: float = 60.0,
 ) -> Path:
     """Return ``dest``, downloading ``url`` there first unless a verified copy is already in place.
+
+    A copy already in place is checked by size (and SHA-256) only, unless ``verify_cached`` asks for the full
+    check, so that every run does not re-hash a large checkpoint; a fresh download is always fully verified.
 
     Raises :class:`DownloadError` with a message that names the file, where it comes from and how to get it by
     hand, when offline mode is on, the download fails, or the result does not verify.
@@ -59,7 +69,7 @@ def ensure_file(
     dest = Path(dest)
     label = description or dest.name
     if dest.is_file():
-        problem = verify_file(dest, size, sha256)
+        problem = verify_file(dest, size, sha256, md5 if verify_cached else None)
         if problem is None:
             return dest
         # A stale or corrupt copy is never used; it is replaced below.
@@ -72,7 +82,7 @@ def ensure_file(
     partial = dest.with_name(dest.name + ".part")
     try:
         _stream(url, partial, label, show_progress, timeout)
-        problem = verify_file(partial, size, sha256)
+        problem = verify_file(partial, size, sha256, md5)
         if problem is not None:
             raise DownloadError(f"downloaded {label} from {url} but it does not verify ({problem}); try again")
         os.replace(partial, dest)

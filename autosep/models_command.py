@@ -27,7 +27,9 @@ def find_model(name: str, models: list[KnownModel]) -> KnownModel | None:
 
 def _is_cached(model: KnownModel) -> str:
     if model.fetch is not None:
-        return "-"  # its own download code knows; not worth a guess here
+        if model.is_cached is None:
+            return "-"
+        return "yes" if model.is_cached() else "no"
     from huggingface_hub import snapshot_download
 
     try:

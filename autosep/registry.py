@@ -20,3 +20,4 @@ class KnownModel:
     licence: str  # licence of the weights, e.g. "CC BY-NC-SA 4.0"
     description: str
     fetch: Callable[[], Path] | None = None  # custom download (non-hub files); None means snapshot_download(source)
+    is_cached: Callable[[], bool] | None = None  # with ``fetch``: whether a complete copy is already on disk

@@ -342,3 +342,23 @@ def test_models_list_and_download(capsys):
     assert code == 2 and "unknown model" in output
     code, output = run(capsys, "models", "download", "audioldm2")  # tests run offline
     assert code == 1 and "offline" in output
+
+
+def test_models_list_says_whether_the_panns_checkpoint_is_cached(capsys, tmp_path, monkeypatch):
+    from autosep.taggers import panns
+
+    monkeypatch.setenv("AUTOSEP_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(panns, "legacy_checkpoint_path", lambda: tmp_path / "absent.pth")
+    monkeypatch.setenv("COLUMNS", "250")
+
+    def panns_row(output: str) -> str:
+        return next(line for line in output.splitlines() if "panns" in line and "tagger" in line)
+
+    code, output = run(capsys, "models", "list")
+    assert code == 0 and " no " in panns_row(output)
+    checkpoint = panns.cnn14_checkpoint_path()
+    checkpoint.parent.mkdir(parents=True)
+    checkpoint.write_bytes(b"x" * 64)
+    monkeypatch.setattr(panns, "CNN14_SIZE", 64)  # a complete (right-size) copy
+    code, output = run(capsys, "models", "list")
+    assert code == 0 and " yes " in panns_row(output)

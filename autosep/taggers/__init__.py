@@ -33,6 +33,12 @@ def _fetch_panns() -> Path:
     return fetch_cnn14()
 
 
+def _panns_is_cached() -> bool:
+    from .panns import cnn14_is_cached
+
+    return cnn14_is_cached()
+
+
 KNOWN_MODELS: list[KnownModel] = [
     KnownModel(
         alias="panns", role="tagger",
@@ -40,6 +46,7 @@ KNOWN_MODELS: list[KnownModel] = [
         size="327 MB", licence="CC BY 4.0",
         description="PANNs Cnn14 AudioSet tagger (mAP 0.431), 32 kHz; the default tagger",
         fetch=_fetch_panns,
+        is_cached=_panns_is_cached,
     ),
     KnownModel(
         alias="ast", role="tagger", source="MIT/ast-finetuned-audioset-10-10-0.4593", size="346 MB",

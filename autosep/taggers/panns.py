@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,7 @@ import torch
 from torch import nn
 
 from ..devices import resolve_device
-from ..downloads import copy_into_place, ensure_file
+from ..downloads import copy_into_place, ensure_file, verify_file
 from ..errors import DownloadError, ModelNotAvailableError
 from ..paths import cache_dir
 from .audioset import class_labels_csv, load_ontology, read_class_labels
@@ -75,22 +74,14 @@ def fetch_cnn14() -> Path:
     """Download the Cnn14 checkpoint into autosep's cache (once) and return its path."""
     dest = cnn14_checkpoint_path()
     legacy = legacy_checkpoint_path()
-    if not dest.is_file() and legacy.is_file() and legacy.stat().st_size == CNN14_SIZE and _md5(legacy) == CNN14_MD5:
+    if not dest.is_file() and verify_file(legacy, CNN14_SIZE, md5=CNN14_MD5) is None:
         return copy_into_place(legacy, dest)
-    fresh = not dest.is_file()
-    path = ensure_file(CNN14_URL, dest, size=CNN14_SIZE, description="PANNs Cnn14 checkpoint")
-    if fresh and _md5(path) != CNN14_MD5:
-        path.unlink(missing_ok=True)
-        raise DownloadError(f"downloaded {CNN14_FILENAME} from {CNN14_URL} but its MD5 does not match; try again")
-    return path
+    return ensure_file(CNN14_URL, dest, size=CNN14_SIZE, md5=CNN14_MD5, description="PANNs Cnn14 checkpoint")
 
 
-def _md5(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def cnn14_is_cached() -> bool:
+    """True when a complete checkpoint (right size) is in autosep's cache or in panns_inference's folder."""
+    return any(verify_file(path, CNN14_SIZE) is None for path in (cnn14_checkpoint_path(), legacy_checkpoint_path()))
 
 
 def build_cnn14(classes_num: int = 527, widths: tuple[int, ...] = CNN14_WIDTHS) -> nn.Module:
