@@ -162,6 +162,8 @@ def _run(argv: list[str]) -> int:
     console = Console(stderr=True)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.ERROR if args.quiet else logging.WARNING,
                         format="autosep: %(message)s")
+    # huggingface_hub prints through its own handler and also propagates to ours: keep a single copy.
+    logging.getLogger("huggingface_hub").propagate = False
     from .errors import AutosepError
 
     try:
