@@ -312,3 +312,23 @@ def test_compressed_input_decoded_by_pyav_keeps_its_rate_and_channels(tmp_path):
     for path in result.files.values():
         info = sf.info(path)
         assert (info.samplerate, info.channels, info.frames, info.subtype) == (rate, 2, decoded, "PCM_16")
+
+
+def test_projected_integer_stems_that_clip_are_counted_and_flagged(tmp_path):
+    # A mix that peaks just under full scale, holding a 300 Hz component of amplitude 1.05 that a 900 Hz one
+    # partly cancels: the "low" stem goes past full scale and 16-bit output must clip it. The manifest must say
+    # so (it used to count clipping only after the stems were already rounded and clipped, so it never did).
+    rate = 16000
+    t = np.arange(int(1.5 * rate)) / rate
+    mix = 1.05 * np.sin(2 * np.pi * 300 * t) + 0.35 * np.sin(2 * np.pi * 900 * t)
+    assert np.abs(mix).max() < 1.0
+    (tmp_path / "in").mkdir()
+    sf.write(tmp_path / "in" / "loud.wav", mix.astype(np.float32), rate, subtype="PCM_16")
+    _, (result,) = _run(tmp_path)
+    assert result.status == "done", result.message
+    low = result.manifest["sources"][0]
+    assert low["name"] == "low hum" and low["clipped_samples"] > 0
+    assert low["file"] in result.manifest["flags"]["clipped_output"]
+    assert any("clipped" in w and "low_hum.wav" in w for w in result.warnings)
+    data = sf.read(tmp_path / "in" / "loud.wav", dtype="float32", always_2d=True)[0]
+    np.testing.assert_array_equal(_exact_sum(result.load_stems()), data)  # still adds up bit for bit
