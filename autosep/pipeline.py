@@ -9,6 +9,7 @@ recording produces goes to a temporary name first; ``manifest.json`` is written 
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from collections.abc import Mapping
@@ -75,6 +76,8 @@ class PipelineOptions:
             raise AutosepError(f"--render must be one of {', '.join(RENDER_MODES)}, got {self.render!r}")
         if self.steps < 1:
             raise AutosepError(f"--steps must be at least 1, got {self.steps}")
+        if not math.isfinite(self.guidance) or self.guidance < 0:
+            raise AutosepError(f"--guidance must be a number >= 0 (1.0 is ZeroSep's default), got {self.guidance}")
         if self.sources is not None and not [s for s in self.sources if s.strip()]:
             raise AutosepError("--source needs a non-empty prompt")
         choose_subtype(self.format, self.bit_depth, None)  # raises for impossible format/bit-depth pairs
