@@ -168,7 +168,7 @@ class Pipeline:
         except (AutosepError, OSError) as exc:
             message = str(exc) if isinstance(exc, AutosepError) else f"{item.path}: {exc.strerror or exc}"
             result = RecordingResult(item.path, None, "failed", message)
-        except (RuntimeError, ValueError) as exc:  # from torch/diffusers/the models: say which file, go on
+        except Exception as exc:  # from torch/diffusers/the models/decoders: say which file, go on (not Ctrl-C)
             result = RecordingResult(item.path, None, "failed", f"{item.path}: {type(exc).__name__}: {exc}")
         result.seconds = time.perf_counter() - started
         return result

@@ -332,3 +332,24 @@ def test_projected_integer_stems_that_clip_are_counted_and_flagged(tmp_path):
     assert any("clipped" in w and "low_hum.wav" in w for w in result.warnings)
     data = sf.read(tmp_path / "in" / "loud.wav", dtype="float32", always_2d=True)[0]
     np.testing.assert_array_equal(_exact_sum(result.load_stems()), data)  # still adds up bit for bit
+
+
+def test_an_unexpected_error_in_one_recording_fails_it_and_the_batch_goes_on(tmp_path):
+    # Models and decoders fail in more ways than RuntimeError/ValueError (IndexError, MemoryError on a huge
+    # decode...): the recording is reported with its name, the next one is still processed (exit 3).
+    from autosep.batch import run_batch
+
+    class FailsAfterFirst(BandSeparatorDouble):
+        def separate_detailed(self, wave, sources, **kwargs):
+            if len(self.calls) >= 1:
+                self.calls.append(list(sources))
+                raise IndexError("index 3 is out of bounds")
+            return super().separate_detailed(wave, sources, **kwargs)
+
+    _write(tmp_path / "in" / "a.wav", seconds=1.0)
+    _write(tmp_path / "in" / "b.wav", seconds=1.0)
+    options = PipelineOptions(sources=["low hum"], window=1.0, out=str(tmp_path / "out"))
+    outcome = run_batch([str(tmp_path / "in")], options, pipeline=Pipeline(options, separator=FailsAfterFirst()))
+    assert [r.status for r in outcome.results] == ["done", "failed"] and outcome.exit_code == 3
+    assert "b.wav" in outcome.results[1].message and "IndexError" in outcome.results[1].message
+    assert list((tmp_path / "out" / "b").iterdir()) == []  # nothing left behind
