@@ -333,8 +333,17 @@ class Pipeline:
 
         for _, tag_result in tagged:  # the tagger's own warnings (e.g. an audio-LM answer it could not parse)
             self._tag_notes.extend(getattr(tag_result, "notes", None) or [])
-        labels = list(tagged[0][1].labels)
-        probs = np.concatenate([np.asarray(r.probs, dtype=np.float32) for _, r in tagged], axis=0)
+        # Columns are joined by label, not position: an open-set tagger (audio-lm) names different phrases in
+        # different blocks. A label a block did not name scores 0 there.
+        labels = list(dict.fromkeys(label for _, r in tagged for label in r.labels))
+        column = {label: j for j, label in enumerate(labels)}
+        blocks = []
+        for _, r in tagged:
+            block = np.zeros((len(r.window_times), len(labels)), dtype=np.float32)
+            block[:, [column[label] for label in r.labels]] = np.asarray(r.probs, dtype=np.float32).reshape(
+                len(r.window_times), len(r.labels))
+            blocks.append(block)
+        probs = np.concatenate(blocks, axis=0)
         times = [(offset + a, offset + b) for offset, r in tagged for a, b in r.window_times]
         planner = dict(opts.planner)
         if planner.get("threshold") is None:  # the tagger's own calibrated default

@@ -353,3 +353,46 @@ def test_an_unexpected_error_in_one_recording_fails_it_and_the_batch_goes_on(tmp
     assert [r.status for r in outcome.results] == ["done", "failed"] and outcome.exit_code == 3
     assert "b.wav" in outcome.results[1].message and "IndexError" in outcome.results[1].message
     assert list((tmp_path / "out" / "b").iterdir()) == []  # nothing left behind
+
+
+def test_open_set_tags_from_several_blocks_are_matched_by_phrase(tmp_path, monkeypatch):
+    # The audio-LM tagger names its own phrases, so each tagging block has its own columns. Blocks must be
+    # joined by phrase: stacking them by position failed the recording (different column counts) or gave one
+    # block's phrase another block's scores.
+    import autosep.pipeline as pipeline_module
+    from autosep.taggers.base import Tagger, TagResult
+
+    class OpenSetTaggerDouble(Tagger):
+        name, model_id, sample_rate, window_seconds, hop_seconds = "open-set-double", "double", 16000, 2.0, 2.0
+
+        def score_windows(self, windows):
+            raise NotImplementedError
+
+        def tag(self, wave, sample_rate):
+            pieces, times = self.windows(wave, sample_rate)
+            named = []
+            for piece in pieces:
+                spectrum = np.abs(np.fft.rfft(piece)) ** 2
+                freqs = np.fft.rfftfreq(len(piece), 1 / self.sample_rate)
+                low, high = spectrum[freqs < 700].sum(), spectrum[freqs >= 700].sum()
+                named.append([p for p, e in (("low drum", low), ("high flute", high)) if e > 1.0])
+            phrases = list(dict.fromkeys(p for names in named for p in names))
+            probs = np.array([[float(p in names) for p in phrases] for names in named], np.float32)
+            return TagResult(probs.reshape(len(pieces), len(phrases)), ["open:" + p for p in phrases], times)
+
+    monkeypatch.setattr(pipeline_module, "TAG_BLOCK_S", 6.0)
+    rate = 16000
+    t = np.arange(20 * rate) / rate
+    data = np.zeros(len(t), np.float32)
+    data[: 6 * rate] = 0.3 * np.sin(2 * np.pi * 300 * t[: 6 * rate])
+    data[12 * rate :] = 0.3 * np.sin(2 * np.pi * 2500 * t[12 * rate :])
+    (tmp_path / "in").mkdir()
+    sf.write(tmp_path / "in" / "scene.wav", data, rate, subtype="FLOAT")
+    options = PipelineOptions(window=2.0, overlap=0.0, margin=0.0, out=str(tmp_path / "out"),
+                              planner={"threshold": 0.5, "hierarchy": "none"})
+    pipeline = Pipeline(options, tagger=OpenSetTaggerDouble(), separator=BandSeparatorDouble())
+    (item,), _ = collect_inputs([str(tmp_path / "in")])
+    result = pipeline.process(item)
+    assert result.status == "done", result.message
+    segments = {s.prompt: s.segments for s in result.plan}
+    assert segments == {"low drum": [(0.0, 6.0)], "high flute": [(12.0, 20.0)]}
