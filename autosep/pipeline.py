@@ -181,7 +181,7 @@ class Pipeline:
         if previous is not None and not opts.dry_run:
             previous_input = Path(str(previous.get("input", {}).get("path", "")))
             same_input = previous_input.name and _same_file(previous_input, item.path)
-            if not same_input:
+            if not same_input and not opts.overwrite:
                 raise OutputError(
                     f"{item.path}: {folder} already holds the results for another input ({previous_input}); "
                     "use a different --out, or --overwrite to replace them"

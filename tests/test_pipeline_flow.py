@@ -396,3 +396,24 @@ def test_open_set_tags_from_several_blocks_are_matched_by_phrase(tmp_path, monke
     assert result.status == "done", result.message
     segments = {s.prompt: s.segments for s in result.plan}
     assert segments == {"low drum": [(0.0, 6.0)], "high flute": [(12.0, 20.0)]}
+
+
+def test_overwrite_replaces_results_that_belong_to_another_input(tmp_path):
+    # The refusal tells the user to pass --overwrite to replace another input's results; with it, they are.
+    _write(tmp_path / "in" / "take.wav", seconds=1.0)
+    _write(tmp_path / "moved" / "take.wav", seconds=1.5)
+    _run(tmp_path)
+    out = tmp_path / "out"
+
+    def process(folder, **options):
+        pipeline = Pipeline(PipelineOptions(sources=["low hum"], window=1.0, out=str(out), **options),
+                            separator=BandSeparatorDouble())
+        (item,), _ = collect_inputs([str(tmp_path / folder)])
+        return pipeline.process(item)
+
+    refused = process("moved")
+    assert refused.status == "failed" and "--overwrite" in refused.message
+    replaced = process("moved", overwrite=True)
+    assert replaced.status == "done", replaced.message
+    assert replaced.manifest["input"]["path"] == str((tmp_path / "moved" / "take.wav").resolve())
+    assert sorted(p.name for p in (out / "take").iterdir()) == ["low_hum.wav", "manifest.json", "residual.wav"]
