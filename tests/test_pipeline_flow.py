@@ -417,3 +417,17 @@ def test_overwrite_replaces_results_that_belong_to_another_input(tmp_path):
     assert replaced.status == "done", replaced.message
     assert replaced.manifest["input"]["path"] == str((tmp_path / "moved" / "take.wav").resolve())
     assert sorted(p.name for p in (out / "take").iterdir()) == ["low_hum.wav", "manifest.json", "residual.wav"]
+
+
+def test_stems_written_into_the_input_folder_are_not_read_back_as_inputs(tmp_path):
+    # autosep music/ -o music/ puts music/mix/<stems> beside music/mix.wav; a rerun (to resume) must skip mix.wav
+    # and not separate its own stems (which then nested deeper on every rerun).
+    from autosep.batch import run_batch
+
+    _write(tmp_path / "in" / "mix.wav", seconds=1.0)
+    options = PipelineOptions(sources=["low hum"], window=1.0, out=str(tmp_path / "in"))
+    for _ in range(2):
+        outcome = run_batch([str(tmp_path / "in")], options, pipeline=Pipeline(options, separator=BandSeparatorDouble()))
+    assert [(r.input.name, r.status) for r in outcome.results] == [("mix.wav", "skipped")]
+    assert sorted(p.name for p in (tmp_path / "in" / "mix").iterdir()) == ["low_hum.wav", "manifest.json",
+                                                                           "residual.wav"]
