@@ -55,7 +55,11 @@ def _earlier_output(item: InputFile, out_root: Path) -> bool:
     if item.path.parent == item.root or not is_inside(item.path, out_root):
         return False
     manifest = read_json(item.path.parent / MANIFEST_NAME)
-    return bool(manifest) and "manifest_version" in manifest
+    if not manifest or "manifest_version" not in manifest:
+        return False
+    entries = list(manifest.get("sources") or []) + [manifest.get("residual")]
+    written = [entry for entry in entries if isinstance(entry, dict)]
+    return item.path.name in {str(entry.get("file")) for entry in written}
 
 
 def _already_done(folder: Path, item: InputFile) -> bool:

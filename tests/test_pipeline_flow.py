@@ -426,8 +426,9 @@ def test_stems_written_into_the_input_folder_are_not_read_back_as_inputs(tmp_pat
 
     _write(tmp_path / "in" / "mix.wav", seconds=1.0)
     options = PipelineOptions(sources=["low hum"], window=1.0, out=str(tmp_path / "in"))
-    for _ in range(2):
-        outcome = run_batch([str(tmp_path / "in")], options, pipeline=Pipeline(options, separator=BandSeparatorDouble()))
-    assert [(r.input.name, r.status) for r in outcome.results] == [("mix.wav", "skipped")]
+    run_batch([str(tmp_path / "in")], options, pipeline=Pipeline(options, separator=BandSeparatorDouble()))
+    _write(tmp_path / "in" / "mix" / "take2.wav", seconds=1.0)  # a real recording that lands in that folder later
+    outcome = run_batch([str(tmp_path / "in")], options, pipeline=Pipeline(options, separator=BandSeparatorDouble()))
+    assert [(r.input.name, r.status) for r in outcome.results] == [("mix.wav", "skipped"), ("take2.wav", "done")]
     assert sorted(p.name for p in (tmp_path / "in" / "mix").iterdir()) == ["low_hum.wav", "manifest.json",
-                                                                           "residual.wav"]
+                                                                           "residual.wav", "take2", "take2.wav"]
