@@ -267,6 +267,8 @@ def test_usage_errors_exit_2(tmp_path, capsys):
     for bad in ("-1", "nan"):  # refused up front, not by the separator in every recording after the models load
         code, output = run(capsys, tmp_path / "mix.wav", "-s", "dog", f"--guidance={bad}")
         assert code == 2 and "--guidance" in output
+    code, output = run(capsys, tmp_path / "mix.wav", "--vocab", str(tmp_path / "words.txt"))  # panns: no vocabulary
+    assert code == 2 and "--vocab" in output
 
 
 def test_nothing_found_or_unwritable_output_exit_1(tmp_path, capsys):
