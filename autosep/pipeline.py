@@ -78,7 +78,7 @@ class PipelineOptions:
             raise AutosepError(f"--steps must be at least 1, got {self.steps}")
         if not math.isfinite(self.guidance) or self.guidance < 0:
             raise AutosepError(f"--guidance must be a number >= 0 (1.0 is ZeroSep's default), got {self.guidance}")
-        if self.vocab is not None and self.sources is None and self.tagger != "clap":
+        if self.vocab is not None and self.sources is None and str(self.tagger).strip().lower() != "clap":
             raise AutosepError("--vocab is only used by --tagger clap")
         if self.sources is not None and not [s for s in self.sources if s.strip()]:
             raise AutosepError("--source needs a non-empty prompt")
