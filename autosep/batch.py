@@ -50,6 +50,18 @@ def _inside_output_below_root(item: InputFile, out_root: Path) -> bool:
     return is_inside(out_root, item.root) and os.path.realpath(out_root) != os.path.realpath(item.root)
 
 
+def _earlier_output(item: InputFile, out_root: Path) -> bool:
+    """Whether ``item``, found by walking a folder or glob, is a stem an earlier run wrote (beside its manifest)."""
+    if item.path.parent == item.root or not is_inside(item.path, out_root):
+        return False
+    manifest = read_json(item.path.parent / MANIFEST_NAME)
+    if not manifest or "manifest_version" not in manifest:
+        return False
+    entries = list(manifest.get("sources") or []) + [manifest.get("residual")]
+    written = [entry for entry in entries if isinstance(entry, dict)]
+    return item.path.name in {str(entry.get("file")) for entry in written}
+
+
 def _already_done(folder: Path, item: InputFile) -> bool:
     manifest = read_json(folder / MANIFEST_NAME)
     if not manifest:
@@ -80,7 +92,9 @@ def run_batch(inputs: list[str], options: PipelineOptions, progress: Progress | 
     out_root = Path(options.out)
     # Stems from an earlier run inside an input folder (autosep music/ -o music/stems) are not new inputs;
     # a file named directly, or -o pointing at the input folder itself, is still processed.
-    files = [item for item in files if not _inside_output_below_root(item, out_root)]
+    # Stems of earlier runs written into the input folder itself (autosep music/ -o music/) are not inputs either.
+    files = [item for item in files
+             if not _inside_output_below_root(item, out_root) and not _earlier_output(item, out_root)]
     for absent in missing:
         outcome.results.append(RecordingResult(Path(absent.given), None, "failed", f"{absent.given}: {absent.reason}"))
     if not files:

@@ -9,6 +9,7 @@ recording produces goes to a temporary name first; ``manifest.json`` is written 
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from collections.abc import Mapping
@@ -75,6 +76,10 @@ class PipelineOptions:
             raise AutosepError(f"--render must be one of {', '.join(RENDER_MODES)}, got {self.render!r}")
         if self.steps < 1:
             raise AutosepError(f"--steps must be at least 1, got {self.steps}")
+        if not math.isfinite(self.guidance) or self.guidance < 0:
+            raise AutosepError(f"--guidance must be a number >= 0 (1.0 is ZeroSep's default), got {self.guidance}")
+        if self.vocab is not None and self.sources is None and str(self.tagger).strip().lower() != "clap":
+            raise AutosepError("--vocab is only used by --tagger clap")
         if self.sources is not None and not [s for s in self.sources if s.strip()]:
             raise AutosepError("--source needs a non-empty prompt")
         choose_subtype(self.format, self.bit_depth, None)  # raises for impossible format/bit-depth pairs
@@ -165,7 +170,7 @@ class Pipeline:
         except (AutosepError, OSError) as exc:
             message = str(exc) if isinstance(exc, AutosepError) else f"{item.path}: {exc.strerror or exc}"
             result = RecordingResult(item.path, None, "failed", message)
-        except (RuntimeError, ValueError) as exc:  # from torch/diffusers/the models: say which file, go on
+        except Exception as exc:  # from torch/diffusers/the models/decoders: say which file, go on (not Ctrl-C)
             result = RecordingResult(item.path, None, "failed", f"{item.path}: {type(exc).__name__}: {exc}")
         result.seconds = time.perf_counter() - started
         return result
@@ -178,7 +183,7 @@ class Pipeline:
         if previous is not None and not opts.dry_run:
             previous_input = Path(str(previous.get("input", {}).get("path", "")))
             same_input = previous_input.name and _same_file(previous_input, item.path)
-            if not same_input:
+            if not same_input and not opts.overwrite:
                 raise OutputError(
                     f"{item.path}: {folder} already holds the results for another input ({previous_input}); "
                     "use a different --out, or --overwrite to replace them"
@@ -330,8 +335,17 @@ class Pipeline:
 
         for _, tag_result in tagged:  # the tagger's own warnings (e.g. an audio-LM answer it could not parse)
             self._tag_notes.extend(getattr(tag_result, "notes", None) or [])
-        labels = list(tagged[0][1].labels)
-        probs = np.concatenate([np.asarray(r.probs, dtype=np.float32) for _, r in tagged], axis=0)
+        # Columns are joined by label, not position: an open-set tagger (audio-lm) names different phrases in
+        # different blocks. A label a block did not name scores 0 there.
+        labels = list(dict.fromkeys(label for _, r in tagged for label in r.labels))
+        column = {label: j for j, label in enumerate(labels)}
+        blocks = []
+        for _, r in tagged:
+            block = np.zeros((len(r.window_times), len(labels)), dtype=np.float32)
+            block[:, [column[label] for label in r.labels]] = np.asarray(r.probs, dtype=np.float32).reshape(
+                len(r.window_times), len(r.labels))
+            blocks.append(block)
+        probs = np.concatenate(blocks, axis=0)
         times = [(offset + a, offset + b) for offset, r in tagged for a, b in r.window_times]
         planner = dict(opts.planner)
         if planner.get("threshold") is None:  # the tagger's own calibrated default

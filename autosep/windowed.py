@@ -69,9 +69,7 @@ class WindowedSeparation:
                     # add up to the input bit for bit, whatever rounding happened in the masks and cross-fades.
                     residual = reader.read(written, len(block)).astype(np.float64)
                     for k, writer in enumerate(writers[:-1]):
-                        stored = writer.quantize(block[:, k, :])
-                        residual -= stored
-                        writer.write(stored)
+                        residual -= writer.write(block[:, k, :])  # what the file holds, clipping counted
                     writers[-1].write(residual.astype(np.float32))
                 else:
                     for k, writer in enumerate(writers):

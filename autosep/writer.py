@@ -111,7 +111,7 @@ class StemWriter:
         self.temporary = _temporary_name(path)
         self.clips = subtype not in ("FLOAT", "DOUBLE")
         # Integer PCM is written as integers we round ourselves, so callers can see exactly what is stored
-        # (quantize) and make stems + residual add up to the input bit for bit.
+        # (``write`` returns it; ``quantize`` predicts it) and make stems + residual add up to the input bit for bit.
         self._bits = _PCM_BITS.get(subtype)
         self.peak = 0.0
         self.clipped_samples = 0
@@ -134,7 +134,9 @@ class StemWriter:
         scale = float(2 ** (self._bits - 1))
         return (np.clip(np.round(np.asarray(block, np.float64) * scale), -scale, scale - 1) / scale).astype(np.float32)
 
-    def write(self, block: np.ndarray) -> None:
+    def write(self, block: np.ndarray) -> np.ndarray:
+        """Append ``block`` (float ``[frames, channels]``); returns it as stored (clipped, and rounded for
+        integer PCM), float32. Clipping is counted here, on the samples as given."""
         block = np.asarray(block, dtype=np.float32)
         if block.size:
             peak = float(np.abs(block).max())
@@ -146,9 +148,13 @@ class StemWriter:
             scale = 2 ** (self._bits - 1)
             integers = np.clip(np.round(block.astype(np.float64) * scale), -scale, scale - 1).astype(np.int32)
             # libsndfile takes int16 as is and int32 as full-scale 32-bit, keeping the top bits for PCM_24.
+            stored = (integers / float(scale)).astype(np.float32)
             block = integers.astype(np.int16) if self._bits == 16 else integers << (32 - self._bits)
+        else:
+            stored = block
         self._file.write(block)
         self.frames += len(block)
+        return stored
 
     def commit(self) -> None:
         self._file.close()

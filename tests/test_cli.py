@@ -264,6 +264,11 @@ def test_usage_errors_exit_2(tmp_path, capsys):
     assert run(capsys, tmp_path / "mix.wav", "--render", "nope")[0] == 2
     code, output = run(capsys, tmp_path / "mix.wav", "--format", "flac", "--bit-depth", "32f")
     assert code == 2 and "flac cannot hold" in output
+    for bad in ("-1", "nan"):  # refused up front, not by the separator in every recording after the models load
+        code, output = run(capsys, tmp_path / "mix.wav", "-s", "dog", f"--guidance={bad}")
+        assert code == 2 and "--guidance" in output
+    code, output = run(capsys, tmp_path / "mix.wav", "--vocab", str(tmp_path / "words.txt"))  # panns: no vocabulary
+    assert code == 2 and "--vocab" in output
 
 
 def test_nothing_found_or_unwritable_output_exit_1(tmp_path, capsys):

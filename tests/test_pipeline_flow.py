@@ -312,3 +312,123 @@ def test_compressed_input_decoded_by_pyav_keeps_its_rate_and_channels(tmp_path):
     for path in result.files.values():
         info = sf.info(path)
         assert (info.samplerate, info.channels, info.frames, info.subtype) == (rate, 2, decoded, "PCM_16")
+
+
+def test_projected_integer_stems_that_clip_are_counted_and_flagged(tmp_path):
+    # A mix that peaks just under full scale, holding a 300 Hz component of amplitude 1.05 that a 900 Hz one
+    # partly cancels: the "low" stem goes past full scale and 16-bit output must clip it. The manifest must say
+    # so (it used to count clipping only after the stems were already rounded and clipped, so it never did).
+    rate = 16000
+    t = np.arange(int(1.5 * rate)) / rate
+    mix = 1.05 * np.sin(2 * np.pi * 300 * t) + 0.35 * np.sin(2 * np.pi * 900 * t)
+    assert np.abs(mix).max() < 1.0
+    (tmp_path / "in").mkdir()
+    sf.write(tmp_path / "in" / "loud.wav", mix.astype(np.float32), rate, subtype="PCM_16")
+    _, (result,) = _run(tmp_path)
+    assert result.status == "done", result.message
+    low = result.manifest["sources"][0]
+    assert low["name"] == "low hum" and low["clipped_samples"] > 0
+    assert low["file"] in result.manifest["flags"]["clipped_output"]
+    assert any("clipped" in w and "low_hum.wav" in w for w in result.warnings)
+    data = sf.read(tmp_path / "in" / "loud.wav", dtype="float32", always_2d=True)[0]
+    np.testing.assert_array_equal(_exact_sum(result.load_stems()), data)  # still adds up bit for bit
+
+
+def test_an_unexpected_error_in_one_recording_fails_it_and_the_batch_goes_on(tmp_path):
+    # Models and decoders fail in more ways than RuntimeError/ValueError (IndexError, MemoryError on a huge
+    # decode...): the recording is reported with its name, the next one is still processed (exit 3).
+    from autosep.batch import run_batch
+
+    class FailsAfterFirst(BandSeparatorDouble):
+        def separate_detailed(self, wave, sources, **kwargs):
+            if len(self.calls) >= 1:
+                self.calls.append(list(sources))
+                raise IndexError("index 3 is out of bounds")
+            return super().separate_detailed(wave, sources, **kwargs)
+
+    _write(tmp_path / "in" / "a.wav", seconds=1.0)
+    _write(tmp_path / "in" / "b.wav", seconds=1.0)
+    options = PipelineOptions(sources=["low hum"], window=1.0, out=str(tmp_path / "out"))
+    outcome = run_batch([str(tmp_path / "in")], options, pipeline=Pipeline(options, separator=FailsAfterFirst()))
+    assert [r.status for r in outcome.results] == ["done", "failed"] and outcome.exit_code == 3
+    assert "b.wav" in outcome.results[1].message and "IndexError" in outcome.results[1].message
+    assert list((tmp_path / "out" / "b").iterdir()) == []  # nothing left behind
+
+
+def test_open_set_tags_from_several_blocks_are_matched_by_phrase(tmp_path, monkeypatch):
+    # The audio-LM tagger names its own phrases, so each tagging block has its own columns. Blocks must be
+    # joined by phrase: stacking them by position failed the recording (different column counts) or gave one
+    # block's phrase another block's scores.
+    import autosep.pipeline as pipeline_module
+    from autosep.taggers.base import Tagger, TagResult
+
+    class OpenSetTaggerDouble(Tagger):
+        name, model_id, sample_rate, window_seconds, hop_seconds = "open-set-double", "double", 16000, 2.0, 2.0
+
+        def score_windows(self, windows):
+            raise NotImplementedError
+
+        def tag(self, wave, sample_rate):
+            pieces, times = self.windows(wave, sample_rate)
+            named = []
+            for piece in pieces:
+                spectrum = np.abs(np.fft.rfft(piece)) ** 2
+                freqs = np.fft.rfftfreq(len(piece), 1 / self.sample_rate)
+                low, high = spectrum[freqs < 700].sum(), spectrum[freqs >= 700].sum()
+                named.append([p for p, e in (("low drum", low), ("high flute", high)) if e > 1.0])
+            phrases = list(dict.fromkeys(p for names in named for p in names))
+            probs = np.array([[float(p in names) for p in phrases] for names in named], np.float32)
+            return TagResult(probs.reshape(len(pieces), len(phrases)), ["open:" + p for p in phrases], times)
+
+    monkeypatch.setattr(pipeline_module, "TAG_BLOCK_S", 6.0)
+    rate = 16000
+    t = np.arange(20 * rate) / rate
+    data = np.zeros(len(t), np.float32)
+    data[: 6 * rate] = 0.3 * np.sin(2 * np.pi * 300 * t[: 6 * rate])
+    data[12 * rate :] = 0.3 * np.sin(2 * np.pi * 2500 * t[12 * rate :])
+    (tmp_path / "in").mkdir()
+    sf.write(tmp_path / "in" / "scene.wav", data, rate, subtype="FLOAT")
+    options = PipelineOptions(window=2.0, overlap=0.0, margin=0.0, out=str(tmp_path / "out"),
+                              planner={"threshold": 0.5, "hierarchy": "none"})
+    pipeline = Pipeline(options, tagger=OpenSetTaggerDouble(), separator=BandSeparatorDouble())
+    (item,), _ = collect_inputs([str(tmp_path / "in")])
+    result = pipeline.process(item)
+    assert result.status == "done", result.message
+    segments = {s.prompt: s.segments for s in result.plan}
+    assert segments == {"low drum": [(0.0, 6.0)], "high flute": [(12.0, 20.0)]}
+
+
+def test_overwrite_replaces_results_that_belong_to_another_input(tmp_path):
+    # The refusal tells the user to pass --overwrite to replace another input's results; with it, they are.
+    _write(tmp_path / "in" / "take.wav", seconds=1.0)
+    _write(tmp_path / "moved" / "take.wav", seconds=1.5)
+    _run(tmp_path)
+    out = tmp_path / "out"
+
+    def process(folder, **options):
+        pipeline = Pipeline(PipelineOptions(sources=["low hum"], window=1.0, out=str(out), **options),
+                            separator=BandSeparatorDouble())
+        (item,), _ = collect_inputs([str(tmp_path / folder)])
+        return pipeline.process(item)
+
+    refused = process("moved")
+    assert refused.status == "failed" and "--overwrite" in refused.message
+    replaced = process("moved", overwrite=True)
+    assert replaced.status == "done", replaced.message
+    assert replaced.manifest["input"]["path"] == str((tmp_path / "moved" / "take.wav").resolve())
+    assert sorted(p.name for p in (out / "take").iterdir()) == ["low_hum.wav", "manifest.json", "residual.wav"]
+
+
+def test_stems_written_into_the_input_folder_are_not_read_back_as_inputs(tmp_path):
+    # autosep music/ -o music/ puts music/mix/<stems> beside music/mix.wav; a rerun (to resume) must skip mix.wav
+    # and not separate its own stems (which then nested deeper on every rerun).
+    from autosep.batch import run_batch
+
+    _write(tmp_path / "in" / "mix.wav", seconds=1.0)
+    options = PipelineOptions(sources=["low hum"], window=1.0, out=str(tmp_path / "in"))
+    run_batch([str(tmp_path / "in")], options, pipeline=Pipeline(options, separator=BandSeparatorDouble()))
+    _write(tmp_path / "in" / "mix" / "take2.wav", seconds=1.0)  # a real recording that lands in that folder later
+    outcome = run_batch([str(tmp_path / "in")], options, pipeline=Pipeline(options, separator=BandSeparatorDouble()))
+    assert [(r.input.name, r.status) for r in outcome.results] == [("mix.wav", "skipped"), ("take2.wav", "done")]
+    assert sorted(p.name for p in (tmp_path / "in" / "mix").iterdir()) == ["low_hum.wav", "manifest.json",
+                                                                           "residual.wav", "take2", "take2.wav"]

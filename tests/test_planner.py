@@ -197,3 +197,18 @@ def test_open_set_phrases_merge_like_their_classes():
 
 def test_nan_scores_count_as_absent():
     assert labels_of(plan({"Dog": float("nan"), "Cat": 0.9})) == ["Cat"]
+
+
+@pytest.mark.parametrize("names,hierarchy", [
+    (("Rattle", "Rattle (instrument)"), "leaf"),  # two leaves in different subtrees, one prompt: "rattle"
+    (("Snort", "Snort (horse)"), "leaf"),
+    (("Cattle, bovinae", "Moo"), "none"),  # an ancestor kept beside its child, both read "cow mooing"
+])
+def test_classes_sharing_a_prompt_become_one_source(names, hierarchy):
+    # The separator refuses duplicate prompts (and one prompt gives one stem), so a plan never holds two.
+    probs = np.array([[0.9, 0.1], [0.1, 0.4]])
+    windows = [(0.0, 10.0), (10.0, 20.0)]
+    result = plan_sources(probs, list(names), windows, hierarchy=hierarchy)
+    assert len(result) == 1
+    assert result[0].label == load_ontology().lookup(names[0]).name and result[0].score == pytest.approx(0.9)
+    assert result[0].segments == [(0.0, 20.0)]  # the union of both classes' windows

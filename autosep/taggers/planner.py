@@ -303,6 +303,21 @@ def plan_sources(
                 ancestors |= planner.ontology.ancestors(candidate.node.id)
         merged = {k: c for k, c in merged.items() if c.forced or c.node is None or c.node.id not in ancestors}
 
+    # Classes that read as one prompt ("Rattle" and "Rattle (instrument)" are both "rattle") are one source to the
+    # separator, which refuses duplicate prompts: keep the stronger, active wherever either one is.
+    by_prompt: dict[str, _Candidate] = {}
+    for candidate in merged.values():
+        key = candidate.prompt.strip().casefold()
+        existing = by_prompt.get(key)
+        if existing is None:
+            by_prompt[key] = candidate
+            continue
+        stronger = candidate if candidate.score > existing.score else existing
+        by_prompt[key] = replace(stronger, score=max(existing.score, candidate.score),
+                                 active=existing.active | candidate.active,
+                                 forced=existing.forced or candidate.forced)
+    merged = {c.key: c for c in by_prompt.values()}
+
     # 6. choice
     ordered = sorted(merged.values(), key=lambda c: (not c.forced, -c.score, c.label))
     if max_sources is not None:
