@@ -367,3 +367,20 @@ def test_models_list_says_whether_the_panns_checkpoint_is_cached(capsys, tmp_pat
     monkeypatch.setattr(panns, "CNN14_SIZE", 64)  # a complete (right-size) copy
     code, output = run(capsys, "models", "list")
     assert code == 0 and " yes " in panns_row(output)
+
+
+def test_models_list_says_whether_a_separator_is_in_the_hugging_face_cache(capsys, tiny_audioldm2_dir, monkeypatch):
+    from tiny_models.audioldm2 import install_in_hf_cache
+
+    monkeypatch.setenv("COLUMNS", "250")
+
+    def row(output: str) -> str:
+        return next(line for line in output.splitlines() if "audioldm-l " in line)
+
+    code, output = run(capsys, "models", "list")
+    assert code == 0 and " no " in row(output)
+    install_in_hf_cache(tiny_audioldm2_dir, "cvssp/audioldm-l-full")
+    code, output = run(capsys, "models", "list")
+    assert code == 0 and " yes " in row(output)
+    code, output = run(capsys, "models", "download", "audioldm-l")  # already there: no network needed
+    assert code == 0, output

@@ -62,6 +62,18 @@ def locate_pipeline(model: str | os.PathLike | None) -> tuple[str, Path]:
     return model_id, Path(folder)
 
 
+def pipeline_is_cached(model: str) -> bool:
+    """True when the files ``locate_pipeline`` needs for this hub model are already in the Hugging Face cache."""
+    from diffusers import DiffusionPipeline
+
+    try:
+        with library_quiet(progress_bars=True, warnings=True):
+            DiffusionPipeline.download(resolve_model_name(model), local_files_only=True)
+    except Exception:  # any flavour of "not (completely) in the cache"
+        return False
+    return True
+
+
 def _known_names() -> list[str]:
     from .models import MODEL_ALIASES
 

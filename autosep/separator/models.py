@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from functools import partial
+from pathlib import Path
+
 from autosep.registry import KnownModel
 
 DEFAULT_MODEL = "audioldm2"
@@ -17,17 +20,31 @@ MODEL_ALIASES: dict[str, str] = {
 
 _LICENCE = "CC BY-NC-SA 4.0"  # all cvssp AudioLDM/AudioLDM2 weights (model cards on the hub)
 
+def _download(alias: str) -> Path:
+    # The same download a run makes (only the files the pipeline loads), so a later offline run finds them.
+    from .loading import locate_pipeline
+
+    return locate_pipeline(alias)[1]
+
+
+def _is_cached(alias: str) -> bool:
+    from .loading import pipeline_is_cached
+
+    return pipeline_is_cached(alias)
+
+
+def _entry(alias: str, size: str, description: str) -> KnownModel:
+    return KnownModel(alias, "separator", MODEL_ALIASES[alias], size, _LICENCE, description,
+                      fetch=partial(_download, alias), is_cached=partial(_is_cached, alias))
+
+
 KNOWN_MODELS: list[KnownModel] = [
-    KnownModel("audioldm2", "separator", MODEL_ALIASES["audioldm2"], "~4.5 GB", _LICENCE,
-               "AudioLDM2 (CLAP + Flan-T5 + GPT-2 conditioning, 350M UNet): general sounds; the default"),
-    KnownModel("audioldm2-large", "separator", MODEL_ALIASES["audioldm2-large"], "~6 GB", _LICENCE,
-               "AudioLDM2 with the 750M UNet: general sounds, slower, sometimes cleaner"),
-    KnownModel("audioldm2-music", "separator", MODEL_ALIASES["audioldm2-music"], "~4.5 GB", _LICENCE,
-               "AudioLDM2 trained on music: instruments and ensembles"),
-    KnownModel("audioldm-s", "separator", MODEL_ALIASES["audioldm-s"], "~1.7 GB", _LICENCE,
-               "AudioLDM v1 small (CLAP text embedding as class label): fastest, lower quality"),
-    KnownModel("audioldm-l", "separator", MODEL_ALIASES["audioldm-l"], "~3 GB", _LICENCE,
-               "AudioLDM v1 large (739M UNet)"),
+    _entry("audioldm2", "~4.5 GB",
+           "AudioLDM2 (CLAP + Flan-T5 + GPT-2 conditioning, 350M UNet): general sounds; the default"),
+    _entry("audioldm2-large", "~6 GB", "AudioLDM2 with the 750M UNet: general sounds, slower, sometimes cleaner"),
+    _entry("audioldm2-music", "~4.5 GB", "AudioLDM2 trained on music: instruments and ensembles"),
+    _entry("audioldm-s", "~1.7 GB", "AudioLDM v1 small (CLAP text embedding as class label): fastest, lower quality"),
+    _entry("audioldm-l", "~3 GB", "AudioLDM v1 large (739M UNet)"),
 ]
 
 
