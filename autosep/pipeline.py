@@ -331,7 +331,7 @@ class Pipeline:
             return plan, [], result.peak, result.non_finite
         if not tagged or result.peak < SILENCE_PEAK:
             return [], [], result.peak, result.non_finite
-        from .taggers import plan_sources
+        from .taggers import describe_label, plan_sources
 
         for _, tag_result in tagged:  # the tagger's own warnings (e.g. an audio-LM answer it could not parse)
             self._tag_notes.extend(getattr(tag_result, "notes", None) or [])
@@ -353,7 +353,8 @@ class Pipeline:
         plan = list(plan_sources(probs, labels, times, **planner))
         peak_scores = probs.max(axis=0)
         top = np.argsort(-peak_scores)[:10]
-        top_tags = [{"label": labels[i], "max_score": round(float(peak_scores[i]), 4)} for i in top]
+        top_tags = [dict(zip(("label", "mid"), describe_label(labels[i])), max_score=round(float(peak_scores[i]), 4))
+                    for i in top]
         return plan, top_tags, result.peak, result.non_finite
 
 

@@ -76,6 +76,9 @@ def test_autosep_mix_wav_tags_separates_and_writes(tmp_path, capsys, model_args)
     assert manifest["source_mode"] == "tagged" and manifest["tagger"]["name"] == "panns"
     assert manifest["separator"]["model_id"] and manifest["versions"]["torch"]
     assert 1 <= len(manifest["detections"]) <= 2
+    top = manifest["top_tags"]  # readable class names with their AudioSet ids, best first
+    assert len(top) == 10 and all(t["mid"].startswith("/") and not t["label"].startswith("/") for t in top)
+    assert [t["max_score"] for t in top] == sorted((t["max_score"] for t in top), reverse=True)
     names = {p.name for p in folder.iterdir()}
     assert names == {s["file"] for s in manifest["sources"]} | {"residual.wav", "manifest.json"}
     stems = stems_of(folder)

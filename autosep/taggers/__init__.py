@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING
 
 from ..registry import KnownModel
 from .base import Tagger, TagResult
-from .planner import DEFAULT_MAX_SOURCES, DEFAULT_THRESHOLD, OPEN_SET_PREFIX, PlannedSource, plan_sources
+from .planner import (
+    DEFAULT_MAX_SOURCES, DEFAULT_THRESHOLD, OPEN_SET_PREFIX, PlannedSource, describe_label, plan_sources,
+)
 
 if TYPE_CHECKING:
     import torch

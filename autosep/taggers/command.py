@@ -19,9 +19,8 @@ from ..audio import load_audio
 from ..errors import AutosepError
 from ..inputs import collect_inputs
 from . import DEFAULT_TAGGER, TAGGER_NAMES, load_tagger
-from .audioset import load_ontology
 from .base import Tagger, TagResult
-from .planner import DEFAULT_MAX_SOURCES, OPEN_SET_PREFIX, PlannedSource, parse_hierarchy, plan_sources
+from .planner import DEFAULT_MAX_SOURCES, PlannedSource, describe_label, parse_hierarchy, plan_sources
 from .prompts import load_prompt_overrides
 
 EXIT_OK, EXIT_NOTHING_RAN, EXIT_USAGE, EXIT_SOME_FAILED = 0, 1, 2, 3
@@ -175,13 +174,6 @@ def main(argv: list[str] | None = None) -> int:
     return EXIT_SOME_FAILED if failures else EXIT_OK
 
 
-def _display(label: str) -> tuple[str, str | None]:
-    if label.startswith(OPEN_SET_PREFIX):
-        return label[len(OPEN_SET_PREFIX):], None
-    node = load_ontology().lookup(label)
-    return (node.name, node.id) if node is not None else (label, None)
-
-
 def _report(path: Path, duration: float, tagger: Tagger, result: TagResult, plan: list[PlannedSource],
             threshold: float, top: int) -> dict:
     report = {
@@ -192,7 +184,7 @@ def _report(path: Path, duration: float, tagger: Tagger, result: TagResult, plan
     if top:
         report["top_classes"] = [
             {"label": name, "mid": mid, "score": round(score, 4)}
-            for (name, mid), score in ((_display(label), score) for label, score in result.top(top))
+            for (name, mid), score in ((describe_label(label), score) for label, score in result.top(top))
         ]
     if result.notes:
         report["notes"] = list(result.notes)

@@ -96,6 +96,15 @@ class _Candidate:
         return self.node.id if self.node is not None else OPEN_SET_PREFIX + self.label
 
 
+def describe_label(label: str, ontology: Ontology | None = None) -> tuple[str, str | None]:
+    """A tagger column label as (display name, AudioSet mid or None): mids become names, ``open:`` phrases lose
+    their prefix, unknown labels are returned as they are."""
+    if label.startswith(OPEN_SET_PREFIX):
+        return label[len(OPEN_SET_PREFIX):], None
+    node = (ontology or load_ontology()).lookup(label)
+    return (node.name, node.id) if node is not None else (label, None)
+
+
 def merge_segments(segments: Iterable[Segment]) -> list[Segment]:
     """Union of possibly overlapping intervals, sorted."""
     merged: list[list[float]] = []
