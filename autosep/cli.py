@@ -85,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="inversion prompt: the other sources in the window, or empty")
     sep.add_argument("--seed", type=int, default=42, help="random seed, recorded in the manifest (default 42)")
     sep.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    sep.add_argument("--dtype", default=None, help="fp32, fp16 or bf16 (default: fp16 on CUDA, else fp32)")
+    sep.add_argument("--dtype", default=None, choices=["auto", "fp32", "fp16", "bf16"],
+                     help="UNet and text encoder precision (default: fp16 on CUDA, else fp32)")
     sep.add_argument("--batch-size", type=_positive_int, default=None, help="samples per UNet forward (default: a window's sources at once)")
     sep.add_argument("--window", type=_positive_float, default=10.24, help="window length in seconds (10.24)")
     sep.add_argument("--overlap", type=_fraction, default=0.25, help="window overlap, 0.25 or 25%% (default)")

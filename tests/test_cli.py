@@ -272,6 +272,8 @@ def test_usage_errors_exit_2(tmp_path, capsys):
         assert code == 2 and "--guidance" in output
     code, output = run(capsys, tmp_path / "mix.wav", "--vocab", str(tmp_path / "words.txt"))  # panns: no vocabulary
     assert code == 2 and "--vocab" in output
+    code, output = run(capsys, tmp_path / "mix.wav", "-s", "dog", "--dtype", "fp8")
+    assert code == 2 and "--dtype" in output
 
 
 def test_nothing_found_or_unwritable_output_exit_1(tmp_path, capsys):
