@@ -221,10 +221,9 @@ def _print_plans(outcome: BatchOutcome, console) -> None:
         for column in ("source", "mid", "score", "prompt", "active"):
             table.add_column(column, overflow="fold")
         for source in result.plan:
-            score = getattr(source, "score", None)
             segments = ", ".join(f"{a:.1f}-{b:.1f}s" for a, b in source.segments)
-            table.add_row(source.label, getattr(source, "mid", None) or "-",
-                          "-" if score is None else f"{score:.3f}", source.prompt, segments)
+            table.add_row(source.label, source.mid or "-",
+                          "-" if source.score is None else f"{source.score:.3f}", source.prompt, segments)
         if not result.plan:
             table.add_row("(no sources)", "", "", "", "")
         console.print(table)

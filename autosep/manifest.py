@@ -29,7 +29,7 @@ def package_versions() -> dict[str, str]:
 
 
 def _segments(source) -> list[list[float]]:
-    return [[round(float(a), 3), round(float(b), 3)] for a, b in (getattr(source, "segments", None) or [])]
+    return [[round(float(a), 3), round(float(b), 3)] for a, b in source.segments]
 
 
 def hub_revision(*candidates: object) -> str | None:
@@ -42,12 +42,12 @@ def hub_revision(*candidates: object) -> str | None:
 
 
 def detection_entry(source) -> dict[str, Any]:
-    score = getattr(source, "score", None)
+    # PlannedSource (tagged) and GivenSource (-s, or rebuilt from a manifest) share these fields.
     return {
         "label": source.label,
-        "mid": getattr(source, "mid", None),
-        "score": None if score is None else round(float(score), 4),
-        "prompt": getattr(source, "prompt", source.label),
+        "mid": source.mid,
+        "score": None if source.score is None else round(float(source.score), 4),
+        "prompt": source.prompt,
         "segments": _segments(source),
     }
 

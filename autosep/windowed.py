@@ -113,8 +113,8 @@ class WindowedSeparation:
         stems_info = []
         for i, (source, writer) in enumerate(zip(plan, writers)):
             stems_info.append({
-                "name": source.label, "file": writer.path.name, "mid": getattr(source, "mid", None),
-                "c_rev": getattr(source, "prompt", source.label), "c_inv": c_inv[i],
+                "name": source.label, "file": writer.path.name, "mid": source.mid, "c_rev": source.prompt,
+                "c_inv": c_inv[i],
                 "windows_active": len(c_inv[i]), "fp32_retry": fp32_retry[i],
                 "peak": round(writer.peak, 6), "silent": writer.peak < SILENCE_PEAK,
                 "clipped_samples": writer.clipped_samples,
@@ -140,15 +140,12 @@ class WindowedSeparation:
             wave, sources=[plan[i].prompt for i in active], inversion=opts.inversion, steps=opts.steps,
             guidance=opts.guidance, inv_prompt=opts.inv_prompt, seed=opts.seed, progress=self.progress.steps,
         )
-        self.unet_evaluations += int(getattr(result, "unet_evaluations", 0) or 0)
+        self.unet_evaluations += int(result.unet_evaluations)
         separated = _to_numpy(result.stems)
-        retries = list(getattr(result, "fp32_retry", []) or [])
-        prompts = list(getattr(result, "inversion_prompts", []) or [])
         for row, i in enumerate(active):
             stems[i] = fit_length(separated[row], model_window.length)
-            c_inv[i].append({"window": window.index, "c_inv": prompts[row] if row < len(prompts) else None})
-            if row < len(retries) and retries[row]:
-                fp32_retry[i] = True
+            c_inv[i].append({"window": window.index, "c_inv": result.inversion_prompts[row]})
+            fp32_retry[i] = fp32_retry[i] or bool(result.fp32_retry[row])
         return stems
 
 
