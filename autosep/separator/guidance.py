@@ -14,7 +14,8 @@ import torch
 
 UNCONDITIONAL = ""
 
-# predict(latents [B, ...], t, prompts [B]) -> eps [B, ...] (float32): one UNet forward.
+# predict(latents [B, ...], t, prompts [B]) -> eps [B, ...] (float32): one UNet forward; t is one timestep (0-d)
+# or one per sample [B].
 Predict = Callable[[torch.Tensor, torch.Tensor, list[str]], torch.Tensor]
 
 
@@ -28,8 +29,23 @@ class GuidedNoise:
         self.conditional_evaluations = 0  # samples evaluated for the conditional branch (or c == "" at w = 1)
         self.unconditional_evaluations = 0  # samples evaluated for the unconditional branch
 
+    def branch_counts(self, prompt: str) -> tuple[int, int]:
+        """(conditional, unconditional) sample-evaluations one latent with ``prompt`` costs at this weight,
+        counted as :meth:`__call__` counts them."""
+        w = self.guidance
+        branches = {prompt} if w == 1 else {UNCONDITIONAL} if w == 0 else {prompt, UNCONDITIONAL}
+        unconditional = int(UNCONDITIONAL in branches and w != 1)
+        return len(branches) - unconditional, unconditional
+
+    def evaluations(self, prompt: str) -> int:
+        """UNet sample-evaluations one latent with ``prompt`` costs at this weight (1, or 2 for both branches)."""
+        return sum(self.branch_counts(prompt))
+
     def __call__(self, latents: torch.Tensor, timestep: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
         w = self.guidance
+        timestep = torch.as_tensor(timestep, device=latents.device)
+        if timestep.ndim == 1 and timestep.shape[0] != latents.shape[0]:
+            raise ValueError(f"{timestep.shape[0]} timesteps for a batch of {latents.shape[0]} latents")
         if len(prompts) != latents.shape[0]:
             raise ValueError(f"{len(prompts)} prompts for a batch of {latents.shape[0]} latents")
         # Each (sample, prompt) evaluation the weight requires, once.
@@ -51,7 +67,9 @@ class GuidedNoise:
         for start in range(0, len(requests), chunk):
             part = requests[start:start + chunk]
             rows = torch.tensor([i for i, _ in part], device=latents.device)
-            outputs.append(self.predict(latents.index_select(0, rows), timestep, [b for _, b in part]))
+            # One timestep for the whole batch, or one per sample (the batched DDPM inversion mixes timesteps).
+            t = timestep.index_select(0, rows) if timestep.ndim == 1 else timestep
+            outputs.append(self.predict(latents.index_select(0, rows), t, [b for _, b in part]))
         eps_all = torch.cat(outputs)
 
         guided = []
