@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 # Runs in the child: optionally hide accelerate, load, report seconds, peak RSS growth and initialised elements.
 CHILD = r'''
-import importlib.util, json, resource, sys, time
+import importlib.util, json, sys, time
 hide, kind, folder = sys.argv[1] == "1", sys.argv[2], sys.argv[3]
 if hide:
     real_find_spec = importlib.util.find_spec
@@ -56,11 +56,24 @@ else:
     from diffusers import AudioLDM2UNet2DConditionModel
     load = lambda: AudioLDM2UNet2DConditionModel.from_pretrained(folder)
 import diffusers, transformers  # imports are not part of loading
-rss_before = psutil.Process().memory_info().rss
+import threading
+process = psutil.Process()
+rss_before = process.memory_info().rss
+peak = rss_before
+loading = True
+def watch():  # the process's lifetime peak (ru_maxrss) may predate loading, so sample the RSS during it
+    global peak
+    while loading:
+        peak = max(peak, process.memory_info().rss)
+        time.sleep(0.002)
+watcher = threading.Thread(target=watch, daemon=True)
+watcher.start()
 start = time.perf_counter()
 model = load()
 seconds = time.perf_counter() - start
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+loading = False
+watcher.join()
+peak = max(peak, process.memory_info().rss)
 print(json.dumps({"seconds": seconds, "peak_growth": max(0, peak - rss_before), "written": written}))
 '''
 
@@ -102,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
 
     table = Table(title=f"Loading, fresh process per run, median (min-max) of {args.repeats} interleaved runs "
                         "(shared 2-core CPU: times are indicative, memory and counts are not load-dependent)")
-    for column in ("model", "accelerate", "load time (s)", "peak RSS growth (MB)", "elements filled before the "
+    for column in ("model", "accelerate", "load time (s)", "peak RSS growth during load (MB)", "elements filled before the "
                    "checkpoint is read"):
         table.add_column(column, justify="left" if column in ("model", "accelerate") else "right")
 

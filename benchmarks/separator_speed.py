@@ -300,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    console = Console(width=160) if not sys.stdout.isatty() else Console()
+    console = Console(width=200) if not sys.stdout.isatty() else Console()
     console.print(f"# torch {torch.__version__}, {platform.processor() or platform.machine()}, "
                   f"{torch.get_num_threads()} torch thread(s)")
     if not args.skip_tiny:

@@ -70,6 +70,7 @@ class ZeroSep:
         self.batch_size = int(batch_size) if batch_size is not None else None
         self._conditionings: dict[tuple[str, torch.dtype], Conditioning] = {}
         self._evaluations = 0
+        self._fits: int | None = None  # samples per forward that fitted after an out-of-memory split (None: any)
         # The VAE and vocoder run once per window and stay in float32; the UNet and text encoders (the bulk of
         # the work) run in the compute precision.
         pipe.to(device)
@@ -267,10 +268,32 @@ class ZeroSep:
         return self._conditionings[key]
 
     def _predict(self, latents: torch.Tensor, timestep: torch.Tensor, prompts: list[str]) -> torch.Tensor:
-        """One UNet forward for a batch of (latent, prompt) pairs; float32 noise prediction."""
+        """One UNet forward for a batch of (latent, prompt) pairs; float32 noise prediction.
+
+        A batch the device has no memory for is split in halves (and later batches are kept to the size that
+        fitted), so an unbounded ``batch_size`` never fails where smaller forwards would work; the result is the
+        same up to float rounding.
+        """
+        count = latents.shape[0]
+        if self._fits is not None and count > self._fits:
+            step = self._fits  # a part may lower self._fits again; each part then splits itself
+            return torch.cat([self._predict(latents[i:i + step], _rows(timestep, i, step), prompts[i:i + step])
+                              for i in range(0, count, step)])
         batch = self.backbone.stack([self._conditioning(p) for p in prompts], self._compute_dtype)
-        self._evaluations += latents.shape[0]
-        return self.backbone.predict_noise(latents.to(self._compute_dtype), timestep, batch).float()
+        try:
+            eps = self.backbone.predict_noise(latents.to(self._compute_dtype), timestep, batch).float()
+        except _OUT_OF_MEMORY:
+            if count == 1:
+                raise
+            del batch
+            self._fits = count // 2
+            logger.warning("a UNet forward of %d samples did not fit in memory; using at most %d per forward "
+                           "from now on (pass batch_size to set the bound yourself)", count, self._fits)
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            return self._predict(latents, timestep, prompts)
+        self._evaluations += count
+        return eps
 
     def _encode(self, padded: torch.Tensor) -> torch.Tensor:
         features = mel.log_mel(padded)[None, None].to(self.device)  # [1, 1, frames, 64]
@@ -397,6 +420,14 @@ def _work_share(noise_for: GuidedNoise, c_inv: list[str], sources: list[str], in
             conditional += c * count
             unconditional += u * count
     return conditional, unconditional
+
+
+_OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+
+
+def _rows(timestep: torch.Tensor, start: int, count: int) -> torch.Tensor:
+    """The timesteps of samples start..start+count: the same one for all, or their own (a 1-D tensor)."""
+    return timestep[start:start + count] if timestep.ndim == 1 else timestep
 
 
 def _cast(module: torch.nn.Module, dtype: torch.dtype) -> None:

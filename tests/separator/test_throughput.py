@@ -243,3 +243,28 @@ def test_windows_of_different_lengths_are_grouped_by_latent_shape(zs):
     assert [r.stems.shape for r in together] == [(1, LENGTH), (1, 3_000)]
     alone = zs.separate(waves[1], ["flute"], steps=3)
     torch.testing.assert_close(together[1].stems, alone, rtol=0, atol=1e-4 * alone.abs().max())
+
+
+def test_a_forward_that_runs_out_of_memory_is_split_and_later_forwards_keep_the_size_that_fitted(zs, monkeypatch,
+                                                                                                 caplog):
+    wave = _wave(0)
+    expected = zs.separate(wave, SOURCES, steps=5)
+    small = ZeroSep(zs.pipe, zs.model_id, zs.device, zs.dtype)  # unbounded, like the default
+    real = small.backbone.predict_noise
+    sizes = []
+
+    def limited_memory(latents, timestep, batch):
+        if latents.shape[0] > 5:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        sizes.append(latents.shape[0])
+        return real(latents, timestep, batch)
+
+    monkeypatch.setattr(small.backbone, "predict_noise", limited_memory)
+    with caplog.at_level(logging.WARNING):
+        result = small.separate_detailed(wave, SOURCES, steps=5)
+    assert max(sizes) <= 5
+    # 12 inversion samples: 12 -> 6 -> 3 fits; later forwards go straight to 3 at most.
+    assert sizes == [3] * 4 + [3] * 5
+    assert result.unet_evaluations == sum(sizes) == 12 + 15
+    assert len([r for r in caplog.records if "did not fit in memory" in r.getMessage()]) == 2
+    torch.testing.assert_close(result.stems, expected, rtol=0, atol=1e-4 * expected.abs().max())
