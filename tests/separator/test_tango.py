@@ -11,6 +11,7 @@ import json
 import shutil
 from pathlib import Path
 
+import librosa
 import numpy as np
 import pytest
 import soundfile as sf
@@ -111,6 +112,12 @@ def test_a_different_front_end_or_an_unknown_unet_is_refused(tiny_tango_dir, tmp
     with pytest.raises(ModelNotAvailableError, match="front end"):
         ZeroSep.from_pretrained(folder, device="cpu")
     (folder / "stft_config.json").write_text(json.dumps(stft))
+    stft_state = torch.load(folder / "pytorch_model_stft.bin", weights_only=True)
+    htk = torch.tensor(librosa.filters.mel(sr=16000, n_fft=1024, n_mels=64, fmax=8000, htk=True))
+    torch.save({**stft_state, "mel_basis": htk}, folder / "pytorch_model_stft.bin")
+    with pytest.raises(ModelNotAvailableError, match="mel filterbank"):
+        ZeroSep.from_pretrained(folder, device="cpu")
+    torch.save(stft_state, folder / "pytorch_model_stft.bin")
     main = json.loads((folder / "main_config.json").read_text())
     (folder / "main_config.json").write_text(json.dumps({**main, "unet_model_config_path": "configs/other.json"}))
     with pytest.raises(ModelNotAvailableError, match="configs/other.json"):
