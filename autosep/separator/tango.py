@@ -75,7 +75,8 @@ def is_tango_repo(model_id: str) -> bool:
 
 # -- key maps ---------------------------------------------------------------------------------------------------
 
-_RESNET_PARTS = {"norm1": "norm1", "conv1": "conv1", "norm2": "norm2", "conv2": "conv2", "nin_shortcut": "conv_shortcut"}
+_RESNET_PARTS = {"norm1": "norm1", "conv1": "conv1", "norm2": "norm2", "conv2": "conv2",
+                 "nin_shortcut": "conv_shortcut"}
 _ATTENTION_PARTS = {"norm": "group_norm", "q": "to_q", "k": "to_k", "v": "to_v", "proj_out": "to_out.0"}
 
 
@@ -140,7 +141,10 @@ def vocoder_key(key: str) -> str:
     return re.sub(r"^ups\.(\d+)\.", r"upsampler.\1.", key)
 
 
-def convert_vae(state: dict[str, torch.Tensor], levels: int) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], list[str]]:
+StateDict = dict[str, torch.Tensor]
+
+
+def convert_vae(state: StateDict, levels: int) -> tuple[StateDict, StateDict, list[str]]:
     """Split pytorch_model_vae.bin into (AutoencoderKL state, SpeechT5HifiGan state, keys neither map takes)."""
     vae, vocoder, unused = {}, {}, []
     for key, tensor in state.items():
@@ -157,7 +161,7 @@ def convert_vae(state: dict[str, torch.Tensor], levels: int) -> tuple[dict[str, 
     return vae, vocoder, unused
 
 
-def split_main(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], list[str]]:
+def split_main(state: StateDict) -> tuple[StateDict, StateDict, list[str]]:
     """Split pytorch_model_main.bin into (UNet state, T5 encoder state, keys of neither)."""
     unet, text, unused = {}, {}, []
     for key, tensor in state.items():
@@ -185,8 +189,8 @@ def unet_config(folder: Path, main_config: dict[str, Any]) -> dict[str, Any]:
     name = main_config.get("unet_model_config_path")
     if main_config.get("unet_model_name") or not name:
         raise ModelNotAvailableError(
-            f"{folder / 'main_config.json'} describes a Tango UNet initialised from {main_config.get('unet_model_name')!r} "
-            "(with extra channel-grouping layers); autosep supports the Tango checkpoints trained from a config "
+            f"{folder / 'main_config.json'} describes a Tango UNet initialised from "
+            f"{main_config.get('unet_model_name')!r} (with extra channel-grouping layers); autosep supports the Tango checkpoints trained from a config "
             "(declare-lab/tango, tango-full-ft-audiocaps, tango2, tango2-full)"
         )
     local = folder / name
@@ -232,7 +236,8 @@ def autoencoder_config(vae_config: dict[str, Any], where: Path) -> dict[str, Any
         channels = [int(dd["ch"]) * int(m) for m in dd["ch_mult"]]
         config = dict(
             in_channels=int(dd["in_channels"]), out_channels=int(dd["out_ch"]),
-            down_block_types=["DownEncoderBlock2D"] * len(channels), up_block_types=["UpDecoderBlock2D"] * len(channels),
+            down_block_types=["DownEncoderBlock2D"] * len(channels),
+            up_block_types=["UpDecoderBlock2D"] * len(channels),
             block_out_channels=channels, layers_per_block=int(dd["num_res_blocks"]),
             latent_channels=int(vae_config["embed_dim"]), sample_size=int(dd["resolution"]),
             scaling_factor=float(vae_config.get("scale_factor", 1.0)), norm_num_groups=32,

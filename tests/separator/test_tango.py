@@ -70,11 +70,13 @@ def test_the_published_layout_loads_into_library_classes_with_every_tensor_in_pl
     vae, vocoder = pipe.vae.state_dict(), pipe.vocoder.state_dict()
     assert len(stored_vae) == len(vae) + len(vocoder) - 2  # SpeechT5HifiGan's unused mean/scale buffers
     assert torch.equal(vocoder["upsampler.0.weight"], stored_vae["vocoder.ups.0.weight"])
-    assert torch.equal(vae["decoder.up_blocks.0.resnets.0.conv1.weight"], stored_vae["decoder.up.2.block.0.conv1.weight"])
+    assert torch.equal(vae["decoder.up_blocks.0.resnets.0.conv1.weight"],  # LDM's up.0 is the last diffusers block
+                       stored_vae["decoder.up.2.block.0.conv1.weight"])
     assert torch.equal(vae["encoder.mid_block.attentions.0.to_q.weight"],
                        stored_vae["encoder.mid.attn_1.q.weight"][:, :, 0, 0])
     # vae_config.json's scale_factor is the latent scale.
-    assert pipe.vae.config.scaling_factor == json.loads((tiny_tango_dir / "vae_config.json").read_text())["scale_factor"]
+    published = json.loads((tiny_tango_dir / "vae_config.json").read_text())
+    assert pipe.vae.config.scaling_factor == published["scale_factor"]
 
 
 def test_the_fixture_uses_real_latent_diffusion_names_as_diffusers_own_converter_reads_them(zs, tiny_tango_dir):

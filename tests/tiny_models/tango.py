@@ -58,7 +58,8 @@ def ldm_vae_state(vae) -> dict:
         elif m := re.match(r"(encoder|decoder)\.mid_block\.resnets\.(\d)\.(\w+)\.(\w+)$", new):
             side, n, part, name = m.groups()
             new = f"{side}.mid.block_{int(n) + 1}.{resnet.get(part, part)}.{name}"
-        elif m := re.match(r"(encoder|decoder)\.mid_block\.attentions\.0\.(group_norm|to_q|to_k|to_v|to_out\.0)\.(\w+)$", new):
+        elif m := re.match(r"(encoder|decoder)\.mid_block\.attentions\.0\.(group_norm|to_\w|to_out\.0)\.(\w+)$",
+                           new):
             side, part, name = m.groups()
             new = f"{side}.mid.attn_1.{attention[part]}.{name}"
             if name == "weight" and part != "group_norm":
