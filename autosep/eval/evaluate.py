@@ -17,8 +17,8 @@ from importlib import metadata
 
 import numpy as np
 
-from ..audio import AudioDecodeError, load_audio
-from ..manifest import hub_revision, package_versions
+from ..frames import AudioDecodeError, load_audio
+from ..pipeline.manifest import hub_revision, package_versions
 from ..taggers.audioset import load_ontology
 from .discovery import score_discovery, summarise_discovery
 from .layout import RecordingFolder, match_by_labels, match_by_name, match_by_scores, resolve_match_mode

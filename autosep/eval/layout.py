@@ -29,10 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio import is_media_file
+from ..frames import is_media_file
 from ..errors import AutosepError
-from ..manifest import MANIFEST_NAME
-from ..naming import RESIDUAL, slugify
+from ..pipeline.manifest import MANIFEST_NAME
+from ..pipeline.naming import RESIDUAL, slugify
 from ..taggers.audioset import Ontology, load_ontology
 from .discovery import Label, assign, match_strength, resolve_label
 
