@@ -1,7 +1,8 @@
 """``autosep eval ESTIMATES REFERENCES`` and ``autosep eval --run DATASET``: score stems, print, write eval.json.
 
 ``--run`` separates every ``<recording>/mixture.<ext>`` of a dataset folder with the main command's options
-(same names, same defaults) into ``-o``, then scores the result against the dataset's own stems.
+(same names, same defaults) into ``<out>/<recording>/mixture/``, loading the models once, then scores the
+result against the dataset's own stems; ``--oracle-sources`` gives each recording its true labels as prompts.
 
 Exit codes: 0 every reference recording was scored; 1 nothing could be scored (no pairs, unusable folders,
 CLAP model unavailable, every separation failed); 2 usage error; 3 some recordings could not be scored or
@@ -11,7 +12,6 @@ separated (each named) while the others were; 130 interrupted.
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import logging
 import os
@@ -72,6 +72,9 @@ def build_parser(run: bool) -> argparse.ArgumentParser:
                             help="separate the dataset's mixtures first (main command's options), then score")
         parser.add_argument("dataset", metavar="DATASET",
                             help="folder of <recording>/mixture.<ext> + true stems (+ labels.json)")
+        parser.add_argument("--oracle-sources", action="store_true",
+                            help="separate each recording with its true labels as prompts (the paper's "
+                                 "text-queried protocol) instead of tagging it")
     else:
         parser.add_argument("--run", action="store_true",
                             help="separate a dataset folder first, then score it (see autosep eval --run --help)")
@@ -187,25 +190,54 @@ def _configure_logging(verbose: bool, quiet: bool) -> None:
     logging.getLogger("huggingface_hub").propagate = False
 
 
-def _separate(args, dataset: Path, references: dict, console) -> tuple[int, list[str]]:
-    """Run the main command's batch on the dataset's mixtures; (exit code, failure messages)."""
+def _separate(args, dataset: Path, references: dict, console) -> list[str]:
+    """Separate each recording's mixture into ``<out>/<recording>/mixture/`` (what ``autosep`` writes for a file
+    given by name, one output root per recording), loading the models once. Returns the failure messages."""
+    from dataclasses import replace
+
     from ..cli import make_progress, options_from_args
     from ..pipeline.batch import run_batch
+    from ..pipeline.manifest import MANIFEST_NAME
+    from ..pipeline.recording import Pipeline
 
     with_mixture = [r for r in references.values() if r.mixture is not None]
     if not with_mixture:
         raise _Usage(f"{dataset}: no <recording>/mixture.<ext> found; --run needs one mixture per recording "
                      "beside its true stems")
+    failures = [f"{r.name}: no mixture.<ext> in {r.folder}; not separated" for r in references.values()
+                if r.mixture is None]
     options = options_from_args(args)
-    # A glob rooted at the dataset keeps each recording's relative path: <out>/<recording>/mixture/.
-    pattern = os.path.join(glob.escape(str(dataset)), "**", "mixture.*")
-    outcome = run_batch([pattern], options, make_progress(args.quiet, console))
-    if outcome.interrupted:
-        raise KeyboardInterrupt
-    failures = [r.message for r in outcome.results if not r.ok]
-    if outcome.error:
-        failures.append(outcome.error)
-    return outcome.exit_code, failures
+    options.validate()
+    out_root = Path(options.out)
+
+    def options_for(recording) -> object:
+        # --oracle-sources: the paper's text-queried protocol, each recording separated with its true labels.
+        sources = [stem.label.text for stem in recording.stems] if args.oracle_sources else options.sources
+        return replace(options, out=str(out_root / recording.name), sources=sources)
+
+    pending = [r for r in with_mixture if options.overwrite or not (out_root / r.name / "mixture" / MANIFEST_NAME).is_file()]
+    loaded = None
+    if pending:
+        try:
+            loaded = Pipeline.load(options_for(pending[0]), make_progress(args.quiet, console))
+        except Exception as exc:  # a missing or broken model: nothing can be separated
+            raise _NothingRan(f"could not load the models (separator {options.model}): {exc}") from None
+    for recording in with_mixture:
+        recording_options = options_for(recording)
+        progress = make_progress(args.quiet, console)
+        pipeline = Pipeline(recording_options, loaded.tagger if loaded else None,
+                            loaded.separator if loaded else None, progress)
+        outcome = run_batch([str(recording.mixture)], recording_options, progress, pipeline=pipeline)
+        if outcome.interrupted:
+            raise KeyboardInterrupt
+        failures.extend(r.message for r in outcome.results if not r.ok)
+        if outcome.error and not outcome.results:
+            failures.append(f"{recording.name}: {outcome.error}")
+    return failures
+
+
+class _NothingRan(Exception):
+    pass
 
 
 class _Usage(Exception):
@@ -252,17 +284,15 @@ def _main(args, run: bool) -> int:
     failures: list[str] = []
     if run:
         try:
-            code, failures = _separate(args, references_root, references, console)
-        except _Usage as exc:
+            failures = _separate(args, references_root, references, console)
+        except (_Usage, AutosepError, ValueError) as exc:  # bad options (checked before any model loads)
             print(f"autosep: error: {exc}", file=sys.stderr)
             return EXIT_USAGE
-        except AutosepError as exc:
+        except _NothingRan as exc:
             print(f"autosep: error: {exc}", file=sys.stderr)
-            return EXIT_USAGE
+            return EXIT_NOTHING
         for message in failures:
             print(f"autosep: error: {message}", file=sys.stderr)
-        if code in (EXIT_USAGE,):
-            return code
         estimates_root = Path(args.out)
     else:
         estimates_root = Path(args.estimates)

@@ -133,29 +133,50 @@ def test_usage_errors_name_the_problem(tmp_path, capsys):
     assert code == 2 and "--match-metric si-sdr" in err
     code, _, err = run(capsys, "eval", "--run", tmp_path / "refs", "--steps", "0")
     assert code == 2
+    make_dataset(tmp_path / "data", recordings=("r1",))
+    code, _, err = run(capsys, "eval", "--run", tmp_path / "data", "-o", tmp_path / "o", "--oracle-sources",
+                       "--model", tmp_path / "no-such-model", "--no-clap")
+    assert code == 1 and "could not load the models" in err and "no-such-model" in err
+
+
+def test_a_missing_eval_extra_is_named(dataset, capsys, monkeypatch):
+    import sys
+
+    root, _, _ = dataset
+    monkeypatch.setitem(sys.modules, "fast_bss_eval", None)  # as if the extra were not installed
+    code, _, err = run(capsys, "eval", root / "est", root / "refs", "--no-clap")
+    assert code == 1 and "pip install 'autosep[eval]'" in err
 
 
 def test_run_separates_a_dataset_and_scores_it(tmp_path, capsys, tiny_audioldm2_dir, tiny_clap_dir):
     truth = make_dataset(tmp_path / "data")
     (tmp_path / "data" / "r1" / "labels.json").write_text(json.dumps({"dog.wav": "Bark"}))
     out = tmp_path / "runs"
-    code, stdout, err = run(capsys, "eval", "--run", tmp_path / "data", "-o", out, "-s", "cello", "-s", "dog barking",
-                            "--model", tiny_audioldm2_dir, "--steps", "1", "--window", "2.56", "--device", "cpu",
-                            "--render", "generative", "--clap-model", tiny_clap_dir, "-q")
+    args = ["eval", "--run", tmp_path / "data", "-o", out, "--model", tiny_audioldm2_dir, "--steps", "1",
+            "--window", "2.56", "--device", "cpu", "--render", "generative", "--clap-model", tiny_clap_dir, "-q"]
+    code, stdout, err = run(capsys, *args, "--oracle-sources")
     assert code == 0, err
-    for name in truth:  # autosep's own output for <recording>/mixture.wav
+    prompts = {}
+    for name in truth:  # autosep's own output for <recording>/mixture.wav, one output root per recording
         manifest = json.loads((out / name / "mixture" / "manifest.json").read_text())
         assert manifest["settings"]["render"] == "generative"
+        prompts[name] = sorted(source["c_rev"] for source in manifest["sources"])
+    assert prompts == {"r1": ["Bark", "cello"], "r2": ["cello", "dog"]}  # each recording's own true labels
     report = json.loads((out / "eval.json").read_text())
-    assert report["separation"]["sources"] == ["cello", "dog barking"] and report["separation"]["steps"] == 1
+    assert report["separation"]["oracle_sources"] is True and report["separation"]["steps"] == 1
     records = {r["name"]: r for r in report["recordings"]}
     assert set(records) == {"r1", "r2"}
     r1 = records["r1"]
     assert r1["match"] == "labels"  # autosep output: paired through the ontology
-    assert {(p["estimate"], p["reference"]) for p in r1["pairs"]} == {("cello", "cello"), ("dog barking", "dog")}
-    assert {p["label"] for p in r1["pairs"]} == {"Cello", "Bark"}  # labels.json renamed dog -> Bark
+    assert {(p["estimate"], p["reference"], p["label"]) for p in r1["pairs"]} == {
+        ("cello", "cello", "Cello"), ("Bark", "dog", "Bark")}
     assert r1["discovery"]["f1"] == 1.0 and r1["discovery"]["count_correct"]
     for pair in r1["pairs"]:
         assert pair["si_sdr"] is not None and pair["clap_a"] is not None and pair["lpaps"] is not None
     assert report["overall"]["pairs"] == 4 and report["overall"]["fad"]["estimates"] == 4
     assert "overall" in stdout
+    # A rerun resumes: everything is separated already, so a broken --model is never loaded and scoring still runs.
+    broken = [tiny_audioldm2_dir if a == tiny_audioldm2_dir else a for a in args]
+    broken[broken.index(tiny_audioldm2_dir)] = tmp_path / "no-such-model"
+    code, _, err = run(capsys, *broken, "--oracle-sources")
+    assert code == 0, err
