@@ -6,7 +6,7 @@ result against the dataset's own stems; ``--oracle-sources`` gives each recordin
 
 Exit codes: 0 every reference recording was scored; 1 nothing could be scored (no pairs, unusable folders,
 CLAP model unavailable, every separation failed); 2 usage error; 3 some recordings could not be scored or
-separated (each named) while the others were; 130 interrupted.
+separated, or some stems could not be read (each named), while the others were; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -343,4 +343,4 @@ def _main(args, run: bool) -> int:
         print_report(report, Console())
     if not args.quiet:
         print(f"autosep: report written to {output}", file=sys.stderr)
-    return EXIT_PARTIAL if (missing or failures) else EXIT_OK
+    return EXIT_PARTIAL if (missing or failures or report["unreadable_files"]) else EXIT_OK

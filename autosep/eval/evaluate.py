@@ -92,12 +92,14 @@ def evaluate(pairs: Sequence[tuple[RecordingFolder, RecordingFolder]], settings:
 
         scorer = ClapScorer(settings.clap_model, device=settings.device, batch_size=settings.batch_size)
     warnings: list[str] = [f"{name}: no estimates found for this reference recording" for name in missing]
+    unreadable: list[str] = []
 
     def read(path) -> _Audio | None:
         try:
             recording = load_audio(path)
         except AudioDecodeError as exc:
             warnings.append(str(exc))
+            unreadable.append(str(path))
             return None
         mono = to_mono(recording.samples)
         return _Audio(sdr=resample(mono, recording.sample_rate, settings.sdr_rate),
@@ -191,6 +193,7 @@ def evaluate(pairs: Sequence[tuple[RecordingFolder, RecordingFolder]], settings:
         "versions": _versions(),
         "recordings": records,
         "missing_estimates": list(missing),
+        "unreadable_files": unreadable,
         "overall": overall,
         "warnings": warnings,
     }

@@ -12,7 +12,8 @@ Rule of this module: every metric states the sample rate it works at, and audio 
 - **SI-SDRi**: SI-SDR of the estimate minus SI-SDR of the mixture, both against the same reference.
 - Both penalise generative output (the ZeroSep paper, Table 3): a stem re-synthesised by a diffusion model
   can sound right and still be far from the waveform of the reference, so read them with the CLAP-based
-  metrics. They are undefined (``None``) when the reference or the estimate is digital silence.
+  metrics. They are undefined (``None``) when the reference or the estimate is digital silence, and capped
+  at +-100 dB (a bit-exact estimate).
 - **FAD** (Kilgour et al. 2019): the Frechet distance between Gaussians fitted to two sets of embeddings,
   ``||mu_1 - mu_2||^2 + tr(S_1 + S_2 - 2 (S_1 S_2)^(1/2))``. The trace of the matrix square root is taken as the
   sum of square roots of the eigenvalues of ``S_1^(1/2) S_2 S_1^(1/2)`` (symmetric, positive semi-definite), which
@@ -29,6 +30,9 @@ import numpy as np
 # Signals whose peak is below this are digital silence for the metrics (a 24-bit file's lowest step is 1.2e-7).
 SILENCE_PEAK = 1e-7
 SDR_FILTER_TAPS = 512
+# fast_bss_eval's cap on both metrics: a bit-exact estimate scores 100 dB instead of an infinite ratio (which
+# would also fail its solver); every realistic value is far inside it.
+CLAMP_DB = 100.0
 
 
 class MetricsDependencyError(ImportError):
@@ -80,7 +84,7 @@ def si_sdr(estimate: np.ndarray, reference: np.ndarray) -> float | None:
     estimate, reference = _common_length(to_mono(estimate), to_mono(reference))
     if is_silent(estimate) or is_silent(reference):
         return None
-    value = _fast_bss_eval().si_sdr(reference[None], estimate[None])
+    value = _fast_bss_eval().si_sdr(reference[None], estimate[None], clamp_db=CLAMP_DB)
     return float(np.asarray(value).reshape(-1)[0])
 
 
@@ -90,7 +94,8 @@ def sdr(estimate: np.ndarray, reference: np.ndarray) -> float | None:
     estimate, reference = _common_length(to_mono(estimate), to_mono(reference))
     if is_silent(estimate) or is_silent(reference) or len(reference) <= SDR_FILTER_TAPS:
         return None
-    value = _fast_bss_eval().sdr(reference[None], estimate[None], filter_length=SDR_FILTER_TAPS)
+    value = _fast_bss_eval().sdr(reference[None], estimate[None], filter_length=SDR_FILTER_TAPS,
+                                   clamp_db=CLAMP_DB)
     return float(np.asarray(value).reshape(-1)[0])
 
 

@@ -180,3 +180,16 @@ def test_run_separates_a_dataset_and_scores_it(tmp_path, capsys, tiny_audioldm2_
     broken[broken.index(tiny_audioldm2_dir)] = tmp_path / "no-such-model"
     code, _, err = run(capsys, *broken, "--oracle-sources")
     assert code == 0, err
+
+
+def test_an_unreadable_stem_is_named_and_the_rest_is_scored(dataset, capsys):
+    root, _, _ = dataset
+    (root / "est" / "r1" / "cello.wav").write_bytes(b"not audio at all")
+    code, out, err = run(capsys, "eval", root / "est", root / "refs", "--no-clap", "--json")
+    assert code == 3
+    assert "cello.wav" in err and "not a readable audio" in err
+    report = json.loads(out)
+    assert report["unreadable_files"] == [str(root / "est" / "r1" / "cello.wav")]
+    r1 = next(r for r in report["recordings"] if r["name"] == "r1")
+    assert [p["reference"] for p in r1["pairs"]] == ["dog"] and r1["unmatched_references"] == ["cello"]
+    assert report["overall"]["pairs"] == 3

@@ -66,6 +66,7 @@ def test_si_sdr_improvement_and_silence():
     estimate = _at_snr(reference, 20.0)
     expected = _si_sdr_by_hand(estimate, reference) - _si_sdr_by_hand(mixture, reference)
     assert si_sdr_improvement(estimate, reference, mixture) == pytest.approx(expected, abs=0.01)
+    assert si_sdr(reference, reference) == pytest.approx(100.0) == sdr(reference, reference)  # capped, not inf
     silent = np.zeros_like(reference)
     assert si_sdr(silent, reference) is None and sdr(reference, silent) is None
     assert si_sdr_improvement(silent, reference, mixture) is None
