@@ -36,7 +36,9 @@ The rules, in the order they apply:
      present) that are active in a common window form **one source**.
    - A *family* is any other non-heading node with children (Plucked string instrument: Guitar with its own
      children, Banjo, Mandolin; Bowed string instrument: Violin with Pizzicato, Cello, Double bass; Bird): its
-     children are distinct sources and stay separate. A present family with exactly one detected source below
+     children are distinct sources and stay separate, unless one is too weak to stand beside a stronger kind in
+     the same windows (below ``CONFIDENT_FRACTION`` of its score: the tagger unsure what it hears, as Guitar 0.7
+     with Ukulele 0.3), which then joins the stronger. A present family with exactly one detected source below
      it joins that source as evidence (Bird 0.8 + Chirp 0.34 is one bird at 0.8); with several below, it is
      dropped (the sources below say more than it does); with none, it is a source itself.
    - A class with several parents (Growling: Dog, Cat, Roaring cats, Canidae) joins the parent with the best
@@ -82,7 +84,7 @@ CLIP_SECONDS = 10.0  # the AudioSet clip: the span a tagger's default threshold 
 DEFAULT_MAX_SOURCES = 4
 HIERARCHY_MODES = ("leaf", "level:N", "none")
 CONFIDENT_FRACTION = 0.5  # a class names its source when it scores at least this share of the source's score
-HEADING_ODDS = 4.0  # a heading alone needs this many times the odds of the presence threshold
+HEADING_ODDS = 2.0  # a heading alone needs this many times the odds of the presence threshold
 
 NON_SOURCE_SUBTREES = ("Channel, environment and background", "Music genre", "Music mood", "Music role",
                        "Other sourceless")
@@ -533,8 +535,56 @@ def _finish(source: _Source, planner: _Planner, windows: list[Segment], spans: n
         why.append("the tagger's own words as the prompt")
     elif len(source.members) > 1:
         why.append(f"named by {name.label} (deepest class at >= {CONFIDENT_FRACTION:g} of the score)")
-    label = replace(name, score=source.score, active=active, forced=source.forced)
+    columns = [m.column if m.column is not None else np.where(m.active, m.score, 0.0) for m in source.members]
+    label = replace(name, score=source.score, active=active, forced=source.forced,
+                    column=np.maximum.reduce(columns))
     return label, {"classes": classes, "why": "; ".join(why), "active": float(spans[active].sum())}
+
+
+def _kin(a: AudioSetNode, b: AudioSetNode, planner: _Planner) -> AudioSetNode | None:
+    """The family two sources share (their deepest common ancestor that is a source and no heading), if any."""
+    ontology, shape = planner.ontology, planner.shape
+    common = (ontology.ancestors(a.id) | {a.id}) & (ontology.ancestors(b.id) | {b.id})
+    families = [ontology.nodes[m] for m in common
+                if shape.is_source(ontology.nodes[m]) and not shape.is_heading(ontology.nodes[m])]
+    return max(families, key=lambda n: (shape.depth[n.id], -ontology.order(n.id)), default=None)
+
+
+def _merge_kin(finished: list[tuple[_Candidate, dict]], planner: _Planner,
+               spans: np.ndarray) -> list[tuple[_Candidate, dict]]:
+    """A kind too weak to stand beside a stronger kind of its family, in the same windows, is the same sound.
+
+    A tagger unsure what a guitar is spreads it over Guitar, Ukulele and Zither; a real banjo beside a real
+    mandolin scores high on both. A source below ``CONFIDENT_FRACTION`` of a stronger source of the same family
+    (their deepest common ancestor is a source and no heading), active in a window they share, joins it.
+    """
+    kept: list[list] = []  # [candidate, info] of the sources kept so far, strongest first
+    for candidate, info in sorted(finished, key=lambda pair: -pair[0].score):
+        target = None
+        for entry in kept:
+            strong = entry[0]
+            if candidate.node is None or strong.node is None or candidate.forced:
+                continue
+            if candidate.score >= CONFIDENT_FRACTION * strong.score or not np.any(candidate.active & strong.active):
+                continue
+            family = _kin(candidate.node, strong.node, planner)
+            if family is not None:
+                target = (entry, family)
+                break
+        if target is None:
+            kept.append([candidate, info])
+            continue
+        entry, family = target
+        strong, strong_info = entry
+        active = strong.active | candidate.active
+        column = None if strong.column is None or candidate.column is None else np.maximum(strong.column,
+                                                                                             candidate.column)
+        entry[0] = replace(strong, active=active, column=column)
+        entry[1] = {"classes": sorted(strong_info["classes"] + info["classes"], key=lambda item: (-item[2], item[0])),
+                    "why": f"{strong_info['why']}; {candidate.label} ({candidate.score:.2f}) joined: a weaker "
+                           f"{family.name} kind in the same windows",
+                    "active": float(spans[active].sum())}
+    return [(c, i) for c, i in kept]
 
 
 def plan_sources(
@@ -632,6 +682,9 @@ def plan_sources(
                                                      exclude_names))):
             continue
         finished.append(_finish(source, planner, windows, spans))
+
+    if mode == "leaf":
+        finished = _merge_kin(finished, planner, spans)
 
     # 5. classes that read as one prompt are one source to the separator, which refuses duplicate prompts
     by_prompt: dict[str, tuple[_Candidate, dict]] = {}
