@@ -23,13 +23,13 @@ from .inputs import InputFile
 from .manifest import MANIFEST_NAME, build_manifest
 from .naming import RESIDUAL, is_inside, unique_slugs
 from .progress import Progress
-from .reading import SILENCE_PEAK, AudioReader, open_audio, scan
+from .reading import SILENCE_PEAK, AudioReader, open_audio
 from .render import RENDER_MODES
 from .separate import WindowedSeparation
+from .tagging import plan_recording, tag_recording
 from .write import OutputError, check_output_format, choose_subtype, read_json, remove_partials, write_json
 
 MIN_DURATION_S = 0.1
-TAG_BLOCK_S = 60.0  # the tagger sees the recording in blocks this long, so tagging memory stays flat too
 
 
 class InputError(AutosepError):
@@ -295,68 +295,21 @@ class Pipeline:
     # -- tagging and planning --------------------------------------------------------------------------------------
 
     def _plan(self, reader: AudioReader) -> tuple[list, list[dict], float, int]:
-        """One streaming pass over the file: peak, NaN count and (unless sources were given) tags per block.
-
-        The tagger sees blocks of about TAG_BLOCK_S, each extended by (tagger window - hop) so its windows
-        continue the same grid across block boundaries, as if it had scored the whole file at once.
-        """
+        """One streaming pass over the file (``tagging.plan_recording``, the path ``autosep tag`` takes too):
+        peak, NaN count and, unless sources were given, the tags and the plan."""
         opts = self.options
-        rate = reader.sample_rate
-        tagging = self.tagger is not None and opts.sources is None
-        window_s = float(getattr(self.tagger, "window_seconds", 10.0) or 10.0)
-        hop_s = float(getattr(self.tagger, "hop_seconds", None) or window_s / 2)
-        hop = max(1, round(hop_s * rate))
-        block = max(hop, round(TAG_BLOCK_S * rate / hop) * hop) if tagging else max(1, int(TAG_BLOCK_S * rate))
-        window = max(1, round(window_s * rate))
-        extra = max(0, window - hop)
-        tagged: list = []
-        covered = 0  # frames already scored (a block's extension may reach the end of the file)
-
-        def tag_block(start: int, samples: np.ndarray) -> None:
-            nonlocal covered
-            end = start + len(samples)
-            if not tagging or end <= covered:
-                return
-            tail = min(extra, reader.frames - end)
-            if tail > 0:
-                samples = np.concatenate([samples, reader.read(end, tail)])
-            covered = end + max(tail, 0)
-            tagged.append((start / rate, self.tagger.tag(samples, rate)))
-
-        result = scan(reader, block, tag_block)
-        if opts.sources is not None:
+        if opts.sources is not None or self.tagger is None:
+            scanned = tag_recording(reader, None)
+            if opts.sources is None:
+                return [], [], scanned.peak, scanned.non_finite
             everywhere = [(0.0, reader.duration)]
             prompts = list(dict.fromkeys(s.strip() for s in opts.sources if s.strip()))  # drop repeats, keep order
             plan = [GivenSource(label=p, prompt=p, segments=list(everywhere)) for p in prompts]
-            return plan, [], result.peak, result.non_finite
-        if not tagged or result.peak < SILENCE_PEAK:
-            return [], [], result.peak, result.non_finite
-        from ..taggers import describe_label, plan_sources
-
-        for _, tag_result in tagged:  # the tagger's own warnings (e.g. an audio-LM answer it could not parse)
-            self._tag_notes.extend(getattr(tag_result, "notes", None) or [])
-        # Columns are joined by label, not position: an open-set tagger (audio-lm) names different phrases in
-        # different blocks. A label a block did not name scores 0 there.
-        labels = list(dict.fromkeys(label for _, r in tagged for label in r.labels))
-        column = {label: j for j, label in enumerate(labels)}
-        blocks = []
-        for _, r in tagged:
-            block = np.zeros((len(r.window_times), len(labels)), dtype=np.float32)
-            block[:, [column[label] for label in r.labels]] = np.asarray(r.probs, dtype=np.float32).reshape(
-                len(r.window_times), len(r.labels))
-            blocks.append(block)
-        probs = np.concatenate(blocks, axis=0)
-        times = [(offset + a, offset + b) for offset, r in tagged for a, b in r.window_times]
-        planner = dict(opts.planner)
-        if planner.get("threshold") is None:  # the tagger's own calibrated default
-            planner["threshold"] = getattr(self.tagger, "default_threshold", None)
-        plan = list(plan_sources(probs, labels, times, **planner))
-        peak_scores = probs.max(axis=0)
-        top = np.argsort(-peak_scores)[:10]
-        top_tags = [dict(zip(("label", "mid"), describe_label(labels[i])), max_score=round(float(peak_scores[i]), 4))
-                    for i in top]
-        return plan, top_tags, result.peak, result.non_finite
-
+            return plan, [], scanned.peak, scanned.non_finite
+        tagged = plan_recording(reader, self.tagger, opts.planner)
+        if tagged.result is not None:  # the tagger's own warnings (e.g. an audio-LM answer it could not parse)
+            self._tag_notes.extend(tagged.result.notes or [])
+        return tagged.plan, tagged.top_tags(), tagged.peak, tagged.non_finite
 
 
 def _same_file(a: Path, b: Path) -> bool:

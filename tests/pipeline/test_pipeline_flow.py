@@ -230,9 +230,9 @@ class BandTaggerDouble:
 
 
 def test_tagged_sources_are_separated_only_where_the_planner_found_them(tmp_path, monkeypatch):
-    import autosep.pipeline.recording as pipeline_module
+    import autosep.pipeline.tagging as tagging_module
 
-    monkeypatch.setattr(pipeline_module, "TAG_BLOCK_S", 30.0)  # several tagging blocks in a 100 s file
+    monkeypatch.setattr(tagging_module, "TAG_BLOCK_S", 30.0)  # several tagging blocks in a 100 s file
     rate = 16000
     t = np.arange(100 * rate) / rate
     data = np.zeros(len(t), np.float32)
@@ -243,16 +243,16 @@ def test_tagged_sources_are_separated_only_where_the_planner_found_them(tmp_path
     separator = BandSeparatorDouble()
     options = PipelineOptions(window=10.24, margin=0.0, out=str(tmp_path / "out"),
                               planner={"threshold": 0.5, "hierarchy": "none", "max_sources": 4})
-    import autosep.taggers as taggers
+    import autosep.taggers.planner as planner_module
 
     seen = {}
-    real_plan = taggers.plan_sources
+    real_plan = planner_module.plan_sources
 
     def spy(probs, labels, window_times, **kwargs):
         seen["times"] = list(window_times)
         return real_plan(probs, labels, window_times, **kwargs)
 
-    monkeypatch.setattr(taggers, "plan_sources", spy)
+    monkeypatch.setattr(planner_module, "plan_sources", spy)
     pipeline = Pipeline(options, tagger=BandTaggerDouble(), separator=separator)
     (item,), _ = collect_inputs([str(tmp_path / "in")])
     result = pipeline.process(item)
@@ -261,6 +261,10 @@ def test_tagged_sources_are_separated_only_where_the_planner_found_them(tmp_path
     assert seen["times"] == [(5.0 * i, 5.0 * i + 10.0) for i in range(19)]
     labels = {s.label: s for s in result.plan}
     assert set(labels) == {"Dog", "Speech"}
+    # the manifest says why each source was planned and which classes it holds
+    detections = {d["label"]: d for d in result.manifest["detections"]}
+    assert detections["Dog"]["why"] == "detected class"
+    assert [c["label"] for c in detections["Dog"]["classes"]] == ["Dog"]
     dog, speech = labels["Dog"].segments, labels["Speech"].segments
     assert dog[0][0] == 0.0 and 20.0 <= dog[-1][1] <= 30.0 and 60.0 <= speech[0][0] <= 70.0
     windows = result.manifest["windows"]
@@ -359,7 +363,7 @@ def test_open_set_tags_from_several_blocks_are_matched_by_phrase(tmp_path, monke
     # The audio-LM tagger names its own phrases, so each tagging block has its own columns. Blocks must be
     # joined by phrase: stacking them by position failed the recording (different column counts) or gave one
     # block's phrase another block's scores.
-    import autosep.pipeline.recording as pipeline_module
+    import autosep.pipeline.tagging as tagging_module
     from autosep.taggers.base import Tagger, TagResult
 
     class OpenSetTaggerDouble(Tagger):
@@ -380,7 +384,7 @@ def test_open_set_tags_from_several_blocks_are_matched_by_phrase(tmp_path, monke
             probs = np.array([[float(p in names) for p in phrases] for names in named], np.float32)
             return TagResult(probs.reshape(len(pieces), len(phrases)), ["open:" + p for p in phrases], times)
 
-    monkeypatch.setattr(pipeline_module, "TAG_BLOCK_S", 6.0)
+    monkeypatch.setattr(tagging_module, "TAG_BLOCK_S", 6.0)
     rate = 16000
     t = np.arange(20 * rate) / rate
     data = np.zeros(len(t), np.float32)
