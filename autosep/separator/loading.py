@@ -18,7 +18,7 @@ from autosep.paths import offline_mode
 
 from .models import alias_for, resolve_model_name
 
-SUPPORTED_PIPELINES = ("AudioLDM2Pipeline", "AudioLDMPipeline")
+SUPPORTED_PIPELINES = ("AudioLDM2Pipeline", "AudioLDMPipeline", "StableAudioPipeline", "StableAudio3Pipeline")
 DEFAULT_MAX_NEW_TOKENS = 8  # cvssp/audioldm2's language_model/config.json
 
 
@@ -37,9 +37,12 @@ def locate_pipeline(model: str | os.PathLike | None) -> tuple[str, Path]:
     candidate = Path(model_id).expanduser()
     if candidate.exists():
         if not (candidate / "model_index.json").is_file():
+            from .stable_audio import original_checkpoint_hint
+
             raise ModelNotAvailableError(
-                f"{candidate} is not a diffusers pipeline folder (it has no model_index.json): pass an AudioLDM2 "
-                "or AudioLDM folder saved with save_pretrained / downloaded from the hub, or a model name"
+                f"{candidate} is not a diffusers pipeline folder (it has no model_index.json): pass an AudioLDM2, "
+                "AudioLDM or Stable Audio folder saved with save_pretrained / downloaded from the hub, or a model "
+                f"name{original_checkpoint_hint(candidate)}"
             )
         return str(candidate), candidate
     if model_id.count("/") != 1 or model_id.startswith((".", "/", "~")):
@@ -54,6 +57,11 @@ def locate_pipeline(model: str | os.PathLike | None) -> tuple[str, Path]:
         # Downloads only the files the pipeline needs (or finds them in the HF cache when offline).
         folder = DiffusionPipeline.download(model_id, local_files_only=offline)
     except Exception as exc:  # hub errors come as OSError, ValueError, HTTP errors...; all mean "not available"
+        from .stable_audio import hub_error_message
+
+        special = hub_error_message(model_id, exc)
+        if special is not None:
+            raise ModelNotAvailableError(special) from exc
         where = "offline mode is on (HF_HUB_OFFLINE / AUTOSEP_OFFLINE)" if offline else f"the download failed ({exc})"
         raise ModelNotAvailableError(
             f"separator model {model_id!r} is not in the local Hugging Face cache and cannot be downloaded: "
@@ -140,6 +148,10 @@ def load_pipeline(folder: Path) -> Any:
     import diffusers
 
     class_name = _pipeline_class_name(folder)
+    if class_name == "StableAudioPipeline":
+        from .stable_audio import require_torchsde
+
+        require_torchsde(folder)
     pipeline_class = getattr(diffusers, class_name)
     components: dict[str, Any] = {}
     try:
