@@ -53,9 +53,19 @@ def _previous_timestep(scheduler: DDIMScheduler, timestep: torch.Tensor) -> int:
     return int(timestep) - scheduler.config.num_train_timesteps // scheduler.num_inference_steps
 
 
-def _sigma(scheduler: DDIMScheduler, timestep: torch.Tensor) -> torch.Tensor:
-    """sigma_t at eta = 1, computed exactly as DDIMScheduler.step computes its std_dev_t."""
-    return scheduler._get_variance(int(timestep), _previous_timestep(scheduler, timestep)) ** 0.5
+def sigma(scheduler: DDIMScheduler, timestep: torch.Tensor | int) -> torch.Tensor:
+    """sigma_t at eta = 1: the standard deviation DDIMScheduler.step adds with ``variance_noise``.
+
+    Computed from the scheduler's public schedule (``alphas_cumprod``, and ``final_alpha_cumprod`` past the first
+    training step) with DDIM's formula, eq. 16 of Song et al.:
+    sigma_t^2 = (1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev), a the cumulative alpha products.
+    """
+    t = int(timestep)
+    previous = _previous_timestep(scheduler, timestep)
+    alpha_t = scheduler.alphas_cumprod[t]
+    alpha_prev = scheduler.alphas_cumprod[previous] if previous >= 0 else scheduler.final_alpha_cumprod
+    variance = (1 - alpha_prev) / (1 - alpha_t) * (1 - alpha_t / alpha_prev)
+    return variance ** 0.5
 
 
 def ddpm_invert(
@@ -96,7 +106,7 @@ def ddpm_invert(
             target = x0 if last else noisy[i + 1]
             eps = eps_fn(x, t)
             mu = scheduler.step(eps, t, x, eta=1.0, variance_noise=torch.zeros_like(x)).prev_sample
-            z = (target - mu) / _sigma(scheduler, t)
+            z = (target - mu) / sigma(scheduler, t)
             zs.append(z)
             # Carry on from exactly what the reverse step produces, so rounding never accumulates between them.
             x = scheduler.step(eps, t, x, eta=1.0, variance_noise=z).prev_sample

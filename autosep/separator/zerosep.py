@@ -274,7 +274,7 @@ class ZeroSep:
         if sample_rate is not None and int(sample_rate) != self.sample_rate:
             raise ValueError(
                 f"the separator works at {self.sample_rate} Hz but got {sample_rate} Hz audio: resample it first "
-                f"(autosep.audio.resample(wave, {sample_rate}, {self.sample_rate}))"
+                f"(autosep.frames.resample(wave, {sample_rate}, {self.sample_rate}))"
             )
         if isinstance(wave, np.ndarray):
             wave = torch.from_numpy(np.ascontiguousarray(wave))
@@ -399,7 +399,11 @@ class ZeroSep:
             latents = reverse(scheduler, x_top.index_select(0, row_of), reverse_eps, zs, on_step=step_done)
         else:
             inverse = make_inverse_scheduler(config, steps, self.device)
-            x_top = ddim_invert(inverse, x0_batch, invert_eps, on_step=step_done)
+            # DDIM inversion chains every step on the last and amplifies rounding: at bf16 the inverted x_T drifts
+            # ~15% from float32's and the stems ~50% (benchmarks/inversion_precision.py), so it runs in float32
+            # on every device; the reverse pass stays in the compute precision.
+            with self._full_precision():
+                x_top = ddim_invert(inverse, x0_batch, invert_eps, on_step=step_done)
             latents = reverse(scheduler, x_top.index_select(0, row_of), reverse_eps, None, on_step=step_done)
         return latents, noise_for
 
