@@ -164,18 +164,30 @@ def _eps(scheduler, x: torch.Tensor, output: torch.Tensor, sigma: torch.Tensor) 
     return (x - scheduler.precondition_outputs(x, output, sigma)) / sigma
 
 
+FIRST_STEP_ITERATIONS = 2  # fixed-point refinements of the inversion's first step (from sigma = 0), see below
+
+
 def sde_ode_invert(scheduler, x0: torch.Tensor, model_fn: ModelFn, on_step: OnStep | None = None) -> torch.Tensor:
     """Deterministic inversion for Stable Audio Open: Euler steps of the probability-flow ODE in sigma (DDIM in
     the variance-exploding parametrisation), from x0 up through the sampler's noise levels, each step using the
-    direction at its lower end. The first step (from sigma = 0) uses the direction at the clean latent and the
-    lowest noise level, as DDIM inversion does. Returns x at the highest noise level."""
+    direction at its lower end (as DDIM inversion does). Returns x at the highest noise level.
+
+    The first step, from sigma = 0 to sigma_min (0.3 for the real model, an infinite step in log-sigma), is where
+    that approximation is worst: the reverse pass's last step lands on D(x_min, sigma_min), so x_min is solved
+    for D(x_min) = x0 by :data:`FIRST_STEP_ITERATIONS` fixed-point steps x <- x + x0 - D(x) (one model call each).
+    """
     sigmas = scheduler.sigmas  # descending, ending at 0
     count = len(scheduler.timesteps)
-    x = x0
-    for i in range(count - 1, -1, -1):
-        low = sigmas[i + 1] if i < count - 1 else sigmas[count - 1]
-        output = model_fn(x, _rows(low, x.shape[0], x.device))
-        x = x + (sigmas[i] - sigmas[i + 1]).to(x.device) * _eps(scheduler, x, output, low)
+    lowest = sigmas[count - 1]
+    x = x0 + lowest.to(x0.device) * _eps(scheduler, x0, model_fn(x0, _rows(lowest, x0.shape[0], x0.device)), lowest)
+    for _ in range(FIRST_STEP_ITERATIONS):
+        output = model_fn(x, _rows(lowest, x.shape[0], x.device))
+        x = x + x0 - scheduler.precondition_outputs(x, output, lowest.to(x.device))
+    if on_step is not None:
+        on_step()
+    for i in range(count - 2, -1, -1):
+        output = model_fn(x, _rows(sigmas[i + 1], x.shape[0], x.device))
+        x = x + (sigmas[i] - sigmas[i + 1]).to(x.device) * _eps(scheduler, x, output, sigmas[i + 1])
         if on_step is not None:
             on_step()
     return x

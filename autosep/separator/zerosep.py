@@ -280,7 +280,7 @@ class ZeroSep:
             wave = torch.from_numpy(np.ascontiguousarray(wave))
         if not isinstance(wave, torch.Tensor):
             raise ValueError(f"wave must be a torch tensor or numpy array of samples, got {type(wave).__name__}")
-        shape = f"[samples] or [1, samples]" if self.channels == 1 else f"[samples] or [channels, samples]"
+        shape = "mono, [samples] or [1, samples]" if self.channels == 1 else "[samples] or [channels, samples]"
         if wave.ndim not in (1, 2):
             raise ValueError(f"wave must be {shape}, got shape {tuple(wave.shape)}")
         layout = "mono" if wave.ndim == 1 else "channels"

@@ -16,6 +16,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from .audioldm2 import PHRASES, _save, _t5_tokenizer
 
 SAMPLE_RATE = 44_100
@@ -137,3 +139,15 @@ def build_tiny_stable_audio_3(path: str | Path, seed: int = 0, distilled: bool =
                                 duration_embedder=duration_embedder, transformer=transformer, scheduler=scheduler)
     _save(pipe, folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_stable_audio_open_dir(tmp_path_factory) -> Path:
+    """A tiny Stable Audio Open pipeline folder (diffusers layout, 44.1 kHz stereo)."""
+    return build_tiny_stable_audio_open(tmp_path_factory.mktemp("tiny-stable-audio-open"))
+
+
+@pytest.fixture(scope="session")
+def tiny_stable_audio_3_dir(tmp_path_factory) -> Path:
+    """A tiny Stable Audio 3 base pipeline folder (diffusers layout, 44.1 kHz stereo)."""
+    return build_tiny_stable_audio_3(tmp_path_factory.mktemp("tiny-stable-audio-3"))
