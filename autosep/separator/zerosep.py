@@ -266,6 +266,13 @@ class ZeroSep:
                  for start in range(0, latents.shape[0], chunk)]
         return torch.cat(waves)
 
+    def sampler(self, inversion: str = "ddpm") -> str:
+        """What ``inversion`` runs on this backbone (the manifest records it)."""
+        name = self._check_inversion(inversion)
+        if isinstance(self.backbone, FullBandBackbone):
+            return self.backbone.samplers[name]
+        return _AUDIOLDM_SAMPLERS[name]
+
     # -- argument checks ------------------------------------------------------------------------------------
 
     def _check_wave(self, wave, sample_rate: int | None) -> tuple[torch.Tensor, str]:
