@@ -66,7 +66,6 @@ scores). Names in ``include``/``exclude`` match a display name, a mid or a promp
 from __future__ import annotations
 
 import logging
-import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
