@@ -199,7 +199,9 @@ def _separate(args, dataset: Path, references: dict, console) -> list[str]:
     from ..pipeline.batch import run_batch
     from ..pipeline.manifest import MANIFEST_NAME
     from ..pipeline.recording import Pipeline
+    from ..taggers.audioset import load_ontology
 
+    ontology = load_ontology()
     with_mixture = [r for r in references.values() if r.mixture is not None]
     if not with_mixture:
         raise _Usage(f"{dataset}: no <recording>/mixture.<ext> found; --run needs one mixture per recording "
@@ -212,7 +214,7 @@ def _separate(args, dataset: Path, references: dict, console) -> list[str]:
 
     def options_for(recording) -> object:
         # --oracle-sources: the paper's text-queried protocol, each recording separated with its true labels.
-        sources = [stem.label.text for stem in recording.stems] if args.oracle_sources else options.sources
+        sources = [stem.label.phrase(ontology) for stem in recording.stems] if args.oracle_sources else options.sources
         return replace(options, out=str(out_root / recording.name), sources=sources)
 
     pending = [r for r in with_mixture if options.overwrite or not (out_root / r.name / "mixture" / MANIFEST_NAME).is_file()]

@@ -147,7 +147,8 @@ def evaluate(pairs: Sequence[tuple[RecordingFolder, RecordingFolder]], settings:
             pair["si_sdri"] = None if pair["si_sdr"] is None or mix_si_sdr is None else pair["si_sdr"] - mix_si_sdr
             record["pairs"].append(pair)
             if scorer is not None:
-                jobs.append((pair, e, r, references.stems[j].label.describe(ontology)))
+                pair["text"] = references.stems[j].label.phrase(ontology)  # CLAP-T's text: the label as written
+                jobs.append((pair, e, r, pair["text"]))
         all_estimates.extend(a for a in est_audio if a is not None)
         all_references.extend(a for a in ref_audio if a is not None)
         records.append(record)

@@ -92,6 +92,15 @@ def test_stems_folders_are_scored_by_name_and_the_report_is_written(dataset, cap
             assert pair["si_sdri"] == pytest.approx(expected - si_sdr(mixture, truth[name][pair["reference"]]), abs=0.05)
             assert pair["clap_a"] > 0.99 and pair["lpaps"] >= 0 and -1 <= pair["clap_t"] <= 1
         assert record["discovery"]["f1"] == 1.0 and record["discovery"]["count_correct"]
+    # CLAP-T against a direct computation: the stored 48 kHz estimate and the label's text, through the same model.
+    from autosep.eval.clap import ClapScorer
+
+    scorer = ClapScorer(tiny_clap_dir, device="cpu")
+    pair = records["r1"]["pairs"][0]
+    assert pair["text"] == pair["reference"]  # the file name is the label
+    stored, rate = sf.read(root / "est" / "r1" / f"{pair['estimate']}.wav")
+    direct = float(scorer.embed_audio([scorer.prepare(stored, rate)])[0] @ scorer.embed_text([pair["text"]])[0])
+    assert pair["clap_t"] == pytest.approx(direct, abs=1e-3)
     overall = report["overall"]
     assert overall["pairs"] == 4 and overall["si_sdr_n"] == 4
     assert overall["fad"]["estimates"] == overall["fad"]["references"] == 4
@@ -150,7 +159,7 @@ def test_a_missing_eval_extra_is_named(dataset, capsys, monkeypatch):
 
 def test_run_separates_a_dataset_and_scores_it(tmp_path, capsys, tiny_audioldm2_dir, tiny_clap_dir):
     truth = make_dataset(tmp_path / "data")
-    (tmp_path / "data" / "r1" / "labels.json").write_text(json.dumps({"dog.wav": "Bark"}))
+    (tmp_path / "data" / "r1" / "labels.json").write_text(json.dumps({"dog.wav": "/m/05tny_"}))  # Bark, by mid
     out = tmp_path / "runs"
     args = ["eval", "--run", tmp_path / "data", "-o", out, "--model", tiny_audioldm2_dir, "--steps", "1",
             "--window", "2.56", "--device", "cpu", "--render", "generative", "--clap-model", tiny_clap_dir, "-q"]
@@ -161,7 +170,7 @@ def test_run_separates_a_dataset_and_scores_it(tmp_path, capsys, tiny_audioldm2_
         manifest = json.loads((out / name / "mixture" / "manifest.json").read_text())
         assert manifest["settings"]["render"] == "generative"
         prompts[name] = sorted(source["c_rev"] for source in manifest["sources"])
-    assert prompts == {"r1": ["Bark", "cello"], "r2": ["cello", "dog"]}  # each recording's own true labels
+    assert prompts == {"r1": ["Bark", "cello"], "r2": ["cello", "dog"]}  # each recording's own true labels, as names
     report = json.loads((out / "eval.json").read_text())
     assert report["separation"]["oracle_sources"] is True and report["separation"]["steps"] == 1
     records = {r["name"]: r for r in report["recordings"]}
