@@ -94,6 +94,10 @@ def build_parser(run: bool) -> argparse.ArgumentParser:
                        help="CLAP for CLAP-A/CLAP-T/FAD/LPAPS (default laion/clap-htsat-unfused; id or local folder)")
     group.add_argument("--no-clap", action="store_true",
                        help="skip the CLAP metrics (CLAP-A, CLAP-T, FAD, LPAPS): no CLAP model needed")
+    group.add_argument("--fad-embedding", action="append", choices=("clap", "panns"), metavar="clap|panns",
+                       help="embeddings FAD is computed on (repeatable; default clap, as the paper's scripts)")
+    group.add_argument("--panns-model", metavar="PTH",
+                       help="Cnn14 checkpoint for --fad-embedding panns (default: the PANNs tagger's download)")
     group.add_argument("--sdr-rate", type=_rate, default=16000, metavar="HZ",
                        help="rate SI-SDR and SDR are computed at (default 16000)")
     group.add_argument("--clap-batch-size", type=_positive, default=8, metavar="N",
@@ -168,10 +172,9 @@ def print_report(report: dict, console) -> None:
              "clap_t": "CLAP-T", "lpaps": "LPAPS (lower is better)"}
     for key in keys:
         table.add_row(names[key], _number(overall[key], digits.get(key, 2)), f"{overall[key + '_n']} pairs")
-    fad = overall["fad"]
-    if fad is not None:
+    for name, fad in overall["fad"].items():
         flag = "" if fad["reliable"] else " [yellow](small sets: unstable)[/]"
-        table.add_row("FAD (CLAP, lower is better)", _number(fad["value"], 4),
+        table.add_row(f"FAD ({'CLAP' if name == 'clap' else 'PANNs'}, lower is better)", _number(fad["value"], 4),
                       f"{fad['estimates']} estimates vs {fad['references']} references, {fad['dimensions']}-d{flag}")
     d = overall["discovery"]
     table.add_row("discovery precision", _number(d["precision"], 3), f"TP {d['tp']}, FP {d['fp']}")
@@ -271,7 +274,9 @@ def _main(args, run: bool) -> int:
     console = Console(stderr=True)
     settings = EvalSettings(match=args.match, match_metric=args.match_metric, clap_model=args.clap_model,
                             clap=not args.no_clap, device=args.device, sdr_rate=args.sdr_rate,
-                            batch_size=args.clap_batch_size)
+                            batch_size=args.clap_batch_size,
+                            fad_embeddings=tuple(args.fad_embedding) if args.fad_embedding else None,
+                            panns_model=args.panns_model)
     try:
         settings.validate()
         labels = read_labels_file(args.labels) if args.labels else None

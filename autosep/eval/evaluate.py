@@ -28,6 +28,7 @@ log = logging.getLogger("autosep")
 
 EVAL_VERSION = 1
 MATCH_METRICS = ("clap-a", "si-sdr")
+FAD_EMBEDDINGS = ("clap", "panns")
 PAIR_METRICS = ("si_sdr", "si_sdri", "sdr", "clap_a", "clap_t", "lpaps")
 
 
@@ -40,6 +41,14 @@ class EvalSettings:
     device: str = "auto"
     sdr_rate: int = 16000
     batch_size: int = 8
+    fad_embeddings: tuple[str, ...] | None = None  # "clap", "panns"; None: ("clap",), or none with clap=False
+    panns_model: str | None = None  # Cnn14 checkpoint for the PANNs FAD (default: autosep's verified download)
+
+    @property
+    def fad(self) -> tuple[str, ...]:
+        if self.fad_embeddings is None:
+            return ("clap",) if self.clap else ()
+        return tuple(dict.fromkeys(self.fad_embeddings))
 
     def validate(self) -> None:
         from .layout import MATCH_MODES, LayoutError
@@ -50,6 +59,11 @@ class EvalSettings:
             raise LayoutError(f"unknown match metric {self.match_metric!r}; choose {' or '.join(MATCH_METRICS)}")
         if self.match == "best" and self.match_metric == "clap-a" and not self.clap:
             raise LayoutError("--match best on CLAP-A needs CLAP; use --match-metric si-sdr with --no-clap")
+        unknown = [name for name in self.fad if name not in FAD_EMBEDDINGS]
+        if unknown:
+            raise LayoutError(f"unknown FAD embedding {unknown[0]!r}; choose from {', '.join(FAD_EMBEDDINGS)}")
+        if "clap" in self.fad and not self.clap:
+            raise LayoutError("a CLAP FAD needs CLAP: drop --no-clap, or use --fad-embedding panns")
         if self.sdr_rate < 1000:
             raise LayoutError(f"the SDR rate must be at least 1000 Hz, got {self.sdr_rate}")
 
@@ -58,6 +72,7 @@ class EvalSettings:
 class _Audio:
     sdr: np.ndarray  # mono at sdr_rate
     clap: np.ndarray | None  # mono at the CLAP rate
+    panns: np.ndarray | None  # mono at Cnn14's 32 kHz, when a PANNs FAD is asked for
 
 
 def _versions() -> dict[str, str]:
@@ -80,7 +95,7 @@ def _round(value: float | None, digits: int = 4) -> float | None:
 
 
 def evaluate(pairs: Sequence[tuple[RecordingFolder, RecordingFolder]], settings: EvalSettings,
-             missing: Sequence[str] = (), scorer=None,
+             missing: Sequence[str] = (), scorer=None, panns=None,
              on_recording: Callable[[str, int, int], None] | None = None) -> dict:
     """Score every (estimates, references) recording pair. ``scorer`` may be a loaded
     :class:`autosep.eval.clap.ClapScorer` (it is loaded here otherwise, unless ``settings.clap`` is False).
@@ -91,6 +106,10 @@ def evaluate(pairs: Sequence[tuple[RecordingFolder, RecordingFolder]], settings:
         from .clap import ClapScorer
 
         scorer = ClapScorer(settings.clap_model, device=settings.device, batch_size=settings.batch_size)
+    if "panns" in settings.fad and panns is None:
+        from .panns import PannsEmbedder
+
+        panns = PannsEmbedder(settings.panns_model, device=settings.device, batch_size=settings.batch_size)
     warnings: list[str] = [f"{name}: no estimates found for this reference recording" for name in missing]
     unreadable: list[str] = []
 
@@ -103,7 +122,8 @@ def evaluate(pairs: Sequence[tuple[RecordingFolder, RecordingFolder]], settings:
             return None
         mono = to_mono(recording.samples)
         return _Audio(sdr=resample(mono, recording.sample_rate, settings.sdr_rate),
-                      clap=scorer.prepare(mono, recording.sample_rate) if scorer is not None else None)
+                      clap=scorer.prepare(mono, recording.sample_rate) if scorer is not None else None,
+                      panns=panns.prepare(mono, recording.sample_rate) if panns is not None else None)
 
     # Pass 1: decode, match, and gather the pairs; the CLAP work is then batched over the whole run.
     records, jobs = [], []  # jobs: (record index, pair dict, estimate audio, reference audio, text)
@@ -153,19 +173,22 @@ def evaluate(pairs: Sequence[tuple[RecordingFolder, RecordingFolder]], settings:
         all_references.extend(a for a in ref_audio if a is not None)
         records.append(record)
 
-    fad = None
     if scorer is not None:
         _clap_metrics(scorer, jobs)
-        if len(all_estimates) >= 2 and len(all_references) >= 2:
-            result = frechet_distance(scorer.embed_audio([a.clap for a in all_estimates]),
-                                      scorer.embed_audio([a.clap for a in all_references]))
-            fad = {"value": _round(result.value), "estimates": result.estimates, "references": result.references,
-                   "dimensions": result.dimensions, "embedding": "clap", "reliable": result.reliable}
-            if result.warning:
-                warnings.append(result.warning)
-        else:
+    fad = {}
+    embedders = {"clap": scorer, "panns": panns}
+    for name in settings.fad:
+        if len(all_estimates) < 2 or len(all_references) < 2:
             warnings.append(f"FAD needs at least 2 estimates and 2 references (got {len(all_estimates)} and "
                             f"{len(all_references)}); not computed")
+            break
+        embedder = embedders[name]
+        result = frechet_distance(embedder.embed_audio([getattr(a, name) for a in all_estimates]),
+                                  embedder.embed_audio([getattr(a, name) for a in all_references]))
+        fad[name] = {"value": _round(result.value), "estimates": result.estimates, "references": result.references,
+                     "dimensions": result.dimensions, "reliable": result.reliable}
+        if result.warning:
+            warnings.append(f"{name}: {result.warning}")
     for record in records:
         for pair in record["pairs"]:
             for key in PAIR_METRICS:
@@ -185,12 +208,16 @@ def evaluate(pairs: Sequence[tuple[RecordingFolder, RecordingFolder]], settings:
     return {
         "eval_version": EVAL_VERSION,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "settings": asdict(settings),
-        "models": {"clap": None if scorer is None else {
-            "model_id": scorer.model_id, "revision": hub_revision(scorer.model_id,
-                                                                  getattr(scorer.model, "name_or_path", None)),
-            "sample_rate": scorer.sample_rate}},
-        "rates": {"sdr": settings.sdr_rate, "clap": None if scorer is None else scorer.sample_rate},
+        "settings": {**asdict(settings), "fad_embeddings": list(settings.fad)},
+        "models": {
+            "clap": None if scorer is None else {
+                "model_id": scorer.model_id, "revision": hub_revision(scorer.model_id,
+                                                                      getattr(scorer.model, "name_or_path", None)),
+                "sample_rate": scorer.sample_rate},
+            "panns": None if panns is None else {"model_id": panns.model_id, "sample_rate": panns.sample_rate},
+        },
+        "rates": {"sdr": settings.sdr_rate, "clap": None if scorer is None else scorer.sample_rate,
+                  "panns": None if panns is None else panns.sample_rate},
         "versions": _versions(),
         "recordings": records,
         "missing_estimates": list(missing),
