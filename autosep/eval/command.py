@@ -101,7 +101,7 @@ def build_parser(run: bool) -> argparse.ArgumentParser:
     group.add_argument("--sdr-rate", type=_rate, default=16000, metavar="HZ",
                        help="rate SI-SDR and SDR are computed at (default 16000)")
     group.add_argument("--clap-batch-size", type=_positive, default=8, metavar="N",
-                       help="10 s CLAP windows per forward (default 8)")
+                       help="10 s windows per CLAP or PANNs forward (default 8)")
     group.add_argument("--json", action="store_true", help="print the report as JSON instead of tables")
     group.add_argument("--output", metavar="FILE",
                        help=f"where to write the report (default: {EVAL_FILE} in ESTIMATES, or in -o with --run)")
@@ -110,7 +110,7 @@ def build_parser(run: bool) -> argparse.ArgumentParser:
 
         add_run_arguments(parser)  # -o, --model, --tagger, --steps, --render, --device, -q, -v, ...
     else:
-        group.add_argument("--device", default="auto", help="device for CLAP: auto, cpu, cuda, cuda:N or mps")
+        group.add_argument("--device", default="auto", help="device for CLAP and PANNs: auto, cpu, cuda, cuda:N or mps")
         group.add_argument("-q", "--quiet", action="store_true", help="only errors")
         group.add_argument("-v", "--verbose", action="store_true", help="more detail")
     return parser
