@@ -211,6 +211,9 @@ def _separate(args, dataset: Path, references: dict, console) -> list[str]:
                      "beside its true stems")
     failures = [f"{r.name}: no mixture.<ext> in {r.folder}; not separated" for r in references.values()
                 if r.mixture is None]
+    if args.dry_run:
+        raise _Usage("--dry-run separates nothing, so there is nothing to score; see the plans with "
+                     "`autosep tag DATASET` instead")
     options = options_from_args(args)
     options.validate()
     out_root = Path(options.out)

@@ -146,6 +146,8 @@ def test_usage_errors_name_the_problem(tmp_path, capsys):
     code, _, err = run(capsys, "eval", "--run", tmp_path / "refs", "--steps", "0")
     assert code == 2
     make_dataset(tmp_path / "data", recordings=("r1",))
+    code, _, err = run(capsys, "eval", "--run", tmp_path / "data", "--dry-run", "--no-clap")
+    assert code == 2 and "nothing to score" in err
     code, _, err = run(capsys, "eval", "--run", tmp_path / "data", "-o", tmp_path / "o", "--oracle-sources",
                        "--model", tmp_path / "no-such-model", "--no-clap")
     assert code == 1 and "could not load the models" in err and "no-such-model" in err
