@@ -235,3 +235,14 @@ def test_panns_embeddings_resample_and_window(tiny_cnn14_checkpoint):
                                         embedder.prepare(wave[:RATE // 4], RATE)])
     np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)  # the same sound at 16 and 48 kHz
     assert np.all(np.isfinite(short))  # a quarter second is tiled to Cnn14's minimum, not rejected
+
+
+def test_python_api(dataset):
+    from autosep.eval import EvalSettings, evaluate, pair_recordings, read_estimates, read_references
+
+    root, _, _ = dataset
+    pairs, missing, extra = pair_recordings(read_estimates(root / "est"), read_references(root / "refs"))
+    assert [r.name for _, r in pairs] == ["r1", "r2"] and missing == [] and extra == []
+    report = evaluate(pairs, EvalSettings(clap=False, match="best", match_metric="si-sdr"))
+    assert report["overall"]["pairs"] == 4 and report["overall"]["si_sdr"] > 15
+    assert report["settings"]["match"] == "best" and report["settings"]["fad_embeddings"] == []
