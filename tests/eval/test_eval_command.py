@@ -196,6 +196,24 @@ def test_run_separates_a_dataset_and_scores_it(tmp_path, capsys, tiny_audioldm2_
     assert code == 0, err
 
 
+def test_labels_files_are_checked_against_the_folders(dataset, capsys, tmp_path):
+    root, _, _ = dataset
+    labels = tmp_path / "labels.json"
+    labels.write_text(json.dumps({"r1": {"cello.wav": "Violin, fiddle"}, "r2": {"dog": "Bark"}}))
+    code, out, err = run(capsys, "eval", root / "est", root / "refs", "--no-clap", "--labels", labels, "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    labels_seen = {(r["name"], p["reference"]): p["label"] for r in report["recordings"] for p in r["pairs"]}
+    assert labels_seen[("r1", "cello")] == "Violin, fiddle" and labels_seen[("r2", "dog")] == "Bark"
+    assert labels_seen[("r1", "dog")] == "Dog"  # no entry: the file name
+    labels.write_text(json.dumps({"r9": {"cello.wav": "Cello"}}))
+    code, _, err = run(capsys, "eval", root / "est", root / "refs", "--no-clap", "--labels", labels)
+    assert code == 2 and "'r9'" in err
+    (root / "refs" / "r1" / "labels.json").write_text(json.dumps({"celo.wav": "Cello"}))
+    code, _, err = run(capsys, "eval", root / "est", root / "refs", "--no-clap")
+    assert code == 2 and "'celo.wav' names no audio file" in err
+
+
 def test_an_unreadable_stem_is_named_and_the_rest_is_scored(dataset, capsys):
     root, _, _ = dataset
     (root / "est" / "r1" / "cello.wav").write_bytes(b"not audio at all")
