@@ -34,8 +34,8 @@ def project(original: np.ndarray, stems: np.ndarray, stems_rate: int, sample_rat
     """Split ``original`` (float32 ``[frames, channels]`` at ``sample_rate``) by masks from ``stems``
     (float32 ``[sources, model_frames]`` or ``[sources, stem_channels, model_frames]`` at ``stems_rate``).
 
-    Returns float32 ``[frames, sources + 1, channels]``: one slice per source, then the residual, which is
-    exactly ``original`` minus the sources.
+    Returns float32 ``[frames, sources, channels]``, one slice per source. The residual is not returned: it is
+    computed once, where the stems are written, as the input minus the stems as stored.
 
     Mask per source s and bin (f, t): ``|S_s|^2 / (sum_k |S_k|^2 + |R|^2)``, a Wiener-like ratio where
     ``|R| = max(|X| - sum_k |S_k|, 0)`` is the part of the mixture's magnitude no stem explains. With one stem
@@ -54,7 +54,7 @@ def project(original: np.ndarray, stems: np.ndarray, stems_rate: int, sample_rat
     if stem_channels not in (1, channels):
         raise ValueError(f"stems have {stem_channels} channels for a {channels}-channel recording: pass 1 or "
                          f"{channels}")
-    out = np.zeros((frames, sources + 1, channels), dtype=np.float32)
+    out = np.zeros((frames, sources, channels), dtype=np.float32)
     active = [i for i in range(sources) if np.any(stems[i])]
     if active and frames > 1:
         n_fft = stft_size(sample_rate)
@@ -65,19 +65,22 @@ def project(original: np.ndarray, stems: np.ndarray, stems_rate: int, sample_rat
             return torch.stft(torch.from_numpy(np.ascontiguousarray(x)), n_fft, hop, window=window, center=True,
                               pad_mode="constant", return_complex=True)
 
-        def masks_for(stem_channel: int, mixture: np.ndarray) -> torch.Tensor:
+        # Every channel's STFT once ([channels, F, T]); the STFT is linear, so the channel average's (what a mono
+        # separator heard) is the average of these, with no second pass over the audio.
+        specs = stft(original.T)
+
+        def masks_for(stem_channel: int, mixture: torch.Tensor) -> torch.Tensor:
             steering = np.stack([fit_length(resample(stems[i, stem_channel], stems_rate, sample_rate), frames)
                                  for i in active])
             stem_mag = stft(steering).abs()  # [active, F, T]
             stem_power = stem_mag.square()
-            unexplained = (stft(mixture).abs() - stem_mag.sum(0)).clamp(min=0).square()
+            unexplained = (mixture.abs() - stem_mag.sum(0)).clamp(min=0).square()
             return stem_power / (stem_power.sum(0) + unexplained + _EPS)  # [active, F, T], sums to <= 1
 
-        shared = masks_for(0, original.mean(axis=1, dtype=np.float32)) if stem_channels == 1 else None
+        shared = masks_for(0, specs.mean(0)) if stem_channels == 1 else None
         for c in range(channels):
-            masks = shared if shared is not None else masks_for(c, original[:, c])
-            spec = stft(original[:, c])
-            pieces = torch.istft(masks * spec.unsqueeze(0), n_fft, hop, window=window, center=True, length=frames)
+            masks = shared if shared is not None else masks_for(c, specs[c])
+            pieces = torch.istft(masks * specs[c].unsqueeze(0), n_fft, hop, window=window, center=True,
+                                 length=frames)
             out[:, active, c] = pieces.numpy().T
-    out[:, sources, :] = original - out[:, :sources, :].sum(axis=1)
     return out

@@ -99,7 +99,8 @@ class WindowedSeparation:
                 written += len(block)
 
             if projected:
-                mixer = OverlapAdd(windows, reader.frames, (len(writers), out_channels), fade, sink)
+                # Sources only: the residual is worked out in sink from what the stem files hold.
+                mixer = OverlapAdd(windows, reader.frames, (len(writers) - 1, out_channels), fade, sink)
             else:
                 mixer = OverlapAdd(model_windows, model_frames, (len(writers), stem_channels),
                                    round(fade * model_rate / rate), sink)

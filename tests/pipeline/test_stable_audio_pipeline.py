@@ -83,7 +83,7 @@ def test_each_channel_is_masked_by_its_own_stems():
     stems = np.zeros((2, 2, len(t)), dtype=np.float32)
     stems[0, 0], stems[1, 1] = a, b
     out = project(original, stems, RATE, RATE)
-    assert out.shape == (len(t), 3, 2)
+    assert out.shape == (len(t), 2, 2)
     assert float(np.abs(out[:, 0, 1]).max()) < 1e-4 and float(np.abs(out[:, 1, 0]).max()) < 1e-4
     assert np.allclose(out[:, 0, 0], a, atol=0.02) and np.allclose(out[:, 1, 1], b, atol=0.02)
     mono_steered = project(original, stems.mean(axis=1), RATE, RATE)
