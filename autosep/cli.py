@@ -1,5 +1,8 @@
 """Command line: ``autosep [OPTIONS] INPUT...``, ``autosep tag INPUT...``, ``autosep models [list|download NAME]``.
 
+Built on the Python API: the options become the run's checked settings (``PipelineOptions.settings``) and an
+:class:`autosep.AutoSep` processes the inputs; this module only parses, displays and returns the exit code.
+The subcommands live beside it (``tag_command``, ``models_command``).
 Exit codes: 0 all inputs done; 1 nothing could run (bad model, no input found, output folder unusable);
 2 usage error; 3 some inputs failed and the rest were done; 130 interrupted by Ctrl-C (rerun to resume).
 """
@@ -10,8 +13,16 @@ import argparse
 import logging
 import sys
 
-from .pipeline.batch import EXIT_INTERRUPTED, EXIT_USAGE, BatchOutcome, run_batch
+from .devices import DTYPE_NAMES
+from .errors import EXIT_INTERRUPTED, EXIT_USAGE, AutosepError, SettingsError
+from .pipeline.api import AutoSep
+from .pipeline.batch import BatchOutcome
 from .pipeline.progress import LogProgress, Progress, RichProgress
+from .pipeline.render import RENDER_MODES
+from .pipeline.settings import PipelineOptions
+from .pipeline.write import BIT_DEPTHS, FORMATS
+from .separator.settings import INVERSION_PROMPT_CHOICES, INVERSIONS
+from .tag_command import add_tagging_arguments, planning_settings
 
 log = logging.getLogger("autosep")
 
@@ -29,40 +40,18 @@ exit codes: 0 done, 1 nothing could run, 2 usage error, 3 some inputs failed, 13
 
 
 def _fraction(text: str) -> float:
-    """``0.25`` or ``25%``."""
+    """``0.25`` or ``25%`` (the range is the window settings' to check)."""
     text = text.strip()
     try:
-        value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+        return float(text[:-1]) / 100 if text.endswith("%") else float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a fraction like 0.25 or 25%, got {text!r}") from None
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"overlap must be at least 0 and below 1 (0%-99%), got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected at least 1, got {text!r}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .tag_command import add_tagging_arguments
-
+    """The options; their defaults are :class:`PipelineOptions`' (the stages' own), their ranges are checked
+    once, when the settings are built."""
+    d = PipelineOptions
     parser = argparse.ArgumentParser(
         prog="autosep", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_EPILOG,
         description="Split recordings into one stem per detected sound source (tag -> plan -> ZeroSep).",
@@ -76,27 +65,31 @@ def build_parser() -> argparse.ArgumentParser:
     add_tagging_arguments(parser)  # --tagger --tagger-model --threshold --max-sources ... (shared with `autosep tag`)
 
     sep = parser.add_argument_group("separation")
-    sep.add_argument("--model", default="audioldm2", help="separator model: alias, Hugging Face id or local folder")
-    sep.add_argument("--inversion", choices=("ddpm", "ddim"), default="ddpm",
-                     help="ddpm (edit-friendly, default) or ddim inversion")
-    sep.add_argument("--steps", type=_positive_int, default=50, help="diffusion steps (default 50)")
-    sep.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance (default 1.0)")
-    sep.add_argument("--inv-prompt", choices=("others", "null"), default="others",
+    sep.add_argument("--model", default=d.model, help="separator model: alias, Hugging Face id or local folder")
+    sep.add_argument("--inversion", choices=INVERSIONS, default=d.inversion,
+                     help=f"ddpm (edit-friendly) or ddim inversion (default {d.inversion})")
+    sep.add_argument("--steps", type=int, default=d.steps, help=f"diffusion steps (default {d.steps})")
+    sep.add_argument("--guidance", type=float, default=d.guidance,
+                     help=f"classifier-free guidance (default {d.guidance})")
+    sep.add_argument("--inv-prompt", choices=INVERSION_PROMPT_CHOICES, default=d.inv_prompt,
                      help="inversion prompt: the other sources in the window, or empty")
-    sep.add_argument("--seed", type=int, default=42, help="random seed, recorded in the manifest (default 42)")
-    sep.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    sep.add_argument("--dtype", default=None, choices=["auto", "fp32", "fp16", "bf16"],
+    sep.add_argument("--seed", type=int, default=d.seed,
+                     help=f"random seed, recorded in the manifest (default {d.seed})")
+    sep.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:N or mps")
+    sep.add_argument("--dtype", default=d.dtype, choices=DTYPE_NAMES,
                      help="UNet and text encoder precision (default: fp16 on CUDA, else fp32)")
-    sep.add_argument("--batch-size", type=_positive_int, default=None, help="samples per UNet forward (default: a window's sources at once)")
-    sep.add_argument("--window", type=_positive_float, default=10.24, help="window length in seconds (10.24)")
-    sep.add_argument("--overlap", type=_fraction, default=0.25, help="window overlap, 0.25 or 25%% (default)")
-    sep.add_argument("--render", choices=("projected", "generative"), default="projected",
+    sep.add_argument("--batch-size", type=int, default=d.batch_size,
+                     help="samples per UNet forward (default: a window's sources at once)")
+    sep.add_argument("--window", type=float, default=d.window, help=f"window length in seconds ({d.window})")
+    sep.add_argument("--overlap", type=_fraction, default=d.overlap,
+                     help=f"window overlap, 0.25 or 25%% (default {d.overlap})")
+    sep.add_argument("--render", choices=RENDER_MODES, default=d.render,
                      help="projected: masks on the original + residual (default); generative: raw 16 kHz output")
 
     out = parser.add_argument_group("output")
-    out.add_argument("-o", "--out", default="separated", help="output folder (default: separated)")
-    out.add_argument("--format", choices=("wav", "flac", "ogg", "mp3"), default="wav")
-    out.add_argument("--bit-depth", choices=("16", "24", "32f"), default=None,
+    out.add_argument("-o", "--out", default=d.out, help=f"output folder (default: {d.out})")
+    out.add_argument("--format", choices=tuple(FORMATS), default=d.format)
+    out.add_argument("--bit-depth", choices=tuple(BIT_DEPTHS), default=d.bit_depth,
                      help="default: the input's where the format allows")
     out.add_argument("--overwrite", action="store_true",
                      help="redo recordings that are done (otherwise they are skipped, so a batch resumes)")
@@ -105,13 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def options_from_args(args: argparse.Namespace):
-    from .pipeline.recording import PipelineOptions
-    from .tag_command import planner_options
-
+def options_from_args(args: argparse.Namespace) -> PipelineOptions:
     return PipelineOptions(
         sources=args.sources, tagger=args.tagger, tagger_model=getattr(args, "tagger_model", None),
-        vocab=getattr(args, "vocab", None), planner=planner_options(args), dry_run=args.dry_run,
+        vocab=getattr(args, "vocab", None), planner=planning_settings(args), dry_run=args.dry_run,
         model=args.model, inversion=args.inversion, steps=args.steps, guidance=args.guidance,
         inv_prompt=args.inv_prompt, seed=args.seed, device=args.device, dtype=args.dtype,
         batch_size=args.batch_size, window=args.window, overlap=args.overlap, render=args.render,
@@ -165,12 +155,11 @@ def _run(argv: list[str]) -> int:
                         format="autosep: %(message)s")
     # huggingface_hub prints through its own handler and also propagates to ours: keep a single copy.
     logging.getLogger("huggingface_hub").propagate = False
-    from .errors import AutosepError
-
     try:
-        options = options_from_args(args)
+        settings = options_from_args(args).settings()
     except (AutosepError, ValueError) as exc:
-        print(f"autosep: error: {exc}", file=sys.stderr)
+        message = exc.for_command_line() if isinstance(exc, SettingsError) else str(exc)
+        print(f"autosep: error: {message}", file=sys.stderr)
         return EXIT_USAGE
     if not args.verbose:  # the libraries' own download/loading bars would drown autosep's progress
         _quiet_library_progress_bars()
@@ -180,7 +169,7 @@ def _run(argv: list[str]) -> int:
         progress = RichProgress(console)
     else:
         progress = LogProgress()
-    outcome = run_batch(args.inputs, options, progress)
+    outcome = AutoSep(settings=settings, progress=progress).process(args.inputs)
     if outcome.error:
         progress.close()
         for result in outcome.results:

@@ -1,5 +1,6 @@
 """``autosep tag INPUT...``: tag recordings and print the planned sources, without separating anything.
 
+Also the home of the tagging and planning options ``autosep`` shares (:func:`add_tagging_arguments`).
 Exit codes: 0 every input was tagged; 1 nothing could run (no inputs found, tagger unavailable, every input
 failed); 2 usage error; 3 some inputs failed (each named on stderr) while the others were tagged.
 """
@@ -15,48 +16,40 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .pipeline.reading import load_audio
-from .errors import AutosepError
+from .errors import EXIT_NOTHING_RAN, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, AutosepError, SettingsError
 from .pipeline.inputs import collect_inputs
-from .taggers import DEFAULT_TAGGER, TAGGER_NAMES, load_tagger
+from .pipeline.reading import open_audio
+from .taggers import load_tagger_for, plan_sources
 from .taggers.base import Tagger, TagResult
-from .taggers.planner import DEFAULT_MAX_SOURCES, PlannedSource, describe_label, parse_hierarchy, plan_sources
 from .taggers.prompts import load_prompt_overrides
+from .taggers.settings import TAGGER_NAMES, PlanningSettings, TaggingSettings
+from .taggers.sources import Source, describe_label
 
-EXIT_OK, EXIT_NOTHING_RAN, EXIT_USAGE, EXIT_SOME_FAILED = 0, 1, 2, 3
 
-
-def _hierarchy(value: str) -> str:
+def _count(text: str) -> int:
     try:
-        parse_hierarchy(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected at least 0, got {text!r}")
     return value
-
-
-def _non_negative(kind):
-    def parse(value: str):
-        number = kind(value)
-        if number < 0:
-            raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-        return number
-    return parse
 
 
 def add_tagging_arguments(parser: argparse.ArgumentParser) -> None:
     """The tagger and planner options, shared by ``autosep tag`` and the main ``autosep`` command."""
     group = parser.add_argument_group("tagging and source planning")
-    group.add_argument("--tagger", choices=TAGGER_NAMES, default=DEFAULT_TAGGER,
-                       help=f"audio tagger (default: {DEFAULT_TAGGER})")
+    group.add_argument("--tagger", choices=TAGGER_NAMES, default=TaggingSettings.tagger,
+                       help=f"audio tagger (default: {TaggingSettings.tagger})")
     group.add_argument("--tagger-model", metavar="ID_OR_PATH",
                        help="tagger weights: Hugging Face id, local folder, or a Cnn14 .pth for panns")
-    group.add_argument("--threshold", type=_non_negative(float), metavar="P",
+    group.add_argument("--threshold", type=float, metavar="P",
                        help="presence threshold on per-window probabilities (default: the tagger's own)")
-    group.add_argument("--max-sources", type=_non_negative(int), default=DEFAULT_MAX_SOURCES, metavar="N",
-                       help=f"most sources to keep, highest scores first (default: {DEFAULT_MAX_SOURCES})")
-    group.add_argument("--min-active", type=_non_negative(float), metavar="SECONDS",
+    group.add_argument("--max-sources", type=int, default=PlanningSettings.max_sources, metavar="N",
+                       help=f"most sources to keep, highest scores first (default: {PlanningSettings.max_sources})")
+    group.add_argument("--min-active", type=float, metavar="SECONDS",
                        help="a source must be active this long in total (default: one window)")
-    group.add_argument("--hierarchy", type=_hierarchy, default="leaf", metavar="leaf|level:N|none",
+    group.add_argument("--hierarchy", default=PlanningSettings.hierarchy, metavar="leaf|level:N|none",
                        help="leaf: most specific class only (default); level:N: collapse to ontology depth N; "
                             "none: keep all")
     group.add_argument("--include", action="append", default=[], metavar="NAME",
@@ -68,23 +61,16 @@ def add_tagging_arguments(parser: argparse.ArgumentParser) -> None:
                        help="prompt overrides, lines 'Display name = prompt'")
 
 
-def planner_options(args: argparse.Namespace, tagger: Tagger | None = None) -> dict:
-    """``plan_sources`` keyword arguments from parsed options; ``threshold`` falls back to the tagger's default.
+def planning_settings(args: argparse.Namespace) -> PlanningSettings:
+    """The planner's settings from parsed options (the threshold left unset: the tagger's own).
 
-    Raises :class:`AutosepError` for an unreadable ``--prompts`` file.
+    Raises :class:`AutosepError` for an unreadable ``--prompts`` file or a value out of range.
     """
-    threshold = args.threshold
-    if threshold is None and tagger is not None:
-        threshold = tagger.default_threshold
-    return {
-        "threshold": threshold,
-        "max_sources": args.max_sources,
-        "min_active": args.min_active,
-        "hierarchy": args.hierarchy,
-        "include": tuple(args.include or ()),
-        "exclude": tuple(args.exclude or ()),
-        "prompts": load_prompt_overrides(args.prompts) if getattr(args, "prompts", None) else None,
-    }
+    return PlanningSettings(
+        threshold=args.threshold, max_sources=args.max_sources, min_active=args.min_active,
+        hierarchy=args.hierarchy, include=tuple(args.include or ()), exclude=tuple(args.exclude or ()),
+        prompts=load_prompt_overrides(args.prompts) if getattr(args, "prompts", None) else None,
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -95,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="audio/video files, folders or glob patterns")
     add_tagging_arguments(parser)
     parser.add_argument("--all", action="store_true", help="also show the raw top classes of the tagger")
-    parser.add_argument("--top", type=_non_negative(int), default=10, metavar="N",
+    parser.add_argument("--top", type=_count, default=10, metavar="N",
                         help="how many raw classes --all shows (default: 10)")
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
@@ -109,14 +95,12 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exit_:
         return int(exit_.code or 0)
     err = Console(stderr=True, highlight=False)
-    if args.vocab and args.tagger != "clap":
-        err.print("autosep tag: --vocab is only used by --tagger clap", style="red", markup=False,
-                  soft_wrap=True)
-        return EXIT_USAGE
     try:
-        options = planner_options(args)
+        tagging = TaggingSettings(args.tagger, args.tagger_model, args.vocab)
+        planning = planning_settings(args)
     except AutosepError as exc:
-        err.print(f"autosep tag: {exc}", style="red", markup=False, soft_wrap=True)
+        message = exc.for_command_line() if isinstance(exc, SettingsError) else str(exc)
+        err.print(f"autosep tag: {message}", style="red", markup=False, soft_wrap=True)
         return EXIT_USAGE
 
     # Check every input before loading a model: loading is slow (and may download), a typo should not wait.
@@ -130,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_NOTHING_RAN
     try:
         with err.status(f"loading the {args.tagger} tagger...", spinner="dots"):
-            tagger = load_tagger(args.tagger, args.tagger_model, args.device, args.vocab)
+            tagger = load_tagger_for(tagging, args.device)
     except (AutosepError, ValueError) as exc:
         err.print(f"autosep tag: {exc}", style="red", markup=False, soft_wrap=True)
         return EXIT_NOTHING_RAN
@@ -139,17 +123,17 @@ def main(argv: list[str] | None = None) -> int:
                   f"({args.tagger_model or 'default model'}): {type(exc).__name__}: {exc}", style="red",
                   markup=False, soft_wrap=True)
         return EXIT_NOTHING_RAN
-    if options["threshold"] is None:
-        options["threshold"] = tagger.default_threshold
+    planning = planning.resolved(tagger.default_threshold)
 
     reports = []
     out = Console(highlight=False)
     for path in (item.path for item in found):
         try:
             with err.status(f"tagging {path.name}...", spinner="dots"):
-                recording = load_audio(path)
-                result = tagger.tag(recording.samples, recording.sample_rate)
-                plan = plan_sources(result.probs, result.labels, result.window_times, **options)
+                with open_audio(path) as recording:
+                    duration = recording.duration
+                    result = tagger.tag(recording.read(0, recording.frames), recording.sample_rate)
+                plan = plan_sources(result.probs, result.labels, result.window_times, **planning.as_dict())
         except AutosepError as exc:
             failures.append({"file": str(path), "error": str(exc)})
             err.print(str(exc), style="red", markup=False, soft_wrap=True)
@@ -161,8 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         for note in result.notes:
             err.print(f"{path}: {note}", style="yellow", markup=False, soft_wrap=True)
-        report = _report(path, recording.duration, tagger, result, plan, options["threshold"],
-                         args.top if args.all else 0)
+        report = _report(path, duration, tagger, result, plan, planning.threshold, args.top if args.all else 0)
         reports.append(report)
         if not args.json:
             _print_report(out, report)
@@ -171,10 +154,10 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"files": reports, "errors": failures}, indent=2))
     if not reports:
         return EXIT_NOTHING_RAN
-    return EXIT_SOME_FAILED if failures else EXIT_OK
+    return EXIT_PARTIAL if failures else EXIT_OK
 
 
-def _report(path: Path, duration: float, tagger: Tagger, result: TagResult, plan: list[PlannedSource],
+def _report(path: Path, duration: float, tagger: Tagger, result: TagResult, plan: list[Source],
             threshold: float, top: int) -> dict:
     report = {
         "file": str(path), "duration": round(duration, 3), "tagger": tagger.name, "model": tagger.model_id,

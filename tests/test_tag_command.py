@@ -12,7 +12,8 @@ import soundfile as sf
 
 from autosep.cli import main as cli_main
 from autosep.pipeline.inputs import collect_inputs
-from autosep.tag_command import add_tagging_arguments, main, planner_options
+from autosep.tag_command import add_tagging_arguments, main, planning_settings
+from autosep.taggers import PlanningSettings
 
 
 @pytest.fixture
@@ -103,7 +104,7 @@ def test_nothing_could_run(tmp_path, capsys, tiny_cnn14_checkpoint):
 def test_no_existing_input_exits_1_without_loading_the_tagger(tmp_path, capsys, monkeypatch):
     from autosep import tag_command as command
 
-    monkeypatch.setattr(command, "load_tagger", lambda *a, **k: pytest.fail("the tagger was loaded"))
+    monkeypatch.setattr(command, "load_tagger_for", lambda *a, **k: pytest.fail("the tagger was loaded"))
     empty = tmp_path / "empty"
     empty.mkdir()
     code = main([str(tmp_path / "missing.wav"), str(empty), str(tmp_path / "*.flac")])
@@ -116,14 +117,14 @@ def test_missing_inputs_are_named_before_the_tagger_loads_once(recordings, tiny_
                                                                capsys, monkeypatch):
     from autosep import tag_command as command
 
-    real_load = command.load_tagger
+    real_load = command.load_tagger_for
     stderr_when_loading = []
 
     def spy(*args, **kwargs):
         stderr_when_loading.append(capsys.readouterr().err)
         return real_load(*args, **kwargs)
 
-    monkeypatch.setattr(command, "load_tagger", spy)
+    monkeypatch.setattr(command, "load_tagger_for", spy)
     code = main([str(tmp_path / "missing.wav"), str(recordings / "a.wav"), str(recordings / "sub"), "--json",
                  "--tagger-model", str(tiny_cnn14_checkpoint), "--device", "cpu"])
     report = json.loads(capsys.readouterr().out)
@@ -160,12 +161,13 @@ def test_planner_options_for_the_main_command(tmp_path):
     class FakeTagger:
         default_threshold = 0.4
 
-    options = planner_options(args, FakeTagger())
-    assert options == {"threshold": 0.4, "max_sources": 4, "min_active": 2.5, "hierarchy": "level:2",
-                       "include": ("Cello", "Male speech, man speaking"), "exclude": ("Dog",),
-                       "prompts": {"bark": "yapping"}}
-    assert planner_options(parser.parse_args(["--threshold", "0.1"]), FakeTagger())["threshold"] == 0.1
-    assert planner_options(parser.parse_args([]))["threshold"] is None
+    # The threshold left unset is the tagger's own, resolved in one place.
+    settings = planning_settings(args).resolved(FakeTagger.default_threshold)
+    assert settings == PlanningSettings(threshold=0.4, max_sources=4, min_active=2.5, hierarchy="level:2",
+                                        include=("Cello", "Male speech, man speaking"), exclude=("Dog",),
+                                        prompts={"bark": "yapping"})
+    assert planning_settings(parser.parse_args(["--threshold", "0.1"])).resolved(0.4).threshold == 0.1
+    assert planning_settings(parser.parse_args([])).threshold is None
 
 
 def test_a_recording_shorter_than_the_tagger_window_is_tagged(tmp_path, tiny_cnn14_checkpoint, capsys):

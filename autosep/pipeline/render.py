@@ -1,28 +1,144 @@
-"""Turning the separator's generative stems into the stems that are written.
+"""Turning the separator's generative stems into the stems that are written: one renderer per render mode.
 
 ``projected`` (default): the generative stems (16 kHz mono, so nothing above 8 kHz) only *steer* soft
 time-frequency masks; the masks split the ORIGINAL recording, at its own rate and per channel, among the
-sources, and whatever the masks do not assign goes to ``residual``. The residual is computed as the input minus
-the stems, so stems + residual equal the input sample for sample (float error only), and no stem holds anything
-that was not in the input. Above 8 kHz the generative stems are silent, so those masks are ~0 and the whole
-band above 8 kHz ends up in ``residual``.
+sources, and whatever the masks do not assign goes to ``residual``. The residual is written as the input minus
+the stems as stored, so stems + residual equal the input sample for sample, and no stem holds anything that was
+not in the input. Above 8 kHz the generative stems are silent, so those masks are ~0 and the whole band above
+8 kHz ends up in ``residual``.
 
-``generative``: the separator's raw output (16 kHz mono), the paper's setting.
+``generative``: the separator's raw output (16 kHz mono, trimmed to the input's length), the paper's setting.
+
+A renderer owns its output shape (rate, channels), its stem list (with the residual named), the window grid its
+pieces are laid on, the piece it makes of one window, and how finished frames become file contents.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
-import torch
 
-from ..frames import resample
-from .windows import fit_length
+from ..frames import Window, fit_length, resample
+from .naming import RESIDUAL, unique_slugs
+from .windows import scale_windows
 
-RENDER_MODES = ("projected", "generative")
+if TYPE_CHECKING:
+    from .reading import Recording
 
 _EPS = 1e-12
+
+# write(stem index, block [frames, channels]) -> the block as the file holds it (clipped, rounded)
+WriteStem = Callable[[int, np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class StemPaths:
+    """The files a recording's stems go to: one per source, in plan order, and the residual (or None)."""
+
+    sources: list[Path]
+    residual: Path | None
+
+    @property
+    def all(self) -> list[Path]:
+        return self.sources + ([self.residual] if self.residual is not None else [])
+
+
+class Renderer:
+    """Base of the render modes; ``recording`` is the input, ``model_rate`` the separator's sample rate."""
+
+    name = ""
+    has_residual = False
+
+    def __init__(self, recording: "Recording", model_rate: int):
+        self.recording = recording
+        self.model_rate = int(model_rate)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(sample rate, channels) of the written stems."""
+        raise NotImplementedError
+
+    def paths(self, folder: Path, names: list[str], extension: str) -> StemPaths:
+        """Safe, distinct file names for the sources (and the residual, which no source may take)."""
+        sources = [folder / f"{slug}.{extension}" for slug in unique_slugs(names)]
+        residual = folder / f"{RESIDUAL}.{extension}" if self.has_residual and names else None
+        return StemPaths(sources, residual)
+
+    def grid(self, windows: list[Window], fade: int) -> tuple[list[Window], int, int]:
+        """The windows (at the input's rate) as laid on the output: (windows, total frames, cross-fade)."""
+        raise NotImplementedError
+
+    def piece_shape(self, sources: int) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    def piece(self, original: np.ndarray, stems: np.ndarray) -> np.ndarray:
+        """One window's output, ``[frames, *piece_shape]``, from the input window (``[frames, channels]``) and the
+        separator's stems for it (``[sources, model frames]``)."""
+        raise NotImplementedError
+
+    def emit(self, start: int, block: np.ndarray, write: WriteStem, sources: int) -> None:
+        """Write finished frames ``block`` (``[frames, *piece_shape]``, from output frame ``start``)."""
+        raise NotImplementedError
+
+
+class ProjectedRenderer(Renderer):
+    name = "projected"
+    has_residual = True
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.recording.sample_rate, self.recording.channels
+
+    def grid(self, windows: list[Window], fade: int) -> tuple[list[Window], int, int]:
+        return windows, self.recording.frames, fade
+
+    def piece_shape(self, sources: int) -> tuple[int, ...]:
+        return sources, self.recording.channels
+
+    def piece(self, original: np.ndarray, stems: np.ndarray) -> np.ndarray:
+        # The residual slice is dropped: emit() computes the residual from what the stem files hold.
+        return project(original, stems, self.model_rate, self.recording.sample_rate)[:, : stems.shape[0]]
+
+    def emit(self, start: int, block: np.ndarray, write: WriteStem, sources: int) -> None:
+        # The residual is the input minus the stems exactly as stored: with integer PCM the files add up to the
+        # input bit for bit, whatever rounding happened in the masks and cross-fades.
+        residual = self.recording.read(start, len(block)).astype(np.float64)
+        for k in range(sources):
+            residual -= write(k, block[:, k, :])  # what the file holds, clipping counted
+        write(sources, residual.astype(np.float32))
+
+
+class GenerativeRenderer(Renderer):
+    name = "generative"
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.model_rate, 1
+
+    def _frames(self) -> int:
+        return round(self.recording.frames * self.model_rate / self.recording.sample_rate)
+
+    def grid(self, windows: list[Window], fade: int) -> tuple[list[Window], int, int]:
+        ratio = self.model_rate / self.recording.sample_rate
+        return scale_windows(windows, ratio, self._frames()), self._frames(), round(fade * ratio)
+
+    def piece_shape(self, sources: int) -> tuple[int, ...]:
+        return (sources,)
+
+    def piece(self, original: np.ndarray, stems: np.ndarray) -> np.ndarray:
+        return stems.T
+
+    def emit(self, start: int, block: np.ndarray, write: WriteStem, sources: int) -> None:
+        for k in range(sources):
+            write(k, block[:, k : k + 1])
+
+
+RENDERERS: dict[str, type[Renderer]] = {r.name: r for r in (ProjectedRenderer, GenerativeRenderer)}
+RENDER_MODES = tuple(RENDERERS)
 
 
 def stft_size(sample_rate: int) -> int:
@@ -43,6 +159,8 @@ def project(original: np.ndarray, stems: np.ndarray, stems_rate: int, sample_rat
     explain the mixture the sources share it; where they do not (unexplained sounds, everything above the
     stems' Nyquist frequency) it stays in the residual.
     """
+    import torch  # imported here: choosing a render mode must not pay for importing torch
+
     original = np.asarray(original, dtype=np.float32)
     frames, channels = original.shape
     sources = stems.shape[0]

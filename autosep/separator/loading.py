@@ -1,8 +1,10 @@
-"""Find a separator checkpoint (hub id, alias or folder) and load it with diffusers, on today's transformers.
+"""The separator models autosep knows by name, and how one is found (alias, hub id or folder) and loaded with
+diffusers, on today's transformers.
 
 Loading never runs code from the checkpoint (no ``trust_remote_code``), honours Hugging Face offline mode and
 cache settings, and turns "not cached and cannot be downloaded" into a ModelNotAvailableError that says how to
-fetch the model.
+fetch the model. diffusers and transformers are imported only when a model is found or loaded, so listing the
+models stays light.
 """
 
 from __future__ import annotations
@@ -10,13 +12,26 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from autosep.errors import ModelNotAvailableError
 from autosep.paths import offline_mode
+from autosep.registry import KnownModel
 
-from .models import alias_for, resolve_model_name
+DEFAULT_MODEL = "audioldm2"
+
+# Short names users type -> Hugging Face repo ids of the diffusers checkpoints.
+MODEL_ALIASES: dict[str, str] = {
+    "audioldm2": "cvssp/audioldm2",
+    "audioldm2-large": "cvssp/audioldm2-large",
+    "audioldm2-music": "cvssp/audioldm2-music",
+    "audioldm-s": "cvssp/audioldm-s-full-v2",
+    "audioldm-l": "cvssp/audioldm-l-full",
+}
+
+_LICENCE = "CC BY-NC-SA 4.0"  # all cvssp AudioLDM/AudioLDM2 weights (model cards on the hub)
 
 SUPPORTED_PIPELINES = ("AudioLDM2Pipeline", "AudioLDMPipeline")
 DEFAULT_MAX_NEW_TOKENS = 8  # cvssp/audioldm2's language_model/config.json
@@ -44,7 +59,7 @@ def locate_pipeline(model: str | os.PathLike | None) -> tuple[str, Path]:
         return str(candidate), candidate
     if model_id.count("/") != 1 or model_id.startswith((".", "/", "~")):
         raise ModelNotAvailableError(
-            f"model {model_id!r} is neither a known name ({', '.join(_known_names())}), a Hugging Face id "
+            f"model {model_id!r} is neither a known name ({', '.join(MODEL_ALIASES)}), a Hugging Face id "
             "(owner/name) nor an existing folder"
         )
     from diffusers import DiffusionPipeline
@@ -72,12 +87,6 @@ def pipeline_is_cached(model: str) -> bool:
     except Exception:  # any flavour of "not (completely) in the cache"
         return False
     return True
-
-
-def _known_names() -> list[str]:
-    from .models import MODEL_ALIASES
-
-    return list(MODEL_ALIASES)
 
 
 def _pipeline_class_name(folder: Path) -> str:
@@ -153,3 +162,39 @@ def load_pipeline(folder: Path) -> Any:
         raise ModelNotAvailableError(f"could not load the {class_name} in {folder}: {exc}") from exc
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def _download(alias: str) -> Path:
+    # The same download a run makes (only the files the pipeline loads), so a later offline run finds them.
+    return locate_pipeline(alias)[1]
+
+
+def _entry(alias: str, size: str, description: str) -> KnownModel:
+    return KnownModel(alias, "separator", MODEL_ALIASES[alias], size, _LICENCE, description,
+                      fetch=partial(_download, alias), is_cached=partial(pipeline_is_cached, alias))
+
+
+KNOWN_MODELS: list[KnownModel] = [
+    _entry("audioldm2", "~4.5 GB",
+           "AudioLDM2 (CLAP + Flan-T5 + GPT-2 conditioning, 350M UNet): general sounds; the default"),
+    _entry("audioldm2-large", "~6 GB", "AudioLDM2 with the 750M UNet: general sounds, slower, sometimes cleaner"),
+    _entry("audioldm2-music", "~4.5 GB", "AudioLDM2 trained on music: instruments and ensembles"),
+    _entry("audioldm-s", "~1.7 GB", "AudioLDM v1 small (CLAP text embedding as class label): fastest, lower quality"),
+    _entry("audioldm-l", "~3 GB", "AudioLDM v1 large (739M UNet)"),
+]
+
+
+def resolve_model_name(name: str | None) -> str:
+    """An alias (case-insensitive) becomes its hub id; anything else (hub id, folder) is returned unchanged."""
+    if name is None or not str(name).strip():
+        name = DEFAULT_MODEL
+    text = str(name).strip()
+    return MODEL_ALIASES.get(text.lower(), text)
+
+
+def alias_for(model_id: str) -> str | None:
+    """The short name of a known hub id, if it has one (for messages that tell users what to type)."""
+    for alias, repo in MODEL_ALIASES.items():
+        if repo == model_id:
+            return alias
+    return None

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -23,7 +22,6 @@ from . import mel
 from .backbones import Backbone, Conditioning, backbone_for
 from .guidance import GuidedNoise
 from .inversion import (
-    INVERSIONS,
     auxiliary_noise,
     ddim_invert,
     ddpm_invert,
@@ -33,6 +31,7 @@ from .inversion import (
 )
 from .loading import library_quiet, load_pipeline, locate_pipeline
 from .prompts import check_sources, inversion_prompts
+from .settings import SeparationSettings, check_batch_size
 
 logger = logging.getLogger(__name__)
 
@@ -59,15 +58,13 @@ class ZeroSep:
     sample_rate = mel.SAMPLE_RATE
 
     def __init__(self, pipe: Any, model_id: str, device: torch.device, dtype: torch.dtype,
-                 batch_size: int | None = None):
-        if batch_size is not None and int(batch_size) < 1:
-            raise ValueError(f"batch_size must be a positive number of samples per UNet forward, got {batch_size}")
+                 batch_size: int | None = None, settings: SeparationSettings | None = None):
         self.pipe = pipe
         self.backbone: Backbone = backbone_for(pipe)
         self.model_id = model_id
         self.device = device
         self.dtype = dtype
-        self.batch_size = int(batch_size) if batch_size is not None else None
+        self.batch_size = check_batch_size(batch_size)
         self._conditionings: dict[tuple[str, torch.dtype], Conditioning] = {}
         self._evaluations = 0
         # The VAE and vocoder run once per window and stay in float32; the UNet and text encoders (the bulk of
@@ -78,33 +75,39 @@ class ZeroSep:
         self._set_compute_dtype(dtype)
         unet_config = pipe.unet.config
         self.frame_multiple = mel.frame_multiple(int(pipe.vae_scale_factor), 2 ** (len(unet_config.block_out_channels) - 1))
+        self.settings = self._bound(settings or SeparationSettings())
 
     @classmethod
     def from_pretrained(cls, model: str | os.PathLike | None = "audioldm2", device: str | torch.device = "auto",
-                        dtype: str | torch.dtype | None = None, batch_size: int | None = None) -> "ZeroSep":
+                        dtype: str | torch.dtype | None = None, batch_size: int | None = None,
+                        settings: SeparationSettings | None = None) -> "ZeroSep":
         """Load a separator from an alias (``audioldm2``...), a Hugging Face id, or a local pipeline folder.
 
         ``dtype=None`` runs the UNet and text encoders in float16 on CUDA and float32 elsewhere. ``batch_size``
-        bounds the samples per UNet forward (None: all sources of a window in one batch).
+        bounds the samples per UNet forward (None: all sources of a window in one batch). ``settings`` are the
+        inversion, steps, guidance, c_inv mode and seed every call uses unless it overrides them.
         Raises :class:`autosep.errors.ModelNotAvailableError` when the model is neither cached nor downloadable.
         """
         resolved_device = resolve_device(device)
         resolved_dtype = resolve_dtype(dtype, resolved_device)
         model_id, folder = locate_pipeline(model)
         pipe = load_pipeline(folder)
-        return cls(pipe, model_id, resolved_device, resolved_dtype, batch_size=batch_size)
+        return cls(pipe, model_id, resolved_device, resolved_dtype, batch_size=batch_size, settings=settings)
 
     # -- public API -----------------------------------------------------------------------------------------
 
-    def separate(self, wave, sources: Sequence[str], inversion: str = "ddpm", steps: int = 50,
-                 guidance: float = 1.0, inv_prompt: str = "others", seed: int = 42,
+    def separate(self, wave, sources: Sequence[str], inversion: str | None = None, steps: int | None = None,
+                 guidance: float | None = None, inv_prompt: str | None = None, seed: int | None = None,
                  sample_rate: int | None = None) -> torch.Tensor:
-        """Stems for ``sources`` from the mono 16 kHz ``wave``: float32 CPU tensor [len(sources), len(wave)]."""
+        """Stems for ``sources`` from the mono 16 kHz ``wave``: float32 CPU tensor [len(sources), len(wave)].
+
+        Settings left as None are the bound ones (``self.settings``: ddpm, 50 steps, guidance 1, "others", 42).
+        """
         return self.separate_detailed(wave, sources, inversion=inversion, steps=steps, guidance=guidance,
                                       inv_prompt=inv_prompt, seed=seed, sample_rate=sample_rate).stems
 
-    def separate_detailed(self, wave, sources: Sequence[str], inversion: str = "ddpm", steps: int = 50,
-                          guidance: float = 1.0, inv_prompt: str = "others", seed: int = 42,
+    def separate_detailed(self, wave, sources: Sequence[str], inversion: str | None = None, steps: int | None = None,
+                          guidance: float | None = None, inv_prompt: str | None = None, seed: int | None = None,
                           sample_rate: int | None = None, progress: Progress | None = None) -> SeparationResult:
         """Like :meth:`separate`, with the inversion prompts, fp32 retries and UNet work reported.
 
@@ -112,13 +115,12 @@ class ZeroSep:
         """
         samples = self._check_wave(wave, sample_rate)
         sources = check_sources(sources)
-        inversion = self._check_inversion(inversion)
-        steps = self._check_steps(steps)
-        guidance = self._check_guidance(guidance)
-        c_inv = inversion_prompts(sources, inv_prompt)
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-            raise ValueError(f"seed must be a whole number (42 is the default), got {seed!r}")
-        seed = int(seed)
+        settings = self.settings
+        overrides = dict(inversion=inversion, steps=steps, guidance=guidance, inv_prompt=inv_prompt, seed=seed)
+        if any(value is not None for value in overrides.values()):
+            settings = self._bound(settings.with_overrides(**overrides))
+        inversion, steps, guidance, seed = settings.inversion, settings.steps, settings.guidance, settings.seed
+        c_inv = inversion_prompts(sources, settings.inv_prompt)
 
         evaluations_before = self._evaluations
         length = samples.shape[0]
@@ -180,28 +182,13 @@ class ZeroSep:
             raise ValueError("wave contains NaN or infinite samples: pass finite audio")
         return wave
 
-    @staticmethod
-    def _check_inversion(inversion: str) -> str:
-        name = str(inversion).strip().lower()
-        if name not in INVERSIONS:
-            raise ValueError(f"unknown inversion {inversion!r}: pass 'ddpm' (default, edit-friendly) or 'ddim'")
-        return name
-
-    def _check_steps(self, steps: int) -> int:
+    def _bound(self, settings: SeparationSettings) -> SeparationSettings:
+        """``settings`` once checked against this model: its scheduler has a fixed number of training steps."""
         limit = int(self.pipe.scheduler.config.num_train_timesteps)
-        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 1 <= int(steps) <= limit:
-            raise ValueError(f"steps must be a whole number from 1 to {limit} (50 is the default), got {steps!r}")
-        return int(steps)
-
-    @staticmethod
-    def _check_guidance(guidance: float) -> float:
-        try:
-            value = float(guidance)
-        except (TypeError, ValueError):
-            raise ValueError(f"guidance must be a number >= 0 (1.0 is ZeroSep's default), got {guidance!r}") from None
-        if not math.isfinite(value) or value < 0:
-            raise ValueError(f"guidance must be a number >= 0 (1.0 is ZeroSep's default), got {guidance!r}")
-        return value
+        if settings.steps > limit:
+            raise ValueError(
+                f"steps must be a whole number from 1 to {limit} (50 is the default), got {settings.steps}")
+        return settings
 
     # -- the model ------------------------------------------------------------------------------------------
 

@@ -29,21 +29,17 @@ Names in ``include``/``exclude`` match a display name, a mid or a prompt, ignori
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from .audioset import AudioSetNode, Ontology, load_ontology
 from .prompts import clean_phrase, match_audioset_class, prompt_for
+from .settings import DEFAULT_MAX_SOURCES, PlanningSettings
+from .sources import OPEN_SET_PREFIX, Segment, Source
 
 log = logging.getLogger(__name__)
-
-OPEN_SET_PREFIX = "open:"
-DEFAULT_THRESHOLD = 0.25
-DEFAULT_MAX_SOURCES = 4
-HIERARCHY_MODES = ("leaf", "level:N", "none")
 
 NON_SOURCE_SUBTREES = ("Channel, environment and background", "Music genre", "Music mood", "Music role")
 NON_SOURCE_CLASSES = ("Silence", "Sound effect")
@@ -55,30 +51,6 @@ MERGE_GROUPS: dict[str, tuple[str, ...] | None] = {
     ),
     "Singing": None,
 }
-
-Segment = tuple[float, float]
-
-
-@dataclass
-class PlannedSource:
-    """One source to separate: its class, file-level score, separator prompt and where it is audible."""
-
-    label: str  # AudioSet display name, or the free-form phrase for open-set sources
-    mid: str | None  # AudioSet mid, None for an open-set phrase with no matching class
-    score: float
-    prompt: str
-    segments: list[Segment] = field(default_factory=list)
-
-    @property
-    def active_seconds(self) -> float:
-        return float(sum(end - start for start, end in self.segments))
-
-    def to_dict(self) -> dict:
-        return {
-            "label": self.label, "mid": self.mid, "score": round(float(self.score), 4), "prompt": self.prompt,
-            "active_seconds": round(self.active_seconds, 3),
-            "segments": [[round(s, 3), round(e, 3)] for s, e in self.segments],
-        }
 
 
 @dataclass
@@ -94,15 +66,6 @@ class _Candidate:
     @property
     def key(self) -> str:
         return self.node.id if self.node is not None else OPEN_SET_PREFIX + self.label
-
-
-def describe_label(label: str, ontology: Ontology | None = None) -> tuple[str, str | None]:
-    """A tagger column label as (display name, AudioSet mid or None): mids become names, ``open:`` phrases lose
-    their prefix, unknown labels are returned as they are."""
-    if label.startswith(OPEN_SET_PREFIX):
-        return label[len(OPEN_SET_PREFIX):], None
-    node = (ontology or load_ontology()).lookup(label)
-    return (node.name, node.id) if node is not None else (label, None)
 
 
 def merge_segments(segments: Iterable[Segment]) -> list[Segment]:
@@ -209,17 +172,6 @@ def _combine(into: dict[str, _Candidate], candidate: _Candidate, as_node: AudioS
     into[candidate.key] = merged
 
 
-def parse_hierarchy(hierarchy: str) -> tuple[str, int]:
-    """``"leaf"``/``"none"`` -> (mode, 0); ``"level:N"`` -> ("level", N); anything else is a ValueError."""
-    text = str(hierarchy).strip().lower()
-    if text in ("leaf", "none"):
-        return text, 0
-    match = re.fullmatch(r"level:(\d+)", text)
-    if match and int(match.group(1)) >= 1:
-        return "level", int(match.group(1))
-    raise ValueError(f"hierarchy must be 'leaf', 'none' or 'level:N' with N >= 1, got {hierarchy!r}")
-
-
 def plan_sources(
     probs: np.ndarray,
     labels: Sequence[str],
@@ -232,7 +184,7 @@ def plan_sources(
     exclude: Iterable[str] = (),
     prompts: Mapping[str, str] | None = None,
     ontology: Ontology | None = None,
-) -> list[PlannedSource]:
+) -> list[Source]:
     """Plan the sources to separate from a ``[windows, classes]`` probability table (rules: module docstring).
 
     ``prompts`` overrides the prompt of a class (keys: display names, mids or open-set phrases). Returns the
@@ -245,11 +197,12 @@ def plan_sources(
         raise ValueError(
             f"probs must be [windows, classes] = [{len(window_times)}, {len(labels)}], got shape {scores.shape}"
         )
-    mode, level = parse_hierarchy(hierarchy)
-    threshold = DEFAULT_THRESHOLD if threshold is None else float(threshold)
-    min_active = 0.0 if min_active is None else float(min_active)
-    if max_sources is not None and max_sources < 0:
-        raise ValueError(f"max_sources must be >= 0, got {max_sources}")
+    settings = PlanningSettings(threshold, max_sources, min_active, hierarchy, tuple(include), tuple(exclude),
+                                prompts).resolved()  # every check and default of these knobs lives there
+    mode, level = settings.hierarchy_mode
+    threshold, max_sources = settings.threshold, settings.max_sources
+    min_active = settings.min_active or 0.0
+    include, exclude = settings.include, settings.exclude
     planner = _Planner(ontology or load_ontology(), prompts)
     include_names = {str(n).strip().casefold() for n in include if str(n).strip()}
     exclude_names = {str(n).strip().casefold() for n in exclude if str(n).strip()}
@@ -333,7 +286,7 @@ def plan_sources(
         forced = sum(1 for c in ordered if c.forced)
         ordered = ordered[: max(max_sources, forced)]
     return [
-        PlannedSource(
+        Source(
             label=c.label, mid=c.node.id if c.node is not None else None, score=c.score, prompt=c.prompt,
             segments=merge_segments(w for w, on in zip(windows, c.active) if on),
         )
