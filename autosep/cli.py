@@ -1,8 +1,10 @@
-"""Command line: ``autosep [OPTIONS] INPUT...``, ``autosep tag INPUT...``, ``autosep models [list|download NAME]``.
+"""Command line: ``autosep [OPTIONS] INPUT...``, ``autosep tag INPUT...``, ``autosep eval ESTIMATES REFERENCES``,
+``autosep models [list|download NAME]``.
 
 Built on the Python API: the options become the run's checked settings (``PipelineOptions.settings``) and an
 :class:`autosep.AutoSep` processes the inputs; this module only parses, displays and returns the exit code.
-The subcommands live beside it (``tag_command``, ``models_command``).
+The subcommands live beside it (``tag_command``, ``models_command``, and ``eval.command``), and the options they
+share in ``cli_options``.
 Exit codes: 0 all inputs done; 1 nothing could run (bad model, no input found, output folder unusable);
 2 usage error; 3 some inputs failed and the rest were done; 130 interrupted by Ctrl-C (rerun to resume).
 """
@@ -13,16 +15,11 @@ import argparse
 import logging
 import sys
 
-from .devices import DTYPE_NAMES
+from .cli_options import add_run_arguments, make_progress, options_from_args
 from .errors import EXIT_INTERRUPTED, EXIT_USAGE, AutosepError, SettingsError
+from .logs import quiet_library_progress_bars
 from .pipeline.api import AutoSep
 from .pipeline.batch import BatchOutcome
-from .pipeline.progress import LogProgress, Progress, RichProgress
-from .pipeline.render import RENDER_MODES
-from .pipeline.settings import PipelineOptions
-from .pipeline.write import BIT_DEPTHS, FORMATS
-from .separator.settings import INVERSION_PROMPT_CHOICES, INVERSIONS
-from .tag_command import add_tagging_arguments, planning_settings
 
 log = logging.getLogger("autosep")
 
@@ -33,80 +30,22 @@ examples:
   autosep "field/*.wav" --dry-run          show the planned sources, separate nothing
   autosep mix.wav -s "dog barking" -s "man speaking"
   autosep tag mix.wav                      tags and plan only (see autosep tag --help)
+  autosep eval separated/ references/      score stems against true ones (see autosep eval --help)
   autosep models list | autosep models download audioldm2
 
 exit codes: 0 done, 1 nothing could run, 2 usage error, 3 some inputs failed, 130 interrupted
 """
 
 
-def _fraction(text: str) -> float:
-    """``0.25`` or ``25%`` (the range is the window settings' to check)."""
-    text = text.strip()
-    try:
-        return float(text[:-1]) / 100 if text.endswith("%") else float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a fraction like 0.25 or 25%, got {text!r}") from None
-
-
 def build_parser() -> argparse.ArgumentParser:
-    """The options; their defaults are :class:`PipelineOptions`' (the stages' own), their ranges are checked
-    once, when the settings are built."""
-    d = PipelineOptions
     parser = argparse.ArgumentParser(
         prog="autosep", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_EPILOG,
         description="Split recordings into one stem per detected sound source (tag -> plan -> ZeroSep).",
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="audio/video files, folders (searched recursively) or glob patterns")
-    sources = parser.add_argument_group("sources")
-    sources.add_argument("-s", "--source", dest="sources", action="append", metavar="TEXT",
-                         help="separate this prompt (repeatable); skips tagging")
-    sources.add_argument("--dry-run", action="store_true", help="show the plan for every input, separate nothing")
-    add_tagging_arguments(parser)  # --tagger --tagger-model --threshold --max-sources ... (shared with `autosep tag`)
-
-    sep = parser.add_argument_group("separation")
-    sep.add_argument("--model", default=d.model, help="separator model: alias, Hugging Face id or local folder")
-    sep.add_argument("--inversion", choices=INVERSIONS, default=d.inversion,
-                     help=f"ddpm (edit-friendly) or ddim inversion (default {d.inversion})")
-    sep.add_argument("--steps", type=int, default=d.steps, help=f"diffusion steps (default {d.steps})")
-    sep.add_argument("--guidance", type=float, default=d.guidance,
-                     help=f"classifier-free guidance (default {d.guidance})")
-    sep.add_argument("--inv-prompt", choices=INVERSION_PROMPT_CHOICES, default=d.inv_prompt,
-                     help="inversion prompt: the other sources in the window, or empty")
-    sep.add_argument("--seed", type=int, default=d.seed,
-                     help=f"random seed, recorded in the manifest (default {d.seed})")
-    sep.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:N or mps")
-    sep.add_argument("--dtype", default=d.dtype, choices=DTYPE_NAMES,
-                     help="UNet and text encoder precision (default: fp16 on CUDA, else fp32)")
-    sep.add_argument("--batch-size", type=int, default=d.batch_size,
-                     help="samples per UNet forward (default: a window's sources at once)")
-    sep.add_argument("--window", type=float, default=d.window, help=f"window length in seconds ({d.window})")
-    sep.add_argument("--overlap", type=_fraction, default=d.overlap,
-                     help=f"window overlap, 0.25 or 25%% (default {d.overlap})")
-    sep.add_argument("--render", choices=RENDER_MODES, default=d.render,
-                     help="projected: masks on the original + residual (default); generative: raw 16 kHz output")
-
-    out = parser.add_argument_group("output")
-    out.add_argument("-o", "--out", default=d.out, help=f"output folder (default: {d.out})")
-    out.add_argument("--format", choices=tuple(FORMATS), default=d.format)
-    out.add_argument("--bit-depth", choices=tuple(BIT_DEPTHS), default=d.bit_depth,
-                     help="default: the input's where the format allows")
-    out.add_argument("--overwrite", action="store_true",
-                     help="redo recordings that are done (otherwise they are skipped, so a batch resumes)")
-    out.add_argument("-q", "--quiet", action="store_true", help="only errors")
-    out.add_argument("-v", "--verbose", action="store_true", help="more detail")
+    add_run_arguments(parser)
     return parser
-
-
-def options_from_args(args: argparse.Namespace) -> PipelineOptions:
-    return PipelineOptions(
-        sources=args.sources, tagger=args.tagger, tagger_model=getattr(args, "tagger_model", None),
-        vocab=getattr(args, "vocab", None), planner=planning_settings(args), dry_run=args.dry_run,
-        model=args.model, inversion=args.inversion, steps=args.steps, guidance=args.guidance,
-        inv_prompt=args.inv_prompt, seed=args.seed, device=args.device, dtype=args.dtype,
-        batch_size=args.batch_size, window=args.window, overlap=args.overlap, render=args.render,
-        out=args.out, format=args.format, bit_depth=args.bit_depth, overwrite=args.overwrite,
-    )
 
 
 def _print_summary(outcome: BatchOutcome, console, quiet: bool) -> None:
@@ -162,13 +101,8 @@ def _run(argv: list[str]) -> int:
         print(f"autosep: error: {message}", file=sys.stderr)
         return EXIT_USAGE
     if not args.verbose:  # the libraries' own download/loading bars would drown autosep's progress
-        _quiet_library_progress_bars()
-    if args.quiet:
-        progress: Progress = Progress()
-    elif console.is_terminal:
-        progress = RichProgress(console)
-    else:
-        progress = LogProgress()
+        quiet_library_progress_bars()
+    progress = make_progress(args.quiet, console)
     outcome = AutoSep(settings=settings, progress=progress).process(args.inputs)
     if outcome.error:
         progress.close()
@@ -184,20 +118,6 @@ def _run(argv: list[str]) -> int:
         print("autosep: interrupted; finished recordings are kept, rerun the same command to resume",
               file=sys.stderr)
     return outcome.exit_code
-
-
-def _quiet_library_progress_bars() -> None:
-    import os
-
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    try:
-        from diffusers.utils import logging as diffusers_logging
-        from transformers.utils import logging as transformers_logging
-
-        diffusers_logging.disable_progress_bar()
-        transformers_logging.disable_progress_bar()
-    except ImportError:  # either library missing: nothing of theirs to silence
-        pass
 
 
 def _print_plans(outcome: BatchOutcome, console) -> None:
@@ -224,6 +144,10 @@ def main(argv: list[str] | None = None) -> int:
         from .tag_command import main as tag_main
 
         return tag_main(argv[1:])
+    if argv and argv[0] == "eval":
+        from .eval.command import main as eval_main
+
+        return eval_main(argv[1:])
     if argv and argv[0] == "models":
         from .models_command import main as models_main
 

@@ -1,6 +1,5 @@
 """``autosep tag INPUT...``: tag recordings and print the planned sources, without separating anything.
 
-Also the home of the tagging and planning options ``autosep`` shares (:func:`add_tagging_arguments`).
 Exit codes: 0 every input was tagged; 1 nothing could run (no inputs found, tagger unavailable, every input
 failed); 2 usage error; 3 some inputs failed (each named on stderr) while the others were tagged.
 """
@@ -16,61 +15,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from .cli_options import add_tagging_arguments, number_at_least, planning_settings
 from .errors import EXIT_NOTHING_RAN, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, AutosepError, SettingsError
 from .pipeline.inputs import collect_inputs
 from .pipeline.reading import open_audio
 from .taggers import load_tagger_for, plan_sources
 from .taggers.base import Tagger, TagResult
-from .taggers.prompts import load_prompt_overrides
-from .taggers.settings import TAGGER_NAMES, PlanningSettings, TaggingSettings
+from .taggers.settings import TaggingSettings
 from .taggers.sources import Source, describe_label
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected at least 0, got {text!r}")
-    return value
-
-
-def add_tagging_arguments(parser: argparse.ArgumentParser) -> None:
-    """The tagger and planner options, shared by ``autosep tag`` and the main ``autosep`` command."""
-    group = parser.add_argument_group("tagging and source planning")
-    group.add_argument("--tagger", choices=TAGGER_NAMES, default=TaggingSettings.tagger,
-                       help=f"audio tagger (default: {TaggingSettings.tagger})")
-    group.add_argument("--tagger-model", metavar="ID_OR_PATH",
-                       help="tagger weights: Hugging Face id, local folder, or a Cnn14 .pth for panns")
-    group.add_argument("--threshold", type=float, metavar="P",
-                       help="presence threshold on per-window probabilities (default: the tagger's own)")
-    group.add_argument("--max-sources", type=int, default=PlanningSettings.max_sources, metavar="N",
-                       help=f"most sources to keep, highest scores first (default: {PlanningSettings.max_sources})")
-    group.add_argument("--min-active", type=float, metavar="SECONDS",
-                       help="a source must be active this long in total (default: one window)")
-    group.add_argument("--hierarchy", default=PlanningSettings.hierarchy, metavar="leaf|level:N|none",
-                       help="leaf: most specific class only (default); level:N: collapse to ontology depth N; "
-                            "none: keep all")
-    group.add_argument("--include", action="append", default=[], metavar="NAME",
-                       help="always keep this source (class name, mid or prompt); repeatable")
-    group.add_argument("--exclude", action="append", default=[], metavar="NAME",
-                       help="never keep this source; repeatable")
-    group.add_argument("--vocab", metavar="FILE", help="clap: your own phrases, one per line")
-    group.add_argument("--prompts", metavar="FILE",
-                       help="prompt overrides, lines 'Display name = prompt'")
-
-
-def planning_settings(args: argparse.Namespace) -> PlanningSettings:
-    """The planner's settings from parsed options (the threshold left unset: the tagger's own).
-
-    Raises :class:`AutosepError` for an unreadable ``--prompts`` file or a value out of range.
-    """
-    return PlanningSettings(
-        threshold=args.threshold, max_sources=args.max_sources, min_active=args.min_active,
-        hierarchy=args.hierarchy, include=tuple(args.include or ()), exclude=tuple(args.exclude or ()),
-        prompts=load_prompt_overrides(args.prompts) if getattr(args, "prompts", None) else None,
-    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -81,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="audio/video files, folders or glob patterns")
     add_tagging_arguments(parser)
     parser.add_argument("--all", action="store_true", help="also show the raw top classes of the tagger")
-    parser.add_argument("--top", type=_count, default=10, metavar="N",
+    parser.add_argument("--top", type=number_at_least(0), default=10, metavar="N",
                         help="how many raw classes --all shows (default: 10)")
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")

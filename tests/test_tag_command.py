@@ -12,7 +12,8 @@ import soundfile as sf
 
 from autosep.cli import main as cli_main
 from autosep.pipeline.inputs import collect_inputs
-from autosep.tag_command import add_tagging_arguments, main, planning_settings
+from autosep.cli_options import add_tagging_arguments, planning_settings
+from autosep.tag_command import main
 from autosep.taggers import PlanningSettings
 
 

@@ -9,7 +9,6 @@ models stays light.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 from functools import partial
@@ -17,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from autosep.errors import ModelNotAvailableError
-from autosep.paths import offline_mode
+from autosep.logs import library_quiet
+from autosep.paths import offline_mode, unavailable_because
 from autosep.registry import KnownModel
 
 DEFAULT_MODEL = "audioldm2"
@@ -29,9 +29,14 @@ MODEL_ALIASES: dict[str, str] = {
     "audioldm2-music": "cvssp/audioldm2-music",
     "audioldm-s": "cvssp/audioldm-s-full-v2",
     "audioldm-l": "cvssp/audioldm-l-full",
+    # Tango / Tango 2 (declare-lab): not diffusers pipelines; autosep.separator.tango rebuilds them.
+    "tango": "declare-lab/tango",
+    "tango-full": "declare-lab/tango-full-ft-audiocaps",
+    "tango2": "declare-lab/tango2",
+    "tango2-full": "declare-lab/tango2-full",
 }
 
-_LICENCE = "CC BY-NC-SA 4.0"  # all cvssp AudioLDM/AudioLDM2 weights (model cards on the hub)
+_LICENCE = "CC BY-NC-SA 4.0"  # all cvssp AudioLDM/AudioLDM2 and declare-lab Tango weights (model cards on the hub)
 
 SUPPORTED_PIPELINES = ("AudioLDM2Pipeline", "AudioLDMPipeline")
 DEFAULT_MAX_NEW_TOKENS = 8  # cvssp/audioldm2's language_model/config.json
@@ -42,7 +47,8 @@ def _fetch_hint(model_id: str) -> str:
     command = f"autosep models download {alias}" if alias else f"hf download {model_id}"
     return (
         f"fetch it once while online with `{command}` (or `hf download {model_id}`), "
-        "or pass the path of a folder that holds the pipeline (model_index.json and its subfolders)"
+        "or pass the path of a folder that holds the pipeline (model_index.json and its subfolders, or Tango's "
+        "main_config.json and pytorch_model_*.bin)"
     )
 
 
@@ -51,10 +57,13 @@ def locate_pipeline(model: str | os.PathLike | None) -> tuple[str, Path]:
     model_id = resolve_model_name(None if model is None else os.fspath(model))
     candidate = Path(model_id).expanduser()
     if candidate.exists():
+        if (candidate / "main_config.json").is_file():  # Tango's published layout (autosep.separator.tango)
+            return str(candidate), candidate
         if not (candidate / "model_index.json").is_file():
             raise ModelNotAvailableError(
-                f"{candidate} is not a diffusers pipeline folder (it has no model_index.json): pass an AudioLDM2 "
-                "or AudioLDM folder saved with save_pretrained / downloaded from the hub, or a model name"
+                f"{candidate} is not a diffusers pipeline folder (it has no model_index.json) nor a Tango checkpoint "
+                "(main_config.json): pass an AudioLDM2 or AudioLDM folder saved with save_pretrained / downloaded "
+                "from the hub, a Tango folder, or a model name"
             )
         return str(candidate), candidate
     if model_id.count("/") != 1 or model_id.startswith((".", "/", "~")):
@@ -64,15 +73,21 @@ def locate_pipeline(model: str | os.PathLike | None) -> tuple[str, Path]:
         )
     from diffusers import DiffusionPipeline
 
+    from . import tango
+
     offline = offline_mode()
     try:
-        # Downloads only the files the pipeline needs (or finds them in the HF cache when offline).
-        folder = DiffusionPipeline.download(model_id, local_files_only=offline)
+        if tango.is_tango_repo(model_id):  # six plain checkpoint files, not a diffusers pipeline
+            folder = tango.download(model_id, offline)
+        else:
+            # Downloads only the files the pipeline needs (or finds them in the HF cache when offline).
+            folder = DiffusionPipeline.download(model_id, local_files_only=offline)
+    except ModelNotAvailableError:
+        raise
     except Exception as exc:  # hub errors come as OSError, ValueError, HTTP errors...; all mean "not available"
-        where = "offline mode is on (HF_HUB_OFFLINE / AUTOSEP_OFFLINE)" if offline else f"the download failed ({exc})"
         raise ModelNotAvailableError(
             f"separator model {model_id!r} is not in the local Hugging Face cache and cannot be downloaded: "
-            f"{where}. To use it, {_fetch_hint(model_id)}."
+            f"{unavailable_because(exc)}. To use it, {_fetch_hint(model_id)}."
         ) from exc
     return model_id, Path(folder)
 
@@ -81,9 +96,14 @@ def pipeline_is_cached(model: str) -> bool:
     """True when the files ``locate_pipeline`` needs for this hub model are already in the Hugging Face cache."""
     from diffusers import DiffusionPipeline
 
+    from . import tango
+
+    model_id = resolve_model_name(model)
+    if tango.is_tango_repo(model_id):
+        return tango.is_cached(model_id)
     try:
         with library_quiet(progress_bars=True, warnings=True):
-            DiffusionPipeline.download(resolve_model_name(model), local_files_only=True)
+            DiffusionPipeline.download(model_id, local_files_only=True)
     except Exception:  # any flavour of "not (completely) in the cache"
         return False
     return True
@@ -119,35 +139,14 @@ def _language_model(folder: Path) -> Any:
     return language_model
 
 
-@contextlib.contextmanager
-def library_quiet(progress_bars: bool = True, warnings: bool = False):
-    """Silence diffusers' and transformers' per-component progress bars (and, if asked, their warnings).
-
-    Hub download bars (huggingface_hub) are left alone: a first download takes minutes and should show progress.
-    """
-    from diffusers.utils import logging as diffusers_logging
-    from transformers.utils import logging as transformers_logging
-
-    saved = [(lib, lib.is_progress_bar_enabled(), lib.get_verbosity())
-             for lib in (diffusers_logging, transformers_logging)]
-    for lib, _, _ in saved:
-        if progress_bars:
-            lib.disable_progress_bar()
-        if warnings:
-            lib.set_verbosity_error()
-    try:
-        yield
-    finally:
-        for lib, bars_on, level in saved:
-            if bars_on:
-                lib.enable_progress_bar()
-            lib.set_verbosity(level)
-
-
 def load_pipeline(folder: Path) -> Any:
-    """Load the AudioLDM2 / AudioLDM pipeline in ``folder`` in float32 on the CPU."""
+    """Load the AudioLDM2 / AudioLDM pipeline (or Tango checkpoint) in ``folder`` in float32 on the CPU."""
     import diffusers
 
+    if (folder / "main_config.json").is_file():
+        from . import tango
+
+        return tango.load(folder)
     class_name = _pipeline_class_name(folder)
     pipeline_class = getattr(diffusers, class_name)
     components: dict[str, Any] = {}
@@ -181,6 +180,13 @@ KNOWN_MODELS: list[KnownModel] = [
     _entry("audioldm2-music", "~4.5 GB", "AudioLDM2 trained on music: instruments and ensembles"),
     _entry("audioldm-s", "~1.7 GB", "AudioLDM v1 small (CLAP text embedding as class label): fastest, lower quality"),
     _entry("audioldm-l", "~3 GB", "AudioLDM v1 large (739M UNet)"),
+    # Sizes: pytorch_model_main.bin 4.83 GB (UNet + Flan-T5 encoder) + pytorch_model_vae.bin 443 MB + Flan-T5's
+    # tokenizer and config.
+    _entry("tango", "~5.3 GB", "Tango (Flan-T5-large text encoder, 866M UNet, trained on AudioCaps): ZeroSep's Table 2"),
+    _entry("tango-full", "~5.3 GB", "Tango pre-trained on TangoPromptBank, fine-tuned on AudioCaps"),
+    _entry("tango2", "~5.3 GB", "Tango 2: Tango-full-FT aligned with DPO on Audio-alpaca preferences"),
+    _entry("tango2-full", "~5.3 GB",
+           "Tango 2's second published checkpoint (declare-lab/tango2-full), DPO-aligned like tango2"),
 ]
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from autosep.devices import resolve_device, resolve_dtype
+from autosep.logs import library_quiet
 
 from . import mel
 from .backbones import Backbone, Conditioning, backbone_for
@@ -29,7 +30,7 @@ from .inversion import (
     make_scheduler,
     reverse,
 )
-from .loading import library_quiet, load_pipeline, locate_pipeline
+from .loading import load_pipeline, locate_pipeline
 from .prompts import check_sources, inversion_prompts
 from .settings import SeparationSettings, check_batch_size
 
@@ -261,7 +262,11 @@ class ZeroSep:
             latents = reverse(scheduler, x_top.index_select(0, row_of), reverse_eps, zs, on_step=step_done)
         else:
             inverse = make_inverse_scheduler(config, steps, self.device)
-            x_top = ddim_invert(inverse, x0_batch, invert_eps, on_step=step_done)
+            # DDIM inversion chains every step on the last and amplifies rounding: at bf16 the inverted x_T drifts
+            # ~15% from float32's and the stems ~50% (benchmarks/inversion_precision.py), so it runs in float32
+            # on every device; the reverse pass stays in the compute precision.
+            with self._full_precision():
+                x_top = ddim_invert(inverse, x0_batch, invert_eps, on_step=step_done)
             latents = reverse(scheduler, x_top.index_select(0, row_of), reverse_eps, None, on_step=step_done)
         return latents, noise_for
 
