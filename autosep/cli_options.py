@@ -20,6 +20,19 @@ from .taggers.prompts import load_prompt_overrides
 from .taggers.settings import TAGGER_NAMES, PlanningSettings, TaggingSettings
 
 
+def number_at_least(minimum: int):
+    """An argparse type for counts that are no setting of a stage (how many rows to show, a rate to score at)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected at least {minimum}, got {text!r}")
+        return value
+    return parse
+
+
 def add_tagging_arguments(parser: argparse.ArgumentParser) -> None:
     """The tagger and planner options, shared by ``autosep tag`` and the main ``autosep`` command."""
     group = parser.add_argument_group("tagging and source planning")
