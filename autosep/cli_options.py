@@ -105,11 +105,13 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                      help="UNet and text encoder precision (default: fp16 on CUDA, else fp32)")
     sep.add_argument("--batch-size", type=int, default=d.batch_size,
                      help="samples per UNet forward (default: a window's sources at once)")
-    sep.add_argument("--window", type=float, default=d.window, help=f"window length in seconds ({d.window})")
+    sep.add_argument("--window", type=float, default=d.window,
+                     help="window length in seconds (default: the model's training length: 10.24 for AudioLDM/2, "
+                          "47.55 for Stable Audio Open, 30 for Stable Audio 3)")
     sep.add_argument("--overlap", type=_fraction, default=d.overlap,
                      help=f"window overlap, 0.25 or 25%% (default {d.overlap})")
     sep.add_argument("--render", choices=RENDER_MODES, default=d.render,
-                     help="projected: masks on the original + residual (default); generative: raw 16 kHz output")
+                     help="projected: masks on the original + residual (default); generative: the model's raw output")
 
     out = parser.add_argument_group("output")
     out.add_argument("-o", "--out", default=d.out, help=f"output folder (default: {d.out})")

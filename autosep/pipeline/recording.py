@@ -118,7 +118,10 @@ class Pipeline:
         self.tagger = tagger if settings.tagged else None
         self.separator = separator
         self.progress = progress or Progress()
-        self.model_rate = int(getattr(separator, "sample_rate", 16000))  # no separator in a dry run
+        # What the separator works at (no separator in a dry run: AudioLDM's 16 kHz mono and window).
+        self.model_rate = int(getattr(separator, "sample_rate", 16000))
+        self.model_channels = int(getattr(separator, "channels", 1))
+        self.windows = settings.windows.resolved(getattr(separator, "default_window", None))
 
     @classmethod
     def load(cls, settings: RunSettings, progress: Progress | None = None) -> "Pipeline":
@@ -165,7 +168,7 @@ class Pipeline:
             if recording.duration < MIN_DURATION_S:
                 raise InputError(f"{item.path}: too short ({recording.duration * 1000:.0f} ms); autosep needs at "
                                  f"least {MIN_DURATION_S} s of audio")
-            renderer = RENDERERS[output.render](recording, self.model_rate)
+            renderer = RENDERERS[output.render](recording, self.model_rate, self.model_channels)
             try:
                 subtype = output.subtype(recording.subtype)
                 check_output_format(output.format, subtype, *renderer.shape)
@@ -201,7 +204,7 @@ class Pipeline:
             with StemWriters(paths.all, output.format, subtype, *renderer.shape) as writers:
                 report = None
                 if plan:
-                    separation = WindowedSeparation(self.separator, settings.windows, self.progress)
+                    separation = WindowedSeparation(self.separator, self.windows, self.progress)
                     report = separation.run(recording, plan, renderer, paths, writers)
                 writers.commit()
             timings["separate_and_write"] = time.perf_counter() - t0
@@ -232,7 +235,7 @@ class Pipeline:
             folder, recording=recording, input_given=item.given, non_finite=scan.non_finite, peak=scan.peak,
             tagger=self.tagger, separator=self.separator, plan=plan,
             source_mode="tagged" if settings.tagged else "given",
-            settings=settings.record(subtype, self._planning_settings()), work=work,
+            settings=settings.record(subtype, self._planning_settings(), self.windows), work=work,
             stems=report.stems if report else [], residual=report.residual if report else None, windows=windows,
             timings=timings, warnings=warnings, top_tags=planning.top_tags,
         )

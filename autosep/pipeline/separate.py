@@ -4,7 +4,8 @@ Each window runs the separator only for the planned sources active in it (their 
 margin), so c_inv there is built from the sources active in that same window; a silent window or one with no
 active source is not separated at all (its stems are silence). The renderer turns each window's stems into its
 output piece; pieces are cross-faded into their neighbours and written as soon as no later window can change
-them. The separator was loaded with its separation settings bound, so this loop passes only audio and prompts.
+them. The separator was loaded with its separation settings bound, so this loop passes only audio and prompts;
+a multi-channel separator gets the window's channels when the renderer says it hears them (``stem_channels``).
 """
 
 from __future__ import annotations
@@ -87,13 +88,14 @@ class WindowedSeparation:
             if not active:  # the stems stay silent here (the projected residual takes it all)
                 mixer.add(w.index, None)
             else:
-                model_length = model_windows[w.index].length
-                result = self._separate_window(original, rate, model_length, [plan[i].prompt for i in active])
+                model_length, channels = model_windows[w.index].length, renderer.stem_channels
+                result = self._separate_window(original, rate, model_length, channels,
+                                               [plan[i].prompt for i in active])
                 unet_evaluations += int(result.unet_evaluations)
-                stems = np.zeros((len(plan), model_length), dtype=np.float32)
-                separated = _to_numpy(result.stems)
+                stems = np.zeros((len(plan), channels, model_length), dtype=np.float32)
+                separated = _to_numpy(result.stems).reshape(len(active), channels, -1)
                 for row, i in enumerate(active):
-                    stems[i] = fit_length(separated[row], model_length)
+                    stems[i] = fit_length(separated[row].T, model_length).T  # fit_length works on axis 0
                     c_inv[i].append({"window": w.index, "c_inv": result.inversion_prompts[row]})
                     fp32_retry[i] = fp32_retry[i] or bool(result.fp32_retry[row])
                 mixer.add(w.index, renderer.piece(original, stems))
@@ -110,8 +112,15 @@ class WindowedSeparation:
             residual = ResidualReport(writer.path.name, writer.peak, writer.clipped_samples)
         return SeparationReport(reports, residual, window_log, unet_evaluations)
 
-    def _separate_window(self, original: np.ndarray, rate: int, model_length: int, prompts: list[str]):
-        wave = fit_length(resample(to_mono(original), rate, self.model_rate), model_length)
+    def _separate_window(self, original: np.ndarray, rate: int, model_length: int, channels: int,
+                         prompts: list[str]):
+        """The separator's result for one window: the channel average (``[samples]``), or with ``channels`` > 1
+        the window's channels as they are (``[channels, samples]``), at the separator's rate."""
+        if channels > 1:
+            wave = np.stack([fit_length(resample(np.ascontiguousarray(original[:, c]), rate, self.model_rate),
+                                        model_length) for c in range(channels)])
+        else:
+            wave = fit_length(resample(to_mono(original), rate, self.model_rate), model_length)
         return self.separator.separate_detailed(wave, sources=prompts, progress=self.progress.steps)
 
 

@@ -11,7 +11,7 @@ before any model loads.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,25 +47,34 @@ class ModelSettings:
         object.__setattr__(self, "batch_size", check_batch_size(self.batch_size))
 
 
+DEFAULT_WINDOW_S = 10.24  # AudioLDM/AudioLDM2's training length, for a separator that does not name its own
+
+
 @dataclass(frozen=True)
 class WindowSettings:
-    """How a recording is cut for the separator: window length, overlap, and the margin around a source's
-    tagged segments in which it is still separated."""
+    """How a recording is cut for the separator: window length (None: the separator's own training length),
+    overlap, and the margin around a source's tagged segments in which it is still separated."""
 
-    window_s: float = 10.24
+    window_s: float | None = None
     overlap: float = 0.25
     margin_s: float = 1.0
 
     def __post_init__(self) -> None:
-        if not _finite(self.window_s) or self.window_s <= 0:
+        if self.window_s is not None and (not _finite(self.window_s) or self.window_s <= 0):
             raise SettingsError(f"--window must be a positive number of seconds, got {self.window_s}", "--window")
         if not _finite(self.overlap) or not 0 <= self.overlap < 1:
             raise SettingsError(f"--overlap must be at least 0 and below 1 (0%-99%), got {self.overlap}", "--overlap")
         if not _finite(self.margin_s) or self.margin_s < 0:
             raise SettingsError(f"the margin must be >= 0 seconds, got {self.margin_s}")
 
+    def resolved(self, separator_window_s: float | None) -> "WindowSettings":
+        """These settings with the window length chosen: the one given, else the separator's, else the default."""
+        if self.window_s is not None:
+            return self
+        return replace(self, window_s=float(separator_window_s or DEFAULT_WINDOW_S))
+
     def frames(self, sample_rate: int) -> tuple[int, int, int]:
-        """(window, hop, cross-fade) in frames at ``sample_rate``."""
+        """(window, hop, cross-fade) in frames at ``sample_rate`` (of resolved settings)."""
         window = max(1, round(self.window_s * sample_rate))
         return window, max(1, round(window * (1 - self.overlap))), round(window * self.overlap)
 
@@ -155,9 +164,10 @@ class RunSettings:
         """Whether the sources come from tagging (no -s given)."""
         return self.sources is None
 
-    def record(self, subtype: str, planning: PlanningSettings) -> dict[str, Any]:
-        """The manifest's ``settings``: everything needed to reproduce the run (``planning`` as resolved)."""
-        separation, models, windows, output = self.separation, self.models, self.windows, self.output
+    def record(self, subtype: str, planning: PlanningSettings, windows: WindowSettings) -> dict[str, Any]:
+        """The manifest's ``settings``: everything needed to reproduce the run (``planning`` and ``windows`` as
+        resolved for the loaded models)."""
+        separation, models, output = self.separation, self.models, self.output
         return {
             "seed": separation.seed, "steps": separation.steps, "inversion": separation.inversion,
             "guidance": separation.guidance, "inv_prompt": separation.inv_prompt, "render": output.render,

@@ -34,11 +34,16 @@ MODEL_ALIASES: dict[str, str] = {
     "tango-full": "declare-lab/tango-full-ft-audiocaps",
     "tango2": "declare-lab/tango2",
     "tango2-full": "declare-lab/tango2-full",
+    # Full-band stereo (44.1 kHz). Both are gated on the hub (accept the licence, then `hf auth login`).
+    "stable-audio-open": "stabilityai/stable-audio-open-1.0",
+    "stable-audio-3": "stabilityai/stable-audio-3-medium-base",  # the base (non-distilled) checkpoint: w = 1 is real
+    "stable-audio-3-distilled": "stabilityai/stable-audio-3-medium",  # guidance baked in: generates, warns
 }
 
 _LICENCE = "CC BY-NC-SA 4.0"  # all cvssp AudioLDM/AudioLDM2 and declare-lab Tango weights (model cards on the hub)
+STABILITY_LICENCE = "Stability AI Community License"  # stable-audio-open-1.0 and stable-audio-3 model cards
 
-SUPPORTED_PIPELINES = ("AudioLDM2Pipeline", "AudioLDMPipeline")
+SUPPORTED_PIPELINES = ("AudioLDM2Pipeline", "AudioLDMPipeline", "StableAudioPipeline", "StableAudio3Pipeline")
 DEFAULT_MAX_NEW_TOKENS = 8  # cvssp/audioldm2's language_model/config.json
 
 
@@ -60,10 +65,12 @@ def locate_pipeline(model: str | os.PathLike | None) -> tuple[str, Path]:
         if (candidate / "main_config.json").is_file():  # Tango's published layout (autosep.separator.tango)
             return str(candidate), candidate
         if not (candidate / "model_index.json").is_file():
+            from .stable_audio import original_checkpoint_hint
+
             raise ModelNotAvailableError(
                 f"{candidate} is not a diffusers pipeline folder (it has no model_index.json) nor a Tango checkpoint "
-                "(main_config.json): pass an AudioLDM2 or AudioLDM folder saved with save_pretrained / downloaded "
-                "from the hub, a Tango folder, or a model name"
+                "(main_config.json): pass an AudioLDM2, AudioLDM or Stable Audio folder saved with save_pretrained / "
+                f"downloaded from the hub, a Tango folder, or a model name{original_checkpoint_hint(candidate)}"
             )
         return str(candidate), candidate
     if model_id.count("/") != 1 or model_id.startswith((".", "/", "~")):
@@ -85,6 +92,11 @@ def locate_pipeline(model: str | os.PathLike | None) -> tuple[str, Path]:
     except ModelNotAvailableError:
         raise
     except Exception as exc:  # hub errors come as OSError, ValueError, HTTP errors...; all mean "not available"
+        from .stable_audio import hub_error_message
+
+        special = hub_error_message(model_id, exc)
+        if special is not None:
+            raise ModelNotAvailableError(special) from exc
         raise ModelNotAvailableError(
             f"separator model {model_id!r} is not in the local Hugging Face cache and cannot be downloaded: "
             f"{unavailable_because(exc)}. To use it, {_fetch_hint(model_id)}."
@@ -148,6 +160,10 @@ def load_pipeline(folder: Path) -> Any:
 
         return tango.load(folder)
     class_name = _pipeline_class_name(folder)
+    if class_name == "StableAudioPipeline":
+        from .stable_audio import require_torchsde
+
+        require_torchsde(folder)
     pipeline_class = getattr(diffusers, class_name)
     components: dict[str, Any] = {}
     try:
@@ -168,8 +184,8 @@ def _download(alias: str) -> Path:
     return locate_pipeline(alias)[1]
 
 
-def _entry(alias: str, size: str, description: str) -> KnownModel:
-    return KnownModel(alias, "separator", MODEL_ALIASES[alias], size, _LICENCE, description,
+def _entry(alias: str, size: str, description: str, licence: str = _LICENCE) -> KnownModel:
+    return KnownModel(alias, "separator", MODEL_ALIASES[alias], size, licence, description,
                       fetch=partial(_download, alias), is_cached=partial(pipeline_is_cached, alias))
 
 
@@ -187,6 +203,18 @@ KNOWN_MODELS: list[KnownModel] = [
     _entry("tango2", "~5.3 GB", "Tango 2: Tango-full-FT aligned with DPO on Audio-alpaca preferences"),
     _entry("tango2-full", "~5.3 GB",
            "Tango 2's second published checkpoint (declare-lab/tango2-full), DPO-aligned like tango2"),
+    # Sizes: parameter counts of the diffusers components (DiT, VAE, text encoder) in float32.
+    _entry("stable-audio-open", "~5.3 GB",
+           "Stable Audio Open 1.0: 44.1 kHz stereo, up to 47 s windows (1.06B DiT, T5-base, Oobleck VAE); "
+           "full-band stems of music and effects. Gated: needs torchsde and an accepted licence",
+           STABILITY_LICENCE),
+    _entry("stable-audio-3", "~10 GB",
+           "Stable Audio 3 medium base (non-distilled): 44.1 kHz stereo rectified flow (1.45B DiT, T5Gemma, "
+           "SAME-L VAE); full-band stems. Gated; the hub holds the original checkpoint (convert it once)",
+           STABILITY_LICENCE),
+    _entry("stable-audio-3-distilled", "~10 GB",
+           "Stable Audio 3 medium, distilled (guidance baked in): not guidance-free at w = 1, so it generates "
+           "rather than separates; use stable-audio-3", STABILITY_LICENCE),
 ]
 
 
