@@ -155,14 +155,7 @@ class ZeroSep:
         length = samples.shape[0]
         scaled, unscale = mel.normalise(samples)
         padded = mel.pad_to_multiple(scaled, self.frame_multiple)
-        total = 2 * steps
-        done = 0
-
-        def step_done() -> None:
-            nonlocal done
-            done += 1
-            if progress is not None:
-                progress(min(done, total), total)
+        step_done = _step_counter(2 * steps, progress)
 
         with torch.no_grad():
             x0 = self._encode(padded)
@@ -175,18 +168,9 @@ class ZeroSep:
         stems = stems[:, :length] * unscale
         if layout == "channels":
             stems = stems[:, None, :]
-        return SeparationResult(
-            stems=stems.contiguous(),
-            sources=list(sources),
-            inversion_prompts=c_inv,
-            fp32_retry=retried if self.dtype != torch.float32 else [False] * len(sources),
-            unet_evaluations=self._evaluations - evaluations_before,
-            details={"inversion": inversion, "steps": steps, "guidance": guidance, "seed": seed,
-                     "padded_samples": int(padded.shape[0]), "model": self.model_id, "backbone": self.backbone.name,
-                     "sampler": _AUDIOLDM_SAMPLERS[inversion], "channels": 1,
-                     "conditional_evaluations": noise_for.conditional_evaluations,
-                     "unconditional_evaluations": noise_for.unconditional_evaluations},
-        )
+        return self._result(stems, sources, c_inv, retried, evaluations_before, noise_for, inversion=inversion,
+                            steps=steps, guidance=guidance, seed=seed, padded_samples=int(padded.shape[0]),
+                            backbone=self.backbone.name, sampler=_AUDIOLDM_SAMPLERS[inversion], channels=1)
 
     def _separate_full_band(self, samples: torch.Tensor, layout: str, sources: list[str], c_inv: list[str],
                             inversion: str, steps: int, guidance: float, seed: int,
@@ -201,14 +185,7 @@ class ZeroSep:
         seconds = length / self.sample_rate
         padded = torch.nn.functional.pad(samples, (0, backbone.padded_length(length) - length))
         evaluations_before = self._evaluations
-        total = 2 * steps
-        done = 0
-
-        def step_done() -> None:
-            nonlocal done
-            done += 1
-            if progress is not None:
-                progress(min(done, total), total)
+        step_done = _step_counter(2 * steps, progress)
 
         def run(rows: list[int], on_step) -> tuple[torch.Tensor, GuidedNoise]:
             chosen = [sources[i] for i in rows]
@@ -245,6 +222,14 @@ class ZeroSep:
 
         if layout.startswith("mono"):
             stems = stems.mean(dim=1, keepdim=layout == "mono-channels")
+        return self._result(stems, sources, c_inv, retried, evaluations_before, noise_for, inversion=inversion,
+                            steps=steps, guidance=guidance, seed=seed, padded_samples=int(padded.shape[-1]),
+                            backbone=backbone.name, sampler=backbone.samplers[inversion], channels=self.channels,
+                            seconds_total=round(seconds, 6))
+
+    def _result(self, stems: torch.Tensor, sources: list[str], c_inv: list[str], retried: list[bool],
+                evaluations_before: int, noise_for: GuidedNoise, **details: Any) -> SeparationResult:
+        """The result of one call: the stems and how they were made (``details``: the settings and the model)."""
         return SeparationResult(
             stems=stems.contiguous(),
             sources=list(sources),
@@ -252,10 +237,7 @@ class ZeroSep:
             fp32_retry=retried if self.dtype != torch.float32 else [False] * len(sources),
             unet_evaluations=self._evaluations - evaluations_before,
             sample_rate=self.sample_rate,
-            details={"inversion": inversion, "steps": steps, "guidance": guidance, "seed": seed,
-                     "padded_samples": int(padded.shape[-1]), "model": self.model_id, "backbone": backbone.name,
-                     "sampler": backbone.samplers[inversion], "channels": self.channels,
-                     "seconds_total": round(seconds, 6),
+            details={**details, "model": self.model_id,
                      "conditional_evaluations": noise_for.conditional_evaluations,
                      "unconditional_evaluations": noise_for.unconditional_evaluations},
         )
@@ -415,6 +397,19 @@ class ZeroSep:
         stems = stems.clone()
         stems[rows] = torch.nan_to_num(self._decode(latents), nan=0.0, posinf=0.0, neginf=0.0)
         return stems
+
+
+def _step_counter(total: int, progress: Progress | None) -> Callable[[], None]:
+    """A callback for every inversion and denoising step that reports ``progress(done, total)``."""
+    done = 0
+
+    def step_done() -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(min(done, total), total)
+
+    return step_done
 
 
 def _cast(module: torch.nn.Module, dtype: torch.dtype) -> None:
