@@ -48,13 +48,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _source_names(result, empty: str) -> str:
+    """The sources of a result, each with the tagger's verdict on its stem (check.py) when it was checked."""
+    manifest = result.manifest or {}
+    verdicts = {entry.get("name"): entry["check"]["confirmed"] for entry in manifest.get("sources") or []
+                if isinstance(entry, dict) and isinstance(entry.get("check"), dict)}
+    names = []
+    for source in result.plan:
+        verdict = verdicts.get(source.label)
+        names.append(source.label if verdict is None else
+                     f"{source.label} ({'confirmed' if verdict else 'not confirmed'})")
+    text = ", ".join(names) or empty
+    check = manifest.get("check") if isinstance(manifest.get("check"), dict) else {}
+    if check.get("dropped"):
+        text += f"; folded into the residual: {', '.join(check['dropped'])}"
+    heard = [d.get("label") for d in check.get("discovered") or [] if isinstance(d, dict)]
+    if heard:
+        text += f"; also heard in the residual: {', '.join(map(str, heard))}"
+    return text
+
+
 def _print_summary(outcome: BatchOutcome, console, quiet: bool) -> None:
     if quiet or not console.is_terminal:  # logs and pipes get one plain line per input, easy to grep
         for result in outcome.results:
             if not result.ok:
                 print(f"autosep: error: {result.message}", file=sys.stderr)
             elif not quiet:
-                names = ", ".join(source.label for source in result.plan) or "no sources"
+                names = _source_names(result, "no sources")
                 status = "already done" if result.status == "skipped" else result.status
                 print(f"autosep: {result.input}: {status} ({names}) -> {result.output}", file=sys.stderr)
         if outcome.interrupted and outcome.interrupted_at is not None and not quiet:
@@ -68,7 +88,7 @@ def _print_summary(outcome: BatchOutcome, console, quiet: bool) -> None:
     table.add_column("sources", overflow="fold")
     table.add_column("output / message", overflow="fold")
     for result in outcome.results:
-        names = ", ".join(source.label for source in result.plan) or "-"
+        names = _source_names(result, "-")
         status = {"done": "[green]done", "skipped": "[cyan]already done", "planned": "[blue]planned",
                   "failed": "[red]failed"}.get(result.status, result.status)
         detail = str(result.output) if result.ok and result.output else result.message

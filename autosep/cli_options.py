@@ -113,6 +113,13 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     sep.add_argument("--render", choices=RENDER_MODES, default=d.render,
                      help="projected: masks on the original + residual (default); generative: the model's raw output")
 
+    check = parser.add_argument_group("stems checked by the tagger")
+    check.add_argument("--drop-unconfirmed", action="store_true",
+                       help="fold a stem the tagger does not find its source in into the residual")
+    check.add_argument("--rounds", type=int, default=d.rounds, metavar="N",
+                       help="2: separate again with sources found in the residual, up to --max-sources "
+                            f"(default {d.rounds}: report them only)")
+
     out = parser.add_argument_group("output")
     out.add_argument("-o", "--out", default=d.out, help=f"output folder (default: {d.out})")
     out.add_argument("--format", choices=tuple(FORMATS), default=d.format)
@@ -131,6 +138,7 @@ def options_from_args(args: argparse.Namespace) -> PipelineOptions:
         model=args.model, inversion=args.inversion, steps=args.steps, guidance=args.guidance,
         inv_prompt=args.inv_prompt, seed=args.seed, device=args.device, dtype=args.dtype,
         batch_size=args.batch_size, window=args.window, overlap=args.overlap, render=args.render,
+        drop_unconfirmed=args.drop_unconfirmed, rounds=args.rounds,
         out=args.out, format=args.format, bit_depth=args.bit_depth, overwrite=args.overwrite,
     )
 

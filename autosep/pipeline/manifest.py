@@ -37,11 +37,18 @@ class StemReport:
     peak: float
     clipped_samples: int
     silent: bool
+    check: dict | None = None  # the tagger's verdict on the stem (check.py), when stems were checked
+    round: int | None = None  # the separation round the source was added in (check.py, --rounds)
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "file": self.file, "mid": self.mid, "c_rev": self.c_rev, "c_inv": self.c_inv,
-                "windows_active": len(self.c_inv), "fp32_retry": self.fp32_retry, "peak": round(self.peak, 6),
-                "silent": self.silent, "clipped_samples": self.clipped_samples}
+        entry = {"name": self.name, "file": self.file, "mid": self.mid, "c_rev": self.c_rev, "c_inv": self.c_inv,
+                 "windows_active": len(self.c_inv), "fp32_retry": self.fp32_retry, "peak": round(self.peak, 6),
+                 "silent": self.silent, "clipped_samples": self.clipped_samples}
+        if self.check is not None:
+            entry.update(check=self.check, round=self.round)
+            if not self.check["confirmed"]:
+                entry["not_confirmed"] = True
+        return entry
 
 
 @dataclass
@@ -77,9 +84,12 @@ def hub_revision(*candidates: object) -> str | None:
 
 
 def detection_entry(source: Source) -> dict[str, Any]:
-    return {"label": source.label, "mid": source.mid,
-            "score": None if source.score is None else round(float(source.score), 4), "prompt": source.prompt,
-            "segments": source.rounded_segments()}
+    entry = {"label": source.label, "mid": source.mid,
+             "score": None if source.score is None else round(float(source.score), 4), "prompt": source.prompt,
+             "segments": source.rounded_segments()}
+    if source.why:  # a planned source also says why it is there (the rule, the classes it holds and their scores)
+        entry.update(active_seconds=round(source.active_seconds, 3), why=source.why, classes=source.class_list())
+    return entry
 
 
 class Manifest:
@@ -159,7 +169,7 @@ class Manifest:
     def build(cls, folder: Path, *, recording, input_given: str, non_finite: int, peak: float, tagger, separator,
               plan: list[Source], source_mode: str, settings: dict, work: dict, stems: list[StemReport],
               residual: ResidualReport | None, windows: list[dict], timings: dict, warnings: list[str],
-              top_tags: list[dict]) -> "Manifest":
+              top_tags: list[dict], check: dict | None = None) -> "Manifest":
         """The manifest of a finished recording (not yet written)."""
         clipped = [s.file for s in [*stems, *([residual] if residual else [])] if s.clipped_samples]
         data = {
@@ -212,4 +222,6 @@ class Manifest:
             },
             "warnings": warnings,
         }
+        if check is not None:
+            data["check"] = check  # the stems checked by the tagger (check.py)
         return cls(folder, data)

@@ -23,17 +23,17 @@ import numpy as np
 import soundfile as sf
 
 from ..errors import AutosepError
-from ..taggers.settings import PlanningSettings
-from ..taggers.sources import Source, describe_label
+from ..taggers.sources import Source
 from .inputs import InputFile
-from .manifest import MANIFEST_NAME, Manifest
+from .manifest import MANIFEST_NAME, Manifest, ResidualReport
 from .naming import RESIDUAL, is_inside
 from .progress import Progress
-from .reading import SILENCE_PEAK, Recording, open_audio
-from .render import RENDERERS
+from .reading import Recording, open_audio
+from .render import RENDERERS, StemPaths
 from .separate import WindowedSeparation
 from .settings import RunSettings
-from .tagging import TagPass, tag_recording
+from .check import check_stems, fold_into_residual
+from .tagging import TaggedRecording, plan_recording, tag_recording
 from .write import OutputError, StemWriters, check_output_format, remove_partials
 
 MIN_DURATION_S = 0.1
@@ -91,15 +91,6 @@ class RecordingResult:
     @classmethod
     def failed(cls, path: Path, message: str) -> "RecordingResult":
         return cls(path, None, "failed", message)
-
-
-@dataclass
-class Planning:
-    """Steps 2 and 3: the sources, the raw top tags, and what the pass measured."""
-
-    plan: list[Source]
-    top_tags: list[dict]
-    tag_pass: TagPass
 
 
 def output_folder(out_root: Path, item: InputFile) -> Path:
@@ -180,11 +171,12 @@ class Pipeline:
             self.progress.stage("tagging" if self.tagger is not None else "reading")
             planning = self._tag_and_plan(recording)
             timings["scan_and_tag"] = time.perf_counter() - t0
-            plan, scan = planning.plan, planning.tag_pass.scan
-            warnings.extend(f"{item.path}: {note}" for note in planning.tag_pass.notes)
-            if scan.non_finite:
-                warnings.append(f"{item.path}: {scan.non_finite} NaN/infinite samples were replaced by silence")
-            if scan.peak < SILENCE_PEAK:
+            plan = planning.plan
+            notes = planning.result.notes if planning.result is not None else []
+            warnings.extend(f"{item.path}: {note}" for note in dict.fromkeys(notes))
+            if planning.non_finite:
+                warnings.append(f"{item.path}: {planning.non_finite} NaN/infinite samples were replaced by silence")
+            if planning.silent:
                 warnings.append(f"{item.path}: the recording is silent; no sources, no stems written")
             elif not plan:
                 warnings.append(f"{item.path}: no source passed the threshold; no stems written "
@@ -201,13 +193,14 @@ class Pipeline:
             (folder / MANIFEST_NAME).unlink(missing_ok=True)  # from here on the folder is not "done"
             t0 = time.perf_counter()
             paths = renderer.paths(folder, [s.label for s in plan], output.format)
-            with StemWriters(paths.all, output.format, subtype, *renderer.shape) as writers:
-                report = None
-                if plan:
-                    separation = WindowedSeparation(self.separator, self.windows, self.progress)
-                    report = separation.run(recording, plan, renderer, paths, writers)
-                writers.commit()
+            report = self._separate(recording, plan, renderer, paths, subtype) if plan else None
             timings["separate_and_write"] = time.perf_counter() - t0
+            check_record = None
+            if report is not None and self.tagger is not None and planning.result is not None:
+                t0 = time.perf_counter()
+                plan, paths, report, check_record = self._check(recording, plan, renderer, paths, subtype, report,
+                                                                planning.result, folder)
+                timings["check"] = time.perf_counter() - t0
 
         files = {source.label: path for source, path in zip(plan, paths.sources)}
         if paths.residual is not None:
@@ -232,35 +225,82 @@ class Pipeline:
         work = {"windows": len(windows), "separated_windows": report.separated_windows if report else 0,
                 "unet_evaluations": report.unet_evaluations if report else 0}
         manifest = Manifest.build(
-            folder, recording=recording, input_given=item.given, non_finite=scan.non_finite, peak=scan.peak,
+            folder, recording=recording, input_given=item.given, non_finite=planning.non_finite,
+            peak=planning.peak,
             tagger=self.tagger, separator=self.separator, plan=plan,
             source_mode="tagged" if settings.tagged else "given",
             settings=settings.record(subtype, self._planning_settings(), self.windows), work=work,
             stems=report.stems if report else [], residual=report.residual if report else None, windows=windows,
-            timings=timings, warnings=warnings, top_tags=planning.top_tags,
+            timings=timings, warnings=warnings, top_tags=planning.top_tags(), check=check_record,
         )
         manifest.write()
         return RecordingResult(item.path, folder, "done", plan=plan, manifest=manifest.data, files=files,
                                warnings=warnings, sample_rate=renderer.shape[0])
 
-    def _planning_settings(self) -> PlanningSettings:
-        default = self.tagger.default_threshold if self.tagger is not None else None
-        return self.settings.planning.resolved(default)
+    def _tag_and_plan(self, recording: Recording) -> TaggedRecording:
+        """Steps 2 and 3: one streaming pass (``tagging``, the path ``autosep tag`` takes too), then the plan:
+        the prompts given, or planned from the tags. A silent recording holds no source, whatever was asked for."""
+        if self.tagger is None:
+            tagged = tag_recording(recording, None)
+            if self.settings.sources is not None and not tagged.silent:
+                tagged.plan = [Source.given(p, recording.duration) for p in self.settings.sources]
+            return tagged
+        return plan_recording(recording, self.tagger, self.settings.planning.as_dict())
 
-    def _tag_and_plan(self, recording: Recording) -> Planning:
-        """Steps 2 and 3: one streaming pass, then the plan (given prompts, or planned from the tags)."""
-        tag_pass = tag_recording(recording, self.tagger)
-        if tag_pass.scan.peak < SILENCE_PEAK:  # a silent recording holds no source, whatever was asked for
-            return Planning([], [], tag_pass)
-        if self.settings.sources is not None:
-            return Planning([Source.given(p, recording.duration) for p in self.settings.sources], [], tag_pass)
-        tags = tag_pass.tags
-        if tags is None:
-            return Planning([], [], tag_pass)
-        from .. import taggers  # looked up at call time, so the planner can be observed in tests
+    def _separate(self, recording: Recording, plan: list[Source], renderer, paths, subtype: str):
+        """Steps 4-6 for ``plan``: window by window into ``paths``, renamed to their final names when complete."""
+        output = self.settings.output
+        with StemWriters(paths.all, output.format, subtype, *renderer.shape) as writers:
+            report = WindowedSeparation(self.separator, self.windows, self.progress).run(
+                recording, plan, renderer, paths, writers)
+            writers.commit()
+        return report
 
-        plan = list(taggers.plan_sources(tags.probs, tags.labels, tags.window_times,
-                                         **self._planning_settings().as_dict()))
-        top_tags = [dict(zip(("label", "mid"), describe_label(label)), max_score=round(score, 4))
-                    for label, score in tags.top(10)]
-        return Planning(plan, top_tags, tag_pass)
+    def _check(self, recording: Recording, plan: list[Source], renderer, paths, subtype: str, report,
+               mixture, folder: Path):
+        """The stems checked by the tagger (check.py): confirm each stem and find sources left in the residual;
+        with ``rounds`` > 1 separate again with those (up to ``max_sources``); with ``drop_unconfirmed`` fold the
+        unconfirmed stems into the residual (the sum stays exact)."""
+        check_settings, output = self.settings.check, self.settings.output
+        planner = self.settings.planning.as_dict()
+        max_sources = self.settings.planning.max_sources
+        unet_evaluations = report.unet_evaluations
+        added_in = {source.label: 1 for source in plan}
+        round_no = 1
+        while True:
+            self.progress.stage("checking stems" if round_no == 1 else f"checking stems (round {round_no})")
+            check = check_stems(self.tagger, plan, paths.sources, paths.residual, mixture, planner)
+            room = len(check.discovered) if max_sources is None else max_sources - len(plan)
+            if round_no >= check_settings.rounds or not check.discovered or room <= 0:
+                break
+            round_no += 1
+            added = check.discovered[:room]
+            added_in.update((source.label, round_no) for source in added)
+            plan = plan + added
+            old = set(paths.all)
+            paths = renderer.paths(folder, [s.label for s in plan], output.format)
+            for stale in old - set(paths.all):
+                stale.unlink(missing_ok=True)
+            self.progress.stage(f"separating (round {round_no})")
+            report = self._separate(recording, plan, renderer, paths, subtype)
+            unet_evaluations += report.unet_evaluations
+        report.unet_evaluations = unet_evaluations
+        for stem, verdict in zip(report.stems, check.stems):
+            stem.check = {k: verdict[k] for k in ("score_in_stem", "score_in_mixture", "confirmed")}
+            stem.round = added_in.get(stem.name, 1)
+        record = {"rounds": round_no, **check.to_dict(), "dropped": []}
+        if check_settings.drop_unconfirmed and check.unconfirmed:
+            drop = set(check.unconfirmed)
+            keep = [i for i in range(len(plan)) if i not in drop]
+            residual = fold_into_residual(recording, [paths.sources[i] for i in keep],
+                                          [paths.sources[i] for i in sorted(drop)], paths.residual, output.format,
+                                          subtype, *renderer.shape)
+            record["dropped"] = [plan[i].label for i in sorted(drop)]
+            if residual is not None:
+                report.residual = ResidualReport(residual["file"], residual["peak"], residual["clipped_samples"])
+            plan = [plan[i] for i in keep]
+            report.stems = [report.stems[i] for i in keep]
+            paths = StemPaths([paths.sources[i] for i in keep], paths.residual)
+            for entry in report.windows:
+                entry["sources"] = [name for name in entry["sources"] if name not in record["dropped"]]
+        return plan, paths, report, record

@@ -80,6 +80,21 @@ class WindowSettings:
 
 
 @dataclass(frozen=True)
+class CheckSettings:
+    """The stem check (``pipeline/check.py``): each stem is tagged after separation. ``drop_unconfirmed`` folds
+    the stems the tagger does not find their source in into the residual; ``rounds`` > 1 separates again with
+    the sources discovered in the residual."""
+
+    drop_unconfirmed: bool = False
+    rounds: int = 1
+
+    def __post_init__(self) -> None:
+        if isinstance(self.rounds, bool) or int(self.rounds) != self.rounds or self.rounds < 1:
+            raise SettingsError(f"--rounds must be a whole number of at least 1, got {self.rounds}", "--rounds")
+        object.__setattr__(self, "rounds", int(self.rounds))
+
+
+@dataclass(frozen=True)
 class OutputSettings:
     """Where and how stems are written."""
 
@@ -125,6 +140,9 @@ class PipelineOptions:
     overlap: float = WindowSettings.overlap
     margin: float = WindowSettings.margin_s  # seconds around a source's tagged segments where it is still separated
     render: str = OutputSettings.render
+    # Stems checked by the tagger (check.py).
+    drop_unconfirmed: bool = CheckSettings.drop_unconfirmed
+    rounds: int = CheckSettings.rounds
     # Output.
     out: str | Path = str(OutputSettings.out)
     format: str = OutputSettings.format
@@ -141,6 +159,7 @@ class PipelineOptions:
             separation=SeparationSettings(self.inversion, self.steps, self.guidance, self.inv_prompt, self.seed),
             models=ModelSettings(self.model, self.device, self.dtype, self.batch_size),
             windows=WindowSettings(self.window, self.overlap, self.margin),
+            check=CheckSettings(bool(self.drop_unconfirmed), self.rounds),
             output=OutputSettings(Path(self.out), self.format, self.bit_depth, self.render, self.overwrite),
             dry_run=bool(self.dry_run),
         )
@@ -157,6 +176,7 @@ class RunSettings:
     models: ModelSettings
     windows: WindowSettings
     output: OutputSettings
+    check: CheckSettings = CheckSettings()
     dry_run: bool = False
 
     @property

@@ -1,9 +1,9 @@
 """Typed settings for tagging and for planning, each checked once, when it is built.
 
 ``TaggingSettings`` says which tagger to load (``load_tagger`` builds one from its arguments, so the checks
-live here only); ``PlanningSettings`` holds the planner's knobs (``plan_sources`` builds one from its keyword
-arguments). A threshold left unset means the tagger's own calibrated default (:meth:`PlanningSettings.resolved`),
-else ``DEFAULT_THRESHOLD``: that is the only place the default is chosen. A bad value raises
+live here only); ``PlanningSettings`` holds the planner's knobs, checked before any model loads, and is passed to
+the planner as its keyword arguments. A threshold left unset is the planner's to choose from the tagger
+(``planner.resolve_threshold``, the one place that decides it). A bad value raises
 :class:`autosep.errors.SettingsError` (a usage error, and a ``ValueError``).
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -88,12 +88,6 @@ class PlanningSettings:
     @property
     def hierarchy_mode(self) -> tuple[str, int]:
         return parse_hierarchy(self.hierarchy)
-
-    def resolved(self, tagger_threshold: float | None = None) -> "PlanningSettings":
-        """These settings with the threshold chosen: the one given, else the tagger's own, else the default."""
-        if self.threshold is not None:
-            return self
-        return replace(self, threshold=DEFAULT_THRESHOLD if tagger_threshold is None else tagger_threshold)
 
     def as_dict(self) -> dict[str, Any]:
         """For the manifest: the knobs as given (prompt overrides included)."""

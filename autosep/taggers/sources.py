@@ -37,6 +37,11 @@ class Source:
     mid: str | None = None  # AudioSet mid, None when no class matches
     score: float | None = None  # file-level score (max over windows); None when not tagged
     origin: str = "tagged"  # "tagged" (planned from tags), "given" (-s/--source) or "manifest" (restored)
+    # Why the planner made this a source: the classes it holds as (label, mid, score), strongest first, the rule
+    # in words, and the time it is active counted by window hops (None: the length of ``segments``).
+    classes: list[tuple[str, str | None, float]] = field(default_factory=list)
+    why: str = ""
+    active: float | None = None
 
     @classmethod
     def given(cls, prompt: str, duration_s: float) -> "Source":
@@ -45,6 +50,8 @@ class Source:
 
     @property
     def active_seconds(self) -> float:
+        if self.active is not None:
+            return float(self.active)
         return float(sum(end - start for start, end in self.segments))
 
     def rounded_segments(self) -> list[list[float]]:
@@ -54,5 +61,8 @@ class Source:
         return {
             "label": self.label, "mid": self.mid, "score": None if self.score is None else round(float(self.score), 4),
             "prompt": self.prompt, "active_seconds": round(self.active_seconds, 3),
-            "segments": self.rounded_segments(),
+            "segments": self.rounded_segments(), "why": self.why, "classes": self.class_list(),
         }
+
+    def class_list(self) -> list[dict]:
+        return [{"label": label, "mid": mid, "score": round(float(score), 4)} for label, mid, score in self.classes]
