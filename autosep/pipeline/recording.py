@@ -229,7 +229,7 @@ class Pipeline:
             peak=planning.peak,
             tagger=self.tagger, separator=self.separator, plan=plan,
             source_mode="tagged" if settings.tagged else "given",
-            settings=settings.record(subtype, self._planning_settings(), self.windows), work=work,
+            settings=settings.record(subtype, settings.planning, self.windows), work=work,
             stems=report.stems if report else [], residual=report.residual if report else None, windows=windows,
             timings=timings, warnings=warnings, top_tags=planning.top_tags(), check=check_record,
         )
