@@ -13,7 +13,8 @@ import argparse
 from .devices import DTYPE_NAMES
 from .pipeline.progress import LogProgress, Progress, RichProgress
 from .pipeline.render import RENDER_MODES
-from .pipeline.settings import PipelineOptions
+from .errors import SettingsError
+from .pipeline.settings import PipelineOptions, parse_overlap
 from .pipeline.write import BIT_DEPTHS, FORMATS
 from .separator.settings import INVERSION_PROMPT_CHOICES, INVERSIONS
 from .taggers.prompts import load_prompt_overrides
@@ -70,13 +71,12 @@ def planning_settings(args: argparse.Namespace) -> PlanningSettings:
     )
 
 
-def _fraction(text: str) -> float:
-    """``0.25`` or ``25%`` (the range is the window settings' to check)."""
-    text = text.strip()
+def _overlap(text: str) -> float | str:
+    """``1s`` (a fade length in seconds), ``0.25`` or ``25%`` (a fraction of the window)."""
     try:
-        return float(text[:-1]) / 100 if text.endswith("%") else float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a fraction like 0.25 or 25%, got {text!r}") from None
+        return parse_overlap(text)
+    except SettingsError as exc:
+        raise argparse.ArgumentTypeError(str(exc).replace("--overlap must be", "expected")) from None
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -108,8 +108,11 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     sep.add_argument("--window", type=float, default=d.window,
                      help="window length in seconds (default: the model's training length: 10.24 for AudioLDM/2, "
                           "47.55 for Stable Audio Open, 30 for Stable Audio 3)")
-    sep.add_argument("--overlap", type=_fraction, default=d.overlap,
-                     help=f"window overlap, 0.25 or 25%% (default {d.overlap})")
+    sep.add_argument("--overlap", type=_overlap, default=d.overlap,
+                     help=f"cross-fade between windows: seconds (1s) or a fraction of the window (0.25, 25%%) "
+                          f"(default {d.overlap})")
+    sep.add_argument("--window-batch", type=int, default=d.window_batch, metavar="N",
+                     help="windows separated together in the same UNet forwards (default: 1 on a CPU, 2 on CUDA)")
     sep.add_argument("--render", choices=RENDER_MODES, default=d.render,
                      help="projected: masks on the original + residual (default); generative: the model's raw output")
 
@@ -137,7 +140,8 @@ def options_from_args(args: argparse.Namespace) -> PipelineOptions:
         vocab=getattr(args, "vocab", None), planner=planning_settings(args), dry_run=args.dry_run,
         model=args.model, inversion=args.inversion, steps=args.steps, guidance=args.guidance,
         inv_prompt=args.inv_prompt, seed=args.seed, device=args.device, dtype=args.dtype,
-        batch_size=args.batch_size, window=args.window, overlap=args.overlap, render=args.render,
+        batch_size=args.batch_size, window=args.window, overlap=args.overlap, window_batch=args.window_batch,
+        render=args.render,
         drop_unconfirmed=args.drop_unconfirmed, rounds=args.rounds,
         out=args.out, format=args.format, bit_depth=args.bit_depth, overwrite=args.overwrite,
     )

@@ -114,7 +114,7 @@ def separate(model: Path, wave: np.ndarray, folder: Path, name: str, window_s: f
 def seam_zone(frames: int, overlap_s: float) -> np.ndarray:
     """Frames where windowing can show: every overlap, and 0.5 s either side of every window edge inside the
     recording (the separator hears padding or a cut there)."""
-    from autosep.pipeline.windows import plan_windows
+    from autosep.frames import plan_windows
 
     window = round(WINDOW_S * RATE)
     windows = plan_windows(frames, window, max(1, window - round(overlap_s * RATE)))
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from autosep.pipeline.windows import plan_windows
+    from autosep.frames import plan_windows
     from tiny_models.audioldm2 import build_tiny_audioldm2
 
     torch.set_num_threads(args.threads)

@@ -112,7 +112,8 @@ class Pipeline:
         # What the separator works at (no separator in a dry run: AudioLDM's 16 kHz mono and window).
         self.model_rate = int(getattr(separator, "sample_rate", 16000))
         self.model_channels = int(getattr(separator, "channels", 1))
-        self.windows = settings.windows.resolved(getattr(separator, "default_window", None))
+        self.windows = settings.windows.resolved(getattr(separator, "default_window", None),
+                                                 getattr(separator, "device", None))
 
     @classmethod
     def load(cls, settings: RunSettings, progress: Progress | None = None) -> "Pipeline":

@@ -6,6 +6,8 @@ active source is not separated at all (its stems are silence). The renderer turn
 output piece; pieces are cross-faded into their neighbours and written as soon as no later window can change
 them. The separator was loaded with its separation settings bound, so this loop passes only audio and prompts;
 a multi-channel separator gets the window's channels when the renderer says it hears them (``stem_channels``).
+With ``window_batch`` > 1, that many windows (with sources active) go through the separator together; each gets
+the result it would get alone.
 """
 
 from __future__ import annotations
@@ -78,6 +80,35 @@ class WindowedSeparation:
         c_inv: list[list[dict]] = [[] for _ in plan]
         fp32_retry = [False] * len(plan)
         window_log = []
+        channels = renderer.stem_channels
+        # Windows go through the separator --window-batch at a time (their inversions and reverse passes share
+        # forwards); each window's result is the one it would get alone.
+        per_call = max(1, int(self.windows.window_batch or 1))
+        pending: list[tuple] = []  # (window, planned active, input frames, active) not yet separated
+
+        def flush() -> None:
+            nonlocal unet_evaluations
+            todo = [(w, original, active) for w, _, original, active in pending if active]
+            results = self._separate_windows([original for _, original, _ in todo],
+                                             [model_windows[w.index].length for w, _, _ in todo], rate, channels,
+                                             [[plan[i].prompt for i in active] for _, _, active in todo])
+            by_window = {w.index: result for (w, _, _), result in zip(todo, results)}
+            for w, planned_active, original, active in pending:
+                if not active:  # the stems stay silent here (the projected residual takes it all)
+                    mixer.add(w.index, None)
+                else:
+                    result, model_length = by_window[w.index], model_windows[w.index].length
+                    unet_evaluations += int(result.unet_evaluations)
+                    stems = np.zeros((len(plan), channels, model_length), dtype=np.float32)
+                    separated = _to_numpy(result.stems).reshape(len(active), channels, -1)
+                    for row, i in enumerate(active):
+                        stems[i] = fit_length(separated[row].T, model_length).T  # fit_length works on axis 0
+                        c_inv[i].append({"window": w.index, "c_inv": result.inversion_prompts[row]})
+                        fp32_retry[i] = fp32_retry[i] or bool(result.fp32_retry[row])
+                    mixer.add(w.index, renderer.piece(original, stems))
+                self.progress.window_done(w.index, len(planned_active))
+            pending.clear()
+
         for w, planned_active in zip(windows, actives):
             original = recording.read(w.start, w.length)
             # A digitally silent window holds no source: its stems are silence, no need to run the model.
@@ -85,21 +116,10 @@ class WindowedSeparation:
             active = [] if silent else planned_active
             window_log.append({"index": w.index, "start_s": round(w.start / rate, 3), "end_s": round(w.end / rate, 3),
                                "sources": [plan[i].label for i in active], **({"silent": True} if silent else {})})
-            if not active:  # the stems stay silent here (the projected residual takes it all)
-                mixer.add(w.index, None)
-            else:
-                model_length, channels = model_windows[w.index].length, renderer.stem_channels
-                result = self._separate_window(original, rate, model_length, channels,
-                                               [plan[i].prompt for i in active])
-                unet_evaluations += int(result.unet_evaluations)
-                stems = np.zeros((len(plan), channels, model_length), dtype=np.float32)
-                separated = _to_numpy(result.stems).reshape(len(active), channels, -1)
-                for row, i in enumerate(active):
-                    stems[i] = fit_length(separated[row].T, model_length).T  # fit_length works on axis 0
-                    c_inv[i].append({"window": w.index, "c_inv": result.inversion_prompts[row]})
-                    fp32_retry[i] = fp32_retry[i] or bool(result.fp32_retry[row])
-                mixer.add(w.index, renderer.piece(original, stems))
-            self.progress.window_done(w.index, len(planned_active))
+            pending.append((w, planned_active, original, active))
+            if sum(1 for *_, a in pending if a) >= per_call:
+                flush()
+        flush()
         mixer.finish()
 
         reports = [StemReport(name=source.label, file=writer.path.name, mid=source.mid, c_rev=source.prompt,
@@ -112,16 +132,22 @@ class WindowedSeparation:
             residual = ResidualReport(writer.path.name, writer.peak, writer.clipped_samples)
         return SeparationReport(reports, residual, window_log, unet_evaluations)
 
-    def _separate_window(self, original: np.ndarray, rate: int, model_length: int, channels: int,
-                         prompts: list[str]):
-        """The separator's result for one window: the channel average (``[samples]``), or with ``channels`` > 1
-        the window's channels as they are (``[channels, samples]``), at the separator's rate."""
-        if channels > 1:
-            wave = np.stack([fit_length(resample(np.ascontiguousarray(original[:, c]), rate, self.model_rate),
-                                        model_length) for c in range(channels)])
-        else:
-            wave = fit_length(resample(to_mono(original), rate, self.model_rate), model_length)
-        return self.separator.separate_detailed(wave, sources=prompts, progress=self.progress.steps)
+    def _separate_windows(self, originals: list[np.ndarray], model_lengths: list[int], rate: int, channels: int,
+                          prompts: list[list[str]]) -> list:
+        """The separator's results for some windows: each heard as the channel average (``[samples]``), or with
+        ``channels`` > 1 as its channels (``[channels, samples]``), at the separator's rate. Several windows go
+        in one ``separate_windows`` call; one window (or a separator without it) through ``separate_detailed``."""
+        waves = []
+        for original, model_length in zip(originals, model_lengths):
+            if channels > 1:
+                waves.append(np.stack([fit_length(resample(np.ascontiguousarray(original[:, c]), rate,
+                                                           self.model_rate), model_length) for c in range(channels)]))
+            else:
+                waves.append(fit_length(resample(to_mono(original), rate, self.model_rate), model_length))
+        if len(waves) > 1 and hasattr(self.separator, "separate_windows"):
+            return self.separator.separate_windows(waves, prompts, progress=self.progress.steps)
+        return [self.separator.separate_detailed(wave, sources=p, progress=self.progress.steps)
+                for wave, p in zip(waves, prompts)]
 
 
 def _to_numpy(stems) -> np.ndarray:

@@ -50,33 +50,85 @@ class ModelSettings:
 DEFAULT_WINDOW_S = 10.24  # AudioLDM/AudioLDM2's training length, for a separator that does not name its own
 
 
+DEFAULT_OVERLAP = "1s"  # benchmarks/overlap_seams.txt: longer fades cost windows and did not lower the seam error
+
+
+def parse_overlap(value: float | str) -> float | str:
+    """An overlap as the user gave it, checked and normalised: a fraction of the window (``0.25``, ``"25%"``)
+    comes back as a float, a length in seconds (``"1s"``, ``"0.5 s"``) as a string like ``"1s"``."""
+    text = str(value).strip().lower()
+    try:
+        if isinstance(value, str) and text.endswith("s"):
+            seconds = float(text[:-1])
+            if not math.isfinite(seconds) or seconds < 0:
+                raise ValueError
+            return f"{seconds:g}s"
+        fraction = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise SettingsError(f"--overlap must be a fade length in seconds (1s) or a fraction of the window (0.25 or "
+                            f"25%), got {value!r}", "--overlap") from None
+    if not math.isfinite(fraction) or not 0 <= fraction < 1:
+        raise SettingsError(f"--overlap as a fraction must be at least 0 and below 1 (0%-99%), got {value!r}",
+                            "--overlap")
+    return fraction
+
+
 @dataclass(frozen=True)
 class WindowSettings:
     """How a recording is cut for the separator: window length (None: the separator's own training length),
-    overlap, and the margin around a source's tagged segments in which it is still separated."""
+    overlap (seconds like ``"1s"``, or a fraction of the window), the margin around a source's tagged segments in
+    which it is still separated, and how many windows go through the separator together (None: chosen by
+    device, see :func:`default_window_batch`)."""
 
     window_s: float | None = None
-    overlap: float = 0.25
+    overlap: float | str = DEFAULT_OVERLAP
     margin_s: float = 1.0
+    window_batch: int | None = None
 
     def __post_init__(self) -> None:
         if self.window_s is not None and (not _finite(self.window_s) or self.window_s <= 0):
             raise SettingsError(f"--window must be a positive number of seconds, got {self.window_s}", "--window")
-        if not _finite(self.overlap) or not 0 <= self.overlap < 1:
-            raise SettingsError(f"--overlap must be at least 0 and below 1 (0%-99%), got {self.overlap}", "--overlap")
+        object.__setattr__(self, "overlap", parse_overlap(self.overlap))
+        if self.window_s is not None and self.overlap_s >= self.window_s:
+            raise SettingsError(f"--overlap {self.overlap} must be shorter than the {self.window_s:g} s window",
+                                "--overlap")
         if not _finite(self.margin_s) or self.margin_s < 0:
             raise SettingsError(f"the margin must be >= 0 seconds, got {self.margin_s}")
+        if self.window_batch is not None and (isinstance(self.window_batch, bool) or not isinstance(
+                self.window_batch, int) or self.window_batch < 1):
+            raise SettingsError(f"--window-batch must be a whole number of windows >= 1, got {self.window_batch!r}",
+                                "--window-batch")
 
-    def resolved(self, separator_window_s: float | None) -> "WindowSettings":
-        """These settings with the window length chosen: the one given, else the separator's, else the default."""
-        if self.window_s is not None:
-            return self
-        return replace(self, window_s=float(separator_window_s or DEFAULT_WINDOW_S))
+    @property
+    def overlap_s(self) -> float:
+        """The overlap (the cross-fade) in seconds, of resolved settings when given as a fraction."""
+        if isinstance(self.overlap, str):
+            return float(self.overlap[:-1])
+        return self.overlap * (self.window_s or DEFAULT_WINDOW_S)
+
+    def resolved(self, separator_window_s: float | None, device: Any = None) -> "WindowSettings":
+        """These settings with the window length chosen (the one given, else the separator's, else the default)
+        and the window batch chosen for ``device`` (the separator's) unless given."""
+        window_s = self.window_s if self.window_s is not None else float(separator_window_s or DEFAULT_WINDOW_S)
+        window_batch = self.window_batch or default_window_batch(device)
+        return replace(self, window_s=window_s, window_batch=window_batch)
 
     def frames(self, sample_rate: int) -> tuple[int, int, int]:
         """(window, hop, cross-fade) in frames at ``sample_rate`` (of resolved settings)."""
         window = max(1, round(self.window_s * sample_rate))
-        return window, max(1, round(window * (1 - self.overlap))), round(window * self.overlap)
+        if isinstance(self.overlap, str):
+            fade = round(self.overlap_s * sample_rate)
+        else:
+            fade = round(window * self.overlap)
+        fade = min(fade, window - 1)
+        return window, max(1, window - fade), fade
+
+
+def default_window_batch(device: Any) -> int:
+    """Windows separated together when ``--window-batch`` is not given: 1 on a CPU or an unknown device (a CPU is
+    no faster per sample in bigger batches), 2 on CUDA (their inversions then share one forward; not measured on
+    a GPU yet, so kept small: an unbounded forward that does not fit is split anyway)."""
+    return 2 if getattr(device, "type", str(device or "")) == "cuda" else 1
 
 
 @dataclass(frozen=True)
@@ -137,8 +189,9 @@ class PipelineOptions:
     dtype: str | None = ModelSettings.dtype
     batch_size: int | None = ModelSettings.batch_size
     window: float = WindowSettings.window_s
-    overlap: float = WindowSettings.overlap
+    overlap: float | str = WindowSettings.overlap  # seconds ("1s") or a fraction of the window (0.25, "25%")
     margin: float = WindowSettings.margin_s  # seconds around a source's tagged segments where it is still separated
+    window_batch: int | None = WindowSettings.window_batch  # windows through the separator together; None: by device
     render: str = OutputSettings.render
     # Stems checked by the tagger (check.py).
     drop_unconfirmed: bool = CheckSettings.drop_unconfirmed
@@ -158,7 +211,7 @@ class PipelineOptions:
             planning=planning,
             separation=SeparationSettings(self.inversion, self.steps, self.guidance, self.inv_prompt, self.seed),
             models=ModelSettings(self.model, self.device, self.dtype, self.batch_size),
-            windows=WindowSettings(self.window, self.overlap, self.margin),
+            windows=WindowSettings(self.window, self.overlap, self.margin, self.window_batch),
             check=CheckSettings(bool(self.drop_unconfirmed), self.rounds),
             output=OutputSettings(Path(self.out), self.format, self.bit_depth, self.render, self.overwrite),
             dry_run=bool(self.dry_run),
@@ -191,7 +244,8 @@ class RunSettings:
         return {
             "seed": separation.seed, "steps": separation.steps, "inversion": separation.inversion,
             "guidance": separation.guidance, "inv_prompt": separation.inv_prompt, "render": output.render,
-            "window_s": windows.window_s, "overlap": windows.overlap, "margin_s": windows.margin_s,
+            "window_s": windows.window_s, "overlap": windows.overlap, "overlap_s": round(windows.overlap_s, 6),
+            "margin_s": windows.margin_s, "window_batch": windows.window_batch,
             "model": models.separator, "device": models.device, "dtype": models.dtype,
             "batch_size": models.batch_size, "tagger": self.tagging.tagger if self.tagged else None,
             "planner": planning.as_dict() if self.tagged else {}, "format": output.format, "subtype": subtype,

@@ -21,6 +21,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+import autosep
+
 REPO = Path(__file__).resolve().parents[2]
 RATE = 16000
 
@@ -86,3 +88,41 @@ def test_twenty_minutes_stream_with_flat_memory(tmp_path, tiny_audioldm2_dir):
                          tmp_path / "out" / "long" / "residual.wav"))
         np.testing.assert_array_equal(stem + residual, burst)
         assert np.sqrt(np.mean(stem**2)) > 0.02 * np.sqrt(np.mean(burst**2)), f"near-silent stem at minute {minute}"
+
+
+def test_windows_batched_together_give_the_stems_of_one_window_at_a_time(tmp_path, tiny_audioldm2_dir,
+                                                                         monkeypatch):
+    import torch
+
+    from autosep.separator import ZeroSep
+
+    torch.set_num_threads(1)
+    rate = 22050
+    t = np.arange(int(4.16 * rate)) / rate  # four 1.28 s windows, 0.32 s apart from the next
+    data = np.stack([0.3 * np.sin(2 * np.pi * 330 * t), 0.2 * np.sin(2 * np.pi * 1200 * t)], axis=1)
+    sf.write(tmp_path / "mix.wav", data.astype(np.float32), rate, subtype="FLOAT")
+    calls = []
+    real = ZeroSep.separate_windows
+
+    def spy(self, waves, sources, **kwargs):
+        calls.append(len(waves))
+        return real(self, waves, sources, **kwargs)
+
+    monkeypatch.setattr(ZeroSep, "separate_windows", spy)
+    stems = {}
+    for batch in (1, 3):
+        result = autosep.separate_file(tmp_path / "mix.wav", sources=["cello", "flute"], model=str(tiny_audioldm2_dir),
+                                       steps=3, window=1.28, overlap="0.32s", window_batch=batch, device="cpu",
+                                       out=str(tmp_path / f"out{batch}"), format="wav", bit_depth="32f")
+        assert result.manifest["settings"]["window_batch"] == batch
+        assert result.manifest["work"]["windows"] == 4
+        stems[batch] = {name: result.stems[name] for name in ("cello", "flute")}
+        work = result.manifest["work"]["unet_evaluations"]
+        if batch == 1:
+            alone_work = work
+    assert calls == [1, 1, 1, 1, 3, 1]  # one window per call; then three together and the last one
+    assert work == alone_work  # the same work, in fewer sequential calls
+    for name in ("cello", "flute"):
+        scale = np.abs(stems[1][name]).max()
+        assert scale > 1e-3
+        np.testing.assert_allclose(stems[3][name], stems[1][name], rtol=0, atol=1e-4 * scale)

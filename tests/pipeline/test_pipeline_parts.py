@@ -226,3 +226,47 @@ def test_remove_partials_keeps_files_of_running_processes(tmp_path):
         path.write_bytes(b"x")
     remove_partials(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == [alive.name]
+
+
+# -- overlap as a fade length ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("given, normalised", [("1s", "1s"), (" 0.5 S ", "0.5s"), ("25%", 0.25), (0.25, 0.25),
+                                               ("0", 0.0), ("0s", "0s")])
+def test_overlap_is_seconds_or_a_fraction_of_the_window(given, normalised):
+    from autosep.pipeline.settings import WindowSettings
+
+    settings = WindowSettings(window_s=10.24, overlap=given)
+    assert settings.overlap == normalised
+    window, hop, fade = settings.frames(16000)
+    expected_fade = round(float(normalised[:-1]) * 16000) if isinstance(normalised, str) else round(window * normalised)
+    assert (window, hop, fade) == (163840, 163840 - expected_fade, expected_fade)
+
+
+@pytest.mark.parametrize("given", ["1.5", "100%", "-1s", "abc", "1 min", "nan"])
+def test_a_bad_overlap_is_a_usage_error_naming_the_option(given):
+    from autosep.errors import SettingsError
+    from autosep.pipeline.settings import WindowSettings
+
+    with pytest.raises(SettingsError, match="--overlap") as error:
+        WindowSettings(window_s=10.24, overlap=given)
+    assert error.value.option == "--overlap"
+
+
+def test_an_overlap_in_seconds_must_be_shorter_than_the_window():
+    from autosep.errors import SettingsError
+    from autosep.pipeline.settings import WindowSettings
+
+    with pytest.raises(SettingsError, match="shorter than the 2 s window"):
+        WindowSettings(window_s=2.0, overlap="2s")
+    # Against the separator's own window once it is known (Stable Audio's 47.55 s takes a 20 s fade).
+    assert WindowSettings(overlap="20s").resolved(47.55).frames(100) == (4755, 2755, 2000)
+
+
+def test_the_window_batch_defaults_to_one_on_a_cpu():
+    import torch
+
+    from autosep.pipeline.settings import WindowSettings
+
+    assert WindowSettings().resolved(10.24, torch.device("cpu")).window_batch == 1
+    assert WindowSettings().resolved(10.24, None).window_batch == 1
+    assert WindowSettings(window_batch=3).resolved(10.24, torch.device("cpu")).window_batch == 3
