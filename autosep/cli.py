@@ -1,4 +1,5 @@
-"""Command line: ``autosep [OPTIONS] INPUT...``, ``autosep tag INPUT...``, ``autosep models [list|download NAME]``.
+"""Command line: ``autosep [OPTIONS] INPUT...``, ``autosep tag INPUT...``, ``autosep models [list|download NAME]``,
+``autosep remix FOLDER --gain NAME=DB``, ``autosep web`` (the browser app, ``pip install "autosep[web]"``).
 
 Exit codes: 0 all inputs done; 1 nothing could run (bad model, no input found, output folder unusable);
 2 usage error; 3 some inputs failed and the rest were done; 130 interrupted by Ctrl-C (rerun to resume).
@@ -23,6 +24,8 @@ examples:
   autosep mix.wav -s "dog barking" -s "man speaking"
   autosep tag mix.wav                      tags and plan only (see autosep tag --help)
   autosep models list | autosep models download audioldm2
+  autosep remix separated/mix --gain "Dog=-inf"   mix the stems back with gains (see autosep remix --help)
+  autosep web                              the browser app on http://127.0.0.1:7860 (pip install "autosep[web]")
 
 exit codes: 0 done, 1 nothing could run, 2 usage error, 3 some inputs failed, 130 interrupted
 """
@@ -75,6 +78,21 @@ def build_parser() -> argparse.ArgumentParser:
     sources.add_argument("--dry-run", action="store_true", help="show the plan for every input, separate nothing")
     add_tagging_arguments(parser)  # --tagger --tagger-model --threshold --max-sources ... (shared with `autosep tag`)
 
+    add_separation_arguments(parser)
+    out = parser.add_argument_group("output")
+    out.add_argument("-o", "--out", default="separated", help="output folder (default: separated)")
+    out.add_argument("--format", choices=("wav", "flac", "ogg", "mp3"), default="wav")
+    out.add_argument("--bit-depth", choices=("16", "24", "32f"), default=None,
+                     help="default: the input's where the format allows")
+    out.add_argument("--overwrite", action="store_true",
+                     help="redo recordings that are done (otherwise they are skipped, so a batch resumes)")
+    out.add_argument("-q", "--quiet", action="store_true", help="only errors")
+    out.add_argument("-v", "--verbose", action="store_true", help="more detail")
+    return parser
+
+
+def add_separation_arguments(parser: argparse.ArgumentParser) -> None:
+    """--model --inversion --steps ... (shared with ``autosep web``, where they are the page's defaults)."""
     sep = parser.add_argument_group("separation")
     sep.add_argument("--model", default="audioldm2", help="separator model: alias, Hugging Face id or local folder")
     sep.add_argument("--inversion", choices=("ddpm", "ddim"), default="ddpm",
@@ -92,17 +110,6 @@ def build_parser() -> argparse.ArgumentParser:
     sep.add_argument("--overlap", type=_fraction, default=0.25, help="window overlap, 0.25 or 25%% (default)")
     sep.add_argument("--render", choices=("projected", "generative"), default="projected",
                      help="projected: masks on the original + residual (default); generative: raw 16 kHz output")
-
-    out = parser.add_argument_group("output")
-    out.add_argument("-o", "--out", default="separated", help="output folder (default: separated)")
-    out.add_argument("--format", choices=("wav", "flac", "ogg", "mp3"), default="wav")
-    out.add_argument("--bit-depth", choices=("16", "24", "32f"), default=None,
-                     help="default: the input's where the format allows")
-    out.add_argument("--overwrite", action="store_true",
-                     help="redo recordings that are done (otherwise they are skipped, so a batch resumes)")
-    out.add_argument("-q", "--quiet", action="store_true", help="only errors")
-    out.add_argument("-v", "--verbose", action="store_true", help="more detail")
-    return parser
 
 
 def options_from_args(args: argparse.Namespace):
@@ -239,6 +246,14 @@ def main(argv: list[str] | None = None) -> int:
         from .models_command import main as models_main
 
         return models_main(argv[1:])
+    if argv and argv[0] == "remix":
+        from .remix_command import main as remix_main
+
+        return remix_main(argv[1:])
+    if argv and argv[0] == "web":
+        from .web.command import main as web_main
+
+        return web_main(argv[1:])
     try:
         return _run(argv)
     except KeyboardInterrupt:  # during model loading or argument handling

@@ -109,6 +109,7 @@ class RecordingResult:
     sample_rate: int | None = None
     seconds: float = 0.0
     stems: Mapping[str, np.ndarray] = field(default_factory=dict)  # the Python API's stems, read on access
+    top_tags: list[dict] = field(default_factory=list)  # the tagger's strongest classes (label, mid, max_score)
 
     @property
     def ok(self) -> bool:
@@ -161,12 +162,18 @@ class Pipeline:
             raise OutputError(f"{item.path}: its output folder {folder} would fall outside {out_root}")
         return folder
 
-    def process(self, item: InputFile) -> RecordingResult:
+    def process(self, item: InputFile, plan: list | None = None, top_tags: list[dict] | None = None
+                ) -> RecordingResult:
         """Process one recording. Errors about this recording come back as a failed result; Ctrl-C propagates
-        (after removing this recording's temporary files)."""
+        (after removing this recording's temporary files).
+
+        ``plan`` (sources with ``label``, ``prompt``, ``segments``, ``mid``, ``score``, e.g. a dry run's plan
+        edited by hand) replaces tagging and planning; ``top_tags`` then goes to the manifest as the tags it
+        came from.
+        """
         started = time.perf_counter()
         try:
-            result = self._process(item, started)
+            result = self._process(item, started, plan, top_tags)
         except (AutosepError, OSError) as exc:
             message = str(exc) if isinstance(exc, AutosepError) else f"{item.path}: {exc.strerror or exc}"
             result = RecordingResult(item.path, None, "failed", message)
@@ -175,7 +182,8 @@ class Pipeline:
         result.seconds = time.perf_counter() - started
         return result
 
-    def _process(self, item: InputFile, started: float) -> RecordingResult:
+    def _process(self, item: InputFile, started: float, given_plan: list | None = None,
+                 given_top_tags: list[dict] | None = None) -> RecordingResult:
         opts = self.options
         folder = self.output_folder(item)
         manifest_path = folder / MANIFEST_NAME
@@ -188,7 +196,7 @@ class Pipeline:
                     f"{item.path}: {folder} already holds the results for another input ({previous_input}); "
                     "use a different --out, or --overwrite to replace them"
                 )
-            if not opts.overwrite:
+            if not opts.overwrite and given_plan is None:
                 return RecordingResult(item.path, folder, "skipped", "already done (manifest.json exists)",
                                        plan=_plan_from_manifest(previous), manifest=previous,
                                        files=_files_from_manifest(folder, previous),
@@ -211,7 +219,9 @@ class Pipeline:
             t0 = time.perf_counter()
             self.progress.stage("tagging" if self.tagger is not None and opts.sources is None else "reading")
             self._tag_notes = []
-            plan, top_tags, peak, non_finite = self._plan(reader)
+            plan, top_tags, peak, non_finite = self._plan(reader, given_plan)
+            if given_plan is not None:
+                top_tags = list(given_top_tags or [])
             timings["scan_and_tag"] = time.perf_counter() - t0
             warnings.extend(f"{item.path}: {note}" for note in dict.fromkeys(self._tag_notes))
             if non_finite:
@@ -225,7 +235,7 @@ class Pipeline:
             for warning in warnings:
                 self.progress.warn(warning)
             if opts.dry_run:
-                return RecordingResult(item.path, folder, "planned", plan=plan, warnings=warnings)
+                return RecordingResult(item.path, folder, "planned", plan=plan, warnings=warnings, top_tags=top_tags)
 
             folder.mkdir(parents=True, exist_ok=True)
             remove_partials(folder)
@@ -265,13 +275,14 @@ class Pipeline:
                 "unet_evaluations": separation.unet_evaluations}
         manifest = build_manifest(
             reader=reader, input_given=item.given, non_finite=non_finite, peak=peak, tagger=self.tagger,
-            separator=self.separator, plan=plan, source_mode="given" if opts.sources is not None else "tagged",
+            separator=self.separator, plan=plan,
+            source_mode="edited" if given_plan is not None else "given" if opts.sources is not None else "tagged",
             settings=self._settings(subtype), work=work, stems=stems_info, residual=residual_info, windows=window_log,
             timings=timings, warnings=warnings, top_tags=top_tags,
         )
         write_json(manifest_path, manifest)
         return RecordingResult(item.path, folder, "done", plan=plan, manifest=manifest, files=files,
-                               warnings=warnings, sample_rate=out_rate)
+                               warnings=warnings, sample_rate=out_rate, top_tags=top_tags)
 
     def _output_shape(self, reader: AudioReader) -> tuple[int, int]:
         if self.options.render == "generative":
@@ -294,15 +305,16 @@ class Pipeline:
 
     # -- tagging and planning --------------------------------------------------------------------------------------
 
-    def _plan(self, reader: AudioReader) -> tuple[list, list[dict], float, int]:
-        """One streaming pass over the file: peak, NaN count and (unless sources were given) tags per block.
+    def _plan(self, reader: AudioReader, given_plan: list | None = None) -> tuple[list, list[dict], float, int]:
+        """One streaming pass over the file: peak, NaN count and (unless sources or a plan were given) tags per
+        block.
 
         The tagger sees blocks of about TAG_BLOCK_S, each extended by (tagger window - hop) so its windows
         continue the same grid across block boundaries, as if it had scored the whole file at once.
         """
         opts = self.options
         rate = reader.sample_rate
-        tagging = self.tagger is not None and opts.sources is None
+        tagging = self.tagger is not None and opts.sources is None and given_plan is None
         window_s = float(getattr(self.tagger, "window_seconds", 10.0) or 10.0)
         hop_s = float(getattr(self.tagger, "hop_seconds", None) or window_s / 2)
         hop = max(1, round(hop_s * rate))
@@ -324,6 +336,13 @@ class Pipeline:
             tagged.append((start / rate, self.tagger.tag(samples, rate)))
 
         result = scan(reader, block, tag_block)
+        if given_plan is not None:  # sources chosen beforehand: segments clipped to this recording
+            plan = []
+            for source in given_plan:
+                segments = [(max(0.0, float(a)), min(reader.duration, float(b))) for a, b in source.segments]
+                plan.append(GivenSource(label=source.label, prompt=source.prompt, mid=source.mid, score=source.score,
+                                        segments=[(a, b) for a, b in segments if b > a]))
+            return plan, [], result.peak, result.non_finite
         if opts.sources is not None:
             everywhere = [(0.0, reader.duration)]
             prompts = list(dict.fromkeys(s.strip() for s in opts.sources if s.strip()))  # drop repeats, keep order
