@@ -10,10 +10,10 @@ __version__ = "0.1.0"
 __all__ = ["AutoSep", "separate_file", "PipelineOptions", "RecordingResult", "__version__"]
 
 _LAZY = {
-    "AutoSep": ("autosep.api", "AutoSep"),
-    "separate_file": ("autosep.api", "separate_file"),
-    "PipelineOptions": ("autosep.pipeline", "PipelineOptions"),
-    "RecordingResult": ("autosep.pipeline", "RecordingResult"),
+    "AutoSep": ("autosep.pipeline.api", "AutoSep"),
+    "separate_file": ("autosep.pipeline.api", "separate_file"),
+    "PipelineOptions": ("autosep.pipeline.recording", "PipelineOptions"),
+    "RecordingResult": ("autosep.pipeline.recording", "RecordingResult"),
 }
 
 

@@ -11,8 +11,8 @@ import argparse
 import logging
 import sys
 
-from .batch import EXIT_INTERRUPTED, EXIT_USAGE, BatchOutcome, run_batch
-from .progress import LogProgress, Progress, RichProgress
+from .pipeline.batch import EXIT_INTERRUPTED, EXIT_USAGE, BatchOutcome, run_batch
+from .pipeline.progress import LogProgress, Progress, RichProgress
 
 log = logging.getLogger("autosep")
 
@@ -64,7 +64,7 @@ def _positive_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .taggers.command import add_tagging_arguments
+    from .tag_command import add_tagging_arguments
 
     parser = argparse.ArgumentParser(
         prog="autosep", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_EPILOG,
@@ -113,8 +113,8 @@ def add_separation_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def options_from_args(args: argparse.Namespace):
-    from .pipeline import PipelineOptions
-    from .taggers.command import planner_options
+    from .pipeline.recording import PipelineOptions
+    from .tag_command import planner_options
 
     return PipelineOptions(
         sources=args.sources, tagger=args.tagger, tagger_model=getattr(args, "tagger_model", None),
@@ -239,7 +239,7 @@ def _print_plans(outcome: BatchOutcome, console) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "tag":
-        from .taggers.command import main as tag_main
+        from .tag_command import main as tag_main
 
         return tag_main(argv[1:])
     if argv and argv[0] == "models":

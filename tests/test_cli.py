@@ -287,7 +287,7 @@ def test_nothing_found_or_unwritable_output_exit_1(tmp_path, capsys):
 
 
 def test_inputs_are_checked_before_any_model_loads(tmp_path, capsys, monkeypatch):
-    from autosep import batch
+    from autosep.pipeline import batch
 
     real_load = batch.Pipeline.load
     monkeypatch.setattr(batch.Pipeline, "load", lambda *a, **k: pytest.fail("a model was loaded"))
@@ -332,7 +332,7 @@ def test_python_api_returns_stems_plan_and_manifest(tmp_path, tiny_audioldm2_dir
                                                                  "out": str(tmp_path / "gen")})
     assert generative.sample_rate == 16000 and set(generative.stems) == {"dog barking", "a man speaking"}
     assert all(s.shape == (round(len(data) * 16000 / 22050), 1) for s in generative.stems.values())
-    with pytest.raises(autosep.api.AutosepError, match="no such file"):
+    with pytest.raises(autosep.errors.AutosepError, match="no such file"):
         autosep.separate_file(tmp_path / "nope.wav", **options)
 
 

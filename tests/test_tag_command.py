@@ -11,8 +11,8 @@ import pytest
 import soundfile as sf
 
 from autosep.cli import main as cli_main
-from autosep.inputs import collect_inputs
-from autosep.taggers.command import add_tagging_arguments, main, planner_options
+from autosep.pipeline.inputs import collect_inputs
+from autosep.tag_command import add_tagging_arguments, main, planner_options
 
 
 @pytest.fixture
@@ -101,7 +101,7 @@ def test_nothing_could_run(tmp_path, capsys, tiny_cnn14_checkpoint):
 
 
 def test_no_existing_input_exits_1_without_loading_the_tagger(tmp_path, capsys, monkeypatch):
-    from autosep.taggers import command
+    from autosep import tag_command as command
 
     monkeypatch.setattr(command, "load_tagger", lambda *a, **k: pytest.fail("the tagger was loaded"))
     empty = tmp_path / "empty"
@@ -114,7 +114,7 @@ def test_no_existing_input_exits_1_without_loading_the_tagger(tmp_path, capsys, 
 
 def test_missing_inputs_are_named_before_the_tagger_loads_once(recordings, tiny_cnn14_checkpoint, tmp_path,
                                                                capsys, monkeypatch):
-    from autosep.taggers import command
+    from autosep import tag_command as command
 
     real_load = command.load_tagger
     stderr_when_loading = []

@@ -160,7 +160,7 @@ class ZeroSep:
         if sample_rate is not None and int(sample_rate) != self.sample_rate:
             raise ValueError(
                 f"the separator works at {self.sample_rate} Hz but got {sample_rate} Hz audio: resample it first "
-                f"(autosep.audio.resample(wave, {sample_rate}, {self.sample_rate}))"
+                f"(autosep.frames.resample(wave, {sample_rate}, {self.sample_rate}))"
             )
         if isinstance(wave, np.ndarray):
             wave = torch.from_numpy(np.ascontiguousarray(wave))

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..audio import resample
+from ..frames import resample
 
 
 @dataclass

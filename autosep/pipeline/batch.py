@@ -11,13 +11,13 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import AutosepError
+from ..errors import AutosepError
 from .inputs import InputFile, collect_inputs
 from .manifest import MANIFEST_NAME
 from .naming import is_inside
-from .pipeline import Pipeline, PipelineOptions, RecordingResult
+from .recording import Pipeline, PipelineOptions, RecordingResult
 from .progress import Progress
-from .writer import read_json
+from .write import read_json
 
 EXIT_OK, EXIT_NOTHING_RAN, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 

@@ -17,7 +17,7 @@ from autosep.errors import DownloadError, ModelNotAvailableError
 from autosep.taggers import load_tagger
 from autosep.taggers import panns
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 # Run in a fresh interpreter with an empty HOME: os.system("wget ...") and any socket use abort it.
 GUARDED_SCRIPT = textwrap.dedent("""

@@ -15,13 +15,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ..audio import load_audio
-from ..errors import AutosepError
-from ..inputs import collect_inputs
-from . import DEFAULT_TAGGER, TAGGER_NAMES, load_tagger
-from .base import Tagger, TagResult
-from .planner import DEFAULT_MAX_SOURCES, PlannedSource, describe_label, parse_hierarchy, plan_sources
-from .prompts import load_prompt_overrides
+from .pipeline.reading import load_audio
+from .errors import AutosepError
+from .pipeline.inputs import collect_inputs
+from .taggers import DEFAULT_TAGGER, TAGGER_NAMES, load_tagger
+from .taggers.base import Tagger, TagResult
+from .taggers.planner import DEFAULT_MAX_SOURCES, PlannedSource, describe_label, parse_hierarchy, plan_sources
+from .taggers.prompts import load_prompt_overrides
 
 EXIT_OK, EXIT_NOTHING_RAN, EXIT_USAGE, EXIT_SOME_FAILED = 0, 1, 2, 3
 

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from autosep.inputs import collect_inputs
-from autosep.naming import slugify, unique_slugs
-from autosep.render import project
-from autosep.windows import CrossFade, OverlapAdd, plan_windows
-from autosep.writer import OutputError, StemWriter, check_output_format, choose_subtype
+from autosep.pipeline.inputs import collect_inputs
+from autosep.pipeline.naming import slugify, unique_slugs
+from autosep.pipeline.render import project
+from autosep.pipeline.windows import CrossFade, OverlapAdd, plan_windows
+from autosep.pipeline.write import OutputError, StemWriter, check_output_format, choose_subtype
 
 
 # -- slugs ---------------------------------------------------------------------------------------------------------
@@ -161,7 +161,7 @@ def test_stem_writer_is_atomic_and_counts_clipping(tmp_path):
 
 
 def test_manifest_records_the_hub_snapshot_a_model_came_from():
-    from autosep.manifest import hub_revision
+    from autosep.pipeline.manifest import hub_revision
 
     snapshot = "/home/u/.cache/huggingface/hub/models--cvssp--audioldm2/snapshots/" + "0123456789abcdef" * 2 + "01234567"
     assert hub_revision(None, snapshot + "/unet") == "0123456789abcdef0123456789abcdef01234567"
@@ -173,7 +173,7 @@ def test_remove_partials_keeps_files_of_running_processes(tmp_path):
     import subprocess
     import sys
 
-    from autosep.writer import remove_partials
+    from autosep.pipeline.write import remove_partials
 
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     stale = tmp_path / f".dog.wav.partial-{gone.stdout.strip()}-abcd1234"

@@ -1,7 +1,7 @@
 """Random-access reading of a recording in blocks, so long files never sit in memory whole.
 
 Files libsndfile can open (wav, flac, ogg, mp3, aiff...) are read block by block from disk. Everything else
-(m4a, opus in mp4, video soundtracks) is decoded whole by :func:`autosep.audio.load_audio` through PyAV; memory
+(m4a, opus in mp4, video soundtracks) is decoded whole by :func:`autosep.frames.load_audio` through PyAV; memory
 then grows with the length of those files only. NaN and infinite samples are replaced by 0 as they are read
 (and counted by :func:`scan`), so every later stage sees finite audio.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from .audio import AudioDecodeError, load_audio
+from ..frames import AudioDecodeError, load_audio
 
 SILENCE_PEAK = 1e-4  # -80 dBFS: a recording, window or stem whose peak stays below this counts as silence
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from autosep.inputs import collect_inputs
-from autosep.pipeline import GivenSource, Pipeline, PipelineOptions
+from autosep.pipeline.inputs import collect_inputs
+from autosep.pipeline.recording import GivenSource, Pipeline, PipelineOptions
 
 
 class BandSeparatorDouble:
@@ -177,7 +177,7 @@ def test_ctrl_c_leaves_no_final_named_partial_files_and_rerun_resumes(tmp_path):
 
 
 def test_batch_ignores_its_own_output_inside_the_input_folder(tmp_path):
-    from autosep.batch import run_batch
+    from autosep.pipeline.batch import run_batch
 
     _write(tmp_path / "in" / "mix.wav", seconds=1.0)
     options = PipelineOptions(sources=["low hum"], window=1.0, out=str(tmp_path / "in" / "stems"))
@@ -230,7 +230,7 @@ class BandTaggerDouble:
 
 
 def test_tagged_sources_are_separated_only_where_the_planner_found_them(tmp_path, monkeypatch):
-    import autosep.pipeline as pipeline_module
+    import autosep.pipeline.recording as pipeline_module
 
     monkeypatch.setattr(pipeline_module, "TAG_BLOCK_S", 30.0)  # several tagging blocks in a 100 s file
     rate = 16000
@@ -337,7 +337,7 @@ def test_projected_integer_stems_that_clip_are_counted_and_flagged(tmp_path):
 def test_an_unexpected_error_in_one_recording_fails_it_and_the_batch_goes_on(tmp_path):
     # Models and decoders fail in more ways than RuntimeError/ValueError (IndexError, MemoryError on a huge
     # decode...): the recording is reported with its name, the next one is still processed (exit 3).
-    from autosep.batch import run_batch
+    from autosep.pipeline.batch import run_batch
 
     class FailsAfterFirst(BandSeparatorDouble):
         def separate_detailed(self, wave, sources, **kwargs):
@@ -359,7 +359,7 @@ def test_open_set_tags_from_several_blocks_are_matched_by_phrase(tmp_path, monke
     # The audio-LM tagger names its own phrases, so each tagging block has its own columns. Blocks must be
     # joined by phrase: stacking them by position failed the recording (different column counts) or gave one
     # block's phrase another block's scores.
-    import autosep.pipeline as pipeline_module
+    import autosep.pipeline.recording as pipeline_module
     from autosep.taggers.base import Tagger, TagResult
 
     class OpenSetTaggerDouble(Tagger):
@@ -422,7 +422,7 @@ def test_overwrite_replaces_results_that_belong_to_another_input(tmp_path):
 def test_stems_written_into_the_input_folder_are_not_read_back_as_inputs(tmp_path):
     # autosep music/ -o music/ puts music/mix/<stems> beside music/mix.wav; a rerun (to resume) must skip mix.wav
     # and not separate its own stems (which then nested deeper on every rerun).
-    from autosep.batch import run_batch
+    from autosep.pipeline.batch import run_batch
 
     _write(tmp_path / "in" / "mix.wav", seconds=1.0)
     options = PipelineOptions(sources=["low hum"], window=1.0, out=str(tmp_path / "in"))

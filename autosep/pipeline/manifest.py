@@ -22,7 +22,7 @@ def package_versions() -> dict[str, str]:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             if name == "autosep":
-                from . import __version__
+                from .. import __version__
 
                 versions[name] = __version__
     return versions

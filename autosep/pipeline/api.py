@@ -14,8 +14,8 @@ import numpy as np
 import soundfile as sf
 
 from .batch import run_batch
-from .errors import AutosepError
-from .pipeline import Pipeline, PipelineOptions, RecordingResult
+from ..errors import AutosepError
+from .recording import Pipeline, PipelineOptions, RecordingResult
 
 
 class StemFiles(Mapping):

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 RATE = 16000
 
 CHILD = textwrap.dedent("""

@@ -17,7 +17,7 @@ import math
 import numpy as np
 import torch
 
-from .audio import resample
+from ..frames import resample
 from .windows import fit_length
 
 RENDER_MODES = ("projected", "generative")

@@ -18,15 +18,15 @@ from typing import Any
 
 import numpy as np
 
-from .errors import AutosepError
+from ..errors import AutosepError
 from .inputs import InputFile
 from .manifest import MANIFEST_NAME, build_manifest
 from .naming import RESIDUAL, is_inside, unique_slugs
 from .progress import Progress
-from .reader import SILENCE_PEAK, AudioReader, open_audio, scan
+from .reading import SILENCE_PEAK, AudioReader, open_audio, scan
 from .render import RENDER_MODES
-from .windowed import WindowedSeparation
-from .writer import OutputError, check_output_format, choose_subtype, read_json, remove_partials, write_json
+from .separate import WindowedSeparation
+from .write import OutputError, check_output_format, choose_subtype, read_json, remove_partials, write_json
 
 MIN_DURATION_S = 0.1
 TAG_BLOCK_S = 60.0  # the tagger sees the recording in blocks this long, so tagging memory stays flat too
@@ -140,13 +140,13 @@ class Pipeline:
         progress = progress or Progress()
         tagger = separator = None
         if options.sources is None:
-            from .taggers import load_tagger
+            from ..taggers import load_tagger
 
             progress.stage(f"loading tagger {options.tagger}")
             tagger = load_tagger(options.tagger, model=options.tagger_model, device=options.device,
                                  vocab=options.vocab)
         if not options.dry_run:
-            from .separator import ZeroSep
+            from ..separator import ZeroSep
 
             progress.stage(f"loading separator {options.model}")
             separator = ZeroSep.from_pretrained(options.model, device=options.device, dtype=options.dtype,
@@ -350,7 +350,7 @@ class Pipeline:
             return plan, [], result.peak, result.non_finite
         if not tagged or result.peak < SILENCE_PEAK:
             return [], [], result.peak, result.non_finite
-        from .taggers import describe_label, plan_sources
+        from ..taggers import describe_label, plan_sources
 
         for _, tag_result in tagged:  # the tagger's own warnings (e.g. an audio-LM answer it could not parse)
             self._tag_notes.extend(getattr(tag_result, "notes", None) or [])

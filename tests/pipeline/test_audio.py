@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from autosep.audio import AudioDecodeError, load_audio, resample
+from autosep.frames import AudioDecodeError, load_audio, resample
 
 
 def _tone(seconds=0.5, rate=44100, channels=2):

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio import resample
+from ..frames import resample
 from .progress import Progress
-from .reader import SILENCE_PEAK, AudioReader
+from .reading import SILENCE_PEAK, AudioReader
 from .render import project
 from .windows import OverlapAdd, Window, fit_length, plan_windows, scale_windows
-from .writer import StemWriter
+from .write import StemWriter
 
 
 class WindowedSeparation:

@@ -1,0 +1,31 @@
+"""The per-recording flow and everything only it uses: audio -> tags -> plan -> stems -> files.
+
+Modules, in the order a recording meets them: ``inputs`` (INPUT arguments to files), ``reading`` (block reads),
+``recording`` (one recording, step by step), ``windows`` (window grid, cross-fade, overlap-add), ``separate``
+(the per-window separation loop), ``render`` (projected / generative stems), ``write`` (atomic stem and JSON
+writers), ``manifest`` (the record of what was done), ``batch`` (many recordings, models loaded once),
+``progress`` (hooks and displays) and ``api`` (``autosep.AutoSep``). Names are imported on first use, so
+``import autosep.pipeline`` stays light.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_LAZY = {
+    "AutoSep": "api", "separate_file": "api",
+    "Pipeline": "recording", "PipelineOptions": "recording", "RecordingResult": "recording",
+    "BatchOutcome": "batch", "run_batch": "batch",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
