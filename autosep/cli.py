@@ -22,6 +22,7 @@ examples:
   autosep recordings/ -o stems --format flac
   autosep "field/*.wav" --dry-run          show the planned sources, separate nothing
   autosep mix.wav -s "dog barking" -s "man speaking"
+  autosep mix.wav --remove "dog barking"   also write separated/mix/remix.wav without the dog
   autosep tag mix.wav                      tags and plan only (see autosep tag --help)
   autosep models list | autosep models download audioldm2
   autosep remix separated/mix --gain "Dog=-inf"   mix the stems back with gains (see autosep remix --help)
@@ -86,6 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="default: the input's where the format allows")
     out.add_argument("--overwrite", action="store_true",
                      help="redo recordings that are done (otherwise they are skipped, so a batch resumes)")
+    mix = out.add_mutually_exclusive_group()
+    mix.add_argument("--keep", action="append", metavar="SOURCE",
+                     help="also write remix.<format> with only this source (repeatable; name, prompt or stem file name)")
+    mix.add_argument("--remove", action="append", metavar="SOURCE",
+                     help="also write remix.<format> without this source (repeatable; \"residual\" too)")
     out.add_argument("-q", "--quiet", action="store_true", help="only errors")
     out.add_argument("-v", "--verbose", action="store_true", help="more detail")
     return parser
@@ -123,6 +129,7 @@ def options_from_args(args: argparse.Namespace):
         inv_prompt=args.inv_prompt, seed=args.seed, device=args.device, dtype=args.dtype,
         batch_size=args.batch_size, window=args.window, overlap=args.overlap, render=args.render,
         out=args.out, format=args.format, bit_depth=args.bit_depth, overwrite=args.overwrite,
+        keep=getattr(args, "keep", None), remove=getattr(args, "remove", None),
     )
 
 

@@ -66,6 +66,10 @@ class PipelineOptions:
     format: str = "wav"
     bit_depth: str | None = None
     overwrite: bool = False
+    # Remix written beside the stems (remix.<format>): only these sources, or all but these (names, prompts or
+    # stem file names; "residual" too).
+    keep: list[str] | None = None
+    remove: list[str] | None = None
 
     def validate(self) -> None:
         if self.window <= 0:
@@ -83,6 +87,11 @@ class PipelineOptions:
         if self.sources is not None and not [s for s in self.sources if s.strip()]:
             raise AutosepError("--source needs a non-empty prompt")
         choose_subtype(self.format, self.bit_depth, None)  # raises for impossible format/bit-depth pairs
+        if self.keep is not None and self.remove is not None:
+            raise AutosepError("--keep and --remove exclude each other: keep some sources, or remove some")
+        for flag, names in (("--keep", self.keep), ("--remove", self.remove)):
+            if names is not None and not [n for n in names if str(n).strip()]:
+                raise AutosepError(f"{flag} needs a source name")
 
 
 @dataclass
@@ -174,6 +183,8 @@ class Pipeline:
         started = time.perf_counter()
         try:
             result = self._process(item, started, plan, top_tags)
+            if result.status in ("done", "skipped") and (self.options.keep or self.options.remove) and result.files:
+                self._remix(result)
         except (AutosepError, OSError) as exc:
             message = str(exc) if isinstance(exc, AutosepError) else f"{item.path}: {exc.strerror or exc}"
             result = RecordingResult(item.path, None, "failed", message)
@@ -240,6 +251,7 @@ class Pipeline:
             folder.mkdir(parents=True, exist_ok=True)
             remove_partials(folder)
             stale = set(_files_from_manifest(folder, previous).values()) if previous else set()
+            stale |= _remix_from_manifest(folder, previous)  # made of the old stems: never left beside new ones
             manifest_path.unlink(missing_ok=True)  # from here on the folder is not "done" until the new manifest
 
             t0 = time.perf_counter()
@@ -283,6 +295,31 @@ class Pipeline:
         write_json(manifest_path, manifest)
         return RecordingResult(item.path, folder, "done", plan=plan, manifest=manifest, files=files,
                                warnings=warnings, sample_rate=out_rate, top_tags=top_tags)
+
+    def _remix(self, result: RecordingResult) -> None:
+        """``--keep``/``--remove``: write remix.<format> beside the stems and record it in the manifest."""
+        from .remix import REMIX, UnknownStemError, open_result, remix
+
+        opts = self.options
+        assert result.output is not None
+        stems = open_result(result.output)
+        try:
+            named = {stems.find(str(name)).name for name in (opts.keep or opts.remove or []) if str(name).strip()}
+        except UnknownStemError as exc:
+            raise UnknownStemError(f"{result.input}: {exc}; the stems are written, rerun with a valid name to write "
+                                   "only the remix") from None
+        if opts.keep:
+            gains = {stem.name: (0.0 if stem.name in named else -math.inf) for stem in stems.stems}
+        else:
+            gains = {stem.name: (-math.inf if stem.name in named else 0.0) for stem in stems.stems}
+        mixed = remix(stems, gains, result.output / f"{REMIX}.{opts.format.lower()}", bit_depth=opts.bit_depth)
+        for warning in mixed.warnings:
+            self.progress.warn(warning)
+        result.warnings.extend(mixed.warnings)
+        manifest = dict(stems.manifest)
+        manifest["remix"] = {**mixed.to_dict(), "keep" if opts.keep else "remove": sorted(named)}
+        write_json(result.output / MANIFEST_NAME, manifest)
+        result.manifest = manifest
 
     def _output_shape(self, reader: AudioReader) -> tuple[int, int]:
         if self.options.render == "generative":
@@ -396,6 +433,11 @@ def _files_from_manifest(folder: Path, manifest: dict | None) -> dict[str, Path]
     if isinstance(residual, dict) and residual.get("file"):
         files[RESIDUAL] = folder / Path(str(residual["file"])).name
     return files
+
+
+def _remix_from_manifest(folder: Path, manifest: dict | None) -> set[Path]:
+    entry = (manifest or {}).get("remix")
+    return {folder / Path(str(entry["file"])).name} if isinstance(entry, dict) and entry.get("file") else set()
 
 
 def _plan_from_manifest(manifest: dict) -> list[GivenSource]:

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import gradio as gr
 
-from ..audio import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS
+from ..frames import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS
 from ..errors import AutosepError
-from ..naming import RESIDUAL
+from ..pipeline.naming import RESIDUAL
 from ..separator import KNOWN_MODELS as SEPARATOR_MODELS
 from .engine import Engine, Session, SourceRow
 

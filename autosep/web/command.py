@@ -26,7 +26,7 @@ needs the web extra: pip install "autosep[web]"
 
 def build_parser() -> argparse.ArgumentParser:
     from ..cli import _positive_float, add_separation_arguments
-    from ..taggers.command import add_tagging_arguments
+    from ..tag_command import add_tagging_arguments
 
     parser = argparse.ArgumentParser(prog="autosep web", formatter_class=argparse.RawDescriptionHelpFormatter,
                                      description="Start the autosep browser app (Gradio).", epilog=_EPILOG)

@@ -22,13 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import AutosepError
-from ..inputs import InputFile
-from ..manifest import MANIFEST_NAME
-from ..naming import RESIDUAL, slugify
-from ..pipeline import GivenSource, Pipeline, PipelineOptions, RecordingResult
-from ..progress import Progress
-from ..reader import open_audio
-from ..remix import REMIX, RemixResult, open_result, remix
+from ..pipeline.inputs import InputFile
+from ..pipeline.manifest import MANIFEST_NAME
+from ..pipeline.naming import RESIDUAL, slugify
+from ..pipeline.reading import open_audio
+from ..pipeline.recording import GivenSource, Pipeline, PipelineOptions, RecordingResult
+from ..pipeline.progress import Progress
+from ..pipeline.remix import REMIX, RemixResult, open_result, remix
 
 Report = Callable[[float | None, str], None]  # (fraction done or None, what is happening)
 

@@ -6,8 +6,8 @@ the remix *is* the input: bit for bit for 16/24-bit PCM (the sum of integer samp
 lands on the same grid), and ``-inf`` on a source removes exactly that stem. Samples beyond full scale are
 clipped for integer formats and always counted and reported, never silent.
 
-Names are those of the manifest (``sources[].name``, e.g. "Dog", and ``residual``) or the stem file names
-without extension (``dog``); matching ignores case. An unknown name raises :class:`UnknownStemError` listing
+Names are those of the manifest (``sources[].name``, e.g. "Dog", and ``residual``), the stem file names without
+extension (``dog``) or the separator prompts (``c_rev``, "dog barking"); matching ignores case. An unknown name raises :class:`UnknownStemError` listing
 the valid ones.
 """
 
@@ -23,12 +23,11 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from .errors import AutosepError
+from ..errors import AutosepError
 from .manifest import MANIFEST_NAME
-from .naming import RESIDUAL
-from .writer import FORMATS, OutputError, StemWriter, check_output_format, choose_subtype, read_json
+from .naming import REMIX, RESIDUAL
+from .write import FORMATS, OutputError, StemWriter, check_output_format, choose_subtype, read_json
 
-REMIX = "remix"  # the main command's --keep/--remove write remix.<ext> beside the stems
 BLOCK_FRAMES = 1 << 18  # about 6 s at 44.1 kHz per read: memory stays flat for any length
 
 _GAIN = re.compile(r"^\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+)|[+-]?inf)\s*(?:db)?\s*$", re.IGNORECASE)
@@ -69,6 +68,7 @@ def db_to_linear(db: float) -> float:
 class Stem:
     name: str  # as in the manifest ("Dog", "residual")
     path: Path
+    prompt: str | None = None  # the separator prompt (c_rev), e.g. "dog barking"
 
     @property
     def key(self) -> str:  # the file name without extension ("dog")
@@ -101,6 +101,9 @@ class ResultFolder:
         for stem in self.stems:
             if stem.key.casefold() == wanted:
                 return stem
+        for stem in self.stems:
+            if stem.prompt and stem.prompt.casefold() == wanted:
+                return stem
         raise UnknownStemError(f"{self.folder}: no stem named {name!r}; valid names: {self.describe_names()}")
 
 
@@ -114,18 +117,19 @@ def open_result(folder: str | os.PathLike) -> ResultFolder:
         raise RemixError(f"{folder}: no readable {MANIFEST_NAME}, so not a finished autosep result; "
                          "run autosep on the recording first (or rerun it to finish an interrupted run)")
     stems: list[Stem] = []
-    entries = [(str(e.get("name")), e.get("file")) for e in manifest.get("sources") or [] if isinstance(e, dict)]
+    entries = [(str(e.get("name")), e.get("file"), e.get("c_rev")) for e in manifest.get("sources") or []
+               if isinstance(e, dict)]
     residual = manifest.get("residual")
     if isinstance(residual, dict):
-        entries.append((RESIDUAL, residual.get("file")))
-    for name, file in entries:
+        entries.append((RESIDUAL, residual.get("file"), None))
+    for name, file, prompt in entries:
         if not file:
             continue
         path = folder / Path(str(file)).name  # never trust a path in the manifest
         if not path.is_file():
             raise RemixError(f"{path}: listed in {folder / MANIFEST_NAME} but missing; rerun autosep with "
                              "--overwrite to write the stems again")
-        stems.append(Stem(name, path))
+        stems.append(Stem(name, path, str(prompt) if prompt else None))
     if not stems:
         raise RemixError(f"{folder}: the recording has no stems (no sources were found), nothing to remix")
     return ResultFolder(folder, manifest, stems)
