@@ -144,10 +144,10 @@ def build_app(engine: Engine, session_root: Path) -> gr.Blocks:
             with gr.Row(visible=False) as slot:
                 slots.append(slot)
                 players.append(gr.Audio(type="filepath", interactive=False, label=f"stem {index + 1}",
-                                        elem_id=f"stem-{index}", scale=1))
+                                        elem_id=f"stem-{index}", scale=1, buttons=["download"]))
                 pictures.append(gr.Image(type="filepath", interactive=False, label="mel spectrogram", scale=2,
-                                         elem_id=f"mel-{index}"))
-        archive = gr.File(label="All stems + manifest (zip)", interactive=False, elem_id="archive")
+                                         elem_id=f"mel-{index}", buttons=["download", "fullscreen"]))
+        archive = gr.File(label="All stems + manifest (zip)", interactive=False, elem_id="archive", visible=False)
 
         gr.Markdown(f"## 3. Remix\nA gain per stem; {MUTE_DB:.0f} dB removes the stem. With every gain at 0 dB "
                     "the remix is the input itself.")
@@ -155,8 +155,9 @@ def build_app(engine: Engine, session_root: Path) -> gr.Blocks:
                              visible=False, elem_id=f"gain-{index}") for index in range(MAX_STEMS)]
         remix_button = gr.Button("3. Remix", variant="primary", elem_id="remix")
         remix_status = gr.Markdown(elem_id="remix-status")
-        remix_player = gr.Audio(type="filepath", interactive=False, label="remix", elem_id="remix-player")
-        remix_file = gr.File(label="Remix download", interactive=False, elem_id="remix-file")
+        remix_player = gr.Audio(type="filepath", interactive=False, label="remix", elem_id="remix-player",
+                                buttons=["download"], visible=False)
+        remix_file = gr.File(label="Remix download", interactive=False, elem_id="remix-file", visible=False)
 
         # -- handlers ----------------------------------------------------------------------------------------
 
@@ -228,7 +229,8 @@ def build_app(engine: Engine, session_root: Path) -> gr.Blocks:
             gains = [gr.update(visible=i < len(names), value=0.0,
                                label=f"{names[i]} (dB)" if i < len(names) else f"stem {i + 1} (dB)")
                      for i in range(MAX_STEMS)]
-            return (names, "\n".join(lines), *updates, *audio, *images, str(done.archive), *gains, None, None, "")
+            return (names, "\n".join(lines), *updates, *audio, *images, gr.update(value=str(done.archive), visible=True),
+                    *gains, gr.update(value=None, visible=False), gr.update(value=None, visible=False), "")
 
         separate_button.click(
             separate,
@@ -246,7 +248,8 @@ def build_app(engine: Engine, session_root: Path) -> gr.Blocks:
             changed = [f"{n} {'off' if g == -math.inf else f'{g:+g} dB'}" for n, g in result.gains_db.items() if g != 0]
             lines = [f"**Remix**: {', '.join(changed) or 'every stem at 0 dB (the input itself)'}"]
             lines += [f"- {session.tell(w)}" for w in result.warnings]
-            return "\n".join(lines), str(result.path), str(result.path)
+            return ("\n".join(lines), gr.update(value=str(result.path), visible=True),
+                    gr.update(value=str(result.path), visible=True))
 
         remix_button.click(do_remix, [session_state, names_state, *sliders], [remix_status, remix_player, remix_file],
                            api_name="remix", concurrency_limit=1)

@@ -61,13 +61,10 @@ def main(argv: list[str]) -> int:
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="autosep: %(message)s")
     logging.getLogger("huggingface_hub").propagate = False
-    from ..cli import options_from_args
     from ..errors import AutosepError
 
-    args.sources, args.dry_run, args.out, args.overwrite = None, False, "separated", True
     try:
-        options = options_from_args(args)
-        options.validate()
+        options = options_for(args)
     except (AutosepError, ValueError) as exc:
         print(f"autosep web: error: {exc}", file=sys.stderr)
         return 2
@@ -94,6 +91,17 @@ def main(argv: list[str]) -> int:
         return 0
     server.close()
     return 0
+
+
+def options_for(args: argparse.Namespace):
+    """The page's defaults: the main command's options as parsed here (no inputs, output per session)."""
+    from ..cli import options_from_args
+
+    args.sources, args.dry_run, args.out, args.overwrite = None, False, "separated", True
+    args.keep = args.remove = None
+    options = options_from_args(args)
+    options.validate()
+    return options
 
 
 class Server:

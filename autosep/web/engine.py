@@ -283,8 +283,7 @@ class Engine:
         report(1.0, "drawing spectrograms")
         session.runs += 1
         pictures = session.folder / "spectrograms" / f"run-{session.runs}"
-        pictures.mkdir(parents=True, exist_ok=True)
-        spectrograms = {name: mel_image(path, pictures / f"{path.stem}.png") for name, path in result.files.items()}
+        spectrograms = mel_images(result.files, pictures)
         archive = self._archive(session, result)
         session.separated = Separated(result.output, dict(result.files), spectrograms, archive,
                                       result.manifest or {}, [session.tell(w) for w in result.warnings])
@@ -329,8 +328,11 @@ def _clock(seconds: float) -> str:
         else f"{seconds // 60}:{seconds % 60:02d}"
 
 
-def mel_image(audio: Path, target: Path, width_px: int = 900, height_px: int = 260) -> Path:
-    """A mel spectrogram of ``audio`` (channel average, dB, 128 bands) as a PNG with time and frequency axes."""
+def mel_images(stems: Mapping[str, Path], folder: Path, width_px: int = 900, height_px: int = 260) -> dict[str, Path]:
+    """A mel spectrogram per stem (channel average, 128 bands) as PNGs with time and frequency axes.
+
+    All stems share one dB scale (0 dB = the loudest bin of any of them), so their levels can be compared.
+    """
     import librosa
     import matplotlib
 
@@ -340,22 +342,30 @@ def mel_image(audio: Path, target: Path, width_px: int = 900, height_px: int = 2
     import numpy as np
     import soundfile as sf
 
-    samples, rate = sf.read(str(audio), dtype="float32", always_2d=True)
-    mono = samples.mean(axis=1)
-    # About width_px columns whatever the length (a long stem must not make a huge image), at least 64 samples.
-    hop = max(64, int(2 ** math.ceil(math.log2(max(1, len(mono) / width_px)))))
-    n_fft = max(2048, hop * 2) if rate > 24000 else max(1024, hop * 2)
-    mel = librosa.feature.melspectrogram(y=mono, sr=rate, n_fft=n_fft, hop_length=hop, n_mels=128, fmax=rate / 2)
-    db = librosa.power_to_db(mel, ref=1.0, top_db=None)
-    db = np.maximum(db, -100.0)  # silence shows as the floor, not as -inf
-    figure, axes = plt.subplots(figsize=(width_px / 100, height_px / 100), dpi=100)
-    try:
-        image = librosa.display.specshow(db, sr=rate, hop_length=hop, x_axis="time", y_axis="mel", fmax=rate / 2,
-                                         ax=axes, cmap="magma", vmin=-100, vmax=max(0.0, float(db.max())))
-        figure.colorbar(image, ax=axes, format="%+.0f dB", pad=0.01)
-        axes.set_title(audio.stem, fontsize=9)
-        figure.tight_layout()
-        figure.savefig(target, format="png")
-    finally:
-        plt.close(figure)
-    return target
+    folder.mkdir(parents=True, exist_ok=True)
+    mels, rate, hop = {}, 0, 0
+    for name, path in stems.items():
+        samples, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        mono = samples.mean(axis=1)
+        # About width_px columns whatever the length (a long stem must not make a huge image).
+        hop = max(64, int(2 ** math.ceil(math.log2(max(1, len(mono) / width_px)))))
+        n_fft = max(2048 if rate > 24000 else 1024, hop * 2)
+        mels[name] = librosa.feature.melspectrogram(y=mono, sr=rate, n_fft=n_fft, hop_length=hop, n_mels=128,
+                                                    fmax=rate / 2)
+    loudest = max((float(m.max()) for m in mels.values()), default=0.0) or 1.0
+    pictures = {}
+    for index, (name, mel) in enumerate(mels.items()):
+        db = librosa.power_to_db(mel, ref=loudest, top_db=None).clip(min=-90.0)  # silence at the floor, not -inf
+        figure, axes = plt.subplots(figsize=(width_px / 100, height_px / 100), dpi=100)
+        try:
+            image = librosa.display.specshow(db, sr=rate, hop_length=hop, x_axis="s", y_axis="mel", fmax=rate / 2,
+                                             ax=axes, cmap="magma", vmin=-90, vmax=0)
+            figure.colorbar(image, ax=axes, format="%+.0f dB", pad=0.01)
+            axes.set_title(name, fontsize=9)
+            figure.tight_layout()
+            target = folder / f"{index:02d}.png"
+            figure.savefig(target, format="png")
+        finally:
+            plt.close(figure)
+        pictures[name] = target
+    return pictures

@@ -8,8 +8,6 @@ network guard fails the test on any other connection.
 from __future__ import annotations
 
 import json
-import math
-import socket
 import zipfile
 from pathlib import Path
 
@@ -17,52 +15,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-gradio = pytest.importorskip("gradio", reason='the web extra is not installed (pip install -e ".[web]")')
-gradio_client = pytest.importorskip("gradio_client")
-
-from autosep.cli import main  # noqa: E402
-
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def write_mix(path: Path, seconds: float = 3.0, rate: int = 44100) -> np.ndarray:
-    rng = np.random.default_rng(3)
-    t = np.arange(int(seconds * rate)) / rate
-    mono = 0.25 * np.sin(2 * np.pi * 330 * t) + 0.05 * rng.standard_normal(len(t))
-    data = np.stack([mono, 0.8 * mono], axis=1).astype(np.float32)
-    sf.write(path, data, rate, subtype="PCM_16")
-    return sf.read(path, dtype="float64", always_2d=True)[0]
-
-
-@pytest.fixture(scope="module")
-def web_config(tiny_audioldm2_dir, tiny_cnn14_checkpoint):
-    from autosep.pipeline import PipelineOptions
-    from autosep.web.engine import WebConfig
-
-    options = PipelineOptions(model=str(tiny_audioldm2_dir), tagger_model=str(tiny_cnn14_checkpoint), steps=1,
-                              window=2.56, device="cpu", planner={"threshold": 0.0, "max_sources": 2})
-    return WebConfig(options, max_duration_s=20.0, max_upload_mb=5.0)
-
-
-@pytest.fixture(scope="module")
-def server(web_config):
-    import torch
-
-    from autosep.web.command import start
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the module's requests run in the server's threads, not the test's
-    running = start(web_config, port=free_port())
-    yield running
-    running.close()
-    torch.set_num_threads(threads)
-    assert not running.root.exists(), "the server's temporary folder must be removed on close"
+pytest.importorskip("gradio_client", reason='the web extra is not installed (pip install -e ".[web]")')
 
 
 @pytest.fixture
@@ -81,10 +34,10 @@ def value_of(output):
     return output.get("value") if isinstance(output, dict) and output.get("__type__") == "update" else output
 
 
-def test_find_edit_separate_remix_through_the_client(server, client, web_config, tmp_path):
+def test_find_edit_separate_remix_through_the_client(server, client, web_config, make_mix, tmp_path):
     from gradio_client import handle_file
 
-    mix = write_mix(tmp_path / "street recording.wav")
+    mix = make_mix(tmp_path / "street recording.wav")
     status, table, tags = client.predict(handle_file(str(tmp_path / "street recording.wav")), None,
                                          api_name="/find")
     rows = table_rows(table)
@@ -127,11 +80,54 @@ def test_find_edit_separate_remix_through_the_client(server, client, web_config,
 
     # Remix: all 0 dB is the upload itself; the first source off removes exactly its stem.
     gains = [0.0] * 13
-    status, player, download = client.predict(*gains, api_name="/remix")
-    assert "input itself" in status
+    status, player, download = (value_of(o) for o in client.predict(*gains, api_name="/remix"))
+    assert "input itself" in status and player == download
     assert np.array_equal(sf.read(download, dtype="float64", always_2d=True)[0], mix)
     gains[0] = -60.0
-    status, player, download = client.predict(*gains, api_name="/remix")
+    status, player, download = (value_of(o) for o in client.predict(*gains, api_name="/remix"))
     first = sf.read(str(stems[0]), dtype="float64", always_2d=True)[0]
     assert np.allclose(sf.read(download, dtype="float64", always_2d=True)[0], mix - first, atol=1e-4)
     assert f"{kept[0]} off" in status
+
+
+def test_errors_reach_the_page_as_the_cli_messages(server, client, tmp_path):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    bad = tmp_path / "notes.wav"
+    bad.write_text("not audio at all")
+    with pytest.raises(AppError) as caught:
+        client.predict(handle_file(str(bad)), None, api_name="/find")
+    message = str(caught.value)
+    assert "error: notes.wav: not a readable audio or video file" in message
+    assert "Traceback" not in message and str(server.root) not in message  # the upload's name, not a server path
+    with pytest.raises(AppError, match="no recording yet; upload a file or record one first"):
+        client.predict(None, None, api_name="/find")
+    with pytest.raises(AppError, match="nothing to remix yet"):
+        client.predict(*[0.0] * 13, api_name="/remix")
+
+
+def test_a_recording_over_the_length_limit_is_refused_with_the_limit(server, client, make_mix, tmp_path):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    make_mix(tmp_path / "long.wav", seconds=21.0, rate=8000)  # the module's server accepts 20 s
+    with pytest.raises(AppError, match=r"long\.wav: 0:21 long; this server accepts recordings up to 0:20"):
+        client.predict(handle_file(str(tmp_path / "long.wav")), None, api_name="/find")
+
+
+def test_only_the_app_s_own_results_are_served(server, client, make_mix, tmp_path):
+    import urllib.error
+    import urllib.request
+
+    from gradio_client import handle_file
+
+    make_mix(tmp_path / "mine.wav")
+    client.predict(handle_file(str(tmp_path / "mine.wav")), None, api_name="/find")
+    uploads = sorted((server.root / "sessions").glob("session-*/upload-*/mine.wav"))
+    assert uploads, "the upload is copied into its session's folder"
+    for private in (Path(__file__), uploads[-1]):
+        url = f"{server.url}gradio_api/file={private}"
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(url, timeout=10)
+        assert refused.value.code in (403, 404)
