@@ -1,5 +1,6 @@
-"""Command line: ``autosep [OPTIONS] INPUT...``, ``autosep tag INPUT...``, ``autosep models [list|download NAME]``,
-``autosep remix FOLDER --gain NAME=DB``, ``autosep web`` (the browser app, ``pip install "autosep[web]"``).
+"""Command line: ``autosep [OPTIONS] INPUT...``, ``autosep tag INPUT...``, ``autosep eval ESTIMATES REFERENCES``,
+``autosep models [list|download NAME]``, ``autosep remix FOLDER --gain NAME=DB``, ``autosep web`` (the browser
+app, ``pip install "autosep[web]"``).
 
 Exit codes: 0 all inputs done; 1 nothing could run (bad model, no input found, output folder unusable);
 2 usage error; 3 some inputs failed and the rest were done; 130 interrupted by Ctrl-C (rerun to resume).
@@ -24,6 +25,7 @@ examples:
   autosep mix.wav -s "dog barking" -s "man speaking"
   autosep mix.wav --remove "dog barking"   also write separated/mix/remix.wav without the dog
   autosep tag mix.wav                      tags and plan only (see autosep tag --help)
+  autosep eval separated/ references/      score stems against true ones (see autosep eval --help)
   autosep models list | autosep models download audioldm2
   autosep remix separated/mix --gain "Dog=-inf"   mix the stems back with gains (see autosep remix --help)
   autosep web                              the browser app on http://127.0.0.1:7860 (pip install "autosep[web]")
@@ -65,14 +67,20 @@ def _positive_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .tag_command import add_tagging_arguments
-
     parser = argparse.ArgumentParser(
         prog="autosep", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_EPILOG,
         description="Split recordings into one stem per detected sound source (tag -> plan -> ZeroSep).",
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="audio/video files, folders (searched recursively) or glob patterns")
+    add_run_arguments(parser)
+    return parser
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """Every option of the main command except its inputs (shared with ``autosep eval --run``)."""
+    from .tag_command import add_tagging_arguments
+
     sources = parser.add_argument_group("sources")
     sources.add_argument("-s", "--source", dest="sources", action="append", metavar="TEXT",
                          help="separate this prompt (repeatable); skips tagging")
@@ -80,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_tagging_arguments(parser)  # --tagger --tagger-model --threshold --max-sources ... (shared with `autosep tag`)
 
     add_separation_arguments(parser)
+
     out = parser.add_argument_group("output")
     out.add_argument("-o", "--out", default="separated", help="output folder (default: separated)")
     out.add_argument("--format", choices=("wav", "flac", "ogg", "mp3"), default="wav")
@@ -94,7 +103,6 @@ def build_parser() -> argparse.ArgumentParser:
                      help="also write remix.<format> without this source (repeatable; \"residual\" too)")
     out.add_argument("-q", "--quiet", action="store_true", help="only errors")
     out.add_argument("-v", "--verbose", action="store_true", help="more detail")
-    return parser
 
 
 def add_separation_arguments(parser: argparse.ArgumentParser) -> None:
@@ -112,7 +120,9 @@ def add_separation_arguments(parser: argparse.ArgumentParser) -> None:
     sep.add_argument("--dtype", default=None, choices=["auto", "fp32", "fp16", "bf16"],
                      help="UNet and text encoder precision (default: fp16 on CUDA, else fp32)")
     sep.add_argument("--batch-size", type=_positive_int, default=None, help="samples per UNet forward (default: a window's sources at once)")
-    sep.add_argument("--window", type=_positive_float, default=10.24, help="window length in seconds (10.24)")
+    sep.add_argument("--window", type=_positive_float, default=None,
+                     help="window length in seconds (default: the model's training length: 10.24 for AudioLDM/2, "
+                          "47.55 for Stable Audio Open, 30 for Stable Audio 3)")
     sep.add_argument("--overlap", type=_fraction, default=0.25, help="window overlap, 0.25 or 25%% (default)")
     sep.add_argument("--render", choices=("projected", "generative"), default="projected",
                      help="projected: masks on the original + residual (default); generative: raw 16 kHz output")
@@ -188,12 +198,7 @@ def _run(argv: list[str]) -> int:
         return EXIT_USAGE
     if not args.verbose:  # the libraries' own download/loading bars would drown autosep's progress
         _quiet_library_progress_bars()
-    if args.quiet:
-        progress: Progress = Progress()
-    elif console.is_terminal:
-        progress = RichProgress(console)
-    else:
-        progress = LogProgress()
+    progress = make_progress(args.quiet, console)
     outcome = run_batch(args.inputs, options, progress)
     if outcome.error:
         progress.close()
@@ -209,6 +214,13 @@ def _run(argv: list[str]) -> int:
         print("autosep: interrupted; finished recordings are kept, rerun the same command to resume",
               file=sys.stderr)
     return outcome.exit_code
+
+
+def make_progress(quiet: bool, console) -> Progress:
+    """Nothing with -q, live bars on a terminal, plain log lines otherwise."""
+    if quiet:
+        return Progress()
+    return RichProgress(console) if console.is_terminal else LogProgress()
 
 
 def _quiet_library_progress_bars() -> None:
@@ -249,6 +261,10 @@ def main(argv: list[str] | None = None) -> int:
         from .tag_command import main as tag_main
 
         return tag_main(argv[1:])
+    if argv and argv[0] == "eval":
+        from .eval.command import main as eval_main
+
+        return eval_main(argv[1:])
     if argv and argv[0] == "models":
         from .models_command import main as models_main
 

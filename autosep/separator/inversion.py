@@ -9,7 +9,10 @@ Two inversions from the ZeroSep paper:
   reverse step), so inversion and reverse agree to float precision.
 * DDIM inversion (deterministic), reversed by DDIM with eta = 0.
 
-``eps_fn(latents, t)`` predicts the noise (already guided) for a batch of latents; it is the only model call.
+``eps_fn(latents, t)`` returns the model's prediction (already guided) for a batch of latents; it is the only model
+call. It is in the scheduler's ``prediction_type``: noise for AudioLDM/AudioLDM2, v for Tango. Every step goes
+through the scheduler's own ``step``, which converts the prediction, so both inversions and the reverse pass hold for
+either kind (sigma_t depends only on the noise schedule).
 """
 
 from __future__ import annotations
@@ -53,9 +56,19 @@ def _previous_timestep(scheduler: DDIMScheduler, timestep: torch.Tensor) -> int:
     return int(timestep) - scheduler.config.num_train_timesteps // scheduler.num_inference_steps
 
 
-def _sigma(scheduler: DDIMScheduler, timestep: torch.Tensor) -> torch.Tensor:
-    """sigma_t at eta = 1, computed exactly as DDIMScheduler.step computes its std_dev_t."""
-    return scheduler._get_variance(int(timestep), _previous_timestep(scheduler, timestep)) ** 0.5
+def sigma(scheduler: DDIMScheduler, timestep: torch.Tensor | int) -> torch.Tensor:
+    """sigma_t at eta = 1: the standard deviation DDIMScheduler.step adds with ``variance_noise``.
+
+    Computed from the scheduler's public schedule (``alphas_cumprod``, and ``final_alpha_cumprod`` past the first
+    training step) with DDIM's formula, eq. 16 of Song et al.:
+    sigma_t^2 = (1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev), a the cumulative alpha products.
+    """
+    t = int(timestep)
+    previous = _previous_timestep(scheduler, timestep)
+    alpha_t = scheduler.alphas_cumprod[t]
+    alpha_prev = scheduler.alphas_cumprod[previous] if previous >= 0 else scheduler.final_alpha_cumprod
+    variance = (1 - alpha_prev) / (1 - alpha_t) * (1 - alpha_t / alpha_prev)
+    return variance ** 0.5
 
 
 def ddpm_invert(
@@ -96,7 +109,7 @@ def ddpm_invert(
             target = x0 if last else noisy[i + 1]
             eps = eps_fn(x, t)
             mu = scheduler.step(eps, t, x, eta=1.0, variance_noise=torch.zeros_like(x)).prev_sample
-            z = (target - mu) / _sigma(scheduler, t)
+            z = (target - mu) / sigma(scheduler, t)
             zs.append(z)
             # Carry on from exactly what the reverse step produces, so rounding never accumulates between them.
             x = scheduler.step(eps, t, x, eta=1.0, variance_noise=z).prev_sample

@@ -1,9 +1,15 @@
 """The AudioLDM family's audio front end: waveform scaling, the frame grid, and the log-mel features.
 
-These match the features the AudioLDM / AudioLDM2 VAEs were trained on: 16 kHz mono, STFT with n_fft 1024, a
-1024-sample Hann window and hop 160, centred by reflect-padding (n_fft - hop) / 2 samples on each side (so N samples
-give exactly N / 160 frames, as in AudioLDM's own code), magnitude spectrum, 64 Slaney mel bands 0-8000 Hz,
-natural log of the magnitude clamped at 1e-5.
+These are the features the AudioLDM / AudioLDM2 VAEs were trained on, computed as the ZeroSep reference and the
+AudioLDM inference code (``TacotronSTFT``) compute them: 16 kHz mono, a centred STFT (reflect padding of n_fft / 2
+samples on each side) with n_fft 1024, a 1024-sample Hann window and hop 160, magnitude spectrum, 64 Slaney mel bands
+0-8000 Hz, natural log of the magnitude clamped at 1e-5. The centred STFT gives N / 160 + 1 frames for N samples;
+the first N / 160 are kept, so frame k is centred on sample 160 k.
+
+The rule: the recording is normalised (zero mean, peak 0.5) first and only then padded with digital silence up to
+the model's grid, so neither a DC offset nor the scale leaks into the padding. The reference's other front-end
+quirks (front padding with log-mel rows of 0, i.e. magnitude 1, and its 102.4 frames/s padding rule) are bugs and are
+not reproduced: padding is silence at the end, trimmed off the stems.
 """
 
 from __future__ import annotations
@@ -28,32 +34,37 @@ PEAK = 0.5  # the models were trained on zero-mean waveforms peak-normalised to 
 @lru_cache(maxsize=1)
 def _mel_basis() -> torch.Tensor:
     basis = librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS, fmin=F_MIN, fmax=F_MAX)  # Slaney
-    return torch.from_numpy(np.asarray(basis, dtype=np.float32))  # [n_mels, n_fft // 2 + 1]
+    # librosa's own float32 filter weights, applied in float64 as librosa.feature.melspectrogram does for float64 input
+    return torch.from_numpy(np.asarray(basis, dtype=np.float64))  # [n_mels, n_fft // 2 + 1]
 
 
 @lru_cache(maxsize=1)
 def _window() -> torch.Tensor:
-    return torch.hann_window(WIN_LENGTH)
+    return torch.hann_window(WIN_LENGTH, dtype=torch.float64)  # periodic, as librosa's "hann"
 
 
 def log_mel(wave: torch.Tensor) -> torch.Tensor:
-    """Log-mel features of ``wave`` [..., N] (16 kHz, N a multiple of 160): float32 [..., N / 160, 64].
+    """Log-mel features of ``wave`` [..., N] (16 kHz, N a multiple of 160 and over 512): float32 [..., N / 160, 64].
 
-    Time runs along the second-to-last axis and mel bands along the last, the layout the AudioLDM VAE reads.
+    Frame k is centred on sample 160 k. Time runs along the second-to-last axis and mel bands along the last, the
+    layout the AudioLDM VAE reads.
     """
     wave = torch.as_tensor(wave, dtype=torch.float32)
-    if wave.shape[-1] % HOP_LENGTH != 0:
-        raise ValueError(f"log_mel needs a length that is a multiple of {HOP_LENGTH} samples, got {wave.shape[-1]}")
+    length = wave.shape[-1]
+    if length % HOP_LENGTH != 0:
+        raise ValueError(f"log_mel needs a length that is a multiple of {HOP_LENGTH} samples, got {length}")
+    if length <= N_FFT // 2:  # reflect padding of n_fft / 2 needs more samples than that
+        raise ValueError(f"log_mel needs more than {N_FFT // 2} samples, got {length}: pad to the model's grid first")
     lead = wave.shape[:-1]
-    flat = wave.reshape(-1, wave.shape[-1])
-    pad = (N_FFT - HOP_LENGTH) // 2
-    flat = torch.nn.functional.pad(flat.unsqueeze(1), (pad, pad), mode="reflect").squeeze(1)
+    # float64 inside: quiet bins near the 1e-5 floor lose ~2e-4 of their log to float32 FFT rounding, which would
+    # make the features depend on the FFT library; in float64 they are exact to float32 output precision.
+    flat = wave.reshape(-1, length).to(torch.float64)
     spectrum = torch.stft(
         flat, n_fft=N_FFT, hop_length=HOP_LENGTH, win_length=WIN_LENGTH, window=_window().to(flat.device),
-        center=False, return_complex=True,
-    ).abs()  # magnitude, [batch, bins, frames]
+        center=True, pad_mode="reflect", return_complex=True,
+    ).abs()[..., : length // HOP_LENGTH]  # magnitude [batch, bins, N / 160 + 1]; the last frame is dropped
     mel = torch.matmul(_mel_basis().to(flat.device), spectrum)
-    features = torch.log(torch.clamp(mel, min=LOG_FLOOR)).transpose(-1, -2)
+    features = torch.log(torch.clamp(mel, min=LOG_FLOOR)).transpose(-1, -2).to(torch.float32)
     return features.reshape(*lead, features.shape[-2], N_MELS)
 
 

@@ -11,7 +11,8 @@ import torch
 from autosep.errors import ModelNotAvailableError
 from autosep.separator import ZeroSep
 from autosep.separator.guidance import GuidedNoise
-from autosep.separator.inversion import auxiliary_noise, ddpm_invert, make_scheduler, reverse
+from autosep.separator import mel
+from autosep.separator.inversion import auxiliary_noise, ddpm_invert, make_scheduler, reverse, sigma
 
 SOURCES = ["cello", "flute", "violin"]
 STEPS = 6
@@ -40,8 +41,6 @@ def wave() -> torch.Tensor:
 
 
 def _x0(zs: ZeroSep, wave: torch.Tensor) -> torch.Tensor:
-    from autosep.separator import mel
-
     scaled, _ = mel.normalise(wave)
     return zs._encode(mel.pad_to_multiple(scaled, zs.frame_multiple))
 
@@ -148,6 +147,35 @@ def test_ddpm_inversion_then_reverse_with_the_same_prompt_reproduces_x0(zs, wave
     assert torch.count_nonzero(zs_default[-1]) == 0
     for exact, default in zip(zs_exact[:-1], zs_default[:-1]):
         torch.testing.assert_close(default, exact, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("set_alpha_to_one", [True, False])
+def test_sigma_is_the_noise_scale_ddim_step_applies_at_eta_1(zs, set_alpha_to_one):
+    config = {**zs.pipe.scheduler.config, "set_alpha_to_one": set_alpha_to_one}
+    scheduler = make_scheduler(config, 10)
+    x = torch.randn(1, 8, 4, 4, generator=torch.Generator().manual_seed(0))
+    eps = torch.randn(x.shape, generator=torch.Generator().manual_seed(1))
+    z = torch.randn(x.shape, generator=torch.Generator().manual_seed(2))
+    for t in scheduler.timesteps:  # the last one steps past t = 0, onto final_alpha_cumprod
+        with_noise = scheduler.step(eps, t, x, eta=1.0, variance_noise=z).prev_sample
+        without = scheduler.step(eps, t, x, eta=1.0, variance_noise=torch.zeros_like(z)).prev_sample
+        torch.testing.assert_close(with_noise - without, sigma(scheduler, t) * z, rtol=1e-5, atol=1e-6)
+    assert all(float(sigma(scheduler, t)) > 1e-3 for t in scheduler.timesteps[:-1])
+    # The final step lands on final_alpha_cumprod: 1 (no noise left to add) or alphas_cumprod[0].
+    assert (float(sigma(scheduler, scheduler.timesteps[-1])) == 0) == set_alpha_to_one
+
+
+def test_the_recording_is_normalised_before_it_is_padded_to_the_grid(zs, monkeypatch):
+    seen = []
+    real_log_mel = mel.log_mel
+    monkeypatch.setattr(mel, "log_mel", lambda wave: seen.append(wave.clone()) or real_log_mel(wave))
+    offset = 0.4 + 0.1 * torch.sin(torch.arange(LENGTH) / 7.0)  # a large DC offset
+    zs.separate(offset, ["cello"], steps=1)
+    (features_input,) = seen
+    assert features_input.shape[-1] > LENGTH  # the tiny model's grid needs padding at this length
+    assert torch.all(features_input[LENGTH:] == 0)  # digital silence: the offset never leaks into the padding
+    assert abs(float(features_input[:LENGTH].mean())) < 1e-6
+    assert float(features_input[:LENGTH].abs().max()) == pytest.approx(0.5)
 
 
 @pytest.mark.filterwarnings("ignore:.*past_key_values.*:FutureWarning")  # diffusers' own GPT-2 loop
@@ -279,10 +307,10 @@ def test_detailed_result_reports_prompts_retries_work_and_progress(zs, wave):
         (dict(inv_prompt="target"), "others, null"),
         (dict(seed="forty-two"), "seed must be"),
         (dict(sample_rate=44_100), "resample"),
-        (dict(wave=torch.zeros(2, 1_000)), "mono and 1-D"),
+        (dict(wave=torch.zeros(2, 1_000)), "must be mono, .*got 2 channels"),
         (dict(wave=torch.zeros(0)), "empty"),
         (dict(wave=torch.full((100,), float("nan"))), "NaN"),
-        (dict(wave=[0.0, 0.1]), "1-D torch tensor or numpy array"),
+        (dict(wave=[0.0, 0.1]), "torch tensor or numpy array"),
     ],
 )
 def test_invalid_arguments_raise_value_errors_that_say_what_to_pass(zs, wave, kwargs, message):
@@ -319,6 +347,26 @@ def test_non_finite_stems_at_reduced_precision_are_recomputed_in_fp32(tiny_audio
     expected = reference.separate(wave, ["cello", "flute"], steps=3)
     torch.testing.assert_close(result.stems, expected, rtol=1e-4, atol=1e-5 * expected.abs().max())
     assert low.pipe.unet.dtype == torch.bfloat16  # back to the compute precision afterwards
+
+
+def test_ddim_inversion_runs_in_float32_at_reduced_precision_and_the_reverse_pass_does_not(tiny_audioldm2_dir, wave,
+                                                                                            monkeypatch):
+    low = ZeroSep.from_pretrained(tiny_audioldm2_dir, device="cpu", dtype="bf16")
+    dtypes = []
+    original = low.pipe.unet.forward
+
+    def recording(sample, *args, **kwargs):
+        dtypes.append((sample.dtype, next(low.pipe.unet.parameters()).dtype))
+        return original(sample, *args, **kwargs)
+
+    monkeypatch.setattr(low.pipe.unet, "forward", recording)
+    low.separate(wave, ["cello", "flute"], inversion="ddim", steps=STEPS)
+    assert dtypes == [(torch.float32, torch.float32)] * STEPS + [(torch.bfloat16, torch.bfloat16)] * STEPS
+    assert low.pipe.unet.dtype == torch.bfloat16 and low.backbone.text_modules[0].dtype == torch.bfloat16
+
+    dtypes.clear()  # DDPM inversion does not chain its steps (benchmarks/inversion_precision.py): no change there
+    low.separate(wave, ["cello", "flute"], inversion="ddpm", steps=STEPS)
+    assert dtypes == [(torch.bfloat16, torch.bfloat16)] * (2 * STEPS - 1)
 
 
 def test_audioldm_v1_separates_with_its_clap_class_label_conditioning(zs_v1, wave, monkeypatch):

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import math
+import shutil
+import struct
+import subprocess
+from pathlib import Path
 
 import librosa
 import numpy as np
@@ -13,6 +17,57 @@ from autosep.registry import KnownModel
 from autosep.separator import KNOWN_MODELS, MODEL_ALIASES, inversion_prompts, resolve_model_name
 from autosep.separator import mel
 
+SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")  # Debian's fluid-soundfont-gm
+
+
+def _midi(notes: list[tuple[int, int]], program: int) -> bytes:
+    """A one-track standard MIDI file: (pitch, duration in ticks at 480 per beat, 120 bpm) notes on one program."""
+
+    def vlq(value: int) -> bytes:
+        out = [value & 0x7F]
+        value >>= 7
+        while value:
+            out.append((value & 0x7F) | 0x80)
+            value >>= 7
+        return bytes(reversed(out))
+
+    events = bytearray(vlq(0) + bytes([0xFF, 0x51, 3]) + (500_000).to_bytes(3, "big"))  # tempo
+    events += vlq(0) + bytes([0xC0, program])
+    for pitch, ticks in notes:
+        events += vlq(0) + bytes([0x90, pitch, 100]) + vlq(ticks) + bytes([0x80, pitch, 0])
+    events += vlq(0) + bytes([0xFF, 0x2F, 0])
+    return b"MThd" + struct.pack(">IHHH", 6, 0, 1, 480) + b"MTrk" + struct.pack(">I", len(events)) + bytes(events)
+
+
+def _read_16k(path: Path) -> np.ndarray:
+    import soundfile
+
+    wave, rate = soundfile.read(path, dtype="float32", always_2d=True)
+    wave = wave.mean(axis=1)
+    if rate != 16_000:
+        wave = librosa.resample(wave, orig_sr=rate, target_sr=16_000, res_type="soxr_hq")
+    return np.ascontiguousarray(wave, dtype=np.float32)
+
+
+@pytest.fixture(scope="module")
+def recordings(tmp_path_factory) -> tuple[np.ndarray, np.ndarray]:
+    """Real audio rendered here: a violin line by FluidSynth (General MIDI soundfont) and speech by eSpeak NG."""
+    missing = [name for name in ("fluidsynth", "espeak-ng") if shutil.which(name) is None]
+    if not SOUNDFONT.is_file():
+        missing.append(f"fluid-soundfont-gm ({SOUNDFONT})")
+    if missing:
+        pytest.skip(f"needs {', '.join(missing)} to render real audio: apt-get install fluidsynth fluid-soundfont-gm "
+                    "espeak-ng (as .ci/run does)")
+    folder = tmp_path_factory.mktemp("rendered")
+    melody = [(pitch, 240 if i % 3 else 480) for i, pitch in enumerate([55, 59, 62, 67, 66, 64, 62, 71, 69, 67] * 3)]
+    (folder / "violin.mid").write_bytes(_midi(melody, program=40))
+    subprocess.run(["fluidsynth", "-ni", "-q", "-r", "16000", "-F", str(folder / "violin.wav"), str(SOUNDFONT),
+                    str(folder / "violin.mid")], check=True, capture_output=True, timeout=120)
+    subprocess.run(["espeak-ng", "-w", str(folder / "speech.wav"),
+                    "The quick brown fox jumps over the lazy dog, while a violin plays a slow melody."],
+                   check=True, capture_output=True, timeout=120)
+    return _read_16k(folder / "violin.wav"), _read_16k(folder / "speech.wav")
+
 
 def test_log_mel_gives_one_frame_per_hop_and_the_floor_on_silence():
     features = mel.log_mel(torch.zeros(16_000))
@@ -20,25 +75,53 @@ def test_log_mel_gives_one_frame_per_hop_and_the_floor_on_silence():
     assert torch.all(features == torch.log(torch.tensor(1e-5)))
 
 
-def test_log_mel_matches_librosa_magnitude_slaney_mel_of_the_reflect_padded_signal():
-    rng = np.random.default_rng(0)
-    wave = (0.3 * rng.standard_normal(4_800)).astype(np.float32)
-    ours = mel.log_mel(torch.from_numpy(wave)).numpy()
+def _librosa_log_mel(wave: np.ndarray) -> np.ndarray:
+    """The reference's features by an independent library: centred reflect-padded STFT, first N / 160 frames."""
+    spectrum = librosa.feature.melspectrogram(
+        y=wave, sr=16_000, n_fft=1024, hop_length=160, win_length=1024, center=True, pad_mode="reflect",
+        power=1.0, n_mels=64, fmin=0, fmax=8000,
+    )  # Slaney mel (librosa's default), [64, N / 160 + 1]
+    return np.log(np.maximum(spectrum, 1e-5))[:, : len(wave) // 160].T
 
-    padded = np.pad(wave, (432, 432), mode="reflect")  # (n_fft - hop) / 2 each side, as AudioLDM does
-    reference = librosa.feature.melspectrogram(
-        y=padded, sr=16_000, n_fft=1024, hop_length=160, win_length=1024, window="hann", center=False,
-        power=1.0, n_mels=64, fmin=0.0, fmax=8_000.0, htk=False, norm="slaney",
-    )
-    reference = np.log(np.maximum(reference, 1e-5)).T
-    assert ours.shape == reference.shape == (30, 64)
-    np.testing.assert_allclose(ours, reference, atol=2e-4)
+
+def test_log_mel_matches_librosa_on_noise():
+    wave = (0.3 * np.random.default_rng(0).standard_normal(4_800)).astype(np.float32)
+    ours = mel.log_mel(torch.from_numpy(wave)).numpy()
+    assert ours.shape == (30, 64)
+    np.testing.assert_allclose(ours, _librosa_log_mel(wave), rtol=0, atol=1e-4)
+
+
+def test_frame_k_is_centred_on_sample_160k():
+    # A click at sample 160 k is symmetric around frame k's centre: frames k - j and k + j see it alike.
+    wave = torch.zeros(16_000)
+    wave[160 * 40] = 1.0
+    features = mel.log_mel(wave)
+    torch.testing.assert_close(features[40 - 3], features[40 + 3])
+    assert torch.all(features[40] > features[40 - 3])
+    assert not torch.allclose(features[40 - 3], features[40 + 4])
+
+
+def test_log_mel_matches_librosa_on_rendered_music_speech_and_a_10_s_mixture(recordings):
+    instrument, speech = recordings
+    mixture = np.zeros(160_000, dtype=np.float32)
+    mixture[: len(instrument)] += instrument[:160_000]
+    mixture[8_000: 8_000 + len(speech)] += speech[: 152_000]
+    for name, wave in [("instrument", instrument), ("speech", speech), ("10 s mixture", mixture)]:
+        wave = wave[: len(wave) // 160 * 160]
+        scaled, _ = mel.normalise(torch.from_numpy(wave))  # what the separator feeds the front end
+        ours = mel.log_mel(scaled).numpy()
+        reference = _librosa_log_mel(scaled.numpy())
+        assert ours.shape == reference.shape == (len(wave) // 160, 64), name
+        assert ours.max() > -2.0, f"{name}: the rendered audio is nearly silent, the comparison would mean little"
+        np.testing.assert_allclose(ours, reference, rtol=0, atol=1e-4, err_msg=name)
 
 
 def test_log_mel_keeps_leading_batch_axes_and_rejects_off_grid_lengths():
     assert mel.log_mel(torch.zeros(2, 3, 1_600)).shape == (2, 3, 10, 64)
     with pytest.raises(ValueError, match="multiple of 160"):
         mel.log_mel(torch.zeros(1_000))
+    with pytest.raises(ValueError, match="more than 512 samples"):
+        mel.log_mel(torch.zeros(480))
 
 
 def test_normalise_centres_scales_to_half_peak_and_reports_the_inverse_factor():
