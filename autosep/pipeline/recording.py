@@ -230,8 +230,10 @@ class Pipeline:
             t0 = time.perf_counter()
             self.progress.stage("tagging" if self.tagger is not None and opts.sources is None else "reading")
             self._tag_notes = []
-            plan, top_tags, peak, non_finite = self._plan(reader, given_plan)
-            if given_plan is not None:
+            if given_plan is None:
+                plan, top_tags, peak, non_finite = self._plan(reader)
+            else:
+                plan, peak, non_finite = self._given_plan(reader, given_plan)
                 top_tags = list(given_top_tags or [])
             timings["scan_and_tag"] = time.perf_counter() - t0
             warnings.extend(f"{item.path}: {note}" for note in dict.fromkeys(self._tag_notes))
@@ -344,16 +346,26 @@ class Pipeline:
 
     # -- tagging and planning --------------------------------------------------------------------------------------
 
-    def _plan(self, reader: AudioReader, given_plan: list | None = None) -> tuple[list, list[dict], float, int]:
-        """One streaming pass over the file: peak, NaN count and (unless sources or a plan were given) tags per
-        block.
+    def _given_plan(self, reader: AudioReader, given_plan: list) -> tuple[list[GivenSource], float, int]:
+        """A plan chosen beforehand (e.g. edited in ``autosep web``), its segments clipped to this recording;
+        the file is still scanned once for its peak and NaN count."""
+        result = scan(reader, max(1, int(TAG_BLOCK_S * reader.sample_rate)))
+        plan = []
+        for source in given_plan:
+            segments = [(max(0.0, float(a)), min(reader.duration, float(b))) for a, b in source.segments]
+            plan.append(GivenSource(label=source.label, prompt=source.prompt, mid=source.mid, score=source.score,
+                                    segments=[(a, b) for a, b in segments if b > a]))
+        return plan, result.peak, result.non_finite
+
+    def _plan(self, reader: AudioReader) -> tuple[list, list[dict], float, int]:
+        """One streaming pass over the file: peak, NaN count and (unless sources were given) tags per block.
 
         The tagger sees blocks of about TAG_BLOCK_S, each extended by (tagger window - hop) so its windows
         continue the same grid across block boundaries, as if it had scored the whole file at once.
         """
         opts = self.options
         rate = reader.sample_rate
-        tagging = self.tagger is not None and opts.sources is None and given_plan is None
+        tagging = self.tagger is not None and opts.sources is None
         window_s = float(getattr(self.tagger, "window_seconds", 10.0) or 10.0)
         hop_s = float(getattr(self.tagger, "hop_seconds", None) or window_s / 2)
         hop = max(1, round(hop_s * rate))
@@ -375,13 +387,6 @@ class Pipeline:
             tagged.append((start / rate, self.tagger.tag(samples, rate)))
 
         result = scan(reader, block, tag_block)
-        if given_plan is not None:  # sources chosen beforehand: segments clipped to this recording
-            plan = []
-            for source in given_plan:
-                segments = [(max(0.0, float(a)), min(reader.duration, float(b))) for a, b in source.segments]
-                plan.append(GivenSource(label=source.label, prompt=source.prompt, mid=source.mid, score=source.score,
-                                        segments=[(a, b) for a, b in segments if b > a]))
-            return plan, [], result.peak, result.non_finite
         if opts.sources is not None:
             everywhere = [(0.0, reader.duration)]
             prompts = list(dict.fromkeys(s.strip() for s in opts.sources if s.strip()))  # drop repeats, keep order

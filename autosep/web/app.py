@@ -178,7 +178,7 @@ def build_app(engine: Engine, session_root: Path) -> gr.Blocks:
 
         find_button.click(find, [session_state, upload, microphone],
                           [session_state, found_state, tags_state, find_status, table, tags_table], api_name="find",
-                          concurrency_limit=1)
+                          concurrency_limit=1, concurrency_id="models")  # one model run at a time, in one queue
 
         @_page_errors
         def add_source(session, found, current, prompt):
@@ -237,7 +237,7 @@ def build_app(engine: Engine, session_root: Path) -> gr.Blocks:
             [session_state, found_state, tags_state, table, model, inversion, inv_prompt, render, steps, guidance, seed],
             [names_state, separate_status, *slots, *players, *pictures, archive, *sliders,
              remix_player, remix_file, remix_status],
-            api_name="separate", concurrency_limit=1,
+            api_name="separate", concurrency_limit=1, concurrency_id="models",
         )
 
         @_page_errors

@@ -61,6 +61,7 @@ def fetch(url: str) -> bytes:
 
 
 def test_three_steps_in_a_real_browser(server, browser, make_mix, tmp_path):
+    (artifacts() / "web-failure.png").unlink(missing_ok=True)  # from an earlier failed run
     try:
         three_steps(server, browser, make_mix, tmp_path)
     except BaseException:
@@ -119,6 +120,6 @@ def three_steps(server, browser, make_mix, tmp_path):
 
     browser.execute_script("window.scrollTo(0, 0)")
     height = browser.execute_script("return document.body.scrollHeight")
-    browser.set_window_size(1280, min(max(int(height), 1600), 4000))  # the whole page in one picture
+    browser.set_window_size(1280, min(max(int(height) + 200, 1600), 4000))  # the whole page in one picture
     shot = artifacts() / "web-three-steps.png"
     assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
