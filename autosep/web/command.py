@@ -99,6 +99,7 @@ def options_for(args: argparse.Namespace):
 
     args.sources, args.dry_run, args.out, args.overwrite = None, False, "separated", True
     args.keep = args.remove = None
+    args.drop_unconfirmed, args.rounds = False, 1  # the stem check needs the whole-file pipeline, not the page
     options = options_from_args(args)
     options.validate()
     return options
