@@ -1,5 +1,6 @@
 """Command line: ``autosep [OPTIONS] INPUT...``, ``autosep tag INPUT...``, ``autosep eval ESTIMATES REFERENCES``,
-``autosep models [list|download NAME]``.
+``autosep models [list|download NAME]``, ``autosep remix FOLDER --gain NAME=DB``, ``autosep web`` (the browser
+app, ``pip install "autosep[web]"``).
 
 Built on the Python API: the options become the run's checked settings (``PipelineOptions.settings``) and an
 :class:`autosep.AutoSep` processes the inputs; this module only parses, displays and returns the exit code.
@@ -29,9 +30,12 @@ examples:
   autosep recordings/ -o stems --format flac
   autosep "field/*.wav" --dry-run          show the planned sources, separate nothing
   autosep mix.wav -s "dog barking" -s "man speaking"
+  autosep mix.wav --remove "dog barking"   also write separated/mix/remix.wav without the dog
   autosep tag mix.wav                      tags and plan only (see autosep tag --help)
   autosep eval separated/ references/      score stems against true ones (see autosep eval --help)
   autosep models list | autosep models download audioldm2
+  autosep remix separated/mix --gain "Dog=-inf"   mix the stems back with gains (see autosep remix --help)
+  autosep web                              the browser app on http://127.0.0.1:7860 (pip install "autosep[web]")
 
 exit codes: 0 done, 1 nothing could run, 2 usage error, 3 some inputs failed, 130 interrupted
 """
@@ -172,6 +176,14 @@ def main(argv: list[str] | None = None) -> int:
         from .models_command import main as models_main
 
         return models_main(argv[1:])
+    if argv and argv[0] == "remix":
+        from .remix_command import main as remix_main
+
+        return remix_main(argv[1:])
+    if argv and argv[0] == "web":
+        from .web.command import main as web_main
+
+        return web_main(argv[1:])
     try:
         return _run(argv)
     except KeyboardInterrupt:  # during model loading or argument handling

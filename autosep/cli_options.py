@@ -21,6 +21,17 @@ from .taggers.prompts import load_prompt_overrides
 from .taggers.settings import TAGGER_NAMES, PlanningSettings, TaggingSettings
 
 
+def positive_number(text: str) -> float:
+    """An argparse type for server limits (seconds, megabytes): a number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text!r}")
+    return value
+
+
 def number_at_least(minimum: int):
     """An argparse type for counts that are no setting of a stage (how many rows to show, a rate to score at)."""
     def parse(text: str) -> int:
@@ -88,7 +99,34 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                          help="separate this prompt (repeatable); skips tagging")
     sources.add_argument("--dry-run", action="store_true", help="show the plan for every input, separate nothing")
     add_tagging_arguments(parser)  # --tagger --tagger-model --threshold --max-sources ... (shared with `autosep tag`)
+    add_separation_arguments(parser)
 
+    check = parser.add_argument_group("stems checked by the tagger")
+    check.add_argument("--drop-unconfirmed", action="store_true",
+                       help="fold a stem the tagger does not find its source in into the residual")
+    check.add_argument("--rounds", type=int, default=d.rounds, metavar="N",
+                       help="2: separate again with sources found in the residual, up to --max-sources "
+                            f"(default {d.rounds}: report them only)")
+
+    out = parser.add_argument_group("output")
+    out.add_argument("-o", "--out", default=d.out, help=f"output folder (default: {d.out})")
+    out.add_argument("--format", choices=tuple(FORMATS), default=d.format)
+    out.add_argument("--bit-depth", choices=tuple(BIT_DEPTHS), default=d.bit_depth,
+                     help="default: the input's where the format allows")
+    out.add_argument("--overwrite", action="store_true",
+                     help="redo recordings that are done (otherwise they are skipped, so a batch resumes)")
+    mix = out.add_mutually_exclusive_group()
+    mix.add_argument("--keep", action="append", metavar="SOURCE",
+                     help="also write remix.<format> with only this source (repeatable; name, prompt or stem file name)")
+    mix.add_argument("--remove", action="append", metavar="SOURCE",
+                     help="also write remix.<format> without this source (repeatable; \"residual\" too)")
+    out.add_argument("-q", "--quiet", action="store_true", help="only errors")
+    out.add_argument("-v", "--verbose", action="store_true", help="more detail")
+
+
+def add_separation_arguments(parser: argparse.ArgumentParser) -> None:
+    """--model --inversion --steps ... (shared with ``autosep web``, where they are the page's defaults)."""
+    d = PipelineOptions
     sep = parser.add_argument_group("separation")
     sep.add_argument("--model", default=d.model, help="separator model: alias, Hugging Face id or local folder")
     sep.add_argument("--inversion", choices=INVERSIONS, default=d.inversion,
@@ -116,23 +154,6 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     sep.add_argument("--render", choices=RENDER_MODES, default=d.render,
                      help="projected: masks on the original + residual (default); generative: the model's raw output")
 
-    check = parser.add_argument_group("stems checked by the tagger")
-    check.add_argument("--drop-unconfirmed", action="store_true",
-                       help="fold a stem the tagger does not find its source in into the residual")
-    check.add_argument("--rounds", type=int, default=d.rounds, metavar="N",
-                       help="2: separate again with sources found in the residual, up to --max-sources "
-                            f"(default {d.rounds}: report them only)")
-
-    out = parser.add_argument_group("output")
-    out.add_argument("-o", "--out", default=d.out, help=f"output folder (default: {d.out})")
-    out.add_argument("--format", choices=tuple(FORMATS), default=d.format)
-    out.add_argument("--bit-depth", choices=tuple(BIT_DEPTHS), default=d.bit_depth,
-                     help="default: the input's where the format allows")
-    out.add_argument("--overwrite", action="store_true",
-                     help="redo recordings that are done (otherwise they are skipped, so a batch resumes)")
-    out.add_argument("-q", "--quiet", action="store_true", help="only errors")
-    out.add_argument("-v", "--verbose", action="store_true", help="more detail")
-
 
 def options_from_args(args: argparse.Namespace) -> PipelineOptions:
     return PipelineOptions(
@@ -143,6 +164,7 @@ def options_from_args(args: argparse.Namespace) -> PipelineOptions:
         batch_size=args.batch_size, window=args.window, overlap=args.overlap, window_batch=args.window_batch,
         render=args.render,
         drop_unconfirmed=args.drop_unconfirmed, rounds=args.rounds,
+        keep=getattr(args, "keep", None), remove=getattr(args, "remove", None),
         out=args.out, format=args.format, bit_depth=args.bit_depth, overwrite=args.overwrite,
     )
 

@@ -18,7 +18,7 @@ from .inputs import InputFile, collect_inputs
 from .manifest import Manifest
 from .naming import is_inside
 from .progress import Progress
-from .recording import Pipeline, RecordingResult, output_folder
+from .recording import Pipeline, RecordingResult, output_folder, write_remix
 from .settings import RunSettings
 
 
@@ -164,7 +164,15 @@ def run_batch(inputs: list[str], settings: RunSettings, progress: Progress | Non
             path = entry.item.path if isinstance(entry, _Work) else entry.input
             outcome.interrupted_at = path
             progress.start_file(str(path))
-            result = pipeline.process(entry.item, entry.folder, entry.previous) if isinstance(entry, _Work) else entry
+            if isinstance(entry, _Work):
+                result = pipeline.process(entry.item, entry.folder, entry.previous)
+            else:
+                result = entry
+                if result.status == "skipped":  # --keep/--remove on stems an earlier run wrote
+                    try:
+                        write_remix(result, settings.output, progress)
+                    except AutosepError as exc:
+                        result = RecordingResult.failed(result.input, str(exc))
             outcome.results.append(result)
             progress.end_file(str(path), _describe(result))
         outcome.interrupted_at = None

@@ -142,9 +142,15 @@ class Manifest:
             files[RESIDUAL] = self.folder / Path(str(residual["file"])).name
         return files
 
+    @property
+    def remix_file(self) -> Path | None:
+        """The remix written beside the stems (``--keep``/``--remove``, ``autosep remix``), if any."""
+        entry = self.data.get("remix")
+        return self.folder / Path(str(entry["file"])).name if isinstance(entry, dict) and entry.get("file") else None
+
     def lists(self, file_name: str) -> bool:
-        """Whether ``file_name`` is one of the stems this manifest lists."""
-        return file_name in {path.name for path in self.files.values()}
+        """Whether ``file_name`` is one of the files (stems, remix) this manifest lists."""
+        return file_name in {path.name for path in [*self.files.values(), self.remix_file] if path is not None}
 
     @property
     def plan(self) -> list[Source]:
@@ -204,7 +210,8 @@ class Manifest:
                                          getattr(getattr(separator, "pipe", None), "name_or_path", None)),
             },
             "versions": package_versions(),
-            "source_mode": source_mode,  # "tagged" (planned from tags) or "given" (-s/--source)
+            # "tagged" (planned from tags), "given" (-s/--source) or "edited" (a plan passed in, e.g. from autosep web)
+            "source_mode": source_mode,
             "detections": [detection_entry(s) for s in plan],
             "top_tags": top_tags,
             "sources": [s.to_json() for s in stems],

@@ -14,6 +14,7 @@ recording needs processing at all (done already, or another input's folder) is t
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -107,7 +108,8 @@ class Pipeline:
     def __init__(self, settings: RunSettings, tagger=None, separator=None, progress: Progress | None = None):
         self.settings = settings
         self.tagger = tagger if settings.tagged else None
-        self.separator = separator
+        # A separator loaded for another run (the web page, an AutoSep reused) gets this run's settings bound.
+        self.separator = separator.bound_to(settings.separation) if hasattr(separator, "bound_to") else separator
         self.progress = progress or Progress()
         # What the separator works at (no separator in a dry run: AudioLDM's 16 kHz mono and window).
         self.model_rate = int(getattr(separator, "sample_rate", 16000))
@@ -134,14 +136,24 @@ class Pipeline:
                                                 batch_size=models.batch_size, settings=settings.separation)
         return cls(settings, tagger, separator, progress)
 
-    def process(self, item: InputFile, folder: Path | None = None, previous: Manifest | None = None) -> RecordingResult:
+    def process(self, item: InputFile, folder: Path | None = None, previous: Manifest | None = None,
+                plan: list[Source] | None = None, top_tags: list[dict] | None = None) -> RecordingResult:
         """Process one recording into ``folder`` (by default its place under the output folder). ``previous`` is
-        the manifest already there, whose stems are replaced. Errors about this recording come back as a failed
-        result; Ctrl-C propagates (after removing this recording's temporary files)."""
+        the manifest already there (read here when not given), whose stems are replaced. Errors about this
+        recording come back as a failed result; Ctrl-C propagates (after removing this recording's temporary
+        files).
+
+        ``plan`` (e.g. a dry run's plan edited by hand) replaces tagging and planning; ``top_tags`` then goes to
+        the manifest as the tags it came from.
+        """
         started = time.perf_counter()
         try:
             folder = folder or output_folder(self.settings.output.out, item)
-            result = self._process(item, folder, previous, started)
+            if previous is None and folder.is_dir():
+                previous = Manifest.read(folder)
+            result = self._process(item, folder, previous, started, plan, top_tags)
+            if result.status == "done":
+                write_remix(result, self.settings.output, self.progress)
         except (AutosepError, OSError) as exc:
             message = str(exc) if isinstance(exc, AutosepError) else f"{item.path}: {exc.strerror or exc}"
             result = RecordingResult.failed(item.path, message)
@@ -150,7 +162,8 @@ class Pipeline:
         result.seconds = time.perf_counter() - started
         return result
 
-    def _process(self, item: InputFile, folder: Path, previous: Manifest | None, started: float) -> RecordingResult:
+    def _process(self, item: InputFile, folder: Path, previous: Manifest | None, started: float,
+                 given_plan: list[Source] | None, given_top_tags: list[dict] | None) -> RecordingResult:
         settings, output = self.settings, self.settings.output
         timings: dict[str, float] = {}
         warnings: list[str] = []
@@ -170,7 +183,7 @@ class Pipeline:
             # 2-3. tag and plan
             t0 = time.perf_counter()
             self.progress.stage("tagging" if self.tagger is not None else "reading")
-            planning = self._tag_and_plan(recording)
+            planning = self._tag_and_plan(recording) if given_plan is None else self._given(recording, given_plan)
             timings["scan_and_tag"] = time.perf_counter() - t0
             plan = planning.plan
             notes = planning.result.notes if planning.result is not None else []
@@ -184,13 +197,15 @@ class Pipeline:
                                 "(try a lower --threshold, or name sources with -s)")
             for warning in warnings:
                 self.progress.warn(warning)
+            top_tags = planning.top_tags() if given_plan is None else list(given_top_tags or [])
             if settings.dry_run:
-                return RecordingResult(item.path, folder, "planned", plan=plan, warnings=warnings)
+                return RecordingResult(item.path, folder, "planned", plan=plan, warnings=warnings, top_tags=top_tags)
 
             # 4-6. separate, render and write, window by window
             folder.mkdir(parents=True, exist_ok=True)
             remove_partials(folder)
-            stale = set(previous.files.values()) if previous is not None else set()
+            # the old stems, and a remix made of them: never left beside new ones
+            stale = {*previous.files.values(), *filter(None, [previous.remix_file])} if previous is not None else set()
             (folder / MANIFEST_NAME).unlink(missing_ok=True)  # from here on the folder is not "done"
             t0 = time.perf_counter()
             paths = renderer.paths(folder, [s.label for s in plan], output.format)
@@ -229,14 +244,14 @@ class Pipeline:
             folder, recording=recording, input_given=item.given, non_finite=planning.non_finite,
             peak=planning.peak,
             tagger=self.tagger, separator=self.separator, plan=plan,
-            source_mode="tagged" if settings.tagged else "given",
+            source_mode="edited" if given_plan is not None else "tagged" if settings.tagged else "given",
             settings=settings.record(subtype, settings.planning, self.windows), work=work,
             stems=report.stems if report else [], residual=report.residual if report else None, windows=windows,
-            timings=timings, warnings=warnings, top_tags=planning.top_tags(), check=check_record,
+            timings=timings, warnings=warnings, top_tags=top_tags, check=check_record,
         )
         manifest.write()
         return RecordingResult(item.path, folder, "done", plan=plan, manifest=manifest.data, files=files,
-                               warnings=warnings, sample_rate=renderer.shape[0])
+                               warnings=warnings, sample_rate=renderer.shape[0], top_tags=top_tags)
 
     def _tag_and_plan(self, recording: Recording) -> TaggedRecording:
         """Steps 2 and 3: one streaming pass (``tagging``, the path ``autosep tag`` takes too), then the plan:
@@ -247,6 +262,16 @@ class Pipeline:
                 tagged.plan = [Source.given(p, recording.duration) for p in self.settings.sources]
             return tagged
         return plan_recording(recording, self.tagger, self.settings.planning.as_dict())
+
+    def _given(self, recording: Recording, given_plan: list[Source]) -> TaggedRecording:
+        """A plan chosen beforehand (e.g. edited in ``autosep web``), its segments clipped to this recording; the
+        file is still scanned once for its peak and NaN count. No tags, so no stem check either."""
+        tagged = tag_recording(recording, None)
+        for source in given_plan:
+            segments = [(max(0.0, float(a)), min(recording.duration, float(b))) for a, b in source.segments]
+            tagged.plan.append(Source(label=source.label, prompt=source.prompt, mid=source.mid, score=source.score,
+                                      segments=[(a, b) for a, b in segments if b > a], origin="given"))
+        return tagged
 
     def _separate(self, recording: Recording, plan: list[Source], renderer, paths, subtype: str):
         """Steps 4-6 for ``plan``: window by window into ``paths``, renamed to their final names when complete."""
@@ -305,3 +330,30 @@ class Pipeline:
             for entry in report.windows:
                 entry["sources"] = [name for name in entry["sources"] if name not in record["dropped"]]
         return plan, paths, report, record
+
+
+def write_remix(result: RecordingResult, output, progress: Progress) -> None:
+    """``--keep``/``--remove``: write remix.<format> beside the finished (or earlier) stems, and record it in the
+    manifest."""
+    if not (output.keep or output.remove) or not result.files or result.output is None:
+        return
+    from .remix import REMIX, UnknownStemError, open_result, remix
+
+    stems = open_result(result.output)
+    try:
+        named = {stems.find(name).name for name in (output.keep or output.remove)}
+    except UnknownStemError as exc:
+        raise UnknownStemError(f"{result.input}: {exc}; the stems are written, rerun with a valid name to write "
+                               "only the remix") from None
+    if output.keep:
+        gains = {stem.name: (0.0 if stem.name in named else -math.inf) for stem in stems.stems}
+    else:
+        gains = {stem.name: (-math.inf if stem.name in named else 0.0) for stem in stems.stems}
+    mixed = remix(stems, gains, result.output / f"{REMIX}.{output.format}", bit_depth=output.bit_depth)
+    for warning in mixed.warnings:
+        progress.warn(warning)
+    result.warnings.extend(mixed.warnings)
+    kind = "keep" if output.keep else "remove"
+    manifest = Manifest(result.output, {**stems.manifest, "remix": {**mixed.to_dict(), kind: sorted(named)}})
+    manifest.write()
+    result.manifest = manifest.data

@@ -155,9 +155,22 @@ class OutputSettings:
     bit_depth: str | None = None  # "16", "24", "32f"; None: the input's where the format allows
     render: str = "projected"
     overwrite: bool = False
+    # remix.<format> written beside the stems: only these sources, or all but these (names, prompts or stem file
+    # names; "residual" too).
+    keep: tuple[str, ...] | None = None
+    remove: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "format", str(self.format).lower())
+        if self.keep is not None and self.remove is not None:
+            raise SettingsError("--keep and --remove exclude each other: keep some sources, or remove some")
+        for name, flag in (("keep", "--keep"), ("remove", "--remove")):
+            names = getattr(self, name)
+            if names is not None:
+                names = tuple(str(n).strip() for n in ([names] if isinstance(names, str) else names))
+                if not any(names):
+                    raise SettingsError(f"{flag} needs a source name", flag)
+                object.__setattr__(self, name, tuple(n for n in names if n))
         if self.render not in RENDERERS:
             raise SettingsError(f"--render must be one of {', '.join(RENDERERS)}, got {self.render!r}", "--render")
         choose_subtype(self.format, self.bit_depth, None)  # raises for impossible format/bit-depth pairs
@@ -201,6 +214,8 @@ class PipelineOptions:
     format: str = OutputSettings.format
     bit_depth: str | None = OutputSettings.bit_depth
     overwrite: bool = OutputSettings.overwrite
+    keep: list[str] | None = None
+    remove: list[str] | None = None
 
     def settings(self) -> "RunSettings":
         """The checked settings of every stage. Raises AutosepError (a usage error) for a bad value."""
@@ -213,7 +228,8 @@ class PipelineOptions:
             models=ModelSettings(self.model, self.device, self.dtype, self.batch_size),
             windows=WindowSettings(self.window, self.overlap, self.margin, self.window_batch),
             check=CheckSettings(bool(self.drop_unconfirmed), self.rounds),
-            output=OutputSettings(Path(self.out), self.format, self.bit_depth, self.render, self.overwrite),
+            output=OutputSettings(Path(self.out), self.format, self.bit_depth, self.render, self.overwrite,
+                                  self.keep, self.remove),
             dry_run=bool(self.dry_run),
         )
 

@@ -10,6 +10,7 @@ backbones (Stable Audio Open, Stable Audio 3; :mod:`stable_audio`) encode the [c
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import os
 from dataclasses import dataclass, field
@@ -238,7 +239,14 @@ class ZeroSep:
         seconds = length / self.sample_rate
         padded = torch.nn.functional.pad(samples, (0, backbone.padded_length(length) - length))
         evaluations_before = self._evaluations
-        step_done = _step_counter(2 * steps, progress)
+        total = 2 * steps
+        done = 0
+
+        def step_done() -> None:
+            nonlocal done
+            done += 1
+            if progress is not None:
+                progress(min(done, total), total)
 
         def run(rows: list[int], on_step) -> tuple[torch.Tensor, GuidedNoise]:
             chosen = [sources[i] for i in rows]
@@ -275,14 +283,6 @@ class ZeroSep:
 
         if layout.startswith("mono"):
             stems = stems.mean(dim=1, keepdim=layout == "mono-channels")
-        return self._result(stems, sources, c_inv, retried, evaluations_before, noise_for, inversion=inversion,
-                            steps=steps, guidance=guidance, seed=seed, padded_samples=int(padded.shape[-1]),
-                            backbone=backbone.name, sampler=backbone.samplers[inversion], channels=self.channels,
-                            seconds_total=round(seconds, 6))
-
-    def _result(self, stems: torch.Tensor, sources: list[str], c_inv: list[str], retried: list[bool],
-                evaluations_before: int, noise_for: GuidedNoise, **details: Any) -> SeparationResult:
-        """The result of one call: the stems and how they were made (``details``: the settings and the model)."""
         return SeparationResult(
             stems=stems.contiguous(),
             sources=list(sources),
@@ -290,7 +290,10 @@ class ZeroSep:
             fp32_retry=retried if self.dtype != torch.float32 else [False] * len(sources),
             unet_evaluations=self._evaluations - evaluations_before,
             sample_rate=self.sample_rate,
-            details={**details, "model": self.model_id,
+            details={"inversion": inversion, "steps": steps, "guidance": guidance, "seed": seed,
+                     "padded_samples": int(padded.shape[-1]), "model": self.model_id, "backbone": backbone.name,
+                     "sampler": backbone.samplers[inversion], "channels": self.channels,
+                     "seconds_total": round(seconds, 6),
                      "conditional_evaluations": noise_for.conditional_evaluations,
                      "unconditional_evaluations": noise_for.unconditional_evaluations},
         )
@@ -346,6 +349,14 @@ class ZeroSep:
             mono = "mono" if wave.ndim == 1 else "mono-channels"
             return wave.reshape(1, -1).expand(self.channels, -1).contiguous(), mono
         return wave, layout
+
+    def bound_to(self, settings: SeparationSettings) -> "ZeroSep":
+        """This loaded separator with other separation settings bound: the model is shared, nothing reloads."""
+        if settings == self.settings:
+            return self
+        other = copy.copy(self)
+        other.settings = self._bound(settings)
+        return other
 
     def _bound(self, settings: SeparationSettings) -> SeparationSettings:
         """``settings`` once checked against this model: its sampler has a fixed number of training steps."""
@@ -541,19 +552,6 @@ _OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 def _rows(timestep: torch.Tensor, start: int, count: int) -> torch.Tensor:
     """The timesteps of samples start..start+count: the same one for all, or their own (a 1-D tensor)."""
     return timestep[start:start + count] if timestep.ndim == 1 else timestep
-
-
-def _step_counter(total: int, progress: Progress | None) -> Callable[[], None]:
-    """A callback for every inversion and denoising step that reports ``progress(done, total)``."""
-    done = 0
-
-    def step_done() -> None:
-        nonlocal done
-        done += 1
-        if progress is not None:
-            progress(min(done, total), total)
-
-    return step_done
 
 
 def _cast(module: torch.nn.Module, dtype: torch.dtype) -> None:
