@@ -181,7 +181,14 @@ class ZeroSep:
         groups: dict[int, list[int]] = {}
         for j, x in enumerate(padded):
             groups.setdefault(int(x.shape[0]), []).append(j)
-        step_done = _step_counter(2 * steps * len(groups), progress)
+        total = 2 * steps * len(groups)
+        done = 0
+
+        def step_done() -> None:
+            nonlocal done
+            done += 1
+            if progress is not None:
+                progress(min(done, total), total)
 
         stems: list[torch.Tensor | None] = [None] * len(waves)
         retried: list[list[bool]] = [[] for _ in waves]
