@@ -97,9 +97,11 @@ def build_tiny_stable_audio_open(path: str | Path, seed: int = 0) -> Path:
     return folder
 
 
-def build_tiny_stable_audio_3(path: str | Path, seed: int = 0, distilled: bool = False) -> Path:
+def build_tiny_stable_audio_3(path: str | Path, seed: int = 0, distilled: bool = False,
+                              differential: bool = False) -> Path:
     """Write a tiny random-weight ``StableAudio3Pipeline`` folder (the base checkpoint's deterministic Euler
-    scheduler; ``distilled=True`` writes the distilled one's ping-pong ``stochastic_sampling`` scheduler)."""
+    scheduler; ``distilled=True`` writes the distilled one's ping-pong ``stochastic_sampling`` scheduler;
+    ``differential=True`` uses differential attention in the DiT and VAE, as the real SA3 medium does)."""
     import torch
     from diffusers import AutoencoderSAME, FlowMatchEulerDiscreteScheduler, StableAudio3DiTModel, StableAudio3Pipeline
     from diffusers.pipelines.stable_audio_3.modeling_stable_audio_3 import StableAudio3DurationEmbedder
@@ -122,13 +124,13 @@ def build_tiny_stable_audio_3(path: str | Path, seed: int = 0, distilled: bool =
     transformer = StableAudio3DiTModel(
         io_channels=SA3_LATENT_CHANNELS, patch_size=1, embed_dim=32, depth=2, num_heads=4, cond_token_dim=COND_DIM,
         global_cond_dim=COND_DIM, local_add_cond_dim=5, timestep_features_dim=16, ff_mult=2, num_memory_tokens=3,
-        use_differential_attention=False,
+        use_differential_attention=differential,
     )
     torch.manual_seed(seed + 3)
     # 64-sample patches, then a stride-4 resampling block: 256 samples per latent frame.
     vae = AutoencoderSAME(
         audio_channels=2, patch_size=64, encoder_channels=8, encoder_c_mults=(2,), encoder_strides=(4,),
-        encoder_transformer_depths=(1,), latent_dim=SA3_LATENT_CHANNELS, use_differential_attention=False,
+        encoder_transformer_depths=(1,), latent_dim=SA3_LATENT_CHANNELS, use_differential_attention=differential,
         dim_heads=4, ff_mult=2, sampling_rate=SAMPLE_RATE,
     )
     _randomise_zero_init(transformer, seed + 4)
