@@ -1,4 +1,4 @@
-"""Stable Audio 3's original stable-audio-tools checkpoint -> a diffusers ``StableAudio3Pipeline``, once, into the cache.
+"""Stable Audio 3's original stable-audio-tools checkpoint -> a diffusers ``StableAudio3Pipeline``, once, cached.
 
 Stability AI publishes Stable Audio 3 as ``model.safetensors`` + ``model_config.json`` (stable-audio-tools layout),
 not as a diffusers pipeline. autosep converts it on first load and saves the pipeline under

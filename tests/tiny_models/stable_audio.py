@@ -65,7 +65,8 @@ def _randomise_zero_init(module, seed: int) -> None:
 def build_tiny_stable_audio_open(path: str | Path, seed: int = 0) -> Path:
     """Write a tiny random-weight ``StableAudioPipeline`` folder laid out like stable-audio-open-1.0."""
     import torch
-    from diffusers import AutoencoderOobleck, CosineDPMSolverMultistepScheduler, StableAudioDiTModel, StableAudioPipeline
+    from diffusers import (AutoencoderOobleck, CosineDPMSolverMultistepScheduler, StableAudioDiTModel,
+                           StableAudioPipeline)
     from diffusers.pipelines.stable_audio.modeling_stable_audio import StableAudioProjectionModel
     from transformers import T5Config, T5EncoderModel
 
@@ -86,8 +87,9 @@ def build_tiny_stable_audio_open(path: str | Path, seed: int = 0) -> Path:
     torch.manual_seed(seed + 3)
     # 4 x 8 x 8 = 256 samples per latent frame (the real Oobleck VAE: 2 x 4 x 4 x 8 x 8 = 2048).
     vae = AutoencoderOobleck(
-        encoder_hidden_size=2 * SAO_LATENT_CHANNELS, downsampling_ratios=[4, 8, 8], channel_multiples=[1, 2, 2], decoder_channels=8,
-        decoder_input_channels=SAO_LATENT_CHANNELS, audio_channels=2, sampling_rate=SAMPLE_RATE,
+        # The encoder's output holds the mean and the scale: twice the latent channels.
+        encoder_hidden_size=2 * SAO_LATENT_CHANNELS, downsampling_ratios=[4, 8, 8], channel_multiples=[1, 2, 2],
+        decoder_channels=8, decoder_input_channels=SAO_LATENT_CHANNELS, audio_channels=2, sampling_rate=SAMPLE_RATE,
     )
     pipe = StableAudioPipeline(
         vae=vae, text_encoder=text_encoder, projection_model=projection_model, tokenizer=tokenizer,
