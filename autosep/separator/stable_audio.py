@@ -77,8 +77,9 @@ class FullBandBackbone(Backbone):
     def stack(self, conditionings: list[Conditioning], dtype: torch.dtype, seconds: float = 0.0) -> dict:
         raise NotImplementedError
 
-    def predict(self, latents: torch.Tensor, sigma: torch.Tensor, batch: dict) -> torch.Tensor:
-        """The raw model output for latents at noise level ``sigma`` [B] (float32 or the compute dtype)."""
+    def predict(self, latents: torch.Tensor, sigma: torch.Tensor, batch: dict,
+                dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """The raw model output for float32 latents at noise level ``sigma`` [B], the DiT running in ``dtype``."""
         raise NotImplementedError
 
     def separate(self, x0: torch.Tensor, sources: list[str], distinct: list[str], row_of: torch.Tensor,
@@ -159,10 +160,11 @@ class StableAudioOpenBackbone(FullBandBackbone):
                 self.pipe.rotary_embed_dim, frames + 1, use_real=True, repeat_interleave_real=False)}
         return self._rotary[frames]
 
-    def predict(self, latents, sigma, batch):
+    def predict(self, latents, sigma, batch, dtype=torch.float32):
         pre = self._precondition
-        view = sigma.reshape(-1, *([1] * (latents.ndim - 1))).to(latents.device)
-        scaled = pre.precondition_inputs(latents, view.to(latents.dtype))
+        view = sigma.reshape(-1, *([1] * (latents.ndim - 1))).to(latents.device, torch.float32)
+        # Scaled by c_in in float32 first: the latents reach sigma_max = 500 before it, the DiT's input is ~1.
+        scaled = pre.precondition_inputs(latents.float(), view).to(dtype)
         timestep = pre.precondition_noise(sigma.float()).to(latents.device)
         return self.pipe.transformer(
             scaled, timestep, encoder_hidden_states=batch["encoder_hidden_states"],
@@ -254,10 +256,10 @@ class StableAudio3Backbone(FullBandBackbone):
         return {"encoder_hidden_states": torch.cat(contexts), "encoder_attention_mask": torch.cat(masks),
                 "global_hidden_states": global_states.expand(batch, -1)}
 
-    def predict(self, latents, sigma, batch):
+    def predict(self, latents, sigma, batch, dtype=torch.float32):
         # The pipeline feeds scheduler.timesteps = sigmas x num_train_timesteps.
         timestep = (sigma.float() * self.pipe.scheduler.config.num_train_timesteps).to(latents.device)
-        return self.pipe.transformer(latents, timestep, return_dict=False, **batch)[0]
+        return self.pipe.transformer(latents.to(dtype), timestep, return_dict=False, **batch)[0]
 
     def encode_audio(self, wave: torch.Tensor) -> torch.Tensor:
         return self.pipe.vae.encode(wave[None].float()).latents.float()
