@@ -285,6 +285,11 @@ def convert(state: dict[str, torch.Tensor], model_config: dict, text_encoder_sou
     text_config.is_encoder_decoder = False
     tokenizer = AutoTokenizer.from_pretrained(text_encoder_source, local_files_only=local_files_only)
     text_encoder = T5GemmaEncoderModel(text_config)
+    text_state = components["text_encoder"]
+    if text_state and not any(k.startswith("encoder.") for k in text_state) and all(
+            k.startswith("encoder.") for k in text_encoder.state_dict()):
+        text_state = {"encoder." + k: v for k, v in text_state.items()}  # stored as the bare encoder module
+    components["text_encoder"] = text_state
     extra = []
     extra += _load_strict(vae, components["vae"], "VAE")
     extra += _load_strict(transformer, components["transformer"], "DiT", optional=("rotary_pos_emb.inv_freq",))

@@ -328,13 +328,19 @@ def hub_error_message(model_id: str, exc: BaseException) -> str | None:
     """
     from huggingface_hub.errors import EntryNotFoundError, GatedRepoError
 
+    import re
+
     for error in _chain(exc):
         if isinstance(error, GatedRepoError):
+            # The gated repository may be another one the model needs (Stable Audio 3's T5Gemma tokenizer).
+            found = re.search(r"huggingface\.co/(?:api/models/)?([\w.-]+/[\w.-]+)", str(error))
+            repo = found.group(1).rstrip(".") if found else model_id
+            needed = "" if repo == model_id else f" (needed by {model_id!r})"
             return (
-                f"separator model {model_id!r} is gated on the Hugging Face hub and this machine has no access to "
-                f"it. To use it: (1) open https://huggingface.co/{model_id}, sign in and accept its licence "
-                "(Stability AI Community License); (2) give autosep a token of that account: run `hf auth login`, "
-                "or set HF_TOKEN=hf_...; then run `autosep models download` for it or rerun this command"
+                f"the Hugging Face repository {repo!r}{needed} is gated and this machine has no access to it. To "
+                f"use it: (1) open https://huggingface.co/{repo}, sign in and accept its licence (the Stability AI "
+                "Community License for Stability's models); (2) give autosep a token of that account: run "
+                "`hf auth login`, or set HF_TOKEN=hf_...; then rerun this command (or `autosep models download`)"
             )
         if isinstance(error, EntryNotFoundError) and "model_index.json" in str(error):
             return (
