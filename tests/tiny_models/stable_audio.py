@@ -21,8 +21,8 @@ import pytest
 from .audioldm2 import PHRASES, _save, _t5_tokenizer
 
 SAMPLE_RATE = 44_100
-SAO_SAMPLE_SIZE = 256  # latent frames of the tiny SAO training window: 256 x 256 / 44100 = 1.49 s
-SAO_LATENT_CHANNELS = 8
+SAO_SAMPLE_SIZE = 128  # latent frames of the tiny SAO training window: 128 x 256 / 44100 = 0.74 s
+SAO_LATENT_CHANNELS = 4  # (64 in the real model); the Oobleck encoder runs at the full rate, so keep it narrow
 SA3_LATENT_CHANNELS = 8
 COND_DIM = 16
 
