@@ -158,12 +158,24 @@ def test_a_local_original_checkpoint_is_converted_once_and_separates_like_the_di
     assert_same_weights(ZeroSep.from_pretrained(original_folder, device="cpu").pipe, pipe)
 
 
-def test_the_hub_alias_converts_the_cached_original_files_offline(original_folder, tiny_differential_sa3,
-                                                                  t5gemma_in_cache, monkeypatch):
+@pytest.fixture
+def sa3_repo_in_cache(original_folder):
+    """The original files as the hub alias' download leaves them; removed afterwards (with the conversion), so
+    no other test finds stable-audio-3 in the session's caches."""
+    import shutil
+
     from tiny_models.audioldm2 import install_in_hf_cache
 
+    repo = "stabilityai/stable-audio-3-medium-base"
+    snapshot = install_in_hf_cache(original_folder, repo)
+    yield repo
+    shutil.rmtree(snapshot.parents[1], ignore_errors=True)
+    shutil.rmtree(sa3_convert.converted_root(repo), ignore_errors=True)
+
+
+def test_the_hub_alias_converts_the_cached_original_files_offline(sa3_repo_in_cache, tiny_differential_sa3,
+                                                                  t5gemma_in_cache, monkeypatch):
     _, pipe = tiny_differential_sa3
-    install_in_hf_cache(original_folder, "stabilityai/stable-audio-3-medium-base")
     zs = ZeroSep.from_pretrained("stable-audio-3", device="cpu")
     assert zs.model_id == "stabilityai/stable-audio-3-medium-base" and zs.channels == 2
     assert_same_weights(zs.pipe, pipe)

@@ -80,7 +80,7 @@ def test_a_repository_without_a_pipeline_points_to_the_conversion(tmp_path, monk
 
     monkeypatch.setattr(diffusers.DiffusionPipeline, "download", staticmethod(no_index))
     with pytest.raises(ModelNotAvailableError, match="convert_stable_audio_3_to_diffusers.py"):
-        locate_pipeline("stable-audio-3")
+        locate_pipeline("someone/stable-audio-3-finetune")
     # A local folder holding the original checkpoint gets the same advice.
     original = tmp_path / "sa3-original"
     original.mkdir()
