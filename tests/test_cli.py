@@ -389,3 +389,69 @@ def test_models_list_says_whether_a_separator_is_in_the_hugging_face_cache(capsy
     assert code == 0 and " yes " in row(output)
     code, output = run(capsys, "models", "download", "audioldm-l")  # already there: no network needed
     assert code == 0, output
+
+
+# -- stems checked by the tagger, on the tiny models ------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def responsive_cnn14(tiny_cnn14_checkpoint, tmp_path_factory) -> Path:
+    """The tiny Cnn14 with its output layer scaled up, so its scores follow the input (the random one is nearly
+    constant): saved and loaded back like any checkpoint."""
+    import torch
+
+    checkpoint = torch.load(tiny_cnn14_checkpoint, map_location="cpu", weights_only=True)
+    checkpoint["model"]["fc_audioset.weight"] = checkpoint["model"]["fc_audioset.weight"] * 2000.0
+    path = tmp_path_factory.mktemp("responsive-panns") / tiny_cnn14_checkpoint.name
+    torch.save(checkpoint, path)
+    return path
+
+
+def _class_the_tagger_hears_in(mix: Path, checkpoint: Path) -> tuple[str, float]:
+    """A class the tagger scores clearly higher on ``mix`` than on silence, and a threshold between the two."""
+    from autosep.pipeline.reading import open_audio
+    from autosep.pipeline.tagging import tag_recording
+    from autosep.taggers import load_tagger
+
+    tagger = load_tagger("panns", checkpoint, "cpu")
+    with open_audio(mix) as reader:
+        heard = tag_recording(reader, tagger).result
+    silence = tagger.tag(np.zeros(16000 * 3, np.float32), 16000)
+    gap = heard.probs.max(axis=0) - silence.probs.max(axis=0)
+    j = int(np.argmax(gap))
+    assert gap[j] > 0.02, "the tagger hears nothing in the mix"
+    return heard.labels[j], float(silence.probs.max(axis=0)[j] + gap[j] / 2)
+
+
+def test_a_silent_stem_is_not_confirmed_and_folded_into_the_residual(tmp_path, capsys, model_args, monkeypatch,
+                                                                     responsive_cnn14):
+    import json
+
+    from autosep.separator import ZeroSep
+
+    mix = write_wave(tmp_path / "mix.wav", seconds=3.0)
+    label, threshold = _class_the_tagger_hears_in(tmp_path / "mix.wav", responsive_cnn14)
+    real = ZeroSep.separate_detailed
+
+    def silent(self, wave, sources, **kwargs):  # the separation fails: the source's stem comes out silent
+        result = real(self, wave, sources, **kwargs)
+        result.stems = result.stems * 0
+        return result
+
+    monkeypatch.setattr(ZeroSep, "separate_detailed", silent)
+    args = [tmp_path / "mix.wav", "-o", tmp_path / "out", "--include", label, "--max-sources", "0",
+            "--threshold", f"{threshold:.6f}", *model_args, "--tagger-model", responsive_cnn14]
+    code, output = run(capsys, *args)
+    assert code == 0, output
+    manifest = json.loads((tmp_path / "out" / "mix" / "manifest.json").read_text())
+    (stem,) = manifest["sources"]
+    assert stem["not_confirmed"] is True and stem["check"]["confirmed"] is False
+    assert stem["check"]["score_in_stem"] < threshold <= stem["check"]["score_in_mixture"]
+    assert manifest["check"]["not_confirmed"] == [stem["name"]]
+
+    code, output = run(capsys, *args, "--overwrite", "--drop-unconfirmed")
+    assert code == 0, output
+    manifest = json.loads((tmp_path / "out" / "mix" / "manifest.json").read_text())
+    assert manifest["sources"] == [] and manifest["check"]["dropped"] == [stem["name"]]
+    stems = stems_of(tmp_path / "out" / "mix")
+    assert list(stems) == ["residual"]
+    np.testing.assert_array_equal(stems["residual"], mix)  # the whole input, bit for bit

@@ -14,6 +14,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from importlib import metadata
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,6 +24,10 @@ from ..taggers.audioset import load_ontology
 from .discovery import score_discovery, summarise_discovery
 from .layout import RecordingFolder, match_by_labels, match_by_name, match_by_scores, resolve_match_mode
 from .metrics import frechet_distance, is_silent, resample, sdr, si_sdr, to_mono
+
+if TYPE_CHECKING:  # both import torch and transformers: only when a run needs them
+    from .clap import ClapScorer
+    from .panns import PannsEmbedder
 
 log = logging.getLogger("autosep")
 
@@ -95,7 +100,8 @@ def _round(value: float | None, digits: int = 4) -> float | None:
 
 
 def evaluate(pairs: Sequence[tuple[RecordingFolder, RecordingFolder]], settings: EvalSettings,
-             missing: Sequence[str] = (), scorer=None, panns=None,
+             missing: Sequence[str] = (), scorer: "ClapScorer | None" = None,
+             panns: "PannsEmbedder | None" = None,
              on_recording: Callable[[str, int, int], None] | None = None) -> dict:
     """Score every (estimates, references) recording pair. ``scorer`` may be a loaded
     :class:`autosep.eval.clap.ClapScorer` and ``panns`` a loaded :class:`autosep.eval.panns.PannsEmbedder`

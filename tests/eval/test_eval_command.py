@@ -196,6 +196,24 @@ def test_run_separates_a_dataset_and_scores_it(tmp_path, capsys, tiny_audioldm2_
     assert code == 0, err
 
 
+def test_labels_files_are_checked_against_the_folders(dataset, capsys, tmp_path):
+    root, _, _ = dataset
+    labels = tmp_path / "labels.json"
+    labels.write_text(json.dumps({"r1": {"cello.wav": "Violin, fiddle"}, "r2": {"dog": "Bark"}}))
+    code, out, err = run(capsys, "eval", root / "est", root / "refs", "--no-clap", "--labels", labels, "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    labels_seen = {(r["name"], p["reference"]): p["label"] for r in report["recordings"] for p in r["pairs"]}
+    assert labels_seen[("r1", "cello")] == "Violin, fiddle" and labels_seen[("r2", "dog")] == "Bark"
+    assert labels_seen[("r1", "dog")] == "Dog"  # no entry: the file name
+    labels.write_text(json.dumps({"r9": {"cello.wav": "Cello"}}))
+    code, _, err = run(capsys, "eval", root / "est", root / "refs", "--no-clap", "--labels", labels)
+    assert code == 2 and "'r9'" in err
+    (root / "refs" / "r1" / "labels.json").write_text(json.dumps({"celo.wav": "Cello"}))
+    code, _, err = run(capsys, "eval", root / "est", root / "refs", "--no-clap")
+    assert code == 2 and "'celo.wav' names no audio file" in err
+
+
 def test_an_unreadable_stem_is_named_and_the_rest_is_scored(dataset, capsys):
     root, _, _ = dataset
     (root / "est" / "r1" / "cello.wav").write_bytes(b"not audio at all")
@@ -235,3 +253,14 @@ def test_panns_embeddings_resample_and_window(tiny_cnn14_checkpoint):
                                         embedder.prepare(wave[:RATE // 4], RATE)])
     np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)  # the same sound at 16 and 48 kHz
     assert np.all(np.isfinite(short))  # a quarter second is tiled to Cnn14's minimum, not rejected
+
+
+def test_python_api(dataset):
+    from autosep.eval import EvalSettings, evaluate, pair_recordings, read_estimates, read_references
+
+    root, _, _ = dataset
+    pairs, missing, extra = pair_recordings(read_estimates(root / "est"), read_references(root / "refs"))
+    assert [r.name for _, r in pairs] == ["r1", "r2"] and missing == [] and extra == []
+    report = evaluate(pairs, EvalSettings(clap=False, match="best", match_metric="si-sdr"))
+    assert report["overall"]["pairs"] == 4 and report["overall"]["si_sdr"] > 15
+    assert report["settings"]["match"] == "best" and report["settings"]["fad_embeddings"] == []
