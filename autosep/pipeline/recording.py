@@ -72,6 +72,7 @@ class RecordingResult:
     files: dict[str, Path] = field(default_factory=dict)  # source name (and "residual") -> stem file
     sample_rate: int | None = None
     seconds: float = 0.0
+    top_tags: list[dict] = field(default_factory=list)  # the tagger's strongest classes (label, mid, max_score)
 
     @property
     def ok(self) -> bool:
