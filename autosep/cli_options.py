@@ -147,8 +147,8 @@ def add_separation_arguments(parser: argparse.ArgumentParser) -> None:
                      help="window length in seconds (default: the model's training length: 10.24 for AudioLDM/2, "
                           "47.55 for Stable Audio Open, 30 for Stable Audio 3)")
     sep.add_argument("--overlap", type=_overlap, default=d.overlap,
-                     help=f"cross-fade between windows: seconds (1s) or a fraction of the window (0.25, 25%%) "
-                          f"(default {d.overlap})")
+                     help="cross-fade between windows: seconds (1s) or a fraction of the window (0.25, 25%%) "
+                          "(default 1s; a quarter of a window shorter than 4 s)")
     sep.add_argument("--window-batch", type=int, default=d.window_batch, metavar="N",
                      help="windows separated together in the same UNet forwards (default: 1 on a CPU, 2 on CUDA)")
     sep.add_argument("--render", choices=RENDER_MODES, default=d.render,

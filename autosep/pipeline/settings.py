@@ -50,12 +50,15 @@ class ModelSettings:
 DEFAULT_WINDOW_S = 10.24  # AudioLDM/AudioLDM2's training length, for a separator that does not name its own
 
 
-DEFAULT_OVERLAP = "1s"  # benchmarks/overlap_seams.txt: longer fades cost windows and did not lower the seam error
+DEFAULT_OVERLAP_S = 1.0  # benchmarks/overlap_seams.txt: longer fades cost windows and did not lower the seam error
 
 
-def parse_overlap(value: float | str) -> float | str:
+def parse_overlap(value: float | str | None) -> float | str | None:
     """An overlap as the user gave it, checked and normalised: a fraction of the window (``0.25``, ``"25%"``)
-    comes back as a float, a length in seconds (``"1s"``, ``"0.5 s"``) as a string like ``"1s"``."""
+    comes back as a float, a length in seconds (``"1s"``, ``"0.5 s"``) as a string like ``"1s"``; None (the
+    default) stays None: 1 s, or a quarter of a window shorter than 4 s."""
+    if value is None:
+        return None
     text = str(value).strip().lower()
     try:
         if isinstance(value, str) and text.endswith("s"):
@@ -81,7 +84,7 @@ class WindowSettings:
     device, see :func:`default_window_batch`)."""
 
     window_s: float | None = None
-    overlap: float | str = DEFAULT_OVERLAP
+    overlap: float | str | None = None  # None: DEFAULT_OVERLAP_S, or a quarter of a window shorter than 4 s
     margin_s: float = 1.0
     window_batch: int | None = None
 
@@ -102,24 +105,30 @@ class WindowSettings:
     @property
     def overlap_s(self) -> float:
         """The overlap (the cross-fade) in seconds, of resolved settings when given as a fraction."""
+        window_s = self.window_s or DEFAULT_WINDOW_S
+        if self.overlap is None:
+            return min(DEFAULT_OVERLAP_S, window_s / 4)
         if isinstance(self.overlap, str):
             return float(self.overlap[:-1])
-        return self.overlap * (self.window_s or DEFAULT_WINDOW_S)
+        return self.overlap * window_s
 
     def resolved(self, separator_window_s: float | None, device: Any = None) -> "WindowSettings":
         """These settings with the window length chosen (the one given, else the separator's, else the default)
         and the window batch chosen for ``device`` (the separator's) unless given."""
         window_s = self.window_s if self.window_s is not None else float(separator_window_s or DEFAULT_WINDOW_S)
         window_batch = self.window_batch or default_window_batch(device)
-        return replace(self, window_s=window_s, window_batch=window_batch)
+        resolved = replace(self, window_s=window_s, window_batch=window_batch)
+        if resolved.overlap is None:  # recorded as the fade it is
+            resolved = replace(resolved, overlap=f"{resolved.overlap_s:g}s")
+        return resolved
 
     def frames(self, sample_rate: int) -> tuple[int, int, int]:
         """(window, hop, cross-fade) in frames at ``sample_rate`` (of resolved settings)."""
         window = max(1, round(self.window_s * sample_rate))
-        if isinstance(self.overlap, str):
-            fade = round(self.overlap_s * sample_rate)
-        else:
+        if isinstance(self.overlap, float):
             fade = round(window * self.overlap)
+        else:
+            fade = round(self.overlap_s * sample_rate)
         fade = min(fade, window - 1)
         return window, max(1, window - fade), fade
 
@@ -202,7 +211,7 @@ class PipelineOptions:
     dtype: str | None = ModelSettings.dtype
     batch_size: int | None = ModelSettings.batch_size
     window: float = WindowSettings.window_s
-    overlap: float | str = WindowSettings.overlap  # seconds ("1s") or a fraction of the window (0.25, "25%")
+    overlap: float | str | None = WindowSettings.overlap  # seconds ("1s") or a fraction (0.25, "25%"); None: 1 s
     margin: float = WindowSettings.margin_s  # seconds around a source's tagged segments where it is still separated
     window_batch: int | None = WindowSettings.window_batch  # windows through the separator together; None: by device
     render: str = OutputSettings.render

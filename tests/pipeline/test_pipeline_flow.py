@@ -71,7 +71,6 @@ def _pipeline(separator=None, tagger=None, **options) -> Pipeline:
 def _run(tmp_path, sources=("low hum", "high whistle"), separator=None, **options):
     """The batch over tmp_path/in: it decides what is done already; the pipeline processes the rest."""
     options.setdefault("out", str(tmp_path / "out"))
-    options.setdefault("overlap", 0.25)  # a quarter of these short 1 s windows (the default 1 s fade is a window)
     pipeline = _pipeline(separator, sources=list(sources), steps=2, window=1.0, **options)
     return pipeline, run_batch([str(tmp_path / "in")], pipeline.settings, pipeline=pipeline).results
 

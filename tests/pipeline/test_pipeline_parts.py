@@ -262,6 +262,14 @@ def test_an_overlap_in_seconds_must_be_shorter_than_the_window():
     assert WindowSettings(overlap="20s").resolved(47.55).frames(100) == (4755, 2755, 2000)
 
 
+def test_the_default_overlap_is_one_second_or_a_quarter_of_a_short_window():
+    from autosep.pipeline.settings import WindowSettings
+
+    assert WindowSettings().resolved(10.24).overlap == "1s"
+    assert WindowSettings().resolved(10.24).frames(16000)[2] == 16000
+    assert WindowSettings(window_s=1.0).resolved(None).overlap == "0.25s"  # no window is all fade
+
+
 def test_the_window_batch_defaults_to_one_on_a_cpu():
     import torch
 
