@@ -98,23 +98,29 @@ class ZeroSep:
 
     def separate(self, wave, sources: Sequence[str], inversion: str = "ddpm", steps: int = 50,
                  guidance: float = 1.0, inv_prompt: str = "others", seed: int = 42,
-                 sample_rate: int | None = None) -> torch.Tensor:
+                 sample_rate: int | None = None, passes: int = 1) -> torch.Tensor:
         """Stems for ``sources`` from the mono 16 kHz ``wave``: float32 CPU tensor [len(sources), len(wave)]."""
         return self.separate_detailed(wave, sources, inversion=inversion, steps=steps, guidance=guidance,
-                                      inv_prompt=inv_prompt, seed=seed, sample_rate=sample_rate).stems
+                                      inv_prompt=inv_prompt, seed=seed, sample_rate=sample_rate, passes=passes).stems
 
     def separate_detailed(self, wave, sources: Sequence[str], inversion: str = "ddpm", steps: int = 50,
                           guidance: float = 1.0, inv_prompt: str = "others", seed: int = 42,
-                          sample_rate: int | None = None, progress: Progress | None = None) -> SeparationResult:
+                          sample_rate: int | None = None, progress: Progress | None = None,
+                          passes: int = 1) -> SeparationResult:
         """Like :meth:`separate`, with the inversion prompts, fp32 retries and UNet work reported.
 
-        ``progress(done, total)`` is called after every inversion and denoising step.
+        ``guidance`` w in [0, 1] is highlighting: w = 0 reconstructs the mixture, w = 1 (the default) isolates the
+        source, values between keep the rest of the mixture in the stem, attenuated; above 1 is ordinary stronger
+        classifier-free guidance. ``passes`` K > 1 is iterative separation (the ZeroSep paper's appendix B, for
+        interferers too loud to remove at once): each stem is fed back as the mixture for K - 1 more passes, with
+        the same c_rev, c_inv and seed. ``progress(done, total)`` is called after every inversion and denoising step.
         """
         samples = self._check_wave(wave, sample_rate)
         sources = check_sources(sources)
         inversion = self._check_inversion(inversion)
         steps = self._check_steps(steps)
         guidance = self._check_guidance(guidance)
+        passes = self._check_passes(passes)
         c_inv = inversion_prompts(sources, inv_prompt)
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
             raise ValueError(f"seed must be a whole number (42 is the default), got {seed!r}")
@@ -122,9 +128,7 @@ class ZeroSep:
 
         evaluations_before = self._evaluations
         length = samples.shape[0]
-        scaled, unscale = mel.normalise(samples)
-        padded = mel.pad_to_multiple(scaled, self.frame_multiple)
-        total = 2 * steps
+        total = 2 * steps * passes
         done = 0
 
         def step_done() -> None:
@@ -133,25 +137,46 @@ class ZeroSep:
             if progress is not None:
                 progress(min(done, total), total)
 
+        # Pass 1 separates the mixture (one row, shared by every source); pass k > 1 separates each source's
+        # stem from pass k - 1 (one row per source), each at the scale of its own input.
+        inputs = samples[None]
+        retried = [False] * len(sources)
+        per_pass: list[int] = []
+        conditional = unconditional = 0
+        padded_samples = 0
         with torch.no_grad():
-            x0 = self._encode(padded)
-            latents, noise_for = self._separate_latents(x0, sources, c_inv, inversion, steps, guidance, seed, step_done)
-            stems = self._decode(latents)
-            retried = [not bool(torch.isfinite(stem).all()) for stem in stems]
-            if any(retried):
-                stems = self._retry_in_fp32(stems, retried, x0, sources, c_inv, inversion, steps, guidance, seed)
+            for _ in range(passes):
+                before = self._evaluations
+                rows = [mel.normalise(row) for row in inputs]
+                padded = torch.stack([mel.pad_to_multiple(scaled, self.frame_multiple) for scaled, _ in rows])
+                padded_samples = int(padded.shape[-1])
+                x0 = self._encode(padded)
+                latents, noise_for = self._separate_latents(x0, sources, c_inv, inversion, steps, guidance, seed,
+                                                            step_done)
+                stems = self._decode(latents)
+                bad = [not bool(torch.isfinite(stem).all()) for stem in stems]
+                if any(bad):
+                    stems = self._retry_in_fp32(stems, bad, x0, sources, c_inv, inversion, steps, guidance, seed)
+                retried = [r or b for r, b in zip(retried, bad)]
+                if len(rows) == 1:
+                    stems = stems[:, :length] * rows[0][1]
+                else:
+                    stems = stems[:, :length] * torch.tensor([unscale for _, unscale in rows])[:, None]
+                inputs = stems
+                per_pass.append(self._evaluations - before)
+                conditional += noise_for.conditional_evaluations
+                unconditional += noise_for.unconditional_evaluations
 
-        stems = stems[:, :length] * unscale
         return SeparationResult(
             stems=stems.contiguous(),
             sources=list(sources),
             inversion_prompts=c_inv,
             fp32_retry=retried if self.dtype != torch.float32 else [False] * len(sources),
             unet_evaluations=self._evaluations - evaluations_before,
-            details={"inversion": inversion, "steps": steps, "guidance": guidance, "seed": seed,
-                     "padded_samples": int(padded.shape[0]), "model": self.model_id,
-                     "conditional_evaluations": noise_for.conditional_evaluations,
-                     "unconditional_evaluations": noise_for.unconditional_evaluations},
+            details={"inversion": inversion, "steps": steps, "guidance": guidance, "seed": seed, "passes": passes,
+                     "padded_samples": padded_samples, "model": self.model_id,
+                     "unet_evaluations_per_pass": per_pass,
+                     "conditional_evaluations": conditional, "unconditional_evaluations": unconditional},
         )
 
     # -- argument checks ------------------------------------------------------------------------------------
@@ -203,6 +228,13 @@ class ZeroSep:
             raise ValueError(f"guidance must be a number >= 0 (1.0 is ZeroSep's default), got {guidance!r}")
         return value
 
+    @staticmethod
+    def _check_passes(passes: int) -> int:
+        if isinstance(passes, bool) or not isinstance(passes, (int, np.integer)) or int(passes) < 1:
+            raise ValueError(f"passes must be a whole number >= 1 (1, a single separation, is the default), "
+                             f"got {passes!r}")
+        return int(passes)
+
     # -- the model ------------------------------------------------------------------------------------------
 
     def _set_compute_dtype(self, dtype: torch.dtype) -> None:
@@ -234,9 +266,13 @@ class ZeroSep:
         return self.backbone.predict_noise(latents.to(self._compute_dtype), timestep, batch).float()
 
     def _encode(self, padded: torch.Tensor) -> torch.Tensor:
-        features = mel.log_mel(padded)[None, None].to(self.device)  # [1, 1, frames, 64]
+        """VAE latents of the padded waves [N] or [B, N]: [1 or B, C, frames / 4, 16], scaled for the UNet."""
+        features = mel.log_mel(padded.reshape(-1, padded.shape[-1]))[:, None]  # [B, 1, frames, 64]
         vae = self.pipe.vae
-        return vae.encode(features).latent_dist.mode().float() * vae.config.scaling_factor
+        chunk = self.batch_size or features.shape[0]
+        latents = [vae.encode(features[start:start + chunk].to(self.device)).latent_dist.mode().float()
+                   for start in range(0, features.shape[0], chunk)]
+        return torch.cat(latents) * vae.config.scaling_factor
 
     def _decode(self, latents: torch.Tensor) -> torch.Tensor:
         vae = self.pipe.vae
@@ -252,14 +288,21 @@ class ZeroSep:
                           step_done: Callable[[], None]) -> tuple[torch.Tensor, GuidedNoise]:
         """Invert x0 once per distinct c_inv, then denoise every source in one batch.
 
-        Returns the latents [S, ...] and the guidance wrapper (which counts the branches it evaluated).
+        ``x0`` is [1, ...] (one mixture for every source) or [S, ...] (row i is source i's own mixture, as in
+        passes after the first). Returns the latents [S, ...] and the guidance wrapper (which counts the branches
+        it evaluated).
         """
         config = self.pipe.scheduler.config
         scheduler = make_scheduler(config, steps, self.device)
         noise_for = GuidedNoise(self._predict, guidance, self.batch_size)
-        distinct = list(dict.fromkeys(c_inv))  # "null": one inversion shared by all sources
-        row_of = torch.tensor([distinct.index(c) for c in c_inv], device=self.device)
-        x0_batch = x0.expand(len(distinct), *x0.shape[1:])
+        if x0.shape[0] == 1:
+            distinct = list(dict.fromkeys(c_inv))  # "null": one inversion shared by all sources
+            row_of = torch.tensor([distinct.index(c) for c in c_inv], device=self.device)
+            x0_batch = x0.expand(len(distinct), *x0.shape[1:])
+        else:  # every source inverts its own mixture
+            distinct = list(c_inv)
+            row_of = torch.arange(len(c_inv), device=self.device)
+            x0_batch = x0
 
         def invert_eps(x, t):
             return noise_for(x, t, distinct)
@@ -268,7 +311,8 @@ class ZeroSep:
             return noise_for(x, t, sources)
 
         if inversion == "ddpm":
-            noise = [n.to(self.device) for n in auxiliary_noise(tuple(x0.shape), steps, seed)]
+            # One draw for a single mixture, shared by every row: a pass's noise does not depend on its batch.
+            noise = [n.to(self.device) for n in auxiliary_noise((1, *x0.shape[1:]), steps, seed)]
             x_top, zs = ddpm_invert(scheduler, x0_batch, invert_eps, noise, on_step=step_done)
             zs = [z.index_select(0, row_of) for z in zs]
             latents = reverse(scheduler, x_top.index_select(0, row_of), reverse_eps, zs, on_step=step_done)
@@ -292,7 +336,8 @@ class ZeroSep:
             return torch.nan_to_num(stems, nan=0.0, posinf=0.0, neginf=0.0)
         logger.warning("stems %s came out NaN/inf in %s; recomputing them in float32", names, self._compute_dtype)
         with self._full_precision():
-            latents, _ = self._separate_latents(x0, [sources[i] for i in rows], [c_inv[i] for i in rows], inversion,
+            own = x0 if x0.shape[0] == 1 else x0[rows]
+            latents, _ = self._separate_latents(own, [sources[i] for i in rows], [c_inv[i] for i in rows], inversion,
                                                 steps, guidance, seed, lambda: None)
         stems = stems.clone()
         stems[rows] = torch.nan_to_num(self._decode(latents), nan=0.0, posinf=0.0, neginf=0.0)
