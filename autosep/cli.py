@@ -80,7 +80,15 @@ def build_parser() -> argparse.ArgumentParser:
     sep.add_argument("--inversion", choices=("ddpm", "ddim"), default="ddpm",
                      help="ddpm (edit-friendly, default) or ddim inversion")
     sep.add_argument("--steps", type=_positive_int, default=50, help="diffusion steps (default 50)")
-    sep.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance (default 1.0)")
+    sep.add_argument("--guidance", type=float, default=1.0, metavar="W",
+                     help="guidance weight; 0 to 1 is highlighting: 1 isolates the source (default), 0 gives back "
+                          "the mixture, values between bring the source forward with the rest of the mix still "
+                          "heard; above 1 is stronger classifier-free guidance. Any W but 0 and 1 runs the UNet "
+                          "twice per step")
+    sep.add_argument("--passes", type=_positive_int, default=1, metavar="K",
+                     help="iterative separation: separate each stem again K-1 times with the same prompts, for "
+                          "interferers too loud to remove at once; each pass costs about as much as the first "
+                          "(default 1)")
     sep.add_argument("--inv-prompt", choices=("others", "null"), default="others",
                      help="inversion prompt: the other sources in the window, or empty")
     sep.add_argument("--seed", type=int, default=42, help="random seed, recorded in the manifest (default 42)")
@@ -113,7 +121,7 @@ def options_from_args(args: argparse.Namespace):
         sources=args.sources, tagger=args.tagger, tagger_model=getattr(args, "tagger_model", None),
         vocab=getattr(args, "vocab", None), planner=planner_options(args), dry_run=args.dry_run,
         model=args.model, inversion=args.inversion, steps=args.steps, guidance=args.guidance,
-        inv_prompt=args.inv_prompt, seed=args.seed, device=args.device, dtype=args.dtype,
+        passes=args.passes, inv_prompt=args.inv_prompt, seed=args.seed, device=args.device, dtype=args.dtype,
         batch_size=args.batch_size, window=args.window, overlap=args.overlap, render=args.render,
         out=args.out, format=args.format, bit_depth=args.bit_depth, overwrite=args.overwrite,
     )

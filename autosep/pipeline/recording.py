@@ -51,7 +51,8 @@ class PipelineOptions:
     model: str = "audioldm2"
     inversion: str = "ddpm"
     steps: int = 50
-    guidance: float = 1.0
+    guidance: float = 1.0  # in [0, 1]: highlighting, from the mixture (0) to the isolated source (1)
+    passes: int = 1  # iterative separation: each stem is separated again passes - 1 times
     inv_prompt: str = "others"
     seed: int = 42
     device: str = "auto"
@@ -76,6 +77,8 @@ class PipelineOptions:
             raise AutosepError(f"--render must be one of {', '.join(RENDER_MODES)}, got {self.render!r}")
         if self.steps < 1:
             raise AutosepError(f"--steps must be at least 1, got {self.steps}")
+        if isinstance(self.passes, bool) or not isinstance(self.passes, int) or self.passes < 1:
+            raise AutosepError(f"--passes must be a whole number >= 1 (1 is the default), got {self.passes}")
         if not math.isfinite(self.guidance) or self.guidance < 0:
             raise AutosepError(f"--guidance must be a number >= 0 (1.0 is ZeroSep's default), got {self.guidance}")
         if self.vocab is not None and self.sources is None and str(self.tagger).strip().lower() != "clap":
@@ -285,9 +288,9 @@ class Pipeline:
         opts = self.options
         return {
             "seed": opts.seed, "steps": opts.steps, "inversion": opts.inversion, "guidance": opts.guidance,
-            "inv_prompt": opts.inv_prompt, "render": opts.render, "window_s": opts.window, "overlap": opts.overlap,
-            "margin_s": opts.margin, "model": opts.model, "device": opts.device, "dtype": opts.dtype,
-            "batch_size": opts.batch_size, "tagger": opts.tagger if opts.sources is None else None,
+            "passes": opts.passes, "inv_prompt": opts.inv_prompt, "render": opts.render, "window_s": opts.window,
+            "overlap": opts.overlap, "margin_s": opts.margin, "model": opts.model, "device": opts.device,
+            "dtype": opts.dtype, "batch_size": opts.batch_size, "tagger": opts.tagger if opts.sources is None else None,
             "planner": {k: (list(v) if isinstance(v, tuple) else v) for k, v in opts.planner.items()},
             "format": opts.format, "subtype": subtype,
         }

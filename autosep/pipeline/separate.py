@@ -138,7 +138,8 @@ class WindowedSeparation:
         wave = fit_length(resample(mono, rate, self.model_rate), model_window.length)
         result = self.separator.separate_detailed(
             wave, sources=[plan[i].prompt for i in active], inversion=opts.inversion, steps=opts.steps,
-            guidance=opts.guidance, inv_prompt=opts.inv_prompt, seed=opts.seed, progress=self.progress.steps,
+            guidance=opts.guidance, inv_prompt=opts.inv_prompt, seed=opts.seed, passes=opts.passes,
+            progress=self.progress.steps,
         )
         self.unet_evaluations += int(result.unet_evaluations)
         separated = _to_numpy(result.stems)

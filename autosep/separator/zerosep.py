@@ -3,6 +3,9 @@
 The mixture is turned into the model's log-mel features, encoded by the VAE into latent x0, inverted to noise with
 the inversion prompt c_inv, then denoised with each target source's prompt c_rev at guidance weight w (1 by
 default). Each result is decoded by the VAE and the model's vocoder into one stem.
+
+Two modes from the paper: w in [0, 1] is highlighting (from the mixture at w = 0 to the isolated source at w = 1),
+and ``passes`` K > 1 is iterative separation (each stem separated again as its own mixture, K - 1 more times).
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from autosep.errors import AutosepError
 from autosep.pipeline.inputs import collect_inputs
 from autosep.pipeline.recording import GivenSource, Pipeline, PipelineOptions
 
@@ -26,8 +27,9 @@ class BandSeparatorDouble:
         self.interrupt_on_call = interrupt_on_call
 
     def separate_detailed(self, wave, sources, inversion="ddpm", steps=50, guidance=1.0, inv_prompt="others",
-                          seed=42, progress=None):
+                          seed=42, progress=None, passes=1):
         self.calls.append(list(sources))
+        self.passes = passes
         if self.interrupt_on_call is not None and len(self.calls) == self.interrupt_on_call:
             raise KeyboardInterrupt
         spectrum = np.fft.rfft(wave)
@@ -93,6 +95,17 @@ def test_manifest_records_prompts_windows_and_settings(tmp_path):
     low = manifest["sources"][0]
     assert low["c_rev"] == "low hum" and [w["c_inv"] for w in low["c_inv"]] == ["high whistle"] * 3
     assert manifest["flags"]["silent_stems"] == [] and manifest["separator"]["model_id"].endswith("test-double")
+
+
+def test_passes_reach_the_separator_and_the_manifest(tmp_path):
+    _write(tmp_path / "in" / "mix.wav", seconds=2.5)
+    separator = BandSeparatorDouble()
+    _, (result,) = _run(tmp_path, separator=separator, passes=3)
+    assert result.status == "done", result.message
+    assert separator.passes == 3
+    assert json.loads((result.output / "manifest.json").read_text())["settings"]["passes"] == 3
+    with pytest.raises(AutosepError, match="--passes"):
+        PipelineOptions(passes=0).validate()
 
 
 def test_sources_only_run_in_windows_where_they_are_active(tmp_path):
