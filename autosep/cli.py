@@ -104,10 +104,19 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     sep.add_argument("--dtype", default=None, choices=["auto", "fp32", "fp16", "bf16"],
                      help="UNet and text encoder precision (default: fp16 on CUDA, else fp32)")
     sep.add_argument("--batch-size", type=_positive_int, default=None, help="samples per UNet forward (default: a window's sources at once)")
-    sep.add_argument("--window", type=_positive_float, default=10.24, help="window length in seconds (10.24)")
+    sep.add_argument("--window", type=_positive_float, default=None,
+                     help="window length in seconds (default: the model's training length: 10.24 for AudioLDM/2, "
+                          "47.55 for Stable Audio Open, 30 for Stable Audio 3)")
     sep.add_argument("--overlap", type=_fraction, default=0.25, help="window overlap, 0.25 or 25%% (default)")
     sep.add_argument("--render", choices=("projected", "generative"), default="projected",
                      help="projected: masks on the original + residual (default); generative: raw 16 kHz output")
+
+    check = parser.add_argument_group("stems checked by the tagger")
+    check.add_argument("--drop-unconfirmed", action="store_true",
+                       help="fold a stem the tagger does not find its source in into the residual")
+    check.add_argument("--rounds", type=_positive_int, default=1, metavar="N",
+                       help="2: separate again with sources found in the residual, up to --max-sources "
+                            "(default 1: report them only)")
 
     out = parser.add_argument_group("output")
     out.add_argument("-o", "--out", default="separated", help="output folder (default: separated)")
@@ -130,8 +139,29 @@ def options_from_args(args: argparse.Namespace):
         model=args.model, inversion=args.inversion, steps=args.steps, guidance=args.guidance,
         passes=args.passes, inv_prompt=args.inv_prompt, seed=args.seed, device=args.device, dtype=args.dtype,
         batch_size=args.batch_size, window=args.window, overlap=args.overlap, render=args.render,
+        drop_unconfirmed=args.drop_unconfirmed, rounds=args.rounds,
         out=args.out, format=args.format, bit_depth=args.bit_depth, overwrite=args.overwrite,
     )
+
+
+def _source_names(result, empty: str) -> str:
+    """The sources of a result, each with the tagger's verdict on its stem (check.py) when it was checked."""
+    manifest = result.manifest or {}
+    verdicts = {entry.get("name"): entry["check"]["confirmed"] for entry in manifest.get("sources") or []
+                if isinstance(entry, dict) and isinstance(entry.get("check"), dict)}
+    names = []
+    for source in result.plan:
+        verdict = verdicts.get(source.label)
+        names.append(source.label if verdict is None else
+                     f"{source.label} ({'confirmed' if verdict else 'not confirmed'})")
+    text = ", ".join(names) or empty
+    check = manifest.get("check") if isinstance(manifest.get("check"), dict) else {}
+    if check.get("dropped"):
+        text += f"; folded into the residual: {', '.join(check['dropped'])}"
+    heard = [d.get("label") for d in check.get("discovered") or [] if isinstance(d, dict)]
+    if heard:
+        text += f"; also heard in the residual: {', '.join(map(str, heard))}"
+    return text
 
 
 def _print_summary(outcome: BatchOutcome, console, quiet: bool) -> None:
@@ -140,7 +170,7 @@ def _print_summary(outcome: BatchOutcome, console, quiet: bool) -> None:
             if not result.ok:
                 print(f"autosep: error: {result.message}", file=sys.stderr)
             elif not quiet:
-                names = ", ".join(source.label for source in result.plan) or "no sources"
+                names = _source_names(result, "no sources")
                 status = "already done" if result.status == "skipped" else result.status
                 print(f"autosep: {result.input}: {status} ({names}) -> {result.output}", file=sys.stderr)
         if outcome.interrupted and outcome.interrupted_at is not None and not quiet:
@@ -154,7 +184,7 @@ def _print_summary(outcome: BatchOutcome, console, quiet: bool) -> None:
     table.add_column("sources", overflow="fold")
     table.add_column("output / message", overflow="fold")
     for result in outcome.results:
-        names = ", ".join(source.label for source in result.plan) or "-"
+        names = _source_names(result, "-")
         status = {"done": "[green]done", "skipped": "[cyan]already done", "planned": "[blue]planned",
                   "failed": "[red]failed"}.get(result.status, result.status)
         detail = str(result.output) if result.ok and result.output else result.message

@@ -15,12 +15,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .pipeline.reading import load_audio
+from .pipeline.reading import open_audio
+from .pipeline.tagging import TaggedRecording, plan_recording
 from .errors import AutosepError
 from .pipeline.inputs import collect_inputs
 from .taggers import DEFAULT_TAGGER, TAGGER_NAMES, load_tagger
-from .taggers.base import Tagger, TagResult
-from .taggers.planner import DEFAULT_MAX_SOURCES, PlannedSource, describe_label, parse_hierarchy, plan_sources
+from .taggers.base import Tagger
+from .taggers.planner import DEFAULT_MAX_SOURCES, parse_hierarchy, resolve_threshold
 from .taggers.prompts import load_prompt_overrides
 
 EXIT_OK, EXIT_NOTHING_RAN, EXIT_USAGE, EXIT_SOME_FAILED = 0, 1, 2, 3
@@ -68,16 +69,14 @@ def add_tagging_arguments(parser: argparse.ArgumentParser) -> None:
                        help="prompt overrides, lines 'Display name = prompt'")
 
 
-def planner_options(args: argparse.Namespace, tagger: Tagger | None = None) -> dict:
-    """``plan_sources`` keyword arguments from parsed options; ``threshold`` falls back to the tagger's default.
+def planner_options(args: argparse.Namespace) -> dict:
+    """``plan_sources`` keyword arguments from parsed options. ``threshold`` stays None unless given: the planner
+    derives it from the tagger's result (``planner.resolve_threshold``, the one place that decides it).
 
     Raises :class:`AutosepError` for an unreadable ``--prompts`` file.
     """
-    threshold = args.threshold
-    if threshold is None and tagger is not None:
-        threshold = tagger.default_threshold
     return {
-        "threshold": threshold,
+        "threshold": args.threshold,
         "max_sources": args.max_sources,
         "min_active": args.min_active,
         "hierarchy": args.hierarchy,
@@ -139,17 +138,15 @@ def main(argv: list[str] | None = None) -> int:
                   f"({args.tagger_model or 'default model'}): {type(exc).__name__}: {exc}", style="red",
                   markup=False, soft_wrap=True)
         return EXIT_NOTHING_RAN
-    if options["threshold"] is None:
-        options["threshold"] = tagger.default_threshold
 
     reports = []
     out = Console(highlight=False)
     for path in (item.path for item in found):
         try:
-            with err.status(f"tagging {path.name}...", spinner="dots"):
-                recording = load_audio(path)
-                result = tagger.tag(recording.samples, recording.sample_rate)
-                plan = plan_sources(result.probs, result.labels, result.window_times, **options)
+            # the streamed block tagging the main run and --dry-run use, so all three plan a file alike
+            with err.status(f"tagging {path.name}...", spinner="dots"), open_audio(path) as reader:
+                duration = reader.duration
+                tagged = plan_recording(reader, tagger, options)
         except AutosepError as exc:
             failures.append({"file": str(path), "error": str(exc)})
             err.print(str(exc), style="red", markup=False, soft_wrap=True)
@@ -159,13 +156,20 @@ def main(argv: list[str] | None = None) -> int:
             failures.append({"file": str(path), "error": message})
             err.print(message, style="red", markup=False, soft_wrap=True)
             continue
-        for note in result.notes:
+        if tagged.result is None:
+            message = f"{path}: no audio to tag"
+            failures.append({"file": str(path), "error": message})
+            err.print(message, style="red", markup=False, soft_wrap=True)
+            continue
+        for note in tagged.result.notes:
             err.print(f"{path}: {note}", style="yellow", markup=False, soft_wrap=True)
-        report = _report(path, recording.duration, tagger, result, plan, options["threshold"],
-                         args.top if args.all else 0)
+        if tagged.silent:
+            err.print(f"{path}: the recording is silent; no sources", style="yellow", markup=False,
+                      soft_wrap=True)
+        report = _report(path, duration, tagger, tagged, options, args.top if args.all else 0)
         reports.append(report)
         if not args.json:
-            _print_report(out, report)
+            _print_report(out, report, why=args.all)
 
     if args.json:
         print(json.dumps({"files": reports, "errors": failures}, indent=2))
@@ -174,18 +178,19 @@ def main(argv: list[str] | None = None) -> int:
     return EXIT_SOME_FAILED if failures else EXIT_OK
 
 
-def _report(path: Path, duration: float, tagger: Tagger, result: TagResult, plan: list[PlannedSource],
-            threshold: float, top: int) -> dict:
+def _report(path: Path, duration: float, tagger: Tagger, tagged: TaggedRecording, options: dict,
+            top: int) -> dict:
+    result = tagged.result
+    threshold = resolve_threshold(options.get("threshold"), result.default_threshold, result.window_seconds,
+                                  result.window_times)
     report = {
         "file": str(path), "duration": round(duration, 3), "tagger": tagger.name, "model": tagger.model_id,
-        "threshold": threshold, "windows": len(result.window_times),
-        "sources": [source.to_dict() for source in plan],
+        "threshold": round(threshold, 4), "windows": len(result.window_times),
+        "sources": [source.to_dict() for source in tagged.plan],
     }
     if top:
-        report["top_classes"] = [
-            {"label": name, "mid": mid, "score": round(score, 4)}
-            for (name, mid), score in ((describe_label(label), score) for label, score in result.top(top))
-        ]
+        report["top_classes"] = [{"label": t["label"], "mid": t["mid"], "score": t["max_score"]}
+                                 for t in tagged.top_tags(top)]
     if result.notes:
         report["notes"] = list(result.notes)
     return report
@@ -196,7 +201,7 @@ def _clock(seconds: float) -> str:
     return f"{int(minutes)}:{secs:04.1f}"
 
 
-def _print_report(console: Console, report: dict) -> None:
+def _print_report(console: Console, report: dict, why: bool = False) -> None:
     title = escape(f"{report['file']}  ({_clock(report['duration'])}, {report['tagger']}, "
                    f"threshold {report['threshold']:g})")
     # The heading is a line of its own, never wrapped: as a table title rich folds a long path mid-name at the
@@ -216,6 +221,11 @@ def _print_report(console: Console, report: dict) -> None:
             table.add_row(str(i), escape(source["label"]), f"{source['score']:.2f}",
                           f"{source['active_seconds']:.1f} s", escape(source["prompt"]), segments)
         console.print(table)
+        if why:  # --all: why each source is planned, and the classes it holds
+            for i, source in enumerate(report["sources"], start=1):
+                held = ", ".join(f"{c['label']} {c['score']:.2f}" for c in source["classes"])
+                console.print(f"  {i}. {escape(source['label'])}: {escape(source['why'])} [{escape(held)}]",
+                              soft_wrap=True)
     if "top_classes" in report:
         table = Table(title="top classes", title_justify="left", caption="file-level score: max over windows")
         table.add_column("class")

@@ -42,14 +42,21 @@ def hub_revision(*candidates: object) -> str | None:
 
 
 def detection_entry(source) -> dict[str, Any]:
-    # PlannedSource (tagged) and GivenSource (-s, or rebuilt from a manifest) share these fields.
-    return {
+    # PlannedSource (tagged) and GivenSource (-s, or rebuilt from a manifest) share these fields; a planned source
+    # also says why it is there (the rule and the classes it holds, with their scores).
+    entry = {
         "label": source.label,
         "mid": source.mid,
         "score": None if source.score is None else round(float(source.score), 4),
         "prompt": source.prompt,
         "segments": _segments(source),
     }
+    if getattr(source, "why", None):
+        entry["active_seconds"] = round(float(source.active_seconds), 3)
+        entry["why"] = source.why
+        entry["classes"] = [{"label": label, "mid": mid, "score": round(float(score), 4)}
+                            for label, mid, score in source.classes]
+    return entry
 
 
 def build_manifest(*, reader, input_given: str, non_finite: int, peak: float, tagger, separator, plan,
@@ -82,7 +89,11 @@ def build_manifest(*, reader, input_given: str, non_finite: int, peak: float, ta
         },
         "separator": None if separator is None else {
             "model_id": getattr(separator, "model_id", None),
+            "backbone": getattr(getattr(separator, "backbone", None), "name", None),
             "sample_rate": getattr(separator, "sample_rate", None),
+            "channels": getattr(separator, "channels", None),
+            "sampler": (separator.sampler(settings.get("inversion", "ddpm")) if hasattr(separator, "sampler")
+                        else None),
             "revision": hub_revision(getattr(separator, "model_id", None),
                                      getattr(getattr(separator, "pipe", None), "name_or_path", None)),
         },

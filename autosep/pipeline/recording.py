@@ -19,17 +19,19 @@ from typing import Any
 import numpy as np
 
 from ..errors import AutosepError
+from ..taggers.planner import DEFAULT_MAX_SOURCES
 from .inputs import InputFile
 from .manifest import MANIFEST_NAME, build_manifest
 from .naming import RESIDUAL, is_inside, unique_slugs
 from .progress import Progress
-from .reading import SILENCE_PEAK, AudioReader, open_audio, scan
+from .reading import SILENCE_PEAK, AudioReader, open_audio
 from .render import RENDER_MODES
-from .separate import WindowedSeparation
+from .separate import WindowedSeparation, model_channels_for, window_seconds
+from .check import check_stems, fold_into_residual
+from .tagging import plan_recording, tag_recording
 from .write import OutputError, check_output_format, choose_subtype, read_json, remove_partials, write_json
 
 MIN_DURATION_S = 0.1
-TAG_BLOCK_S = 60.0  # the tagger sees the recording in blocks this long, so tagging memory stays flat too
 
 
 class InputError(AutosepError):
@@ -58,10 +60,13 @@ class PipelineOptions:
     device: str = "auto"
     dtype: str | None = None
     batch_size: int | None = None
-    window: float = 10.24
+    window: float | None = None  # seconds; None: the separator's default (its training length)
     overlap: float = 0.25
     margin: float = 1.0  # seconds around a source's tagged segments in which it is still separated
     render: str = "projected"
+    # Stems checked by the tagger (check.py).
+    drop_unconfirmed: bool = False  # fold stems the tagger does not find their source in into the residual
+    rounds: int = 1  # > 1: separate again with the sources discovered in the residual
     # Output.
     out: str | Path = "separated"
     format: str = "wav"
@@ -69,7 +74,7 @@ class PipelineOptions:
     overwrite: bool = False
 
     def validate(self) -> None:
-        if self.window <= 0:
+        if self.window is not None and self.window <= 0:
             raise AutosepError(f"--window must be positive, got {self.window}")
         if not 0 <= self.overlap < 1:
             raise AutosepError(f"--overlap must be at least 0 and below 1, got {self.overlap}")
@@ -79,6 +84,8 @@ class PipelineOptions:
             raise AutosepError(f"--steps must be at least 1, got {self.steps}")
         if isinstance(self.passes, bool) or not isinstance(self.passes, int) or self.passes < 1:
             raise AutosepError(f"--passes must be a whole number >= 1 (1 is the default), got {self.passes}")
+        if int(self.rounds) < 1:
+            raise AutosepError(f"--rounds must be at least 1, got {self.rounds}")
         if not math.isfinite(self.guidance) or self.guidance < 0:
             raise AutosepError(f"--guidance must be a number >= 0 (1.0 is ZeroSep's default), got {self.guidance}")
         if self.vocab is not None and self.sources is None and str(self.tagger).strip().lower() != "clap":
@@ -134,6 +141,7 @@ class Pipeline:
         self.separator = separator
         self.progress = progress or Progress()
         self._tag_notes: list[str] = []  # the tagger's warnings for the recording being processed
+        self._tagged = None  # the mixture's TaggedRecording, for the stem check
 
     @classmethod
     def load(cls, options: PipelineOptions, progress: Progress | None = None) -> "Pipeline":
@@ -245,7 +253,16 @@ class Pipeline:
             separation = WindowedSeparation(self.separator, opts, self.progress)
             stems_info, residual_info, window_log = separation.run(reader, plan, paths, subtype, out_rate,
                                                                    out_channels)
+            unet_evaluations = separation.unet_evaluations
             timings["separate_and_write"] = time.perf_counter() - t0
+            check_record = None
+            if self._checkable(plan):
+                t0 = time.perf_counter()
+                plan, names, paths, stems_info, residual_info, window_log, check_record, extra = self._check(
+                    reader, plan, names, paths, stems_info, residual_info, window_log, subtype, out_rate,
+                    out_channels, folder)
+                unet_evaluations += extra
+                timings["check"] = time.perf_counter() - t0
 
         files = {name: path for name, path in zip(names, paths)}
         if len(paths) > len(names):
@@ -265,20 +282,90 @@ class Pipeline:
         warnings.extend(late)
         timings["total"] = time.perf_counter() - started
         work = {"windows": len(window_log), "separated_windows": sum(1 for w in window_log if w["sources"]),
-                "unet_evaluations": separation.unet_evaluations}
+                "unet_evaluations": unet_evaluations}
         manifest = build_manifest(
             reader=reader, input_given=item.given, non_finite=non_finite, peak=peak, tagger=self.tagger,
             separator=self.separator, plan=plan, source_mode="given" if opts.sources is not None else "tagged",
             settings=self._settings(subtype), work=work, stems=stems_info, residual=residual_info, windows=window_log,
             timings=timings, warnings=warnings, top_tags=top_tags,
         )
+        if check_record is not None:
+            manifest["check"] = check_record
         write_json(manifest_path, manifest)
         return RecordingResult(item.path, folder, "done", plan=plan, manifest=manifest, files=files,
                                warnings=warnings, sample_rate=out_rate)
 
+    # -- stems checked by the tagger (check.py) ----------------------------------------------------------------------
+
+    def _checkable(self, plan: list) -> bool:
+        tagged = self._tagged
+        return bool(plan) and self.options.sources is None and tagged is not None and tagged.result is not None
+
+    def _check(self, reader: AudioReader, plan: list, names: list[str], paths: list[Path], stems_info: list[dict],
+               residual_info: dict | None, window_log: list[dict], subtype: str, out_rate: int, out_channels: int,
+               folder: Path):
+        """Confirm every stem and discover sources in the residual; separate again for ``rounds`` > 1 with the
+        discoveries (up to ``max_sources``); fold unconfirmed stems into the residual with ``drop_unconfirmed``."""
+        opts = self.options
+        projected = opts.render == "projected"
+        max_sources = opts.planner.get("max_sources", DEFAULT_MAX_SOURCES)
+        extra_evaluations = 0
+        separated_in: dict[str, int] = {source.label: 1 for source in plan}
+        round_no = 1
+        while True:
+            self.progress.stage("checking stems" if round_no == 1 else f"checking stems (round {round_no})")
+            check = check_stems(self.tagger, plan, paths[:len(plan)], paths[len(plan)] if projected else None,
+                                self._tagged.result, opts.planner)
+            room = len(check.discovered) if max_sources is None else max_sources - len(plan)
+            if round_no >= opts.rounds or not check.discovered or room <= 0:
+                break
+            round_no += 1
+            added = check.discovered[:room]
+            for source in added:
+                separated_in[source.label] = round_no
+            old_paths = set(paths)
+            plan = plan + added
+            names = [s.label for s in plan]
+            ext = opts.format.lower()
+            paths = [folder / f"{slug}.{ext}" for slug in unique_slugs(names)]
+            if projected:
+                paths.append(folder / f"{RESIDUAL}.{ext}")
+            for stale in old_paths - set(paths):
+                stale.unlink(missing_ok=True)
+            self.progress.stage(f"separating (round {round_no})")
+            separation = WindowedSeparation(self.separator, opts, self.progress)
+            stems_info, residual_info, window_log = separation.run(reader, plan, paths, subtype, out_rate,
+                                                                   out_channels)
+            extra_evaluations += separation.unet_evaluations
+        for info, verdict in zip(stems_info, check.stems):
+            info["check"] = {k: verdict[k] for k in ("score_in_stem", "score_in_mixture", "confirmed")}
+            info["round"] = separated_in.get(info["name"], 1)
+            if not verdict["confirmed"]:
+                info["not_confirmed"] = True
+        record = {"rounds": round_no, **check.to_dict(), "dropped": []}
+        if opts.drop_unconfirmed and check.unconfirmed:
+            drop = set(check.unconfirmed)
+            keep = [i for i in range(len(plan)) if i not in drop]
+            new_residual = fold_into_residual(reader, [paths[i] for i in keep], [paths[i] for i in drop],
+                                              paths[len(plan)] if projected else None, opts.format, subtype,
+                                              out_rate, out_channels)
+            record["dropped"] = [plan[i].label for i in sorted(drop)]
+            if new_residual is not None:
+                residual_info = new_residual
+            tail = paths[len(plan):]
+            plan = [plan[i] for i in keep]
+            names = [names[i] for i in keep]
+            stems_info = [stems_info[i] for i in keep]
+            paths = [paths[i] for i in keep] + tail
+            for entry in window_log:
+                entry["sources"] = [name for name in entry["sources"] if name not in record["dropped"]]
+        return plan, names, paths, stems_info, residual_info, window_log, record, extra_evaluations
+
     def _output_shape(self, reader: AudioReader) -> tuple[int, int]:
         if self.options.render == "generative":
-            return self._model_rate(), 1
+            # The separator's own output: its rate, and its channels when the recording has them (a stereo
+            # model separates a stereo recording as stereo; anything else goes through it as mono).
+            return self._model_rate(), model_channels_for(self.separator, reader.channels)
         return reader.sample_rate, reader.channels
 
     def _model_rate(self) -> int:
@@ -288,9 +375,10 @@ class Pipeline:
         opts = self.options
         return {
             "seed": opts.seed, "steps": opts.steps, "inversion": opts.inversion, "guidance": opts.guidance,
-            "passes": opts.passes, "inv_prompt": opts.inv_prompt, "render": opts.render, "window_s": opts.window,
-            "overlap": opts.overlap, "margin_s": opts.margin, "model": opts.model, "device": opts.device,
-            "dtype": opts.dtype, "batch_size": opts.batch_size, "tagger": opts.tagger if opts.sources is None else None,
+            "passes": opts.passes, "inv_prompt": opts.inv_prompt, "render": opts.render,
+            "window_s": window_seconds(opts, self.separator), "overlap": opts.overlap, "margin_s": opts.margin,
+            "model": opts.model, "device": opts.device, "dtype": opts.dtype,
+            "batch_size": opts.batch_size, "tagger": opts.tagger if opts.sources is None else None,
             "planner": {k: (list(v) if isinstance(v, tuple) else v) for k, v in opts.planner.items()},
             "format": opts.format, "subtype": subtype,
         }
@@ -298,68 +386,22 @@ class Pipeline:
     # -- tagging and planning --------------------------------------------------------------------------------------
 
     def _plan(self, reader: AudioReader) -> tuple[list, list[dict], float, int]:
-        """One streaming pass over the file: peak, NaN count and (unless sources were given) tags per block.
-
-        The tagger sees blocks of about TAG_BLOCK_S, each extended by (tagger window - hop) so its windows
-        continue the same grid across block boundaries, as if it had scored the whole file at once.
-        """
+        """One streaming pass over the file (``tagging.plan_recording``, the path ``autosep tag`` takes too):
+        peak, NaN count and, unless sources were given, the tags and the plan."""
         opts = self.options
-        rate = reader.sample_rate
-        tagging = self.tagger is not None and opts.sources is None
-        window_s = float(getattr(self.tagger, "window_seconds", 10.0) or 10.0)
-        hop_s = float(getattr(self.tagger, "hop_seconds", None) or window_s / 2)
-        hop = max(1, round(hop_s * rate))
-        block = max(hop, round(TAG_BLOCK_S * rate / hop) * hop) if tagging else max(1, int(TAG_BLOCK_S * rate))
-        window = max(1, round(window_s * rate))
-        extra = max(0, window - hop)
-        tagged: list = []
-        covered = 0  # frames already scored (a block's extension may reach the end of the file)
-
-        def tag_block(start: int, samples: np.ndarray) -> None:
-            nonlocal covered
-            end = start + len(samples)
-            if not tagging or end <= covered:
-                return
-            tail = min(extra, reader.frames - end)
-            if tail > 0:
-                samples = np.concatenate([samples, reader.read(end, tail)])
-            covered = end + max(tail, 0)
-            tagged.append((start / rate, self.tagger.tag(samples, rate)))
-
-        result = scan(reader, block, tag_block)
-        if opts.sources is not None:
+        if opts.sources is not None or self.tagger is None:
+            scanned = tag_recording(reader, None)
+            if opts.sources is None:
+                return [], [], scanned.peak, scanned.non_finite
             everywhere = [(0.0, reader.duration)]
             prompts = list(dict.fromkeys(s.strip() for s in opts.sources if s.strip()))  # drop repeats, keep order
             plan = [GivenSource(label=p, prompt=p, segments=list(everywhere)) for p in prompts]
-            return plan, [], result.peak, result.non_finite
-        if not tagged or result.peak < SILENCE_PEAK:
-            return [], [], result.peak, result.non_finite
-        from ..taggers import describe_label, plan_sources
-
-        for _, tag_result in tagged:  # the tagger's own warnings (e.g. an audio-LM answer it could not parse)
-            self._tag_notes.extend(getattr(tag_result, "notes", None) or [])
-        # Columns are joined by label, not position: an open-set tagger (audio-lm) names different phrases in
-        # different blocks. A label a block did not name scores 0 there.
-        labels = list(dict.fromkeys(label for _, r in tagged for label in r.labels))
-        column = {label: j for j, label in enumerate(labels)}
-        blocks = []
-        for _, r in tagged:
-            block = np.zeros((len(r.window_times), len(labels)), dtype=np.float32)
-            block[:, [column[label] for label in r.labels]] = np.asarray(r.probs, dtype=np.float32).reshape(
-                len(r.window_times), len(r.labels))
-            blocks.append(block)
-        probs = np.concatenate(blocks, axis=0)
-        times = [(offset + a, offset + b) for offset, r in tagged for a, b in r.window_times]
-        planner = dict(opts.planner)
-        if planner.get("threshold") is None:  # the tagger's own calibrated default
-            planner["threshold"] = getattr(self.tagger, "default_threshold", None)
-        plan = list(plan_sources(probs, labels, times, **planner))
-        peak_scores = probs.max(axis=0)
-        top = np.argsort(-peak_scores)[:10]
-        top_tags = [dict(zip(("label", "mid"), describe_label(labels[i])), max_score=round(float(peak_scores[i]), 4))
-                    for i in top]
-        return plan, top_tags, result.peak, result.non_finite
-
+            return plan, [], scanned.peak, scanned.non_finite
+        tagged = plan_recording(reader, self.tagger, opts.planner)
+        self._tagged = tagged
+        if tagged.result is not None:  # the tagger's own warnings (e.g. an audio-LM answer it could not parse)
+            self._tag_notes.extend(tagged.result.notes or [])
+        return tagged.plan, tagged.top_tags(), tagged.peak, tagged.non_finite
 
 
 def _same_file(a: Path, b: Path) -> bool:

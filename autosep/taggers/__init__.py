@@ -1,10 +1,10 @@
 """Audio taggers, AudioSet metadata and the source planner.
 
 ```python
-from autosep.taggers import load_tagger, plan_sources
+from autosep.taggers import load_tagger, plan_from_result
 tagger = load_tagger("panns")                       # load once, reuse
 result = tagger.tag(wave, sample_rate)              # TagResult: probs [windows, classes], labels, window_times
-plan = plan_sources(result.probs, result.labels, result.window_times, threshold=tagger.default_threshold)
+plan = plan_from_result(result)                     # plan_sources with the tagger's threshold and window length
 ```
 Model modules are imported only when their tagger is loaded, so importing this package never imports
 transformers or ``panns_inference``.
@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING
 from ..registry import KnownModel
 from .base import Tagger, TagResult
 from .planner import (
-    DEFAULT_MAX_SOURCES, DEFAULT_THRESHOLD, OPEN_SET_PREFIX, PlannedSource, describe_label, plan_sources,
+    DEFAULT_MAX_SOURCES, DEFAULT_THRESHOLD, OPEN_SET_PREFIX, PlannedSource, describe_label, plan_from_result,
+    plan_sources,
 )
 
 if TYPE_CHECKING:
@@ -100,5 +101,5 @@ def load_tagger(
 
 __all__ = [
     "DEFAULT_MAX_SOURCES", "DEFAULT_TAGGER", "DEFAULT_THRESHOLD", "KNOWN_MODELS", "OPEN_SET_PREFIX",
-    "PlannedSource", "TAGGER_NAMES", "TagResult", "Tagger", "load_tagger", "plan_sources",
+    "PlannedSource", "TAGGER_NAMES", "TagResult", "Tagger", "load_tagger", "plan_from_result", "plan_sources",
 ]

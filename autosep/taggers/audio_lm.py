@@ -141,7 +141,7 @@ class AudioLMTagger(Tagger):
             for phrase in window_phrases:
                 probs[i, column[phrase]] = 1.0
         return TagResult(probs, [OPEN_SET_PREFIX + p for p in phrases], times, self.name, self.model_id,
-                         self.default_threshold, notes)
+                         self.default_threshold, notes, window_seconds=float(self.window_seconds))
 
     def score_windows(self, windows: list[np.ndarray]) -> np.ndarray:  # not used: tag() is open-set
         raise NotImplementedError("AudioLMTagger scores through tag()")

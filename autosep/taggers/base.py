@@ -28,8 +28,9 @@ class TagResult:
     window_times: list[tuple[float, float]]
     tagger: str = ""
     model_id: str = ""
-    default_threshold: float | None = None
+    default_threshold: float | None = None  # the tagger's clip-level operating point (see planner.resolve_threshold)
     notes: list[str] = field(default_factory=list)  # warnings worth showing the user (e.g. unparseable LM text)
+    window_seconds: float | None = None  # the tagger's window length: how many windows one clip pools
 
     @property
     def duration(self) -> float:
@@ -120,7 +121,7 @@ class Tagger(ABC):
             rows.append(scores)
         probs = np.concatenate(rows, axis=0) if rows else np.zeros((0, len(self.labels)), dtype=np.float32)
         return TagResult(probs, list(self.labels), times, self.name, self.model_id, self.default_threshold,
-                         self.take_notes())
+                         self.take_notes(), window_seconds=float(self.window_seconds))
 
     def take_notes(self) -> list[str]:
         """Warnings collected while scoring (cleared once read)."""

@@ -243,9 +243,9 @@ class BandTaggerDouble:
 
 
 def test_tagged_sources_are_separated_only_where_the_planner_found_them(tmp_path, monkeypatch):
-    import autosep.pipeline.recording as pipeline_module
+    import autosep.pipeline.tagging as tagging_module
 
-    monkeypatch.setattr(pipeline_module, "TAG_BLOCK_S", 30.0)  # several tagging blocks in a 100 s file
+    monkeypatch.setattr(tagging_module, "TAG_BLOCK_S", 30.0)  # several tagging blocks in a 100 s file
     rate = 16000
     t = np.arange(100 * rate) / rate
     data = np.zeros(len(t), np.float32)
@@ -256,16 +256,16 @@ def test_tagged_sources_are_separated_only_where_the_planner_found_them(tmp_path
     separator = BandSeparatorDouble()
     options = PipelineOptions(window=10.24, margin=0.0, out=str(tmp_path / "out"),
                               planner={"threshold": 0.5, "hierarchy": "none", "max_sources": 4})
-    import autosep.taggers as taggers
+    import autosep.taggers.planner as planner_module
 
     seen = {}
-    real_plan = taggers.plan_sources
+    real_plan = planner_module.plan_sources
 
     def spy(probs, labels, window_times, **kwargs):
         seen["times"] = list(window_times)
         return real_plan(probs, labels, window_times, **kwargs)
 
-    monkeypatch.setattr(taggers, "plan_sources", spy)
+    monkeypatch.setattr(planner_module, "plan_sources", spy)
     pipeline = Pipeline(options, tagger=BandTaggerDouble(), separator=separator)
     (item,), _ = collect_inputs([str(tmp_path / "in")])
     result = pipeline.process(item)
@@ -274,6 +274,10 @@ def test_tagged_sources_are_separated_only_where_the_planner_found_them(tmp_path
     assert seen["times"] == [(5.0 * i, 5.0 * i + 10.0) for i in range(19)]
     labels = {s.label: s for s in result.plan}
     assert set(labels) == {"Dog", "Speech"}
+    # the manifest says why each source was planned and which classes it holds
+    detections = {d["label"]: d for d in result.manifest["detections"]}
+    assert detections["Dog"]["why"] == "detected class"
+    assert [c["label"] for c in detections["Dog"]["classes"]] == ["Dog"]
     dog, speech = labels["Dog"].segments, labels["Speech"].segments
     assert dog[0][0] == 0.0 and 20.0 <= dog[-1][1] <= 30.0 and 60.0 <= speech[0][0] <= 70.0
     windows = result.manifest["windows"]
@@ -372,7 +376,7 @@ def test_open_set_tags_from_several_blocks_are_matched_by_phrase(tmp_path, monke
     # The audio-LM tagger names its own phrases, so each tagging block has its own columns. Blocks must be
     # joined by phrase: stacking them by position failed the recording (different column counts) or gave one
     # block's phrase another block's scores.
-    import autosep.pipeline.recording as pipeline_module
+    import autosep.pipeline.tagging as tagging_module
     from autosep.taggers.base import Tagger, TagResult
 
     class OpenSetTaggerDouble(Tagger):
@@ -393,7 +397,7 @@ def test_open_set_tags_from_several_blocks_are_matched_by_phrase(tmp_path, monke
             probs = np.array([[float(p in names) for p in phrases] for names in named], np.float32)
             return TagResult(probs.reshape(len(pieces), len(phrases)), ["open:" + p for p in phrases], times)
 
-    monkeypatch.setattr(pipeline_module, "TAG_BLOCK_S", 6.0)
+    monkeypatch.setattr(tagging_module, "TAG_BLOCK_S", 6.0)
     rate = 16000
     t = np.arange(20 * rate) / rate
     data = np.zeros(len(t), np.float32)
@@ -445,3 +449,100 @@ def test_stems_written_into_the_input_folder_are_not_read_back_as_inputs(tmp_pat
     assert [(r.input.name, r.status) for r in outcome.results] == [("mix.wav", "skipped"), ("take2.wav", "done")]
     assert sorted(p.name for p in (tmp_path / "in" / "mix").iterdir()) == ["low_hum.wav", "manifest.json",
                                                                            "residual.wav", "take2", "take2.wav"]
+
+
+# -- stems checked by the tagger (pipeline/check.py) ------------------------------------------------------------
+
+class SilencingSeparatorDouble(BandSeparatorDouble):
+    """The band separator, except that a prompt containing "mute" gets a silent stem (a failed separation)."""
+
+    def separate_detailed(self, wave, sources, **kwargs):
+        result = super().separate_detailed(wave, sources, **kwargs)
+        for k, source in enumerate(sources):
+            if "mute" in source:
+                result.stems[k] = 0.0
+        return result
+
+
+def _scene(tmp_path, low=0.3, high=0.2, seconds=20.0, rate=16000, subtype="FLOAT"):
+    t = np.arange(int(seconds * rate)) / rate
+    data = (low * np.sin(2 * np.pi * 300 * t) + high * np.sin(2 * np.pi * 2500 * t)).astype(np.float32)
+    (tmp_path / "in").mkdir(exist_ok=True)
+    sf.write(tmp_path / "in" / "scene.wav", data, rate, subtype=subtype)
+    return sf.read(tmp_path / "in" / "scene.wav", dtype="float32", always_2d=True)[0]  # as stored
+
+
+def _tagged_run(tmp_path, separator, prompts, **options):
+    options = PipelineOptions(window=10.24, margin=0.0, out=str(tmp_path / "out"),
+                              planner={"threshold": 0.5, "hierarchy": "none", "max_sources": 4, "prompts": prompts},
+                              **options)
+    pipeline = Pipeline(options, tagger=BandTaggerDouble(), separator=separator)
+    (item,), _ = collect_inputs([str(tmp_path / "in")])
+    result = pipeline.process(item)
+    assert result.status == "done", result.message
+    return result
+
+
+def test_each_stem_is_confirmed_by_the_tagger_and_a_silent_one_is_flagged(tmp_path):
+    _scene(tmp_path)
+    result = _tagged_run(tmp_path, SilencingSeparatorDouble(), {"dog": "low dog", "speech": "mute speech"})
+    stems = {s["name"]: s for s in result.manifest["sources"]}
+    assert stems["Dog"]["check"] == {"score_in_stem": 1.0, "score_in_mixture": 1.0, "confirmed": True}
+    assert "not_confirmed" not in stems["Dog"]
+    assert stems["Speech"]["check"] == {"score_in_stem": 0.0, "score_in_mixture": 1.0, "confirmed": False}
+    assert stems["Speech"]["not_confirmed"] is True
+    check = result.manifest["check"]
+    assert check["confirmed"] == ["Dog"] and check["not_confirmed"] == ["Speech"] and check["dropped"] == []
+    assert check["threshold"] == 0.5 and check["rounds"] == 1
+    assert set(result.files) == {"Dog", "Speech", "residual"}  # flagged, still written without --drop-unconfirmed
+
+
+def test_drop_unconfirmed_folds_the_stem_into_the_residual_and_the_sum_stays_exact(tmp_path):
+    data = _scene(tmp_path, subtype="PCM_16")  # integer stems: the sum is checked bit for bit
+    result = _tagged_run(tmp_path, SilencingSeparatorDouble(), {"dog": "low dog", "speech": "mute speech"},
+                         drop_unconfirmed=True)
+    assert result.manifest["check"]["dropped"] == ["Speech"]
+    assert [s["name"] for s in result.manifest["sources"]] == ["Dog"]
+    assert [d["label"] for d in result.manifest["detections"]] == ["Dog"]  # the plan a rerun skips with
+    assert set(result.files) == {"Dog", "residual"} and not (tmp_path / "out" / "scene" / "speech.wav").exists()
+    stems = result.load_stems()
+    np.testing.assert_array_equal(_exact_sum(stems), data.astype(np.float64))  # bit for bit
+    assert float(np.abs(stems["residual"]).max()) > 0.15  # the high tone the silent stem missed is there
+    assert sorted(p.name for p in (tmp_path / "out" / "scene").iterdir()) == ["dog.wav", "manifest.json",
+                                                                               "residual.wav"]
+
+
+def test_a_quiet_source_masked_in_the_mixture_is_discovered_in_the_residual(tmp_path):
+    # the high tone holds 1% of the energy: the tagger misses it in the mixture, hears it once the low tone is out
+    _scene(tmp_path, low=0.5, high=0.05)
+    reported = _tagged_run(tmp_path, BandSeparatorDouble(), {"dog": "low dog"})
+    assert [s.label for s in reported.plan] == ["Dog"]
+    assert [d["label"] for d in reported.manifest["check"]["discovered"]] == ["Speech"]
+    assert set(reported.files) == {"Dog", "residual"}  # --rounds 1: reported only
+
+    separator = BandSeparatorDouble()
+    second = _tagged_run(tmp_path, separator, {"dog": "low dog"}, rounds=2, overwrite=True)
+    assert [s.label for s in second.plan] == ["Dog", "Speech"]
+    stems = {s["name"]: s for s in second.manifest["sources"]}
+    assert stems["Speech"]["round"] == 2 and stems["Dog"]["round"] == 1
+    assert stems["Speech"]["check"]["confirmed"] and stems["Speech"]["check"]["score_in_mixture"] == 0.0
+    assert second.manifest["check"]["rounds"] == 2 and second.manifest["check"]["discovered"] == []
+    assert ["low dog", "speech"] in separator.calls  # the second round separated both together
+    files = second.load_stems()
+    assert float(np.abs(files["Speech"]).max()) == pytest.approx(0.05, abs=0.01)
+    assert float(np.abs(files["residual"]).max()) < 0.01
+
+
+def test_rounds_stop_at_max_sources(tmp_path):
+    _scene(tmp_path, low=0.5, high=0.05)
+    options = PipelineOptions(window=10.24, margin=0.0, out=str(tmp_path / "out"), rounds=2,
+                              planner={"threshold": 0.5, "hierarchy": "none", "max_sources": 1,
+                                       "prompts": {"dog": "low dog"}})
+    separator = BandSeparatorDouble()
+    pipeline = Pipeline(options, tagger=BandTaggerDouble(), separator=separator)
+    (item,), _ = collect_inputs([str(tmp_path / "in")])
+    result = pipeline.process(item)
+    assert [s.label for s in result.plan] == ["Dog"]
+    assert result.manifest["check"]["rounds"] == 1
+    assert [d["label"] for d in result.manifest["check"]["discovered"]] == ["Speech"]
+    assert all(call == ["low dog"] for call in separator.calls)
