@@ -1,5 +1,6 @@
 """Command line: ``autosep [OPTIONS] INPUT...``, ``autosep tag INPUT...``, ``autosep eval ESTIMATES REFERENCES``,
-``autosep models [list|download NAME]``.
+``autosep models [list|download NAME]``, ``autosep remix FOLDER --gain NAME=DB``, ``autosep web`` (the browser
+app, ``pip install "autosep[web]"``).
 
 Exit codes: 0 all inputs done; 1 nothing could run (bad model, no input found, output folder unusable);
 2 usage error; 3 some inputs failed and the rest were done; 130 interrupted by Ctrl-C (rerun to resume).
@@ -22,9 +23,12 @@ examples:
   autosep recordings/ -o stems --format flac
   autosep "field/*.wav" --dry-run          show the planned sources, separate nothing
   autosep mix.wav -s "dog barking" -s "man speaking"
+  autosep mix.wav --remove "dog barking"   also write separated/mix/remix.wav without the dog
   autosep tag mix.wav                      tags and plan only (see autosep tag --help)
   autosep eval separated/ references/      score stems against true ones (see autosep eval --help)
   autosep models list | autosep models download audioldm2
+  autosep remix separated/mix --gain "Dog=-inf"   mix the stems back with gains (see autosep remix --help)
+  autosep web                              the browser app on http://127.0.0.1:7860 (pip install "autosep[web]")
 
 exit codes: 0 done, 1 nothing could run, 2 usage error, 3 some inputs failed, 130 interrupted
 """
@@ -83,6 +87,33 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     sources.add_argument("--dry-run", action="store_true", help="show the plan for every input, separate nothing")
     add_tagging_arguments(parser)  # --tagger --tagger-model --threshold --max-sources ... (shared with `autosep tag`)
 
+    add_separation_arguments(parser)
+
+    check = parser.add_argument_group("stems checked by the tagger")
+    check.add_argument("--drop-unconfirmed", action="store_true",
+                       help="fold a stem the tagger does not find its source in into the residual")
+    check.add_argument("--rounds", type=_positive_int, default=1, metavar="N",
+                       help="2: separate again with sources found in the residual, up to --max-sources "
+                            "(default 1: report them only)")
+
+    out = parser.add_argument_group("output")
+    out.add_argument("-o", "--out", default="separated", help="output folder (default: separated)")
+    out.add_argument("--format", choices=("wav", "flac", "ogg", "mp3"), default="wav")
+    out.add_argument("--bit-depth", choices=("16", "24", "32f"), default=None,
+                     help="default: the input's where the format allows")
+    out.add_argument("--overwrite", action="store_true",
+                     help="redo recordings that are done (otherwise they are skipped, so a batch resumes)")
+    mix = out.add_mutually_exclusive_group()
+    mix.add_argument("--keep", action="append", metavar="SOURCE",
+                     help="also write remix.<format> with only this source (repeatable; name, prompt or stem file name)")
+    mix.add_argument("--remove", action="append", metavar="SOURCE",
+                     help="also write remix.<format> without this source (repeatable; \"residual\" too)")
+    out.add_argument("-q", "--quiet", action="store_true", help="only errors")
+    out.add_argument("-v", "--verbose", action="store_true", help="more detail")
+
+
+def add_separation_arguments(parser: argparse.ArgumentParser) -> None:
+    """--model --inversion --steps ... (shared with ``autosep web``, where they are the page's defaults)."""
     sep = parser.add_argument_group("separation")
     sep.add_argument("--model", default="audioldm2", help="separator model: alias, Hugging Face id or local folder")
     sep.add_argument("--inversion", choices=("ddpm", "ddim"), default="ddpm",
@@ -111,23 +142,6 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     sep.add_argument("--render", choices=("projected", "generative"), default="projected",
                      help="projected: masks on the original + residual (default); generative: raw 16 kHz output")
 
-    check = parser.add_argument_group("stems checked by the tagger")
-    check.add_argument("--drop-unconfirmed", action="store_true",
-                       help="fold a stem the tagger does not find its source in into the residual")
-    check.add_argument("--rounds", type=_positive_int, default=1, metavar="N",
-                       help="2: separate again with sources found in the residual, up to --max-sources "
-                            "(default 1: report them only)")
-
-    out = parser.add_argument_group("output")
-    out.add_argument("-o", "--out", default="separated", help="output folder (default: separated)")
-    out.add_argument("--format", choices=("wav", "flac", "ogg", "mp3"), default="wav")
-    out.add_argument("--bit-depth", choices=("16", "24", "32f"), default=None,
-                     help="default: the input's where the format allows")
-    out.add_argument("--overwrite", action="store_true",
-                     help="redo recordings that are done (otherwise they are skipped, so a batch resumes)")
-    out.add_argument("-q", "--quiet", action="store_true", help="only errors")
-    out.add_argument("-v", "--verbose", action="store_true", help="more detail")
-
 
 def options_from_args(args: argparse.Namespace):
     from .pipeline.recording import PipelineOptions
@@ -141,6 +155,7 @@ def options_from_args(args: argparse.Namespace):
         batch_size=args.batch_size, window=args.window, overlap=args.overlap, render=args.render,
         drop_unconfirmed=args.drop_unconfirmed, rounds=args.rounds,
         out=args.out, format=args.format, bit_depth=args.bit_depth, overwrite=args.overwrite,
+        keep=getattr(args, "keep", None), remove=getattr(args, "remove", None),
     )
 
 
@@ -290,6 +305,14 @@ def main(argv: list[str] | None = None) -> int:
         from .models_command import main as models_main
 
         return models_main(argv[1:])
+    if argv and argv[0] == "remix":
+        from .remix_command import main as remix_main
+
+        return remix_main(argv[1:])
+    if argv and argv[0] == "web":
+        from .web.command import main as web_main
+
+        return web_main(argv[1:])
     try:
         return _run(argv)
     except KeyboardInterrupt:  # during model loading or argument handling

@@ -57,7 +57,7 @@ def _earlier_output(item: InputFile, out_root: Path) -> bool:
     manifest = read_json(item.path.parent / MANIFEST_NAME)
     if not manifest or "manifest_version" not in manifest:
         return False
-    entries = list(manifest.get("sources") or []) + [manifest.get("residual")]
+    entries = list(manifest.get("sources") or []) + [manifest.get("residual"), manifest.get("remix")]
     written = [entry for entry in entries if isinstance(entry, dict)]
     return item.path.name in {str(entry.get("file")) for entry in written}
 

@@ -98,7 +98,8 @@ def build_manifest(*, reader, input_given: str, non_finite: int, peak: float, ta
                                      getattr(getattr(separator, "pipe", None), "name_or_path", None)),
         },
         "versions": package_versions(),
-        "source_mode": source_mode,  # "tagged" (planned from tags) or "given" (-s/--source)
+        # "tagged" (planned from tags), "given" (-s/--source) or "edited" (a plan passed in, e.g. edited in autosep web)
+        "source_mode": source_mode,
         "detections": [detection_entry(s) for s in plan],
         "top_tags": top_tags,
         "sources": stems,

@@ -72,6 +72,10 @@ class PipelineOptions:
     format: str = "wav"
     bit_depth: str | None = None
     overwrite: bool = False
+    # Remix written beside the stems (remix.<format>): only these sources, or all but these (names, prompts or
+    # stem file names; "residual" too).
+    keep: list[str] | None = None
+    remove: list[str] | None = None
 
     def validate(self) -> None:
         if self.window is not None and self.window <= 0:
@@ -93,6 +97,11 @@ class PipelineOptions:
         if self.sources is not None and not [s for s in self.sources if s.strip()]:
             raise AutosepError("--source needs a non-empty prompt")
         choose_subtype(self.format, self.bit_depth, None)  # raises for impossible format/bit-depth pairs
+        if self.keep is not None and self.remove is not None:
+            raise AutosepError("--keep and --remove exclude each other: keep some sources, or remove some")
+        for flag, names in (("--keep", self.keep), ("--remove", self.remove)):
+            if names is not None and not [n for n in names if str(n).strip()]:
+                raise AutosepError(f"{flag} needs a source name")
 
 
 @dataclass
@@ -119,6 +128,7 @@ class RecordingResult:
     sample_rate: int | None = None
     seconds: float = 0.0
     stems: Mapping[str, np.ndarray] = field(default_factory=dict)  # the Python API's stems, read on access
+    top_tags: list[dict] = field(default_factory=list)  # the tagger's strongest classes (label, mid, max_score)
 
     @property
     def ok(self) -> bool:
@@ -172,12 +182,20 @@ class Pipeline:
             raise OutputError(f"{item.path}: its output folder {folder} would fall outside {out_root}")
         return folder
 
-    def process(self, item: InputFile) -> RecordingResult:
+    def process(self, item: InputFile, plan: list | None = None, top_tags: list[dict] | None = None
+                ) -> RecordingResult:
         """Process one recording. Errors about this recording come back as a failed result; Ctrl-C propagates
-        (after removing this recording's temporary files)."""
+        (after removing this recording's temporary files).
+
+        ``plan`` (sources with ``label``, ``prompt``, ``segments``, ``mid``, ``score``, e.g. a dry run's plan
+        edited by hand) replaces tagging and planning; ``top_tags`` then goes to the manifest as the tags it
+        came from.
+        """
         started = time.perf_counter()
         try:
-            result = self._process(item, started)
+            result = self._process(item, started, plan, top_tags)
+            if result.status in ("done", "skipped") and (self.options.keep or self.options.remove) and result.files:
+                self._remix(result)
         except (AutosepError, OSError) as exc:
             message = str(exc) if isinstance(exc, AutosepError) else f"{item.path}: {exc.strerror or exc}"
             result = RecordingResult(item.path, None, "failed", message)
@@ -186,7 +204,8 @@ class Pipeline:
         result.seconds = time.perf_counter() - started
         return result
 
-    def _process(self, item: InputFile, started: float) -> RecordingResult:
+    def _process(self, item: InputFile, started: float, given_plan: list | None = None,
+                 given_top_tags: list[dict] | None = None) -> RecordingResult:
         opts = self.options
         folder = self.output_folder(item)
         manifest_path = folder / MANIFEST_NAME
@@ -199,7 +218,7 @@ class Pipeline:
                     f"{item.path}: {folder} already holds the results for another input ({previous_input}); "
                     "use a different --out, or --overwrite to replace them"
                 )
-            if not opts.overwrite:
+            if not opts.overwrite and given_plan is None:
                 return RecordingResult(item.path, folder, "skipped", "already done (manifest.json exists)",
                                        plan=_plan_from_manifest(previous), manifest=previous,
                                        files=_files_from_manifest(folder, previous),
@@ -222,7 +241,11 @@ class Pipeline:
             t0 = time.perf_counter()
             self.progress.stage("tagging" if self.tagger is not None and opts.sources is None else "reading")
             self._tag_notes = []
-            plan, top_tags, peak, non_finite = self._plan(reader)
+            if given_plan is None:
+                plan, top_tags, peak, non_finite = self._plan(reader)
+            else:
+                plan, peak, non_finite = self._given_plan(reader, given_plan)
+                top_tags = list(given_top_tags or [])
             timings["scan_and_tag"] = time.perf_counter() - t0
             warnings.extend(f"{item.path}: {note}" for note in dict.fromkeys(self._tag_notes))
             if non_finite:
@@ -236,11 +259,12 @@ class Pipeline:
             for warning in warnings:
                 self.progress.warn(warning)
             if opts.dry_run:
-                return RecordingResult(item.path, folder, "planned", plan=plan, warnings=warnings)
+                return RecordingResult(item.path, folder, "planned", plan=plan, warnings=warnings, top_tags=top_tags)
 
             folder.mkdir(parents=True, exist_ok=True)
             remove_partials(folder)
             stale = set(_files_from_manifest(folder, previous).values()) if previous else set()
+            stale |= _remix_from_manifest(folder, previous)  # made of the old stems: never left beside new ones
             manifest_path.unlink(missing_ok=True)  # from here on the folder is not "done" until the new manifest
 
             t0 = time.perf_counter()
@@ -285,7 +309,8 @@ class Pipeline:
                 "unet_evaluations": unet_evaluations}
         manifest = build_manifest(
             reader=reader, input_given=item.given, non_finite=non_finite, peak=peak, tagger=self.tagger,
-            separator=self.separator, plan=plan, source_mode="given" if opts.sources is not None else "tagged",
+            separator=self.separator, plan=plan,
+            source_mode="edited" if given_plan is not None else "given" if opts.sources is not None else "tagged",
             settings=self._settings(subtype), work=work, stems=stems_info, residual=residual_info, windows=window_log,
             timings=timings, warnings=warnings, top_tags=top_tags,
         )
@@ -293,7 +318,32 @@ class Pipeline:
             manifest["check"] = check_record
         write_json(manifest_path, manifest)
         return RecordingResult(item.path, folder, "done", plan=plan, manifest=manifest, files=files,
-                               warnings=warnings, sample_rate=out_rate)
+                               warnings=warnings, sample_rate=out_rate, top_tags=top_tags)
+
+    def _remix(self, result: RecordingResult) -> None:
+        """``--keep``/``--remove``: write remix.<format> beside the stems and record it in the manifest."""
+        from .remix import REMIX, UnknownStemError, open_result, remix
+
+        opts = self.options
+        assert result.output is not None
+        stems = open_result(result.output)
+        try:
+            named = {stems.find(str(name)).name for name in (opts.keep or opts.remove or []) if str(name).strip()}
+        except UnknownStemError as exc:
+            raise UnknownStemError(f"{result.input}: {exc}; the stems are written, rerun with a valid name to write "
+                                   "only the remix") from None
+        if opts.keep:
+            gains = {stem.name: (0.0 if stem.name in named else -math.inf) for stem in stems.stems}
+        else:
+            gains = {stem.name: (-math.inf if stem.name in named else 0.0) for stem in stems.stems}
+        mixed = remix(stems, gains, result.output / f"{REMIX}.{opts.format.lower()}", bit_depth=opts.bit_depth)
+        for warning in mixed.warnings:
+            self.progress.warn(warning)
+        result.warnings.extend(mixed.warnings)
+        manifest = dict(stems.manifest)
+        manifest["remix"] = {**mixed.to_dict(), "keep" if opts.keep else "remove": sorted(named)}
+        write_json(result.output / MANIFEST_NAME, manifest)
+        result.manifest = manifest
 
     # -- stems checked by the tagger (check.py) ----------------------------------------------------------------------
 
@@ -385,6 +435,18 @@ class Pipeline:
 
     # -- tagging and planning --------------------------------------------------------------------------------------
 
+    def _given_plan(self, reader: AudioReader, given_plan: list) -> tuple[list[GivenSource], float, int]:
+        """A plan chosen beforehand (e.g. edited in ``autosep web``), its segments clipped to this recording;
+        the file is still scanned once for its peak and NaN count."""
+        self._tagged = None  # no tagging here, so no stem check either
+        result = tag_recording(reader, None)
+        plan = []
+        for source in given_plan:
+            segments = [(max(0.0, float(a)), min(reader.duration, float(b))) for a, b in source.segments]
+            plan.append(GivenSource(label=source.label, prompt=source.prompt, mid=source.mid, score=source.score,
+                                    segments=[(a, b) for a, b in segments if b > a]))
+        return plan, result.peak, result.non_finite
+
     def _plan(self, reader: AudioReader) -> tuple[list, list[dict], float, int]:
         """One streaming pass over the file (``tagging.plan_recording``, the path ``autosep tag`` takes too):
         peak, NaN count and, unless sources were given, the tags and the plan."""
@@ -422,6 +484,11 @@ def _files_from_manifest(folder: Path, manifest: dict | None) -> dict[str, Path]
     if isinstance(residual, dict) and residual.get("file"):
         files[RESIDUAL] = folder / Path(str(residual["file"])).name
     return files
+
+
+def _remix_from_manifest(folder: Path, manifest: dict | None) -> set[Path]:
+    entry = (manifest or {}).get("remix")
+    return {folder / Path(str(entry["file"])).name} if isinstance(entry, dict) and entry.get("file") else set()
 
 
 def _plan_from_manifest(manifest: dict) -> list[GivenSource]:

@@ -153,6 +153,17 @@ def test_usage_errors_name_the_problem(tmp_path, capsys):
     assert code == 1 and "could not load the models" in err and "no-such-model" in err
 
 
+def test_a_missing_clap_model_says_how_to_get_it(dataset, capsys, tmp_path):
+    root, _, _ = dataset
+    code, _, err = run(capsys, "eval", root / "est", root / "refs")  # the default id, not in the (empty) cache
+    assert code == 1 and "laion/clap-htsat-unfused" in err and "autosep models download clap" in err
+    assert "offline" in err and "--clap-model" in err
+    (tmp_path / "not-a-model").mkdir()
+    code, _, err = run(capsys, "eval", root / "est", root / "refs", "--clap-model", tmp_path / "not-a-model")
+    assert code == 1 and "is not a model folder" in err
+    assert not (root / "est" / "eval.json").exists()  # nothing written when nothing was scored
+
+
 def test_a_missing_eval_extra_is_named(dataset, capsys, monkeypatch):
     import sys
 
