@@ -39,6 +39,10 @@ def locate_pipeline(model: str | os.PathLike | None) -> tuple[str, Path]:
     if candidate.exists():
         if (candidate / "main_config.json").is_file():  # Tango's published layout (autosep.separator.tango)
             return str(candidate), candidate
+        from . import sa3_convert
+
+        if sa3_convert.is_original_checkpoint(candidate):  # Stable Audio 3 as Stability publishes it
+            return str(candidate), _converted(lambda: sa3_convert.local_original_checkpoint(candidate, offline_mode()))
         if not (candidate / "model_index.json").is_file():
             from .stable_audio import original_checkpoint_hint
 
@@ -59,8 +63,15 @@ def locate_pipeline(model: str | os.PathLike | None) -> tuple[str, Path]:
 
     offline = offline_mode()
     try:
+        from . import sa3_convert
+
+        converted = None
+        if "stable-audio" in model_id.lower():  # Stable Audio 3's repositories hold the original checkpoint
+            converted = _converted(lambda: sa3_convert.hub_original_checkpoint(model_id, offline))
         if tango.is_tango_repo(model_id):  # six plain checkpoint files, not a diffusers pipeline
             folder = tango.download(model_id, offline)
+        elif converted is not None:
+            folder = converted
         else:
             # Downloads only the files the pipeline needs (or finds them in the HF cache when offline).
             folder = DiffusionPipeline.download(model_id, local_files_only=offline)
@@ -80,6 +91,16 @@ def locate_pipeline(model: str | os.PathLike | None) -> tuple[str, Path]:
     return model_id, Path(folder)
 
 
+def _converted(convert) -> Path | None:
+    """Run a checkpoint conversion, its failures as ModelNotAvailableError (hub errors pass through)."""
+    from .sa3_convert import ConversionError
+
+    try:
+        return convert()
+    except ConversionError as exc:
+        raise ModelNotAvailableError(f"cannot convert the Stable Audio 3 checkpoint: {exc}") from exc
+
+
 def pipeline_is_cached(model: str) -> bool:
     """True when the files ``locate_pipeline`` needs for this hub model are already in the Hugging Face cache."""
     from diffusers import DiffusionPipeline
@@ -89,6 +110,10 @@ def pipeline_is_cached(model: str) -> bool:
     model_id = resolve_model_name(model)
     if tango.is_tango_repo(model_id):
         return tango.is_cached(model_id)
+    from .sa3_convert import converted_root
+
+    if any(converted_root(model_id).glob("*/model_index.json")):  # converted from the original checkpoint
+        return True
     try:
         with library_quiet(progress_bars=True, warnings=True):
             DiffusionPipeline.download(model_id, local_files_only=True)

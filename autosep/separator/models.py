@@ -68,7 +68,7 @@ KNOWN_MODELS: list[KnownModel] = [
            STABILITY_LICENCE),
     _entry("stable-audio-3", "~10 GB",
            "Stable Audio 3 medium base (non-distilled): 44.1 kHz stereo rectified flow (1.45B DiT, T5Gemma, "
-           "SAME-L VAE); full-band stems. Gated; the hub holds the original checkpoint (convert it once)",
+           "SAME-L VAE); full-band stems. Gated; converted from the original checkpoint on first load",
            STABILITY_LICENCE),
     _entry("stable-audio-3-distilled", "~10 GB",
            "Stable Audio 3 medium, distilled (guidance baked in): not guidance-free at w = 1, so it generates "

@@ -241,6 +241,12 @@ class ZeroSep:
         backbone: FullBandBackbone = self.backbone  # type: ignore[assignment]
         length = samples.shape[-1]
         seconds = length / self.sample_rate
+        if (seconds > backbone.default_window * 1.001 and backbone.name == "stable-audio-open"
+                and not getattr(self, "_long_window_warned", False)):
+            self._long_window_warned = True  # once per separator, not once per window
+            logger.warning("a %.2f s window is longer than the %.2f s Stable Audio Open was trained on; the DiT "
+                           "runs on it, but shorter windows (--window) stay in what it has seen", seconds,
+                           backbone.default_window)
         padded = torch.nn.functional.pad(samples, (0, backbone.padded_length(length) - length))
         evaluations_before = self._evaluations
         total = 2 * steps
@@ -259,7 +265,7 @@ class ZeroSep:
             def predict(latents: torch.Tensor, sigma: torch.Tensor, prompts: list[str]) -> torch.Tensor:
                 batch = backbone.stack([self._conditioning(p) for p in prompts], self._compute_dtype, seconds)
                 self._evaluations += latents.shape[0]
-                return backbone.predict(latents.to(self._compute_dtype), sigma, batch).float()
+                return backbone.predict(latents, sigma, batch, self._compute_dtype).float()
 
             noise_for = GuidedNoise(predict, guidance, self.batch_size)
             distinct = list(dict.fromkeys(chosen_inv))  # "null": one inversion shared by all sources
