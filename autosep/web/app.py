@@ -19,7 +19,7 @@ from ..frames import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS
 from ..errors import AutosepError
 from ..pipeline.naming import RESIDUAL
 from ..separator import KNOWN_MODELS as SEPARATOR_MODELS
-from .engine import Engine, Session, SourceRow
+from .engine import Engine, Session, SourceRow, clock
 
 log = logging.getLogger("autosep.web")
 
@@ -106,8 +106,9 @@ def build_app(engine: Engine, session_root: Path) -> gr.Blocks:
         gr.Markdown(_INTRO)
 
         with gr.Row():
-            upload = gr.File(label="Recording: audio or video file", file_types=upload_types, type="filepath",
-                             elem_id="upload")
+            limits = f"up to {engine.config.max_upload_mb:g} MB and {clock(engine.config.max_duration_s)} long"
+            upload = gr.File(label=f"Recording: audio or video file ({limits})", file_types=upload_types,
+                             type="filepath", elem_id="upload")
             microphone = gr.Audio(label="...or record from the microphone", sources=["microphone"],
                                   type="filepath", elem_id="microphone")
 

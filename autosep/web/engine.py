@@ -205,8 +205,8 @@ class Engine:
             raise AutosepError(session.tell(str(exc))) from None
         limit = self.config.max_duration_s
         if duration > limit:
-            raise AutosepError(f"{session.display_name}: {_clock(duration)} long; this server accepts recordings up "
-                               f"to {_clock(limit)} (start it with autosep web --max-duration SECONDS to raise "
+            raise AutosepError(f"{session.display_name}: {clock(duration)} long; this server accepts recordings up "
+                               f"to {clock(limit)} (start it with autosep web --max-duration SECONDS to raise "
                                "the limit, or cut the recording)")
         return duration
 
@@ -322,7 +322,8 @@ class Engine:
         return InputFile(session.input, session.input.parent, session.display_name)
 
 
-def _clock(seconds: float) -> str:
+def clock(seconds: float) -> str:
+    """``75`` -> ``"1:15"``, ``3725`` -> ``"1:02:05"``."""
     seconds = int(round(seconds))
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 \
         else f"{seconds // 60}:{seconds % 60:02d}"

@@ -131,3 +131,46 @@ def test_only_the_app_s_own_results_are_served(server, client, make_mix, tmp_pat
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(url, timeout=10)
         assert refused.value.code in (403, 404)
+
+
+def write_video(path: Path, seconds: float = 2.0, rate: int = 48000) -> None:
+    """An mp4 with a small video track and an AAC soundtrack (what a phone or screen recorder writes)."""
+    import av
+
+    t = np.arange(int(seconds * rate)) / rate
+    audio = np.ascontiguousarray(np.stack([0.3 * np.sin(2 * np.pi * 440 * t)] * 2).astype(np.float32))
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("mpeg4", rate=10)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        sound = container.add_stream("aac", rate=rate, layout="stereo")
+        for index in range(int(seconds * 10)):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), index * 10 % 255, np.uint8), format="rgb24")
+            for packet in video.encode(frame):
+                container.mux(packet)
+        chunk = av.AudioFrame.from_ndarray(audio, format="fltp", layout="stereo")
+        chunk.sample_rate = rate
+        for packet in sound.encode(chunk):
+            container.mux(packet)
+        for stream in (video, sound):
+            for packet in stream.encode(None):
+                container.mux(packet)
+
+
+def test_a_video_s_soundtrack_is_used(server, client, tmp_path):
+    from gradio_client import handle_file
+
+    write_video(tmp_path / "holiday clip.mp4")
+    status, table, _ = client.predict(handle_file(str(tmp_path / "holiday clip.mp4")), None, api_name="/find")
+    assert "holiday clip.mp4" in status and "2.0 s" in status
+    assert table_rows(table)  # the tagger heard the soundtrack (threshold 0 in this module)
+
+
+def test_an_upload_over_the_size_limit_is_refused_with_the_limit(server, tmp_path):
+    import httpx
+
+    big = b"RIFF" + bytes(6 * 1024 * 1024)  # the module's server takes 5 MB
+    response = httpx.post(f"{server.url}gradio_api/upload", files={"files": ("big.wav", big, "audio/wav")},
+                          timeout=60, trust_env=False)
+    assert response.status_code == 413
+    assert "maximum allowed size of 5242880 bytes" in response.text
+    assert not list((server.root / "gradio").rglob("big.wav"))  # nothing of it kept
