@@ -2,6 +2,10 @@
 ``autosep models [list|download NAME]``, ``autosep remix FOLDER --gain NAME=DB``, ``autosep web`` (the browser
 app, ``pip install "autosep[web]"``).
 
+Built on the Python API: the options become the run's checked settings (``PipelineOptions.settings``) and an
+:class:`autosep.AutoSep` processes the inputs; this module only parses, displays and returns the exit code.
+The subcommands live beside it (``tag_command``, ``models_command``, and ``eval.command``), and the options they
+share in ``cli_options``.
 Exit codes: 0 all inputs done; 1 nothing could run (bad model, no input found, output folder unusable);
 2 usage error; 3 some inputs failed and the rest were done; 130 interrupted by Ctrl-C (rerun to resume).
 """
@@ -12,8 +16,11 @@ import argparse
 import logging
 import sys
 
-from .pipeline.batch import EXIT_INTERRUPTED, EXIT_USAGE, BatchOutcome, run_batch
-from .pipeline.progress import LogProgress, Progress, RichProgress
+from .cli_options import add_run_arguments, make_progress, options_from_args
+from .errors import EXIT_INTERRUPTED, EXIT_USAGE, AutosepError, SettingsError
+from .logs import quiet_library_progress_bars
+from .pipeline.api import AutoSep
+from .pipeline.batch import BatchOutcome
 
 log = logging.getLogger("autosep")
 
@@ -34,38 +41,6 @@ exit codes: 0 done, 1 nothing could run, 2 usage error, 3 some inputs failed, 13
 """
 
 
-def _fraction(text: str) -> float:
-    """``0.25`` or ``25%``."""
-    text = text.strip()
-    try:
-        value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a fraction like 0.25 or 25%, got {text!r}") from None
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"overlap must be at least 0 and below 1 (0%-99%), got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected at least 1, got {text!r}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="autosep", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_EPILOG,
@@ -75,80 +50,6 @@ def build_parser() -> argparse.ArgumentParser:
                         help="audio/video files, folders (searched recursively) or glob patterns")
     add_run_arguments(parser)
     return parser
-
-
-def add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    """Every option of the main command except its inputs (shared with ``autosep eval --run``)."""
-    from .tag_command import add_tagging_arguments
-
-    sources = parser.add_argument_group("sources")
-    sources.add_argument("-s", "--source", dest="sources", action="append", metavar="TEXT",
-                         help="separate this prompt (repeatable); skips tagging")
-    sources.add_argument("--dry-run", action="store_true", help="show the plan for every input, separate nothing")
-    add_tagging_arguments(parser)  # --tagger --tagger-model --threshold --max-sources ... (shared with `autosep tag`)
-
-    add_separation_arguments(parser)
-
-    check = parser.add_argument_group("stems checked by the tagger")
-    check.add_argument("--drop-unconfirmed", action="store_true",
-                       help="fold a stem the tagger does not find its source in into the residual")
-    check.add_argument("--rounds", type=_positive_int, default=1, metavar="N",
-                       help="2: separate again with sources found in the residual, up to --max-sources "
-                            "(default 1: report them only)")
-
-    out = parser.add_argument_group("output")
-    out.add_argument("-o", "--out", default="separated", help="output folder (default: separated)")
-    out.add_argument("--format", choices=("wav", "flac", "ogg", "mp3"), default="wav")
-    out.add_argument("--bit-depth", choices=("16", "24", "32f"), default=None,
-                     help="default: the input's where the format allows")
-    out.add_argument("--overwrite", action="store_true",
-                     help="redo recordings that are done (otherwise they are skipped, so a batch resumes)")
-    mix = out.add_mutually_exclusive_group()
-    mix.add_argument("--keep", action="append", metavar="SOURCE",
-                     help="also write remix.<format> with only this source (repeatable; name, prompt or stem file name)")
-    mix.add_argument("--remove", action="append", metavar="SOURCE",
-                     help="also write remix.<format> without this source (repeatable; \"residual\" too)")
-    out.add_argument("-q", "--quiet", action="store_true", help="only errors")
-    out.add_argument("-v", "--verbose", action="store_true", help="more detail")
-
-
-def add_separation_arguments(parser: argparse.ArgumentParser) -> None:
-    """--model --inversion --steps ... (shared with ``autosep web``, where they are the page's defaults)."""
-    sep = parser.add_argument_group("separation")
-    sep.add_argument("--model", default="audioldm2", help="separator model: alias, Hugging Face id or local folder")
-    sep.add_argument("--inversion", choices=("ddpm", "ddim"), default="ddpm",
-                     help="ddpm (edit-friendly, default) or ddim inversion")
-    sep.add_argument("--steps", type=_positive_int, default=50, help="diffusion steps (default 50)")
-    sep.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance (default 1.0)")
-    sep.add_argument("--inv-prompt", choices=("others", "null"), default="others",
-                     help="inversion prompt: the other sources in the window, or empty")
-    sep.add_argument("--seed", type=int, default=42, help="random seed, recorded in the manifest (default 42)")
-    sep.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    sep.add_argument("--dtype", default=None, choices=["auto", "fp32", "fp16", "bf16"],
-                     help="UNet and text encoder precision (default: fp16 on CUDA, else fp32)")
-    sep.add_argument("--batch-size", type=_positive_int, default=None, help="samples per UNet forward (default: a window's sources at once)")
-    sep.add_argument("--window", type=_positive_float, default=None,
-                     help="window length in seconds (default: the model's training length: 10.24 for AudioLDM/2, "
-                          "47.55 for Stable Audio Open, 30 for Stable Audio 3)")
-    sep.add_argument("--overlap", type=_fraction, default=0.25, help="window overlap, 0.25 or 25%% (default)")
-    sep.add_argument("--render", choices=("projected", "generative"), default="projected",
-                     help="projected: masks on the original + residual (default); generative: raw 16 kHz output")
-
-
-def options_from_args(args: argparse.Namespace):
-    from .pipeline.recording import PipelineOptions
-    from .tag_command import planner_options
-
-    return PipelineOptions(
-        sources=args.sources, tagger=args.tagger, tagger_model=getattr(args, "tagger_model", None),
-        vocab=getattr(args, "vocab", None), planner=planner_options(args), dry_run=args.dry_run,
-        model=args.model, inversion=args.inversion, steps=args.steps, guidance=args.guidance,
-        inv_prompt=args.inv_prompt, seed=args.seed, device=args.device, dtype=args.dtype,
-        batch_size=args.batch_size, window=args.window, overlap=args.overlap, render=args.render,
-        drop_unconfirmed=args.drop_unconfirmed, rounds=args.rounds,
-        out=args.out, format=args.format, bit_depth=args.bit_depth, overwrite=args.overwrite,
-        keep=getattr(args, "keep", None), remove=getattr(args, "remove", None),
-    )
 
 
 def _source_names(result, empty: str) -> str:
@@ -217,17 +118,16 @@ def _run(argv: list[str]) -> int:
                         format="autosep: %(message)s")
     # huggingface_hub prints through its own handler and also propagates to ours: keep a single copy.
     logging.getLogger("huggingface_hub").propagate = False
-    from .errors import AutosepError
-
     try:
-        options = options_from_args(args)
+        settings = options_from_args(args).settings()
     except (AutosepError, ValueError) as exc:
-        print(f"autosep: error: {exc}", file=sys.stderr)
+        message = exc.for_command_line() if isinstance(exc, SettingsError) else str(exc)
+        print(f"autosep: error: {message}", file=sys.stderr)
         return EXIT_USAGE
     if not args.verbose:  # the libraries' own download/loading bars would drown autosep's progress
-        _quiet_library_progress_bars()
+        quiet_library_progress_bars()
     progress = make_progress(args.quiet, console)
-    outcome = run_batch(args.inputs, options, progress)
+    outcome = AutoSep(settings=settings, progress=progress).process(args.inputs)
     if outcome.error:
         progress.close()
         for result in outcome.results:
@@ -242,27 +142,6 @@ def _run(argv: list[str]) -> int:
         print("autosep: interrupted; finished recordings are kept, rerun the same command to resume",
               file=sys.stderr)
     return outcome.exit_code
-
-
-def make_progress(quiet: bool, console) -> Progress:
-    """Nothing with -q, live bars on a terminal, plain log lines otherwise."""
-    if quiet:
-        return Progress()
-    return RichProgress(console) if console.is_terminal else LogProgress()
-
-
-def _quiet_library_progress_bars() -> None:
-    import os
-
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    try:
-        from diffusers.utils import logging as diffusers_logging
-        from transformers.utils import logging as transformers_logging
-
-        diffusers_logging.disable_progress_bar()
-        transformers_logging.disable_progress_bar()
-    except ImportError:  # either library missing: nothing of theirs to silence
-        pass
 
 
 def _print_plans(outcome: BatchOutcome, console) -> None:

@@ -15,75 +15,15 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from .cli_options import add_tagging_arguments, number_at_least, planning_settings
+from .errors import EXIT_NOTHING_RAN, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, AutosepError, SettingsError
+from .pipeline.inputs import collect_inputs
 from .pipeline.reading import open_audio
 from .pipeline.tagging import TaggedRecording, plan_recording
-from .errors import AutosepError
-from .pipeline.inputs import collect_inputs
-from .taggers import DEFAULT_TAGGER, TAGGER_NAMES, load_tagger
+from .taggers import load_tagger_for
 from .taggers.base import Tagger
-from .taggers.planner import DEFAULT_MAX_SOURCES, parse_hierarchy, resolve_threshold
-from .taggers.prompts import load_prompt_overrides
-
-EXIT_OK, EXIT_NOTHING_RAN, EXIT_USAGE, EXIT_SOME_FAILED = 0, 1, 2, 3
-
-
-def _hierarchy(value: str) -> str:
-    try:
-        parse_hierarchy(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return value
-
-
-def _non_negative(kind):
-    def parse(value: str):
-        number = kind(value)
-        if number < 0:
-            raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-        return number
-    return parse
-
-
-def add_tagging_arguments(parser: argparse.ArgumentParser) -> None:
-    """The tagger and planner options, shared by ``autosep tag`` and the main ``autosep`` command."""
-    group = parser.add_argument_group("tagging and source planning")
-    group.add_argument("--tagger", choices=TAGGER_NAMES, default=DEFAULT_TAGGER,
-                       help=f"audio tagger (default: {DEFAULT_TAGGER})")
-    group.add_argument("--tagger-model", metavar="ID_OR_PATH",
-                       help="tagger weights: Hugging Face id, local folder, or a Cnn14 .pth for panns")
-    group.add_argument("--threshold", type=_non_negative(float), metavar="P",
-                       help="presence threshold on per-window probabilities (default: the tagger's own)")
-    group.add_argument("--max-sources", type=_non_negative(int), default=DEFAULT_MAX_SOURCES, metavar="N",
-                       help=f"most sources to keep, highest scores first (default: {DEFAULT_MAX_SOURCES})")
-    group.add_argument("--min-active", type=_non_negative(float), metavar="SECONDS",
-                       help="a source must be active this long in total (default: one window)")
-    group.add_argument("--hierarchy", type=_hierarchy, default="leaf", metavar="leaf|level:N|none",
-                       help="leaf: most specific class only (default); level:N: collapse to ontology depth N; "
-                            "none: keep all")
-    group.add_argument("--include", action="append", default=[], metavar="NAME",
-                       help="always keep this source (class name, mid or prompt); repeatable")
-    group.add_argument("--exclude", action="append", default=[], metavar="NAME",
-                       help="never keep this source; repeatable")
-    group.add_argument("--vocab", metavar="FILE", help="clap: your own phrases, one per line")
-    group.add_argument("--prompts", metavar="FILE",
-                       help="prompt overrides, lines 'Display name = prompt'")
-
-
-def planner_options(args: argparse.Namespace) -> dict:
-    """``plan_sources`` keyword arguments from parsed options. ``threshold`` stays None unless given: the planner
-    derives it from the tagger's result (``planner.resolve_threshold``, the one place that decides it).
-
-    Raises :class:`AutosepError` for an unreadable ``--prompts`` file.
-    """
-    return {
-        "threshold": args.threshold,
-        "max_sources": args.max_sources,
-        "min_active": args.min_active,
-        "hierarchy": args.hierarchy,
-        "include": tuple(args.include or ()),
-        "exclude": tuple(args.exclude or ()),
-        "prompts": load_prompt_overrides(args.prompts) if getattr(args, "prompts", None) else None,
-    }
+from .taggers.planner import resolve_threshold
+from .taggers.settings import TaggingSettings
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -94,7 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="audio/video files, folders or glob patterns")
     add_tagging_arguments(parser)
     parser.add_argument("--all", action="store_true", help="also show the raw top classes of the tagger")
-    parser.add_argument("--top", type=_non_negative(int), default=10, metavar="N",
+    parser.add_argument("--top", type=number_at_least(0), default=10, metavar="N",
                         help="how many raw classes --all shows (default: 10)")
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
@@ -108,14 +48,12 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exit_:
         return int(exit_.code or 0)
     err = Console(stderr=True, highlight=False)
-    if args.vocab and args.tagger != "clap":
-        err.print("autosep tag: --vocab is only used by --tagger clap", style="red", markup=False,
-                  soft_wrap=True)
-        return EXIT_USAGE
     try:
-        options = planner_options(args)
+        tagging = TaggingSettings(args.tagger, args.tagger_model, args.vocab)
+        options = planning_settings(args).as_dict()  # checked once here; the planner resolves the threshold
     except AutosepError as exc:
-        err.print(f"autosep tag: {exc}", style="red", markup=False, soft_wrap=True)
+        message = exc.for_command_line() if isinstance(exc, SettingsError) else str(exc)
+        err.print(f"autosep tag: {message}", style="red", markup=False, soft_wrap=True)
         return EXIT_USAGE
 
     # Check every input before loading a model: loading is slow (and may download), a typo should not wait.
@@ -129,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_NOTHING_RAN
     try:
         with err.status(f"loading the {args.tagger} tagger...", spinner="dots"):
-            tagger = load_tagger(args.tagger, args.tagger_model, args.device, args.vocab)
+            tagger = load_tagger_for(tagging, args.device)
     except (AutosepError, ValueError) as exc:
         err.print(f"autosep tag: {exc}", style="red", markup=False, soft_wrap=True)
         return EXIT_NOTHING_RAN
@@ -175,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"files": reports, "errors": failures}, indent=2))
     if not reports:
         return EXIT_NOTHING_RAN
-    return EXIT_SOME_FAILED if failures else EXIT_OK
+    return EXIT_PARTIAL if failures else EXIT_OK
 
 
 def _report(path: Path, duration: float, tagger: Tagger, tagged: TaggedRecording, options: dict,

@@ -465,7 +465,8 @@ def test_a_source_heard_only_in_the_residual_is_separated_in_a_second_round(tmp_
 
     from autosep.pipeline.inputs import collect_inputs
     from autosep.pipeline.reading import open_audio
-    from autosep.pipeline.recording import Pipeline, PipelineOptions
+    from autosep.pipeline.recording import Pipeline
+    from autosep.pipeline.settings import PipelineOptions
     from autosep.pipeline.tagging import tag_recording
     from autosep.taggers.audioset import load_ontology
 
@@ -474,7 +475,7 @@ def test_a_source_heard_only_in_the_residual_is_separated_in_a_second_round(tmp_
     base = PipelineOptions(model=str(tiny_audioldm2_dir), tagger_model=str(responsive_cnn14), steps=1,
                            window=2.56, device="cpu", out=str(tmp_path / "out"),
                            planner={"threshold": threshold, "include": [first_class], "max_sources": 0})
-    pipeline = Pipeline.load(base)
+    pipeline = Pipeline.load(base.settings())
     (item,), _ = collect_inputs([str(tmp_path / "in" / "mix.wav")])
     first = pipeline.process(item)
     assert first.status == "done", first.message
@@ -495,8 +496,9 @@ def test_a_source_heard_only_in_the_residual_is_separated_in_a_second_round(tmp_
     # every other class that would pass the new threshold is excluded, so the planted one is the discovery
     others = [mid for j, mid in enumerate(in_mix.labels) if j != planted and mid != first_class
               and max(mix_scores[j], residual_scores[j]) >= second_threshold]
-    pipeline.options = replace(base, rounds=2, overwrite=True, planner={
+    again = replace(base, rounds=2, overwrite=True, planner={
         "threshold": second_threshold, "include": [first_class], "exclude": others, "max_sources": 2})
+    pipeline = Pipeline(again.settings(), pipeline.tagger, pipeline.separator)  # the same loaded models
     second = pipeline.process(item)
     assert second.status == "done", second.message
     planted_name = ontology.nodes[in_mix.labels[planted]].name
@@ -504,4 +506,4 @@ def test_a_source_heard_only_in_the_residual_is_separated_in_a_second_round(tmp_
     stems = {s["name"]: s for s in second.manifest["sources"]}
     assert stems[planted_name]["round"] == 2 and second.manifest["check"]["rounds"] == 2
     assert set(second.files) == {ontology.nodes[first_class].name, planted_name, "residual"}
-    assert_audible_source_stems(second.load_stems(), sf.read(tmp_path / "in" / "mix.wav", always_2d=True)[0])
+    assert_audible_source_stems(dict(second.stems), sf.read(tmp_path / "in" / "mix.wav", always_2d=True)[0])

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..frames import AudioDecodeError, load_audio
+from ..pipeline.reading import AudioDecodeError, open_audio
 from ..pipeline.manifest import hub_revision, package_versions
 from ..taggers.audioset import load_ontology
 from .discovery import score_discovery, summarise_discovery
@@ -128,15 +128,16 @@ def evaluate(pairs: Sequence[tuple[RecordingFolder, RecordingFolder]], settings:
 
     def read(path) -> _Audio | None:
         try:
-            recording = load_audio(path)
+            with open_audio(path) as recording:
+                rate, mono = recording.sample_rate, to_mono(recording.read(0, recording.frames))
         except AudioDecodeError as exc:
             warnings.append(str(exc))
             unreadable.append(str(path))
             return None
-        mono = to_mono(recording.samples).astype(np.float32)
-        return _Audio(sdr=resample(mono, recording.sample_rate, settings.sdr_rate),
-                      clap=scorer.prepare(mono, recording.sample_rate) if scorer is not None else None,
-                      panns=panns.prepare(mono, recording.sample_rate) if "panns" in fad_sets else None)
+        mono = mono.astype(np.float32)
+        return _Audio(sdr=resample(mono, rate, settings.sdr_rate),
+                      clap=scorer.prepare(mono, rate) if scorer is not None else None,
+                      panns=panns.prepare(mono, rate) if "panns" in fad_sets else None)
 
     records = []
     for index, (estimates, references) in enumerate(pairs):

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..frames import is_media_file
+from ..pipeline.reading import is_media_file
 from ..errors import AutosepError
 from ..pipeline.manifest import MANIFEST_NAME
 from ..pipeline.naming import RESIDUAL, slugify

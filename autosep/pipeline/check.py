@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..taggers.base import Tagger, TagResult
-from .reading import AudioReader, open_audio
+from .reading import Recording, open_audio
 from .tagging import tag_recording
 from .write import StemWriter
 
@@ -56,7 +56,7 @@ class StemCheck:
 
 def _columns(source) -> list[str]:
     """The score columns that speak for ``source``: its classes' mids, or its open-set phrase."""
-    from ..taggers.planner import OPEN_SET_PREFIX
+    from ..taggers.sources import OPEN_SET_PREFIX
 
     held = [mid for _, mid, _ in getattr(source, "classes", None) or [] if mid]
     if getattr(source, "mid", None):
@@ -71,7 +71,7 @@ def own_score(result: TagResult | None, source) -> float:
     """The tagger's best score, over the classes ``source`` holds, anywhere in ``result`` (0 when none)."""
     if result is None or result.probs.size == 0:
         return 0.0
-    from ..taggers.planner import OPEN_SET_PREFIX
+    from ..taggers.sources import OPEN_SET_PREFIX
     from ..taggers.audioset import load_ontology
 
     ontology = load_ontology()
@@ -134,7 +134,7 @@ def _is_new(source, plan: Sequence) -> bool:
     return True
 
 
-def fold_into_residual(reader: AudioReader, kept: Sequence[Path], dropped: Sequence[Path], residual: Path | None,
+def fold_into_residual(reader: Recording, kept: Sequence[Path], dropped: Sequence[Path], residual: Path | None,
                        fmt: str, subtype: str, sample_rate: int, channels: int) -> dict | None:
     """Remove the ``dropped`` stems; write ``residual`` again as the input minus the ``kept`` stems as stored.
 

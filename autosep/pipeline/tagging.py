@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..taggers.base import Tagger, TagResult
-from .reading import SILENCE_PEAK, AudioReader, scan
+from .reading import SILENCE_PEAK, Recording
 
 TAG_BLOCK_S = 60.0  # the tagger sees the recording in blocks this long, so tagging memory stays flat too
 TOP_TAGS = 10
@@ -67,11 +67,11 @@ def _join(tagger: Tagger, tagged: list[tuple[float, TagResult]]) -> TagResult:
     )
 
 
-def tag_recording(reader: AudioReader, tagger: Tagger | None) -> TaggedRecording:
+def tag_recording(reader: Recording, tagger: Tagger | None) -> TaggedRecording:
     """One streaming pass over ``reader``: peak, NaN count and, with a ``tagger``, its tags per block, joined."""
     rate = reader.sample_rate
     if tagger is None:
-        result = scan(reader, max(1, int(TAG_BLOCK_S * rate)))
+        result = reader.scan(max(1, int(TAG_BLOCK_S * rate)))
         return TaggedRecording(None, [], result.peak, result.non_finite)
     window_s = float(getattr(tagger, "window_seconds", 10.0) or 10.0)
     hop_s = float(getattr(tagger, "hop_seconds", None) or window_s / 2)
@@ -92,11 +92,11 @@ def tag_recording(reader: AudioReader, tagger: Tagger | None) -> TaggedRecording
         covered = end + max(tail, 0)
         tagged.append((start / rate, tagger.tag(samples, rate)))
 
-    result = scan(reader, block, tag_block)
+    result = reader.scan(block, tag_block)
     return TaggedRecording(_join(tagger, tagged) if tagged else None, [], result.peak, result.non_finite)
 
 
-def plan_recording(reader: AudioReader, tagger: Tagger, planner: Mapping[str, Any] | None = None) -> TaggedRecording:
+def plan_recording(reader: Recording, tagger: Tagger, planner: Mapping[str, Any] | None = None) -> TaggedRecording:
     """Tag ``reader`` (``tag_recording``) and plan its sources with ``planner`` (``plan_sources`` keywords; the
     threshold, when None or absent, comes from the tagger). A silent recording has no plan."""
     from ..taggers.planner import plan_from_result

@@ -10,8 +10,8 @@ backbones (Stable Audio Open, Stable Audio 3; :mod:`stable_audio`) encode the [c
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
-import math
 import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -20,12 +20,12 @@ import numpy as np
 import torch
 
 from autosep.devices import resolve_device, resolve_dtype
+from autosep.logs import library_quiet
 
 from . import mel
 from .backbones import Backbone, Conditioning, backbone_for
 from .guidance import GuidedNoise
 from .inversion import (
-    INVERSIONS,
     auxiliary_noise,
     ddim_invert,
     ddpm_invert_batched,
@@ -33,8 +33,9 @@ from .inversion import (
     make_scheduler,
     reverse,
 )
-from .loading import library_quiet, load_pipeline, locate_pipeline
+from .loading import load_pipeline, locate_pipeline
 from .prompts import check_sources, inversion_prompts
+from .settings import SeparationSettings, check_batch_size, check_inversion
 from .stable_audio import FullBandBackbone, full_band_backbone_for
 
 logger = logging.getLogger(__name__)
@@ -69,9 +70,7 @@ class ZeroSep:
     default_window = 10.24
 
     def __init__(self, pipe: Any, model_id: str, device: torch.device, dtype: torch.dtype,
-                 batch_size: int | None = None):
-        if batch_size is not None and int(batch_size) < 1:
-            raise ValueError(f"batch_size must be a positive number of samples per UNet forward, got {batch_size}")
+                 batch_size: int | None = None, settings: SeparationSettings | None = None):
         self.pipe = pipe
         full_band = full_band_backbone_for(pipe)
         self.backbone: Backbone = full_band if full_band is not None else backbone_for(pipe)
@@ -79,7 +78,7 @@ class ZeroSep:
         self.model_id = model_id
         self.device = device
         self.dtype = dtype
-        self.batch_size = int(batch_size) if batch_size is not None else None
+        self.batch_size = check_batch_size(batch_size)
         self._conditionings: dict[tuple[str, torch.dtype], Conditioning] = {}
         self._evaluations = 0
         self._fits: int | None = None  # samples per forward that fitted after an out-of-memory split (None: any)
@@ -101,38 +100,42 @@ class ZeroSep:
             self.frame_multiple = mel.frame_multiple(int(pipe.vae_scale_factor),
                                                      2 ** (len(unet_config.block_out_channels) - 1))
         self._set_compute_dtype(dtype)
+        self.settings = self._bound(settings or SeparationSettings())
 
     @classmethod
     def from_pretrained(cls, model: str | os.PathLike | None = "audioldm2", device: str | torch.device = "auto",
-                        dtype: str | torch.dtype | None = None, batch_size: int | None = None) -> "ZeroSep":
+                        dtype: str | torch.dtype | None = None, batch_size: int | None = None,
+                        settings: SeparationSettings | None = None) -> "ZeroSep":
         """Load a separator from an alias (``audioldm2``...), a Hugging Face id, or a local pipeline folder.
 
         ``dtype=None`` runs the UNet and text encoders in float16 on CUDA and float32 elsewhere. ``batch_size``
-        bounds the samples per UNet forward (None: all sources of a window in one batch).
+        bounds the samples per UNet forward (None: all sources of a window in one batch). ``settings`` are the
+        inversion, steps, guidance, c_inv mode and seed every call uses unless it overrides them.
         Raises :class:`autosep.errors.ModelNotAvailableError` when the model is neither cached nor downloadable.
         """
         resolved_device = resolve_device(device)
         resolved_dtype = resolve_dtype(dtype, resolved_device)
         model_id, folder = locate_pipeline(model)
         pipe = load_pipeline(folder)
-        return cls(pipe, model_id, resolved_device, resolved_dtype, batch_size=batch_size)
+        return cls(pipe, model_id, resolved_device, resolved_dtype, batch_size=batch_size, settings=settings)
 
     # -- public API -----------------------------------------------------------------------------------------
 
-    def separate(self, wave, sources: Sequence[str], inversion: str = "ddpm", steps: int = 50,
-                 guidance: float = 1.0, inv_prompt: str = "others", seed: int = 42,
+    def separate(self, wave, sources: Sequence[str], inversion: str | None = None, steps: int | None = None,
+                 guidance: float | None = None, inv_prompt: str | None = None, seed: int | None = None,
                  sample_rate: int | None = None) -> torch.Tensor:
         """Stems for ``sources`` from ``wave`` at :attr:`sample_rate`: float32 CPU tensor.
 
         ``wave`` is ``[samples]`` or ``[channels, samples]``; the stems are ``[len(sources), samples]`` or
         ``[len(sources), channels, samples]`` to match. AudioLDM/AudioLDM2 take mono only (``[samples]`` or
         ``[1, samples]``); Stable Audio takes mono (duplicated into its two channels, returned mono) or stereo.
+        Settings left as None are the bound ones (``self.settings``: ddpm, 50 steps, guidance 1, "others", 42).
         """
         return self.separate_detailed(wave, sources, inversion=inversion, steps=steps, guidance=guidance,
                                       inv_prompt=inv_prompt, seed=seed, sample_rate=sample_rate).stems
 
-    def separate_detailed(self, wave, sources: Sequence[str], inversion: str = "ddpm", steps: int = 50,
-                          guidance: float = 1.0, inv_prompt: str = "others", seed: int = 42,
+    def separate_detailed(self, wave, sources: Sequence[str], inversion: str | None = None, steps: int | None = None,
+                          guidance: float | None = None, inv_prompt: str | None = None, seed: int | None = None,
                           sample_rate: int | None = None, progress: Progress | None = None) -> SeparationResult:
         """Like :meth:`separate`, with the inversion prompts, fp32 retries and UNet work reported.
 
@@ -142,9 +145,10 @@ class ZeroSep:
                                      inv_prompt=inv_prompt, seed=seed, sample_rate=sample_rate,
                                      progress=progress)[0]
 
-    def separate_windows(self, waves: Sequence, sources: Sequence[Sequence[str]], inversion: str = "ddpm",
-                         steps: int = 50, guidance: float = 1.0, inv_prompt: str = "others", seed: int = 42,
-                         sample_rate: int | None = None, progress: Progress | None = None) -> list[SeparationResult]:
+    def separate_windows(self, waves: Sequence, sources: Sequence[Sequence[str]], inversion: str | None = None,
+                         steps: int | None = None, guidance: float | None = None, inv_prompt: str | None = None,
+                         seed: int | None = None, sample_rate: int | None = None,
+                         progress: Progress | None = None) -> list[SeparationResult]:
         """Several mixtures (e.g. the windows of one recording), each with its own sources, separated together.
 
         On AudioLDM/AudioLDM2 their inversions share forwards and all their sources denoise in one batch (still
@@ -159,13 +163,12 @@ class ZeroSep:
             return []
         checked = [self._check_wave(wave, sample_rate) for wave in waves]
         source_lists = [check_sources(s) for s in sources]
-        inversion = self._check_inversion(inversion)
-        steps = self._check_steps(steps)
-        guidance = self._check_guidance(guidance)
-        c_invs = [inversion_prompts(s, inv_prompt) for s in source_lists]
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-            raise ValueError(f"seed must be a whole number (42 is the default), got {seed!r}")
-        seed = int(seed)
+        settings = self.settings
+        overrides = dict(inversion=inversion, steps=steps, guidance=guidance, inv_prompt=inv_prompt, seed=seed)
+        if any(value is not None for value in overrides.values()):
+            settings = self._bound(settings.with_overrides(**overrides))
+        inversion, steps, guidance, seed = settings.inversion, settings.steps, settings.guidance, settings.seed
+        c_invs = [inversion_prompts(s, settings.inv_prompt) for s in source_lists]
         if self.full_band:
             return [self._separate_full_band(samples, layout, s, c, inversion, steps, guidance, seed, progress)
                     for (samples, layout), s, c in zip(checked, source_lists, c_invs)]
@@ -317,7 +320,7 @@ class ZeroSep:
 
     def sampler(self, inversion: str = "ddpm") -> str:
         """What ``inversion`` runs on this backbone (the manifest records it)."""
-        name = self._check_inversion(inversion)
+        name = check_inversion(inversion)
         if isinstance(self.backbone, FullBandBackbone):
             return self.backbone.samplers[name]
         return _AUDIOLDM_SAMPLERS[name]
@@ -360,29 +363,22 @@ class ZeroSep:
             return wave.reshape(1, -1).expand(self.channels, -1).contiguous(), mono
         return wave, layout
 
-    @staticmethod
-    def _check_inversion(inversion: str) -> str:
-        name = str(inversion).strip().lower()
-        if name not in INVERSIONS:
-            raise ValueError(f"unknown inversion {inversion!r}: pass 'ddpm' (default, edit-friendly) or 'ddim'")
-        return name
+    def bound_to(self, settings: SeparationSettings) -> "ZeroSep":
+        """This loaded separator with other separation settings bound: the model is shared, nothing reloads."""
+        if settings == self.settings:
+            return self
+        other = copy.copy(self)
+        other.settings = self._bound(settings)
+        return other
 
-    def _check_steps(self, steps: int) -> int:
+    def _bound(self, settings: SeparationSettings) -> SeparationSettings:
+        """``settings`` once checked against this model: its sampler has a fixed number of training steps."""
         limit = (self.backbone.max_steps if isinstance(self.backbone, FullBandBackbone)
                  else int(self.pipe.scheduler.config.num_train_timesteps))
-        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 1 <= int(steps) <= limit:
-            raise ValueError(f"steps must be a whole number from 1 to {limit} (50 is the default), got {steps!r}")
-        return int(steps)
-
-    @staticmethod
-    def _check_guidance(guidance: float) -> float:
-        try:
-            value = float(guidance)
-        except (TypeError, ValueError):
-            raise ValueError(f"guidance must be a number >= 0 (1.0 is ZeroSep's default), got {guidance!r}") from None
-        if not math.isfinite(value) or value < 0:
-            raise ValueError(f"guidance must be a number >= 0 (1.0 is ZeroSep's default), got {guidance!r}")
-        return value
+        if settings.steps > limit:
+            raise ValueError(
+                f"steps must be a whole number from 1 to {limit} (50 is the default), got {settings.steps}")
+        return settings
 
     # -- the model ------------------------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ import torch
 from ..devices import resolve_device, resolve_dtype
 from .base import Tagger, TagResult
 from .hub import from_pretrained, resolve_model_id
-from .planner import OPEN_SET_PREFIX
+from .sources import OPEN_SET_PREFIX
 from .prompts import clean_phrase
 
 log = logging.getLogger(__name__)

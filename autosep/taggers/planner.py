@@ -66,7 +66,6 @@ scores). Names in ``include``/``exclude`` match a display name, a mid or a promp
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -74,14 +73,14 @@ import numpy as np
 
 from .audioset import AudioSetNode, Ontology, load_ontology
 from .prompts import clean_phrase, match_audioset_class, prompt_for
+from .settings import DEFAULT_MAX_SOURCES, DEFAULT_THRESHOLD, parse_hierarchy
+from .sources import OPEN_SET_PREFIX, Segment, Source
+
+PlannedSource = Source  # the planner's output is the one Source type (origin "tagged")
 
 log = logging.getLogger(__name__)
 
-OPEN_SET_PREFIX = "open:"
-DEFAULT_THRESHOLD = 0.25  # clip-level operating point of AudioSet-trained sigmoid taggers (PANNs, AST)
 CLIP_SECONDS = 10.0  # the AudioSet clip: the span a tagger's default threshold is a decision over
-DEFAULT_MAX_SOURCES = 4
-HIERARCHY_MODES = ("leaf", "level:N", "none")
 CONFIDENT_FRACTION = 0.5  # a class names its source when it scores at least this share of the source's score
 HEADING_ODDS = 2.0  # a heading alone needs this many times the odds of the presence threshold
 
@@ -93,41 +92,6 @@ NON_SOURCE_CLASSES = ("Silence",)
 ONE_SOURCE = ("Singing",)
 DISTINCT_KINDS = ("Brass instrument", "Mallet percussion")
 
-Segment = tuple[float, float]
-
-
-@dataclass
-class PlannedSource:
-    """One source to separate: its class, score, separator prompt, where it is audible and why it was planned.
-
-    ``classes`` lists the classes it holds as ``(label, mid, score)``, strongest first; ``why`` says in words
-    which rule made them one source. ``active`` is the time it is active, counted by window hops.
-    """
-
-    label: str  # AudioSet display name, or the free-form phrase for open-set sources
-    mid: str | None  # AudioSet mid, None for an open-set phrase with no matching class
-    score: float
-    prompt: str
-    segments: list[Segment] = field(default_factory=list)
-    active: float | None = None  # seconds by hops; None: the length of ``segments``
-    classes: list[tuple[str, str | None, float]] = field(default_factory=list)
-    why: str = ""
-
-    @property
-    def active_seconds(self) -> float:
-        if self.active is not None:
-            return float(self.active)
-        return float(sum(end - start for start, end in self.segments))
-
-    def to_dict(self) -> dict:
-        return {
-            "label": self.label, "mid": self.mid, "score": round(float(self.score), 4), "prompt": self.prompt,
-            "active_seconds": round(self.active_seconds, 3),
-            "segments": [[round(s, 3), round(e, 3)] for s, e in self.segments],
-            "why": self.why,
-            "classes": [{"label": label, "mid": mid, "score": round(float(score), 4)}
-                        for label, mid, score in self.classes],
-        }
 
 
 @dataclass
@@ -168,15 +132,6 @@ class _Source:
 
     def mids(self) -> set[str]:
         return {m.node.id for m in self.members if m.node is not None}
-
-
-def describe_label(label: str, ontology: Ontology | None = None) -> tuple[str, str | None]:
-    """A tagger column label as (display name, AudioSet mid or None): mids become names, ``open:`` phrases lose
-    their prefix, unknown labels are returned as they are."""
-    if label.startswith(OPEN_SET_PREFIX):
-        return label[len(OPEN_SET_PREFIX):], None
-    node = (ontology or load_ontology()).lookup(label)
-    return (node.name, node.id) if node is not None else (label, None)
 
 
 def merge_segments(segments: Iterable[Segment]) -> list[Segment]:
@@ -393,19 +348,6 @@ def _combine(into: dict[str, _Candidate], candidate: _Candidate, as_node: AudioS
         merged = replace(merged, label=stronger.node.name, prompt=planner.prompt(stronger.node), open_set=False)
     into[candidate.key] = merged
 
-
-def parse_hierarchy(hierarchy: str) -> tuple[str, int]:
-    """``"leaf"``/``"none"`` -> (mode, 0); ``"level:N"`` -> ("level", N); anything else is a ValueError."""
-    text = str(hierarchy).strip().lower()
-    if text in ("leaf", "none"):
-        return text, 0
-    match = re.fullmatch(r"level:(\d+)", text)
-    if match and int(match.group(1)) >= 1:
-        return "level", int(match.group(1))
-    raise ValueError(f"hierarchy must be 'leaf', 'none' or 'level:N' with N >= 1, got {hierarchy!r}")
-
-
-# -- rule 4: sources from the ontology's shape ----------------------------------------------------------------------
 
 def _group_by_source(present: dict[str, _Candidate], planner: _Planner, threshold: float) -> list[_Source]:
     shape, ontology = planner.shape, planner.ontology

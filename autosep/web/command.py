@@ -25,8 +25,7 @@ needs the web extra: pip install "autosep[web]"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ..cli import _positive_float, add_separation_arguments
-    from ..tag_command import add_tagging_arguments
+    from ..cli_options import add_separation_arguments, add_tagging_arguments, positive_number
 
     parser = argparse.ArgumentParser(prog="autosep web", formatter_class=argparse.RawDescriptionHelpFormatter,
                                      description="Start the autosep browser app (Gradio).", epilog=_EPILOG)
@@ -35,9 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     server.add_argument("--share", action="store_true",
                         help="also open a public gradio.live link through Gradio's relay (off by default)")
-    server.add_argument("--max-duration", type=_positive_float, default=600.0,
+    server.add_argument("--max-duration", type=positive_number, default=600.0,
                         help="longest recording accepted, in seconds (default 600)")
-    server.add_argument("--max-upload-mb", type=_positive_float, default=500.0,
+    server.add_argument("--max-upload-mb", type=positive_number, default=500.0,
                         help="largest upload accepted, in MB (default 500)")
     server.add_argument("--format", choices=("wav", "flac", "ogg", "mp3"), default="wav", help="stem format (wav)")
     server.add_argument("--bit-depth", choices=("16", "24", "32f"), default=None,
@@ -95,13 +94,13 @@ def main(argv: list[str]) -> int:
 
 def options_for(args: argparse.Namespace):
     """The page's defaults: the main command's options as parsed here (no inputs, output per session)."""
-    from ..cli import options_from_args
+    from ..cli_options import options_from_args
 
     args.sources, args.dry_run, args.out, args.overwrite = None, False, "separated", True
     args.keep = args.remove = None
     args.drop_unconfirmed, args.rounds = False, 1  # the stem check needs the whole-file pipeline, not the page
     options = options_from_args(args)
-    options.validate()
+    options.settings()  # every option checked once, before any model loads
     return options
 
 

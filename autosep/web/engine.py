@@ -26,9 +26,11 @@ from ..pipeline.inputs import InputFile
 from ..pipeline.manifest import MANIFEST_NAME
 from ..pipeline.naming import RESIDUAL, slugify
 from ..pipeline.reading import open_audio
-from ..pipeline.recording import GivenSource, Pipeline, PipelineOptions, RecordingResult
+from ..pipeline.recording import Pipeline, RecordingResult
+from ..pipeline.settings import PipelineOptions
 from ..pipeline.progress import Progress
 from ..pipeline.remix import REMIX, RemixResult, open_result, remix
+from ..taggers.sources import Source
 
 Report = Callable[[float | None, str], None]  # (fraction done or None, what is happening)
 
@@ -166,7 +168,7 @@ class Engine:
         """Load the tagger and the default separator once. Raises AutosepError (e.g. a model not downloaded)."""
         options = dataclasses.replace(config.options, sources=None, dry_run=False)
         try:
-            pipeline = Pipeline.load(options, _ReportProgress(report, "loading"))
+            pipeline = Pipeline.load(options.settings(), _ReportProgress(report, "loading"))
         except AutosepError:
             raise
         except Exception as exc:  # a broken model folder fails in many ways: say which model, as the CLI does
@@ -217,7 +219,7 @@ class Engine:
         duration = self.check_length(session)
         options = dataclasses.replace(self.config.options, sources=None, dry_run=True,
                                       out=session.folder / "plan", overwrite=True)
-        pipeline = Pipeline(options, tagger=self.tagger, progress=_ReportProgress(report, "tagging"))
+        pipeline = Pipeline(options.settings(), tagger=self.tagger, progress=_ReportProgress(report, "tagging"))
         result = pipeline.process(self._item(session))
         if not result.ok:
             raise AutosepError(session.tell(result.message))
@@ -268,12 +270,12 @@ class Engine:
         out = session.folder / "separated"
         options = dataclasses.replace(self.config.options, sources=None, dry_run=False, out=out, overwrite=True,
                                       **values)
-        options.validate()
+        settings_ = options.settings()  # checked once, before the separator is loaded
         separator = self.separator(str(values["model"]))
-        plan = [GivenSource(label=label, prompt=prompt, segments=list(s.segments) or [(0.0, math.inf)], mid=s.mid,
-                            score=s.score) for label, prompt, s in zip(labels, prompts, chosen)]
+        plan = [Source(label=label, prompt=prompt, segments=list(s.segments) or [(0.0, math.inf)], mid=s.mid,
+                       score=s.score, origin="given") for label, prompt, s in zip(labels, prompts, chosen)]
         with self._lock:
-            pipeline = Pipeline(options, tagger=self.tagger, separator=separator,
+            pipeline = Pipeline(settings_, tagger=self.tagger, separator=separator,
                                 progress=_ReportProgress(report, "separating"))
             result = pipeline.process(self._item(session), plan=plan, top_tags=top_tags)
         if not result.ok:

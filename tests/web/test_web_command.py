@@ -22,8 +22,8 @@ def test_help_lists_the_server_and_model_options(capsys):
 
 
 @pytest.mark.parametrize("args, message", [(["--port", "70000"], "--port must be 0-65535"),
-                                           (["--steps", "0"], "expected at least 1"),
-                                           (["--guidance", "-1"], "--guidance must be a number >= 0")])
+                                           (["--steps", "0"], "steps must be a whole number of at least 1"),
+                                           (["--guidance", "-1"], "guidance must be a number >= 0")])
 def test_usage_errors_exit_2_before_any_model_loads(capsys, args, message):
     code, output = run(capsys, *args)
     assert code == 2 and message in output
@@ -45,5 +45,5 @@ def test_the_main_command_s_options_become_the_page_s_defaults():
     options = options_for(args)
     assert (options.model, options.steps, options.inversion, options.inv_prompt, options.seed, options.render) == \
         ("audioldm2-large", 25, "ddim", "null", 7, "generative")
-    assert options.tagger == "ast" and options.planner["threshold"] == 0.4 and options.device == "cpu"
+    assert options.tagger == "ast" and options.planner.threshold == 0.4 and options.device == "cpu"
     assert args.host == "127.0.0.1" and args.port == 7860 and args.share is False
