@@ -575,8 +575,8 @@ class ZeroSep:
         else:
             inverse = make_inverse_scheduler(config, steps, self.device)
             # DDIM inversion chains every step on the last and amplifies rounding: at bf16 the inverted x_T drifts
-            # ~15% from float32's and the stems ~50% (benchmarks/inversion_precision.py), so it runs in float32
-            # on every device; the reverse pass stays in the compute precision.
+            # ~20% from float32's and the stems ~50% at 50 steps (benchmarks/inversion_precision.txt), so it runs
+            # in float32 on every device; the reverse pass stays in the compute precision.
             with self._full_precision():
                 x_top = ddim_invert(inverse, x0_rows, lambda x, t: noise_for(x, t, inv_prompts), on_step=step_done)
             latents = reverse(scheduler, x_top.index_select(0, row_of), reverse_eps, None, on_step=step_done)
