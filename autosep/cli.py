@@ -50,6 +50,26 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, got {text!r}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -100,6 +120,19 @@ def build_parser() -> argparse.ArgumentParser:
                      help="default: the input's where the format allows")
     out.add_argument("--overwrite", action="store_true",
                      help="redo recordings that are done (otherwise they are skipped, so a batch resumes)")
+    cluster = parser.add_argument_group("cluster (pip install \"autosep[ray]\")")
+    cluster.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                         help="process the recordings on Ray workers: a local instance, or the cluster at ADDRESS "
+                              "(auto, ray://HOST:10001); -o must be a folder every node sees")
+    cluster.add_argument("--ray-workers", type=_positive_int, default=None, metavar="N",
+                         help="workers, each loading the models once (default: one per GPU, else one per "
+                              "--ray-cpus-per-worker CPUs)")
+    cluster.add_argument("--ray-cpus-per-worker", type=_positive_float, default=1.0, metavar="N",
+                         help="CPUs reserved per worker (default 1)")
+    cluster.add_argument("--ray-gpus-per-worker", type=_non_negative_float, default=None, metavar="N",
+                         help="GPUs per worker (default 1 when the cluster has GPUs, else 0)")
+    cluster.add_argument("--ray-retries", type=_non_negative_int, default=2, metavar="N",
+                         help="re-runs of a recording whose worker died (default 2)")
     out.add_argument("-q", "--quiet", action="store_true", help="only errors")
     out.add_argument("-v", "--verbose", action="store_true", help="more detail")
     return parser
@@ -117,6 +150,18 @@ def options_from_args(args: argparse.Namespace):
         batch_size=args.batch_size, window=args.window, overlap=args.overlap, render=args.render,
         out=args.out, format=args.format, bit_depth=args.bit_depth, overwrite=args.overwrite,
     )
+
+
+def ray_settings_from_args(args: argparse.Namespace):
+    """The Ray engine's settings, or None for a local run; Ray itself must be importable (else exit 2)."""
+    if args.ray is None:
+        return None
+    from .pipeline.ray_engine import RaySettings, import_ray
+
+    settings = RaySettings(address=args.ray, workers=args.ray_workers, cpus_per_worker=args.ray_cpus_per_worker,
+                           gpus_per_worker=args.ray_gpus_per_worker, retries=args.ray_retries)
+    import_ray()
+    return settings
 
 
 def _print_summary(outcome: BatchOutcome, console, quiet: bool) -> None:
@@ -169,6 +214,7 @@ def _run(argv: list[str]) -> int:
 
     try:
         options = options_from_args(args)
+        ray = ray_settings_from_args(args)
     except (AutosepError, ValueError) as exc:
         print(f"autosep: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -180,7 +226,7 @@ def _run(argv: list[str]) -> int:
         progress = RichProgress(console)
     else:
         progress = LogProgress()
-    outcome = run_batch(args.inputs, options, progress)
+    outcome = run_batch(args.inputs, options, progress, ray=ray)
     if outcome.error:
         progress.close()
         for result in outcome.results:

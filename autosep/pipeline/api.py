@@ -35,10 +35,26 @@ class StemFiles(Mapping):
 
 
 class AutoSep:
-    def __init__(self, **options):
+    """A batch runner that loads its models once. ``engine="ray"`` processes the recordings on Ray workers
+    (``ray_address``: None for a local instance, ``"auto"`` or ``"ray://host:10001"`` to join a cluster;
+    ``ray_workers``, ``ray_cpus_per_worker``, ``ray_gpus_per_worker``, ``ray_retries`` size and guard the pool)."""
+
+    def __init__(self, *, engine: str = "local", ray_address: str | None = None, ray_workers: int | None = None,
+                 ray_cpus_per_worker: float = 1.0, ray_gpus_per_worker: float | None = None, ray_retries: int = 2,
+                 **options):
         self.options = PipelineOptions(**options)
         self.options.validate()
         self._pipeline: Pipeline | None = None
+        if engine not in ("local", "ray"):
+            raise AutosepError(f"engine must be 'local' or 'ray', got {engine!r}")
+        self.ray = None
+        if engine == "ray":
+            from .ray_engine import LOCAL, RaySettings, import_ray
+
+            self.ray = RaySettings(address=ray_address or LOCAL, workers=ray_workers,
+                                   cpus_per_worker=ray_cpus_per_worker, gpus_per_worker=ray_gpus_per_worker,
+                                   retries=ray_retries)
+            import_ray()
 
     def run(self, paths: str | os.PathLike | list[str | os.PathLike]) -> list[RecordingResult]:
         """Process files, folders or globs; one :class:`RecordingResult` per recording (failed ones included).
@@ -49,9 +65,12 @@ class AutoSep:
         nothing could run.
         """
         inputs = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
-        if self._pipeline is None and inputs:
-            self._pipeline = Pipeline.load(self.options)
-        outcome = run_batch([str(p) for p in inputs], self.options, pipeline=self._pipeline)
+        if self.ray is not None:  # the workers load the models; this process loads none
+            outcome = run_batch([str(p) for p in inputs], self.options, ray=self.ray)
+        else:
+            if self._pipeline is None and inputs:
+                self._pipeline = Pipeline.load(self.options)
+            outcome = run_batch([str(p) for p in inputs], self.options, pipeline=self._pipeline)
         if outcome.error:
             raise AutosepError(outcome.error)
         for result in outcome.results:

@@ -10,6 +10,7 @@ import os
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import AutosepError
 from .inputs import InputFile, collect_inputs
@@ -18,6 +19,9 @@ from .naming import is_inside
 from .recording import Pipeline, PipelineOptions, RecordingResult
 from .progress import Progress
 from .write import read_json
+
+if TYPE_CHECKING:
+    from .ray_engine import RaySettings
 
 EXIT_OK, EXIT_NOTHING_RAN, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -79,8 +83,12 @@ def _describe(result: RecordingResult) -> str:
 
 
 def run_batch(inputs: list[str], options: PipelineOptions, progress: Progress | None = None,
-              pipeline: Pipeline | None = None) -> BatchOutcome:
-    """Process ``inputs`` (files, folders, globs). ``pipeline`` may be passed with models already loaded."""
+              pipeline: Pipeline | None = None, ray: RaySettings | None = None) -> BatchOutcome:
+    """Process ``inputs`` (files, folders, globs). ``pipeline`` may be passed with models already loaded.
+
+    With ``ray``, the recordings still to do are processed by Ray workers (``ray_engine``) instead of here;
+    everything before (inputs, output checks, skips) and after (results, exit code) is the same.
+    """
     progress = progress or Progress()
     outcome = BatchOutcome()
     try:
@@ -130,6 +138,8 @@ def run_batch(inputs: list[str], options: PipelineOptions, progress: Progress | 
 
     pending = [item for item, folder in planned if options.overwrite or options.dry_run
                or not _already_done(folder, item)]
+    if ray is not None and not options.dry_run:
+        return _run_on_ray(planned, pending, options, ray, progress, outcome)
     if pipeline is None and pending:
         try:
             pipeline = Pipeline.load(options, progress)
@@ -162,7 +172,56 @@ def run_batch(inputs: list[str], options: PipelineOptions, progress: Progress | 
     finally:
         progress.close()
 
+    _set_exit_code(outcome)
+    return outcome
+
+
+def _set_exit_code(outcome: BatchOutcome) -> None:
     ok = sum(1 for r in outcome.results if r.ok)
     failed = len(outcome.results) - ok
     outcome.exit_code = EXIT_OK if failed == 0 else (EXIT_NOTHING_RAN if ok == 0 else EXIT_PARTIAL)
+
+
+def _run_on_ray(planned: list[tuple[InputFile, Path]], pending: list[InputFile], options: PipelineOptions,
+                ray: RaySettings, progress: Progress, outcome: BatchOutcome) -> BatchOutcome:
+    """The processing loop of :func:`run_batch`, on Ray: finished recordings are answered here, without models."""
+    from .ray_engine import RayUsageError, run_on_ray
+
+    todo = {id(item) for item in pending}
+    results: list[RecordingResult | None] = [None] * len(planned)
+    local = Pipeline(options, progress=progress)  # no models: it only reports recordings that are already done
+    for index, (item, _folder) in enumerate(planned):
+        if id(item) not in todo:
+            results[index] = local.process(item)
+    remaining = [index for index, (item, _folder) in enumerate(planned) if id(item) in todo]
+    progress.start_batch(len(planned))
+    for index, (item, _folder) in enumerate(planned):
+        if results[index] is not None:
+            progress.start_file(str(item.path))
+            progress.end_file(str(item.path), _describe(results[index]))
+    try:
+        if remaining:
+            for position, result in run_on_ray([planned[i][0] for i in remaining], options, ray,
+                                               Path(options.out), progress):
+                index = remaining[position]
+                results[index] = result
+                name = str(planned[index][0].path)
+                where = getattr(result, "processed_by", None) or {}
+                progress.start_file(name)
+                progress.end_file(name, f"{_describe(result)} (worker {where.get('host', '?')}:{where.get('pid', '?')})")
+    except KeyboardInterrupt:
+        outcome.results.extend(r for r in results if r is not None)
+        outcome.interrupted, outcome.exit_code = True, EXIT_INTERRUPTED
+        return outcome
+    except RayUsageError as exc:
+        outcome.exit_code, outcome.error = EXIT_USAGE, str(exc)
+        return outcome
+    except AutosepError as exc:
+        outcome.results.extend(r for r in results if r is not None)
+        outcome.exit_code, outcome.error = EXIT_NOTHING_RAN, str(exc)
+        return outcome
+    finally:
+        progress.close()
+    outcome.results.extend(r for r in results if r is not None)
+    _set_exit_code(outcome)
     return outcome

@@ -54,7 +54,8 @@ def detection_entry(source) -> dict[str, Any]:
 
 def build_manifest(*, reader, input_given: str, non_finite: int, peak: float, tagger, separator, plan,
                    source_mode: str, settings: dict, work: dict, stems: list[dict], residual: dict | None,
-                   windows: list[dict], timings: dict, warnings: list[str], top_tags: list[dict]) -> dict:
+                   windows: list[dict], timings: dict, warnings: list[str], top_tags: list[dict],
+                   processed_by: dict | None = None) -> dict:
     """Assemble the manifest. ``stems`` and ``residual`` carry what the writers measured (file, peak, clipping)."""
     silent = [s["name"] for s in stems if s.get("silent")]
     clipped = [s["file"] for s in stems + ([residual] if residual else []) if s.get("clipped_samples")]
@@ -96,6 +97,7 @@ def build_manifest(*, reader, input_given: str, non_finite: int, peak: float, ta
         "settings": settings,
         "work": work,  # windows, windows that ran the separator, samples through the UNet
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
+        "processed_by": processed_by,  # engine (local or ray), host, and for Ray the node id and attempt
         "flags": {
             "no_sources": not plan,
             "fp32_retry": fp32_retry,

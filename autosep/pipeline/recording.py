@@ -10,6 +10,7 @@ recording produces goes to a temporary name first; ``manifest.json`` is written 
 from __future__ import annotations
 
 import math
+import socket
 import time
 from dataclasses import dataclass, field
 from collections.abc import Mapping
@@ -131,6 +132,7 @@ class Pipeline:
         self.separator = separator
         self.progress = progress or Progress()
         self._tag_notes: list[str] = []  # the tagger's warnings for the recording being processed
+        self.processed_by: dict = {"engine": "local", "host": socket.gethostname()}  # the Ray engine sets its own
 
     @classmethod
     def load(cls, options: PipelineOptions, progress: Progress | None = None) -> "Pipeline":
@@ -267,7 +269,7 @@ class Pipeline:
             reader=reader, input_given=item.given, non_finite=non_finite, peak=peak, tagger=self.tagger,
             separator=self.separator, plan=plan, source_mode="given" if opts.sources is not None else "tagged",
             settings=self._settings(subtype), work=work, stems=stems_info, residual=residual_info, windows=window_log,
-            timings=timings, warnings=warnings, top_tags=top_tags,
+            timings=timings, warnings=warnings, top_tags=top_tags, processed_by=self.processed_by,
         )
         write_json(manifest_path, manifest)
         return RecordingResult(item.path, folder, "done", plan=plan, manifest=manifest, files=files,
