@@ -1,4 +1,5 @@
-"""Command line: ``autosep [OPTIONS] INPUT...``, ``autosep tag INPUT...``, ``autosep models [list|download NAME]``.
+"""Command line: ``autosep [OPTIONS] INPUT...``, ``autosep tag INPUT...``, ``autosep eval ESTIMATES REFERENCES``,
+``autosep models [list|download NAME]``.
 
 Exit codes: 0 all inputs done; 1 nothing could run (bad model, no input found, output folder unusable);
 2 usage error; 3 some inputs failed and the rest were done; 130 interrupted by Ctrl-C (rerun to resume).
@@ -22,6 +23,7 @@ examples:
   autosep "field/*.wav" --dry-run          show the planned sources, separate nothing
   autosep mix.wav -s "dog barking" -s "man speaking"
   autosep tag mix.wav                      tags and plan only (see autosep tag --help)
+  autosep eval separated/ references/      score stems against true ones (see autosep eval --help)
   autosep models list | autosep models download audioldm2
 
 exit codes: 0 done, 1 nothing could run, 2 usage error, 3 some inputs failed, 130 interrupted
@@ -81,14 +83,20 @@ def _positive_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .tag_command import add_tagging_arguments
-
     parser = argparse.ArgumentParser(
         prog="autosep", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_EPILOG,
         description="Split recordings into one stem per detected sound source (tag -> plan -> ZeroSep).",
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="audio/video files, folders (searched recursively) or glob patterns")
+    add_run_arguments(parser)
+    return parser
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """Every option of the main command except its inputs (shared with ``autosep eval --run``)."""
+    from .tag_command import add_tagging_arguments
+
     sources = parser.add_argument_group("sources")
     sources.add_argument("-s", "--source", dest="sources", action="append", metavar="TEXT",
                          help="separate this prompt (repeatable); skips tagging")
@@ -135,7 +143,6 @@ def build_parser() -> argparse.ArgumentParser:
                          help="re-runs of a recording whose worker died (default 2)")
     out.add_argument("-q", "--quiet", action="store_true", help="only errors")
     out.add_argument("-v", "--verbose", action="store_true", help="more detail")
-    return parser
 
 
 def options_from_args(args: argparse.Namespace):
@@ -220,12 +227,7 @@ def _run(argv: list[str]) -> int:
         return EXIT_USAGE
     if not args.verbose:  # the libraries' own download/loading bars would drown autosep's progress
         _quiet_library_progress_bars()
-    if args.quiet:
-        progress: Progress = Progress()
-    elif console.is_terminal:
-        progress = RichProgress(console)
-    else:
-        progress = LogProgress()
+    progress = make_progress(args.quiet, console)
     outcome = run_batch(args.inputs, options, progress, ray=ray)
     if outcome.error:
         progress.close()
@@ -241,6 +243,13 @@ def _run(argv: list[str]) -> int:
         print("autosep: interrupted; finished recordings are kept, rerun the same command to resume",
               file=sys.stderr)
     return outcome.exit_code
+
+
+def make_progress(quiet: bool, console) -> Progress:
+    """Nothing with -q, live bars on a terminal, plain log lines otherwise."""
+    if quiet:
+        return Progress()
+    return RichProgress(console) if console.is_terminal else LogProgress()
 
 
 def _quiet_library_progress_bars() -> None:
@@ -281,6 +290,10 @@ def main(argv: list[str] | None = None) -> int:
         from .tag_command import main as tag_main
 
         return tag_main(argv[1:])
+    if argv and argv[0] == "eval":
+        from .eval.command import main as eval_main
+
+        return eval_main(argv[1:])
     if argv and argv[0] == "models":
         from .models_command import main as models_main
 

@@ -1,4 +1,4 @@
-"""ZeroSep separation on AudioLDM2 / AudioLDM through diffusers (training-free, text-queried).
+"""ZeroSep separation on AudioLDM2 / AudioLDM (diffusers pipelines) and Tango / Tango 2 (training-free, text-queried).
 
 ``ZeroSep`` and ``SeparationResult`` are imported on first use, so listing models or building prompts does not
 pay for importing torch and diffusers.

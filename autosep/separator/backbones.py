@@ -108,4 +108,8 @@ def backbone_for(pipe: Any) -> Backbone:
         return AudioLDM2Backbone(pipe)
     if isinstance(pipe, AudioLDMPipeline):
         return AudioLDMBackbone(pipe)
-    raise TypeError(f"no ZeroSep backbone for {type(pipe).__name__}: use an AudioLDM2 or AudioLDM pipeline")
+    from .tango import TangoBackbone, pipeline_class
+
+    if isinstance(pipe, pipeline_class()):
+        return TangoBackbone(pipe)
+    raise TypeError(f"no ZeroSep backbone for {type(pipe).__name__}: use an AudioLDM2, AudioLDM or Tango pipeline")

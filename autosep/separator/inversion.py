@@ -9,7 +9,10 @@ Two inversions from the ZeroSep paper:
   reverse step), so inversion and reverse agree to float precision.
 * DDIM inversion (deterministic), reversed by DDIM with eta = 0.
 
-``eps_fn(latents, t)`` predicts the noise (already guided) for a batch of latents; it is the only model call.
+``eps_fn(latents, t)`` returns the model's prediction (already guided) for a batch of latents; it is the only model
+call. It is in the scheduler's ``prediction_type``: noise for AudioLDM/AudioLDM2, v for Tango. Every step goes
+through the scheduler's own ``step``, which converts the prediction, so both inversions and the reverse pass hold for
+either kind (sigma_t depends only on the noise schedule).
 """
 
 from __future__ import annotations

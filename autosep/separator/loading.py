@@ -27,7 +27,8 @@ def _fetch_hint(model_id: str) -> str:
     command = f"autosep models download {alias}" if alias else f"hf download {model_id}"
     return (
         f"fetch it once while online with `{command}` (or `hf download {model_id}`), "
-        "or pass the path of a folder that holds the pipeline (model_index.json and its subfolders)"
+        "or pass the path of a folder that holds the pipeline (model_index.json and its subfolders, or Tango's "
+        "main_config.json and pytorch_model_*.bin)"
     )
 
 
@@ -36,10 +37,13 @@ def locate_pipeline(model: str | os.PathLike | None) -> tuple[str, Path]:
     model_id = resolve_model_name(None if model is None else os.fspath(model))
     candidate = Path(model_id).expanduser()
     if candidate.exists():
+        if (candidate / "main_config.json").is_file():  # Tango's published layout (autosep.separator.tango)
+            return str(candidate), candidate
         if not (candidate / "model_index.json").is_file():
             raise ModelNotAvailableError(
-                f"{candidate} is not a diffusers pipeline folder (it has no model_index.json): pass an AudioLDM2 "
-                "or AudioLDM folder saved with save_pretrained / downloaded from the hub, or a model name"
+                f"{candidate} is not a diffusers pipeline folder (it has no model_index.json) nor a Tango checkpoint "
+                "(main_config.json): pass an AudioLDM2 or AudioLDM folder saved with save_pretrained / downloaded "
+                "from the hub, a Tango folder, or a model name"
             )
         return str(candidate), candidate
     if model_id.count("/") != 1 or model_id.startswith((".", "/", "~")):
@@ -49,10 +53,17 @@ def locate_pipeline(model: str | os.PathLike | None) -> tuple[str, Path]:
         )
     from diffusers import DiffusionPipeline
 
+    from . import tango
+
     offline = offline_mode()
     try:
-        # Downloads only the files the pipeline needs (or finds them in the HF cache when offline).
-        folder = DiffusionPipeline.download(model_id, local_files_only=offline)
+        if tango.is_tango_repo(model_id):  # six plain checkpoint files, not a diffusers pipeline
+            folder = tango.download(model_id, offline)
+        else:
+            # Downloads only the files the pipeline needs (or finds them in the HF cache when offline).
+            folder = DiffusionPipeline.download(model_id, local_files_only=offline)
+    except ModelNotAvailableError:
+        raise
     except Exception as exc:  # hub errors come as OSError, ValueError, HTTP errors...; all mean "not available"
         where = "offline mode is on (HF_HUB_OFFLINE / AUTOSEP_OFFLINE)" if offline else f"the download failed ({exc})"
         raise ModelNotAvailableError(
@@ -66,9 +77,14 @@ def pipeline_is_cached(model: str) -> bool:
     """True when the files ``locate_pipeline`` needs for this hub model are already in the Hugging Face cache."""
     from diffusers import DiffusionPipeline
 
+    from . import tango
+
+    model_id = resolve_model_name(model)
+    if tango.is_tango_repo(model_id):
+        return tango.is_cached(model_id)
     try:
         with library_quiet(progress_bars=True, warnings=True):
-            DiffusionPipeline.download(resolve_model_name(model), local_files_only=True)
+            DiffusionPipeline.download(model_id, local_files_only=True)
     except Exception:  # any flavour of "not (completely) in the cache"
         return False
     return True
@@ -136,9 +152,13 @@ def library_quiet(progress_bars: bool = True, warnings: bool = False):
 
 
 def load_pipeline(folder: Path) -> Any:
-    """Load the AudioLDM2 / AudioLDM pipeline in ``folder`` in float32 on the CPU."""
+    """Load the AudioLDM2 / AudioLDM pipeline (or Tango checkpoint) in ``folder`` in float32 on the CPU."""
     import diffusers
 
+    if (folder / "main_config.json").is_file():
+        from . import tango
+
+        return tango.load(folder)
     class_name = _pipeline_class_name(folder)
     pipeline_class = getattr(diffusers, class_name)
     components: dict[str, Any] = {}

@@ -16,9 +16,14 @@ MODEL_ALIASES: dict[str, str] = {
     "audioldm2-music": "cvssp/audioldm2-music",
     "audioldm-s": "cvssp/audioldm-s-full-v2",
     "audioldm-l": "cvssp/audioldm-l-full",
+    # Tango / Tango 2 (declare-lab): not diffusers pipelines; autosep.separator.tango rebuilds them.
+    "tango": "declare-lab/tango",
+    "tango-full": "declare-lab/tango-full-ft-audiocaps",
+    "tango2": "declare-lab/tango2",
+    "tango2-full": "declare-lab/tango2-full",
 }
 
-_LICENCE = "CC BY-NC-SA 4.0"  # all cvssp AudioLDM/AudioLDM2 weights (model cards on the hub)
+_LICENCE = "CC BY-NC-SA 4.0"  # all cvssp AudioLDM/AudioLDM2 and declare-lab Tango weights (model cards on the hub)
 
 def _download(alias: str) -> Path:
     # The same download a run makes (only the files the pipeline loads), so a later offline run finds them.
@@ -45,6 +50,12 @@ KNOWN_MODELS: list[KnownModel] = [
     _entry("audioldm2-music", "~4.5 GB", "AudioLDM2 trained on music: instruments and ensembles"),
     _entry("audioldm-s", "~1.7 GB", "AudioLDM v1 small (CLAP text embedding as class label): fastest, lower quality"),
     _entry("audioldm-l", "~3 GB", "AudioLDM v1 large (739M UNet)"),
+    # Sizes: pytorch_model_main.bin 4.83 GB (UNet + Flan-T5 encoder) + pytorch_model_vae.bin 443 MB + Flan-T5's
+    # tokenizer and config.
+    _entry("tango", "~5.3 GB", "Tango (Flan-T5-large text encoder, 866M UNet, trained on AudioCaps): ZeroSep's Table 2"),
+    _entry("tango-full", "~5.3 GB", "Tango pre-trained on TangoPromptBank, fine-tuned on AudioCaps"),
+    _entry("tango2", "~5.3 GB", "Tango 2: Tango-full-FT aligned with DPO on Audio-alpaca preferences"),
+    _entry("tango2-full", "~5.3 GB", "Tango 2's second published checkpoint (declare-lab/tango2-full), DPO-aligned like tango2"),
 ]
 
 

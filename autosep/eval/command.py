@@ -1,0 +1,346 @@
+"""``autosep eval ESTIMATES REFERENCES`` and ``autosep eval --run DATASET``: score stems, print, write eval.json.
+
+``--run`` separates every ``<recording>/mixture.<ext>`` of a dataset folder with the main command's options
+(same names, same defaults) into ``<out>/<recording>/mixture/``, loading the models once, then scores the
+result against the dataset's own stems; ``--oracle-sources`` gives each recording its true labels as prompts.
+
+Exit codes: 0 every reference recording was scored; 1 nothing could be scored (no pairs, unusable folders,
+CLAP model unavailable, every separation failed); 2 usage error; 3 some recordings could not be scored or
+separated, or some stems could not be read (each named), while the others were; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+EXIT_OK, EXIT_NOTHING, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EVAL_FILE = "eval.json"
+
+_EPILOG = """\
+examples:
+  autosep eval separated/ references/                 score autosep's output against the true stems
+  autosep eval stems/ references/ --match best        pair stems by the best CLAP-A assignment
+  autosep eval separated/ references/ --json > scores.json
+  autosep eval --run dataset/ -o runs/gen --render generative --steps 50
+                                                      separate dataset/*/mixture.wav, then score
+  (autosep eval --run --help lists the separation options)
+
+layout: REFERENCES (and a --run DATASET) hold <recording>/mixture.<ext> and one <source>.<ext> per true
+source, optionally <recording>/labels.json {"<source>": "<AudioSet class or phrase>"}.
+
+exit codes: 0 all scored, 1 nothing scored, 2 usage error, 3 some recordings not scored, 130 interrupted
+"""
+
+
+def _rate(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a sample rate in Hz, got {text!r}") from None
+    if value < 1000:
+        raise argparse.ArgumentTypeError(f"expected a sample rate of at least 1000 Hz, got {text!r}")
+    return value
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1, got {text!r}")
+    return value
+
+
+def build_parser(run: bool) -> argparse.ArgumentParser:
+    from .evaluate import MATCH_METRICS
+    from .layout import MATCH_MODES
+
+    parser = argparse.ArgumentParser(
+        prog="autosep eval", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_EPILOG,
+        description="Score separated stems against reference stems (SI-SDR, SDR, CLAP-A, CLAP-T, FAD, LPAPS) "
+                    "and the planned sources against the true ones (precision, recall, F1).",
+    )
+    if run:
+        parser.add_argument("--run", action="store_true", required=True,
+                            help="separate the dataset's mixtures first (main command's options), then score")
+        parser.add_argument("dataset", metavar="DATASET",
+                            help="folder of <recording>/mixture.<ext> + true stems (+ labels.json)")
+        parser.add_argument("--oracle-sources", action="store_true",
+                            help="separate each recording with its true labels as prompts (the paper's "
+                                 "text-queried protocol) instead of tagging it")
+    else:
+        parser.add_argument("--run", action="store_true",
+                            help="separate a dataset folder first, then score it (see autosep eval --run --help)")
+        parser.add_argument("estimates", metavar="ESTIMATES", help="folder of <recording>/<source>.wav stems "
+                                                                   "(autosep output or any stems)")
+        parser.add_argument("references", metavar="REFERENCES", help="folder of the true stems, same layout")
+    group = parser.add_argument_group("evaluation")
+    group.add_argument("--labels", metavar="FILE",
+                       help='JSON {"<recording>": {"<source>": "<label>"}} for the references\' labels '
+                            "(default: each recording's labels.json, else the file names)")
+    group.add_argument("--match", choices=MATCH_MODES, default="auto",
+                       help="pair stems by labels (through the ontology), by file name, or by the best assignment "
+                            "on --match-metric (default auto: labels for autosep output, names otherwise)")
+    group.add_argument("--match-metric", choices=MATCH_METRICS, default="clap-a",
+                       help="what --match best maximises (default clap-a)")
+    group.add_argument("--clap-model", metavar="ID_OR_PATH",
+                       help="CLAP for CLAP-A/CLAP-T/FAD/LPAPS (default laion/clap-htsat-unfused; id or local folder)")
+    group.add_argument("--no-clap", action="store_true",
+                       help="skip the CLAP metrics (CLAP-A, CLAP-T, FAD, LPAPS): no CLAP model needed")
+    group.add_argument("--sdr-rate", type=_rate, default=16000, metavar="HZ",
+                       help="rate SI-SDR and SDR are computed at (default 16000)")
+    group.add_argument("--clap-batch-size", type=_positive, default=8, metavar="N",
+                       help="10 s CLAP windows per forward (default 8)")
+    group.add_argument("--json", action="store_true", help="print the report as JSON instead of tables")
+    group.add_argument("--output", metavar="FILE",
+                       help=f"where to write the report (default: {EVAL_FILE} in ESTIMATES, or in -o with --run)")
+    if run:
+        from ..cli import add_run_arguments
+
+        add_run_arguments(parser)  # -o, --model, --tagger, --steps, --render, --device, -q, -v, ...
+    else:
+        group.add_argument("--device", default="auto", help="device for CLAP: auto, cpu, cuda, cuda:N or mps")
+        group.add_argument("-q", "--quiet", action="store_true", help="only errors")
+        group.add_argument("-v", "--verbose", action="store_true", help="more detail")
+    return parser
+
+
+def write_report(report: dict, path: Path) -> None:
+    """``path`` written through a temporary file in the same folder and renamed: never half-written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            json.dump(report, stream, indent=2, allow_nan=False)
+            stream.write("\n")
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _number(value, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def print_report(report: dict, console) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    clap = report["models"]["clap"] is not None
+    columns = ["SI-SDR", "SI-SDRi", "SDR"] + (["CLAP-A", "CLAP-T", "LPAPS"] if clap else [])
+    keys = ["si_sdr", "si_sdri", "sdr"] + (["clap_a", "clap_t", "lpaps"] if clap else [])
+    digits = {"clap_a": 3, "clap_t": 3, "lpaps": 3}
+    for record in report["recordings"]:
+        table = Table(title=escape(record["name"]), title_justify="left", caption_justify="left")
+        table.add_column("estimate", overflow="fold")
+        table.add_column("reference (label)", overflow="fold")
+        for column in columns:
+            table.add_column(column, justify="right")
+        for pair in record["pairs"]:
+            note = " [yellow](silent)[/]" if pair["silent_estimate"] else ""
+            table.add_row(escape(pair["estimate"]) + note, escape(f"{pair['reference']} ({pair['label']})"),
+                          *[_number(pair[k], digits.get(k, 2)) for k in keys])
+        for name in record["unmatched_estimates"]:
+            table.add_row(escape(name), "[dim]no reference matched[/]", *["-"] * len(keys))
+        for name in record["unmatched_references"]:
+            table.add_row("[dim]no estimate matched[/]", escape(name), *["-"] * len(keys))
+        d = record["discovery"]
+        table.caption = (f"discovery: planned {d['planned_count']}, true {d['true_count']}"
+                         f" ({'right' if d['count_correct'] else 'wrong'} count); precision {_number(d['precision'])}, "
+                         f"recall {_number(d['recall'])}, F1 {_number(d['f1'])}; matched by {record['match']}")
+        console.print(table)
+
+    overall = report["overall"]
+    table = Table(title=f"overall: {overall['recordings']} recordings, {overall['pairs']} stem pairs",
+                  title_justify="left", caption_justify="left")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_column("computed on", overflow="fold")
+    names = {"si_sdr": "SI-SDR (dB)", "si_sdri": "SI-SDRi (dB)", "sdr": "SDR (dB)", "clap_a": "CLAP-A",
+             "clap_t": "CLAP-T", "lpaps": "LPAPS (lower is better)"}
+    for key in keys:
+        table.add_row(names[key], _number(overall[key], digits.get(key, 2)), f"{overall[key + '_n']} pairs")
+    fad = overall["fad"]
+    if fad is not None:
+        flag = "" if fad["reliable"] else " [yellow](small sets: unstable)[/]"
+        table.add_row("FAD (CLAP, lower is better)", _number(fad["value"], 4),
+                      f"{fad['estimates']} estimates vs {fad['references']} references, {fad['dimensions']}-d{flag}")
+    d = overall["discovery"]
+    table.add_row("discovery precision", _number(d["precision"], 3), f"TP {d['tp']}, FP {d['fp']}")
+    table.add_row("discovery recall", _number(d["recall"], 3), f"FN {d['fn']}")
+    table.add_row("discovery F1", _number(d["f1"], 3), "micro-averaged over recordings")
+    table.add_row("right source count", _number(None if d["count_accuracy"] is None else 100 * d["count_accuracy"], 1)
+                  + "%", f"{d['recordings']} recordings")
+    table.caption = ("SI-SDR and SDR penalise generative output (a re-synthesised stem can sound right and still "
+                     "differ from the reference waveform): read them with the CLAP metrics.")
+    console.print(table)
+
+
+def _configure_logging(verbose: bool, quiet: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.ERROR if quiet else logging.WARNING,
+                        format="autosep: %(message)s")
+    logging.getLogger("huggingface_hub").propagate = False
+
+
+def _separate(args, dataset: Path, references: dict, console) -> list[str]:
+    """Separate each recording's mixture into ``<out>/<recording>/mixture/`` (what ``autosep`` writes for a file
+    given by name, one output root per recording), loading the models once. Returns the failure messages."""
+    from dataclasses import replace
+
+    from ..cli import make_progress, options_from_args
+    from ..pipeline.batch import run_batch
+    from ..pipeline.manifest import MANIFEST_NAME
+    from ..pipeline.recording import Pipeline
+
+    with_mixture = [r for r in references.values() if r.mixture is not None]
+    if not with_mixture:
+        raise _Usage(f"{dataset}: no <recording>/mixture.<ext> found; --run needs one mixture per recording "
+                     "beside its true stems")
+    failures = [f"{r.name}: no mixture.<ext> in {r.folder}; not separated" for r in references.values()
+                if r.mixture is None]
+    options = options_from_args(args)
+    options.validate()
+    out_root = Path(options.out)
+
+    def options_for(recording) -> object:
+        # --oracle-sources: the paper's text-queried protocol, each recording separated with its true labels.
+        sources = [stem.label.text for stem in recording.stems] if args.oracle_sources else options.sources
+        return replace(options, out=str(out_root / recording.name), sources=sources)
+
+    pending = [r for r in with_mixture if options.overwrite or not (out_root / r.name / "mixture" / MANIFEST_NAME).is_file()]
+    loaded = None
+    if pending:
+        try:
+            loaded = Pipeline.load(options_for(pending[0]), make_progress(args.quiet, console))
+        except Exception as exc:  # a missing or broken model: nothing can be separated
+            raise _NothingRan(f"could not load the models (separator {options.model}): {exc}") from None
+    for recording in with_mixture:
+        recording_options = options_for(recording)
+        progress = make_progress(args.quiet, console)
+        pipeline = Pipeline(recording_options, loaded.tagger if loaded else None,
+                            loaded.separator if loaded else None, progress)
+        outcome = run_batch([str(recording.mixture)], recording_options, progress, pipeline=pipeline)
+        if outcome.interrupted:
+            raise KeyboardInterrupt
+        failures.extend(r.message for r in outcome.results if not r.ok)
+        if outcome.error and not outcome.results:
+            failures.append(f"{recording.name}: {outcome.error}")
+    return failures
+
+
+class _NothingRan(Exception):
+    pass
+
+
+class _Usage(Exception):
+    pass
+
+
+def main(argv: list[str]) -> int:
+    run = "--run" in argv
+    parser = build_parser(run)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    _configure_logging(args.verbose, args.quiet)
+    try:
+        return _main(args, run)
+    except KeyboardInterrupt:
+        print("autosep: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _main(args, run: bool) -> int:
+    from rich.console import Console
+
+    from ..errors import AutosepError
+    from .evaluate import EvalSettings, evaluate
+    from .layout import pair_recordings, read_estimates, read_labels_file, read_references
+
+    console = Console(stderr=True)
+    settings = EvalSettings(match=args.match, match_metric=args.match_metric, clap_model=args.clap_model,
+                            clap=not args.no_clap, device=args.device, sdr_rate=args.sdr_rate,
+                            batch_size=args.clap_batch_size)
+    try:
+        settings.validate()
+        labels = read_labels_file(args.labels) if args.labels else None
+        references_root = Path(args.dataset if run else args.references)
+        references = read_references(references_root, labels)
+        if not references:
+            raise _Usage(f"{references_root}: no reference stems found; expected <recording>/<source>.wav files")
+    except (AutosepError, _Usage) as exc:
+        print(f"autosep: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+    failures: list[str] = []
+    if run:
+        try:
+            failures = _separate(args, references_root, references, console)
+        except (_Usage, AutosepError, ValueError) as exc:  # bad options (checked before any model loads)
+            print(f"autosep: error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        except _NothingRan as exc:
+            print(f"autosep: error: {exc}", file=sys.stderr)
+            return EXIT_NOTHING
+        for message in failures:
+            print(f"autosep: error: {message}", file=sys.stderr)
+        estimates_root = Path(args.out)
+    else:
+        estimates_root = Path(args.estimates)
+    try:
+        estimates = read_estimates(estimates_root) if estimates_root.is_dir() else {}
+    except AutosepError as exc:
+        print(f"autosep: error: {exc}", file=sys.stderr)
+        return EXIT_NOTHING
+    pairs, missing, extra = pair_recordings(estimates, references)
+    if not pairs:
+        print(f"autosep: error: no recording of {estimates_root} matches one of {references_root} (expected the "
+              "same <recording> folder names, or <recording>/mixture as autosep writes for a dataset)", file=sys.stderr)
+        return EXIT_NOTHING
+    if extra and not run:
+        logging.getLogger("autosep").warning("%d estimate recording(s) have no references and are not scored: %s",
+                                             len(extra), ", ".join(extra[:5]) + (" ..." if len(extra) > 5 else ""))
+
+    def on_recording(name: str, index: int, total: int) -> None:
+        if not args.quiet:
+            print(f"autosep: scoring {name} ({index}/{total})", file=sys.stderr)
+
+    try:
+        report = evaluate(pairs, settings, missing=missing, on_recording=on_recording)
+    except AutosepError as exc:
+        print(f"autosep: error: {exc}", file=sys.stderr)
+        return EXIT_NOTHING
+    except ImportError as exc:  # the eval extra is missing
+        print(f"autosep: error: {exc}", file=sys.stderr)
+        return EXIT_NOTHING
+    report["estimates_root"] = str(estimates_root.resolve())
+    report["references_root"] = str(references_root.resolve())
+    report["separation_failures"] = failures
+    if run:  # the separation options as given (argparse values are plain JSON types)
+        evaluation = set(vars(build_parser(False).parse_args(["e", "r"])))
+        report["separation"] = {k: v for k, v in vars(args).items() if k not in evaluation or k == "device"}
+    output = Path(args.output) if args.output else estimates_root / EVAL_FILE
+    try:
+        write_report(report, output)
+    except OSError as exc:
+        print(f"autosep: error: {output}: cannot write the report ({exc}); pass --output with a writable path",
+              file=sys.stderr)
+        return EXIT_NOTHING
+    for warning in report["warnings"]:
+        print(f"autosep: warning: {warning}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print_report(report, Console())
+    if not args.quiet:
+        print(f"autosep: report written to {output}", file=sys.stderr)
+    return EXIT_PARTIAL if (missing or failures or report["unreadable_files"]) else EXIT_OK
