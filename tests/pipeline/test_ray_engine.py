@@ -213,3 +213,41 @@ def test_pool_size_follows_gpus_then_cpus():
     assert pool_size({"CPU": 16, "GPU": 2}, RaySettings(workers=1, gpus_per_worker=0.5), 10) == (1, 1.0, 0.5)
     with pytest.raises(RayUsageError, match="cannot hold one worker"):
         pool_size({"CPU": 2}, RaySettings(cpus_per_worker=4), 10)
+
+
+def test_shared_storage_check_names_the_nodes_that_cannot_see_the_output(tmp_path):
+    """One node of two (a stand-in for a second machine) does not see the driver's marker file."""
+    from autosep.pipeline.ray_engine import SharedStorageError, check_shared_storage
+
+    class Task:
+        def __init__(self, fn, node=None):
+            self.fn, self.node = fn, node
+
+        def options(self, scheduling_strategy):
+            return Task(self.fn, scheduling_strategy.node_id)
+
+        def remote(self, path):
+            host, seen = self.fn(path)
+            return ("far-node", False) if self.node == "bb" * 28 else (host, seen)
+
+    class TwoNodeRay:
+        def remote(self, num_cpus):
+            return lambda fn: Task(fn)
+
+        def nodes(self):
+            return [{"NodeID": "aa" * 28, "Alive": True}, {"NodeID": "bb" * 28, "Alive": True},
+                    {"NodeID": "cc" * 28, "Alive": False}]
+
+        def get(self, answers):
+            return answers
+
+    with pytest.raises(SharedStorageError, match="not visible on Ray node.s. far-node"):
+        check_shared_storage(TwoNodeRay(), tmp_path)
+    assert not list(tmp_path.iterdir())  # the marker is removed either way
+
+    class OneNodeRay(TwoNodeRay):
+        def nodes(self):
+            return [{"NodeID": "aa" * 28, "Alive": True}]
+
+    check_shared_storage(OneNodeRay(), tmp_path)  # the node that sees the folder passes
+    assert not list(tmp_path.iterdir())
