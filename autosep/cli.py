@@ -116,7 +116,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     sep.add_argument("--dtype", default=None, choices=["auto", "fp32", "fp16", "bf16"],
                      help="UNet and text encoder precision (default: fp16 on CUDA, else fp32)")
     sep.add_argument("--batch-size", type=_positive_int, default=None, help="samples per UNet forward (default: a window's sources at once)")
-    sep.add_argument("--window", type=_positive_float, default=10.24, help="window length in seconds (10.24)")
+    sep.add_argument("--window", type=_positive_float, default=None,
+                     help="window length in seconds (default: the model's training length: 10.24 for AudioLDM/2, "
+                          "47.55 for Stable Audio Open, 30 for Stable Audio 3)")
     sep.add_argument("--overlap", type=_fraction, default=0.25, help="window overlap, 0.25 or 25%% (default)")
     sep.add_argument("--render", choices=("projected", "generative"), default="projected",
                      help="projected: masks on the original + residual (default); generative: raw 16 kHz output")

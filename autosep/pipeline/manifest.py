@@ -83,7 +83,11 @@ def build_manifest(*, reader, input_given: str, non_finite: int, peak: float, ta
         },
         "separator": None if separator is None else {
             "model_id": getattr(separator, "model_id", None),
+            "backbone": getattr(getattr(separator, "backbone", None), "name", None),
             "sample_rate": getattr(separator, "sample_rate", None),
+            "channels": getattr(separator, "channels", None),
+            "sampler": (separator.sampler(settings.get("inversion", "ddpm")) if hasattr(separator, "sampler")
+                        else None),
             "revision": hub_revision(getattr(separator, "model_id", None),
                                      getattr(getattr(separator, "pipe", None), "name_or_path", None)),
         },

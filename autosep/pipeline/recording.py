@@ -26,7 +26,7 @@ from .naming import RESIDUAL, is_inside, unique_slugs
 from .progress import Progress
 from .reading import SILENCE_PEAK, AudioReader, open_audio, scan
 from .render import RENDER_MODES
-from .separate import WindowedSeparation
+from .separate import WindowedSeparation, model_channels_for, window_seconds
 from .write import OutputError, check_output_format, choose_subtype, read_json, remove_partials, write_json
 
 MIN_DURATION_S = 0.1
@@ -58,7 +58,7 @@ class PipelineOptions:
     device: str = "auto"
     dtype: str | None = None
     batch_size: int | None = None
-    window: float = 10.24
+    window: float | None = None  # seconds; None: the separator's default (its training length)
     overlap: float = 0.25
     margin: float = 1.0  # seconds around a source's tagged segments in which it is still separated
     render: str = "projected"
@@ -69,7 +69,7 @@ class PipelineOptions:
     overwrite: bool = False
 
     def validate(self) -> None:
-        if self.window <= 0:
+        if self.window is not None and self.window <= 0:
             raise AutosepError(f"--window must be positive, got {self.window}")
         if not 0 <= self.overlap < 1:
             raise AutosepError(f"--overlap must be at least 0 and below 1, got {self.overlap}")
@@ -277,7 +277,9 @@ class Pipeline:
 
     def _output_shape(self, reader: AudioReader) -> tuple[int, int]:
         if self.options.render == "generative":
-            return self._model_rate(), 1
+            # The separator's own output: its rate, and its channels when the recording has them (a stereo
+            # model separates a stereo recording as stereo; anything else goes through it as mono).
+            return self._model_rate(), model_channels_for(self.separator, reader.channels)
         return reader.sample_rate, reader.channels
 
     def _model_rate(self) -> int:
@@ -287,7 +289,7 @@ class Pipeline:
         opts = self.options
         return {
             "seed": opts.seed, "steps": opts.steps, "inversion": opts.inversion, "guidance": opts.guidance,
-            "inv_prompt": opts.inv_prompt, "render": opts.render, "window_s": opts.window, "overlap": opts.overlap,
+            "inv_prompt": opts.inv_prompt, "render": opts.render, "window_s": window_seconds(opts, self.separator), "overlap": opts.overlap,
             "margin_s": opts.margin, "model": opts.model, "device": opts.device, "dtype": opts.dtype,
             "batch_size": opts.batch_size, "tagger": opts.tagger if opts.sources is None else None,
             "planner": {k: (list(v) if isinstance(v, tuple) else v) for k, v in opts.planner.items()},

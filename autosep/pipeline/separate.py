@@ -5,6 +5,10 @@ margin), so c_inv there is built from the sources active in that same window; a 
 active source is not separated at all (its stems are silence). The per-window stems are rendered (projected
 or generative), cross-faded into the neighbouring windows and written as soon as no later window can change
 them.
+
+A multi-channel separator (Stable Audio: stereo) gets a recording with its channel count as it is and returns
+stems per channel; any other recording goes through it as the channel average (mono stems). The window length
+defaults to the separator's own (its training length).
 """
 
 from __future__ import annotations
@@ -19,6 +23,23 @@ from .reading import SILENCE_PEAK, AudioReader
 from .render import project
 from .windows import OverlapAdd, Window, fit_length, plan_windows, scale_windows
 from .write import StemWriter
+
+
+DEFAULT_WINDOW_S = 10.24  # AudioLDM/AudioLDM2's training length, for separators that do not say theirs
+
+
+def window_seconds(options, separator) -> float:
+    """The window length a run uses: ``--window`` when given, else the separator's default."""
+    if options.window is not None:
+        return float(options.window)
+    return float(getattr(separator, "default_window", DEFAULT_WINDOW_S))
+
+
+def model_channels_for(separator, input_channels: int) -> int:
+    """Channels the separator works on for a recording: its own count when the recording has exactly that many
+    (stereo in, stereo stems), else 1 (the channel average)."""
+    channels = int(getattr(separator, "channels", 1))
+    return channels if channels > 1 and input_channels == channels else 1
 
 
 class WindowedSeparation:
@@ -47,7 +68,8 @@ class WindowedSeparation:
         projected = opts.render == "projected"
         if not plan:
             return [], None, []
-        window_frames = max(1, round(opts.window * rate))
+        window_frames = max(1, round(window_seconds(opts, self.separator) * rate))
+        stem_channels = model_channels_for(self.separator, reader.channels)
         windows = plan_windows(reader.frames, window_frames, max(1, round(window_frames * (1 - opts.overlap))))
         fade = round(window_frames * opts.overlap)
         model_frames = round(reader.frames * model_rate / rate)
@@ -73,13 +95,13 @@ class WindowedSeparation:
                     writers[-1].write(residual.astype(np.float32))
                 else:
                     for k, writer in enumerate(writers):
-                        writer.write(block[:, k : k + 1])
+                        writer.write(block[:, k, :])
                 written += len(block)
 
             if projected:
                 mixer = OverlapAdd(windows, reader.frames, (len(writers), out_channels), fade, sink)
             else:
-                mixer = OverlapAdd(model_windows, model_frames, (len(writers),),
+                mixer = OverlapAdd(model_windows, model_frames, (len(writers), stem_channels),
                                    round(fade * model_rate / rate), sink)
             self.unet_evaluations = 0
             c_inv: list[list[dict]] = [[] for _ in plan]
@@ -90,7 +112,8 @@ class WindowedSeparation:
                 # A digitally silent window holds no source: its stems are silence, no need to run the model.
                 silent = bool(planned_active) and float(np.abs(original).max()) < SILENCE_PEAK
                 active = [] if silent else planned_active
-                stems = self._separate_window(original, rate, mw, plan, active, c_inv, fp32_retry, w)
+                stems = self._separate_window(original, rate, mw, plan, active, c_inv, fp32_retry, w,
+                                              stem_channels)
                 window_log.append({"index": w.index, "start_s": round(w.start / rate, 3),
                                    "end_s": round(w.end / rate, 3), "sources": [plan[i].label for i in active],
                                    **({"silent": True} if silent else {})})
@@ -100,7 +123,7 @@ class WindowedSeparation:
                 elif projected:
                     mixer.add(w.index, project(original, stems, model_rate, rate))
                 else:
-                    mixer.add(w.index, stems.T)
+                    mixer.add(w.index, stems.transpose(2, 0, 1))  # [frames, sources, channels]
                 self.progress.window_done(w.index, len(planned_active))
             mixer.finish()
             for writer in writers:
@@ -128,22 +151,28 @@ class WindowedSeparation:
 
     def _separate_window(self, original: np.ndarray, rate: int, model_window: Window, plan: list,
                          active: list[int], c_inv: list[list[dict]], fp32_retry: list[bool],
-                         window: Window) -> np.ndarray:
-        """The generative stems of one window, float32 ``[len(plan), model frames]``; inactive sources are 0."""
+                         window: Window, channels: int = 1) -> np.ndarray:
+        """The generative stems of one window, float32 ``[len(plan), channels, model frames]``; inactive sources
+        are 0. ``channels`` > 1: the window's channels go through the separator as they are."""
         opts = self.options
-        stems = np.zeros((len(plan), model_window.length), dtype=np.float32)
+        stems = np.zeros((len(plan), channels, model_window.length), dtype=np.float32)
         if not active:
             return stems
-        mono = original.mean(axis=1, dtype=np.float32)
-        wave = fit_length(resample(mono, rate, self.model_rate), model_window.length)
+        if channels > 1:
+            wave = np.stack([fit_length(resample(np.ascontiguousarray(original[:, c]), rate, self.model_rate),
+                                        model_window.length) for c in range(channels)])
+        else:
+            mono = original.mean(axis=1, dtype=np.float32)
+            wave = fit_length(resample(mono, rate, self.model_rate), model_window.length)
         result = self.separator.separate_detailed(
             wave, sources=[plan[i].prompt for i in active], inversion=opts.inversion, steps=opts.steps,
             guidance=opts.guidance, inv_prompt=opts.inv_prompt, seed=opts.seed, progress=self.progress.steps,
         )
         self.unet_evaluations += int(result.unet_evaluations)
         separated = _to_numpy(result.stems)
+        separated = separated.reshape(len(active), channels, -1)
         for row, i in enumerate(active):
-            stems[i] = fit_length(separated[row], model_window.length)
+            stems[i] = fit_length(separated[row].T, model_window.length).T  # fit_length works on axis 0
             c_inv[i].append({"window": window.index, "c_inv": result.inversion_prompts[row]})
             fp32_retry[i] = fp32_retry[i] or bool(result.fp32_retry[row])
         return stems

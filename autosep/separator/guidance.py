@@ -3,7 +3,8 @@
 eps = eps(x, "") + w (eps(x, c) - eps(x, "")). At w = 1 the unconditional term cancels, so it is never computed;
 at w = 0 the conditional term vanishes. Otherwise both branches go through the UNet in one batched forward (split
 into chunks of ``batch_size`` samples when a bound is set). A sample whose prompt is already the empty prompt
-needs a single evaluation at any w.
+needs a single evaluation at any w. ``timestep`` is one value for the batch, or one per sample ([B], e.g. a
+batched inversion evaluating all its timesteps at once); each chunk gets its samples' timesteps.
 """
 
 from __future__ import annotations
@@ -46,12 +47,14 @@ class GuidedNoise:
                 self.unconditional_evaluations += 1
             else:
                 self.conditional_evaluations += 1
+        per_sample = timestep.ndim == 1 and timestep.shape[0] == latents.shape[0]
         chunk = self.batch_size or len(requests)
         outputs: list[torch.Tensor] = []
         for start in range(0, len(requests), chunk):
             part = requests[start:start + chunk]
             rows = torch.tensor([i for i, _ in part], device=latents.device)
-            outputs.append(self.predict(latents.index_select(0, rows), timestep, [b for _, b in part]))
+            step = timestep.index_select(0, rows.to(timestep.device)) if per_sample else timestep
+            outputs.append(self.predict(latents.index_select(0, rows), step, [b for _, b in part]))
         eps_all = torch.cat(outputs)
 
         guided = []

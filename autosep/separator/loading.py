@@ -18,7 +18,7 @@ from autosep.paths import offline_mode
 
 from .models import alias_for, resolve_model_name
 
-SUPPORTED_PIPELINES = ("AudioLDM2Pipeline", "AudioLDMPipeline")
+SUPPORTED_PIPELINES = ("AudioLDM2Pipeline", "AudioLDMPipeline", "StableAudioPipeline", "StableAudio3Pipeline")
 DEFAULT_MAX_NEW_TOKENS = 8  # cvssp/audioldm2's language_model/config.json
 
 
@@ -40,10 +40,12 @@ def locate_pipeline(model: str | os.PathLike | None) -> tuple[str, Path]:
         if (candidate / "main_config.json").is_file():  # Tango's published layout (autosep.separator.tango)
             return str(candidate), candidate
         if not (candidate / "model_index.json").is_file():
+            from .stable_audio import original_checkpoint_hint
+
             raise ModelNotAvailableError(
                 f"{candidate} is not a diffusers pipeline folder (it has no model_index.json) nor a Tango checkpoint "
-                "(main_config.json): pass an AudioLDM2 or AudioLDM folder saved with save_pretrained / downloaded "
-                "from the hub, a Tango folder, or a model name"
+                "(main_config.json): pass an AudioLDM2, AudioLDM or Stable Audio folder saved with save_pretrained / "
+                f"downloaded from the hub, a Tango folder, or a model name{original_checkpoint_hint(candidate)}"
             )
         return str(candidate), candidate
     if model_id.count("/") != 1 or model_id.startswith((".", "/", "~")):
@@ -65,6 +67,11 @@ def locate_pipeline(model: str | os.PathLike | None) -> tuple[str, Path]:
     except ModelNotAvailableError:
         raise
     except Exception as exc:  # hub errors come as OSError, ValueError, HTTP errors...; all mean "not available"
+        from .stable_audio import hub_error_message
+
+        special = hub_error_message(model_id, exc)
+        if special is not None:
+            raise ModelNotAvailableError(special) from exc
         where = "offline mode is on (HF_HUB_OFFLINE / AUTOSEP_OFFLINE)" if offline else f"the download failed ({exc})"
         raise ModelNotAvailableError(
             f"separator model {model_id!r} is not in the local Hugging Face cache and cannot be downloaded: "
@@ -160,6 +167,10 @@ def load_pipeline(folder: Path) -> Any:
 
         return tango.load(folder)
     class_name = _pipeline_class_name(folder)
+    if class_name == "StableAudioPipeline":
+        from .stable_audio import require_torchsde
+
+        require_torchsde(folder)
     pipeline_class = getattr(diffusers, class_name)
     components: dict[str, Any] = {}
     try:

@@ -21,9 +21,14 @@ MODEL_ALIASES: dict[str, str] = {
     "tango-full": "declare-lab/tango-full-ft-audiocaps",
     "tango2": "declare-lab/tango2",
     "tango2-full": "declare-lab/tango2-full",
+    # Full-band stereo (44.1 kHz). Both are gated on the hub (accept the licence, then `hf auth login`).
+    "stable-audio-open": "stabilityai/stable-audio-open-1.0",
+    "stable-audio-3": "stabilityai/stable-audio-3-medium-base",  # the base (non-distilled) checkpoint: w = 1 is real
+    "stable-audio-3-distilled": "stabilityai/stable-audio-3-medium",  # guidance baked in: generates, warns
 }
 
 _LICENCE = "CC BY-NC-SA 4.0"  # all cvssp AudioLDM/AudioLDM2 and declare-lab Tango weights (model cards on the hub)
+STABILITY_LICENCE = "Stability AI Community License"  # stable-audio-open-1.0 and stable-audio-3 model cards
 
 def _download(alias: str) -> Path:
     # The same download a run makes (only the files the pipeline loads), so a later offline run finds them.
@@ -38,8 +43,8 @@ def _is_cached(alias: str) -> bool:
     return pipeline_is_cached(alias)
 
 
-def _entry(alias: str, size: str, description: str) -> KnownModel:
-    return KnownModel(alias, "separator", MODEL_ALIASES[alias], size, _LICENCE, description,
+def _entry(alias: str, size: str, description: str, licence: str = _LICENCE) -> KnownModel:
+    return KnownModel(alias, "separator", MODEL_ALIASES[alias], size, licence, description,
                       fetch=partial(_download, alias), is_cached=partial(_is_cached, alias))
 
 
@@ -56,6 +61,18 @@ KNOWN_MODELS: list[KnownModel] = [
     _entry("tango-full", "~5.3 GB", "Tango pre-trained on TangoPromptBank, fine-tuned on AudioCaps"),
     _entry("tango2", "~5.3 GB", "Tango 2: Tango-full-FT aligned with DPO on Audio-alpaca preferences"),
     _entry("tango2-full", "~5.3 GB", "Tango 2's second published checkpoint (declare-lab/tango2-full), DPO-aligned like tango2"),
+    # Sizes: parameter counts of the diffusers components (DiT, VAE, text encoder) in float32.
+    _entry("stable-audio-open", "~5.3 GB",
+           "Stable Audio Open 1.0: 44.1 kHz stereo, up to 47 s windows (1.06B DiT, T5-base, Oobleck VAE); "
+           "full-band stems of music and effects. Gated: needs torchsde and an accepted licence",
+           STABILITY_LICENCE),
+    _entry("stable-audio-3", "~10 GB",
+           "Stable Audio 3 medium base (non-distilled): 44.1 kHz stereo rectified flow (1.45B DiT, T5Gemma, "
+           "SAME-L VAE); full-band stems. Gated; the hub holds the original checkpoint (convert it once)",
+           STABILITY_LICENCE),
+    _entry("stable-audio-3-distilled", "~10 GB",
+           "Stable Audio 3 medium, distilled (guidance baked in): not guidance-free at w = 1, so it generates "
+           "rather than separates; use stable-audio-3", STABILITY_LICENCE),
 ]
 
 

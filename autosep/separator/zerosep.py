@@ -1,8 +1,10 @@
 """ZeroSep: training-free text-queried separation with a pre-trained audio latent diffusion model.
 
-The mixture is turned into the model's log-mel features, encoded by the VAE into latent x0, inverted to noise with
-the inversion prompt c_inv, then denoised with each target source's prompt c_rev at guidance weight w (1 by
-default). Each result is decoded by the VAE and the model's vocoder into one stem.
+The mixture is encoded by the VAE into latent x0, inverted to noise with the inversion prompt c_inv, then denoised
+with each target source's prompt c_rev at guidance weight w (1 by default); each result is decoded into one stem.
+AudioLDM/AudioLDM2 work on 16 kHz mono log-mel features and decode through their vocoder; the full-band
+backbones (Stable Audio Open, Stable Audio 3; :mod:`stable_audio`) encode the [channels, samples] waveform at
+44.1 kHz directly, so stereo is separated as stereo (one latent for both channels).
 """
 
 from __future__ import annotations
@@ -33,18 +35,20 @@ from .inversion import (
 )
 from .loading import library_quiet, load_pipeline, locate_pipeline
 from .prompts import check_sources, inversion_prompts
+from .stable_audio import FullBandBackbone, full_band_backbone_for
 
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
 _CONDITIONING_CACHE_SIZE = 256
+_AUDIOLDM_SAMPLERS = {"ddpm": "ddpm edit-friendly (ddim scheduler, eta 1)", "ddim": "ddim (eta 0)"}
 
 
 @dataclass
 class SeparationResult:
     """One separation: the stems and how they were made."""
 
-    stems: torch.Tensor  # float32 CPU [len(sources), len(wave)], at the input's scale
+    stems: torch.Tensor  # float32 CPU [len(sources), samples] or [len(sources), channels, samples], as the input
     sources: list[str]  # c_rev, one per stem
     inversion_prompts: list[str]  # c_inv, one per stem
     fp32_retry: list[bool]  # per stem: came out NaN/inf at reduced precision and was recomputed in float32
@@ -54,30 +58,48 @@ class SeparationResult:
 
 
 class ZeroSep:
-    """A loaded separator. Load once with :meth:`from_pretrained`, then call :meth:`separate` per mixture."""
+    """A loaded separator. Load once with :meth:`from_pretrained`, then call :meth:`separate` per mixture.
+
+    ``sample_rate`` and ``channels`` say what it works at (16 kHz mono for AudioLDM/AudioLDM2, 44.1 kHz stereo
+    for Stable Audio); ``default_window`` is the window length (seconds) a recording is cut into by default.
+    """
 
     sample_rate = mel.SAMPLE_RATE
+    channels = 1
+    default_window = 10.24
 
     def __init__(self, pipe: Any, model_id: str, device: torch.device, dtype: torch.dtype,
                  batch_size: int | None = None):
         if batch_size is not None and int(batch_size) < 1:
             raise ValueError(f"batch_size must be a positive number of samples per UNet forward, got {batch_size}")
         self.pipe = pipe
-        self.backbone: Backbone = backbone_for(pipe)
+        full_band = full_band_backbone_for(pipe)
+        self.backbone: Backbone = full_band if full_band is not None else backbone_for(pipe)
+        self.full_band = full_band is not None
         self.model_id = model_id
         self.device = device
         self.dtype = dtype
         self.batch_size = int(batch_size) if batch_size is not None else None
         self._conditionings: dict[tuple[str, torch.dtype], Conditioning] = {}
         self._evaluations = 0
-        # The VAE and vocoder run once per window and stay in float32; the UNet and text encoders (the bulk of
+        # The VAE and vocoder run once per window and stay in float32; the UNet/DiT and text encoders (the bulk of
         # the work) run in the compute precision.
         pipe.to(device)
-        _cast(pipe.vae, torch.float32)
-        _cast(pipe.vocoder, torch.float32)
+        if isinstance(self.backbone, FullBandBackbone):
+            self._denoiser = self.backbone.denoiser
+            self.sample_rate = self.backbone.sample_rate
+            self.channels = self.backbone.channels
+            self.default_window = self.backbone.default_window
+            self.frame_multiple = self.backbone.hop
+            _cast(pipe.vae, torch.float32)
+        else:
+            self._denoiser = pipe.unet
+            _cast(pipe.vae, torch.float32)
+            _cast(pipe.vocoder, torch.float32)
+            unet_config = pipe.unet.config
+            self.frame_multiple = mel.frame_multiple(int(pipe.vae_scale_factor),
+                                                     2 ** (len(unet_config.block_out_channels) - 1))
         self._set_compute_dtype(dtype)
-        unet_config = pipe.unet.config
-        self.frame_multiple = mel.frame_multiple(int(pipe.vae_scale_factor), 2 ** (len(unet_config.block_out_channels) - 1))
 
     @classmethod
     def from_pretrained(cls, model: str | os.PathLike | None = "audioldm2", device: str | torch.device = "auto",
@@ -99,7 +121,12 @@ class ZeroSep:
     def separate(self, wave, sources: Sequence[str], inversion: str = "ddpm", steps: int = 50,
                  guidance: float = 1.0, inv_prompt: str = "others", seed: int = 42,
                  sample_rate: int | None = None) -> torch.Tensor:
-        """Stems for ``sources`` from the mono 16 kHz ``wave``: float32 CPU tensor [len(sources), len(wave)]."""
+        """Stems for ``sources`` from ``wave`` at :attr:`sample_rate`: float32 CPU tensor.
+
+        ``wave`` is ``[samples]`` or ``[channels, samples]``; the stems are ``[len(sources), samples]`` or
+        ``[len(sources), channels, samples]`` to match. AudioLDM/AudioLDM2 take mono only (``[samples]`` or
+        ``[1, samples]``); Stable Audio takes mono (duplicated into its two channels, returned mono) or stereo.
+        """
         return self.separate_detailed(wave, sources, inversion=inversion, steps=steps, guidance=guidance,
                                       inv_prompt=inv_prompt, seed=seed, sample_rate=sample_rate).stems
 
@@ -110,7 +137,7 @@ class ZeroSep:
 
         ``progress(done, total)`` is called after every inversion and denoising step.
         """
-        samples = self._check_wave(wave, sample_rate)
+        samples, layout = self._check_wave(wave, sample_rate)
         sources = check_sources(sources)
         inversion = self._check_inversion(inversion)
         steps = self._check_steps(steps)
@@ -119,6 +146,9 @@ class ZeroSep:
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
             raise ValueError(f"seed must be a whole number (42 is the default), got {seed!r}")
         seed = int(seed)
+        if self.full_band:
+            return self._separate_full_band(samples, layout, sources, c_inv, inversion, steps, guidance, seed,
+                                            progress)
 
         evaluations_before = self._evaluations
         length = samples.shape[0]
@@ -142,6 +172,8 @@ class ZeroSep:
                 stems = self._retry_in_fp32(stems, retried, x0, sources, c_inv, inversion, steps, guidance, seed)
 
         stems = stems[:, :length] * unscale
+        if layout == "channels":
+            stems = stems[:, None, :]
         return SeparationResult(
             stems=stems.contiguous(),
             sources=list(sources),
@@ -149,14 +181,103 @@ class ZeroSep:
             fp32_retry=retried if self.dtype != torch.float32 else [False] * len(sources),
             unet_evaluations=self._evaluations - evaluations_before,
             details={"inversion": inversion, "steps": steps, "guidance": guidance, "seed": seed,
-                     "padded_samples": int(padded.shape[0]), "model": self.model_id,
+                     "padded_samples": int(padded.shape[0]), "model": self.model_id, "backbone": self.backbone.name,
+                     "sampler": _AUDIOLDM_SAMPLERS[inversion], "channels": 1,
                      "conditional_evaluations": noise_for.conditional_evaluations,
                      "unconditional_evaluations": noise_for.unconditional_evaluations},
         )
 
+    def _separate_full_band(self, samples: torch.Tensor, layout: str, sources: list[str], c_inv: list[str],
+                            inversion: str, steps: int, guidance: float, seed: int,
+                            progress: Progress | None) -> SeparationResult:
+        """ZeroSep on a full-band backbone: ``samples`` [channels, N] at the model's rate, one latent for all channels.
+
+        The window's real length (N samples) is the duration/seconds_total conditioning; the VAE sees it padded
+        with silence (to the model's grid, or for Stable Audio Open to its training length).
+        """
+        backbone: FullBandBackbone = self.backbone  # type: ignore[assignment]
+        length = samples.shape[-1]
+        seconds = length / self.sample_rate
+        padded = torch.nn.functional.pad(samples, (0, backbone.padded_length(length) - length))
+        evaluations_before = self._evaluations
+        total = 2 * steps
+        done = 0
+
+        def step_done() -> None:
+            nonlocal done
+            done += 1
+            if progress is not None:
+                progress(min(done, total), total)
+
+        def run(rows: list[int], on_step) -> tuple[torch.Tensor, GuidedNoise]:
+            chosen = [sources[i] for i in rows]
+            chosen_inv = [c_inv[i] for i in rows]
+
+            def predict(latents: torch.Tensor, sigma: torch.Tensor, prompts: list[str]) -> torch.Tensor:
+                batch = backbone.stack([self._conditioning(p) for p in prompts], self._compute_dtype, seconds)
+                self._evaluations += latents.shape[0]
+                return backbone.predict(latents.to(self._compute_dtype), sigma, batch).float()
+
+            noise_for = GuidedNoise(predict, guidance, self.batch_size)
+            distinct = list(dict.fromkeys(chosen_inv))  # "null": one inversion shared by all sources
+            row_of = torch.tensor([distinct.index(c) for c in chosen_inv], device=self.device)
+            x0_batch = x0.expand(len(distinct), *x0.shape[1:])
+            latents = backbone.separate(x0_batch, chosen, distinct, row_of, inversion, steps, noise_for, seed,
+                                        on_step)
+            return self._decode_full_band(latents, length), noise_for
+
+        with torch.no_grad():
+            x0 = backbone.encode_audio(padded.to(self.device))
+            stems, noise_for = run(list(range(len(sources))), step_done)
+            retried = [not bool(torch.isfinite(stem).all()) for stem in stems]
+            if any(retried):
+                rows = [i for i, bad in enumerate(retried) if bad]
+                names = ", ".join(sources[i] for i in rows)
+                if self._compute_dtype == torch.float32:
+                    logger.warning("stems %s came out NaN/inf in float32; their bad samples are set to 0", names)
+                else:
+                    logger.warning("stems %s came out NaN/inf in %s; recomputing them in float32", names,
+                                   self._compute_dtype)
+                    with self._full_precision():
+                        stems[rows] = run(rows, lambda: None)[0]
+                stems = torch.nan_to_num(stems, nan=0.0, posinf=0.0, neginf=0.0)
+
+        if layout.startswith("mono"):
+            stems = stems.mean(dim=1, keepdim=layout == "mono-channels")
+        return SeparationResult(
+            stems=stems.contiguous(),
+            sources=list(sources),
+            inversion_prompts=c_inv,
+            fp32_retry=retried if self.dtype != torch.float32 else [False] * len(sources),
+            unet_evaluations=self._evaluations - evaluations_before,
+            sample_rate=self.sample_rate,
+            details={"inversion": inversion, "steps": steps, "guidance": guidance, "seed": seed,
+                     "padded_samples": int(padded.shape[-1]), "model": self.model_id, "backbone": backbone.name,
+                     "sampler": backbone.samplers[inversion], "channels": self.channels,
+                     "seconds_total": round(seconds, 6),
+                     "conditional_evaluations": noise_for.conditional_evaluations,
+                     "unconditional_evaluations": noise_for.unconditional_evaluations},
+        )
+
+    def _decode_full_band(self, latents: torch.Tensor, length: int) -> torch.Tensor:
+        """Waveforms [S, channels, length] (float32 CPU), decoded ``batch_size`` latents at a time."""
+        chunk = self.batch_size or latents.shape[0]
+        waves = [self.backbone.decode_audio(latents[start:start + chunk])[..., :length].cpu()
+                 for start in range(0, latents.shape[0], chunk)]
+        return torch.cat(waves)
+
+    def sampler(self, inversion: str = "ddpm") -> str:
+        """What ``inversion`` runs on this backbone (the manifest records it)."""
+        name = self._check_inversion(inversion)
+        if isinstance(self.backbone, FullBandBackbone):
+            return self.backbone.samplers[name]
+        return _AUDIOLDM_SAMPLERS[name]
+
     # -- argument checks ------------------------------------------------------------------------------------
 
-    def _check_wave(self, wave, sample_rate: int | None) -> torch.Tensor:
+    def _check_wave(self, wave, sample_rate: int | None) -> tuple[torch.Tensor, str]:
+        """The wave as float32 CPU samples and its layout: ``"mono"`` ([samples]) or ``"channels"``
+        ([channels, samples]). AudioLDM gets [samples]; a full-band backbone gets [its channels, samples]."""
         if sample_rate is not None and int(sample_rate) != self.sample_rate:
             raise ValueError(
                 f"the separator works at {self.sample_rate} Hz but got {sample_rate} Hz audio: resample it first "
@@ -165,20 +286,30 @@ class ZeroSep:
         if isinstance(wave, np.ndarray):
             wave = torch.from_numpy(np.ascontiguousarray(wave))
         if not isinstance(wave, torch.Tensor):
-            raise ValueError(f"wave must be a 1-D torch tensor or numpy array of samples, got {type(wave).__name__}")
-        if wave.ndim != 1:
-            raise ValueError(
-                f"wave must be mono and 1-D [samples], got shape {tuple(wave.shape)}: mix channels down first "
-                "(e.g. recording.mono())"
-            )
-        if wave.shape[0] == 0:
+            raise ValueError(f"wave must be a torch tensor or numpy array of samples, got {type(wave).__name__}")
+        shape = "mono, [samples] or [1, samples]" if self.channels == 1 else "[samples] or [channels, samples]"
+        if wave.ndim not in (1, 2):
+            raise ValueError(f"wave must be {shape}, got shape {tuple(wave.shape)}")
+        layout = "mono" if wave.ndim == 1 else "channels"
+        if wave.ndim == 2 and wave.shape[0] not in {1, self.channels}:
+            hint = ("mix channels down first (e.g. recording.mono())" if self.channels == 1 else
+                    f"this model takes mono or {self.channels} channels")
+            raise ValueError(f"wave must be {shape}, got {wave.shape[0]} channels (shape {tuple(wave.shape)}): "
+                             f"{hint}")
+        if wave.shape[-1] == 0:
             raise ValueError("wave is empty: pass at least one sample of audio")
         if not (wave.is_floating_point() or wave.dtype in (torch.int16, torch.int32)):
             raise ValueError(f"wave must hold float samples, got dtype {wave.dtype}")
         wave = wave.detach().to("cpu", torch.float32)
         if not torch.isfinite(wave).all():
             raise ValueError("wave contains NaN or infinite samples: pass finite audio")
-        return wave
+        if not self.full_band:
+            return wave.reshape(-1), layout
+        if wave.ndim == 1 or wave.shape[0] == 1:
+            # Mono goes in duplicated into every channel (comes out mono: the channels' mean).
+            mono = "mono" if wave.ndim == 1 else "mono-channels"
+            return wave.reshape(1, -1).expand(self.channels, -1).contiguous(), mono
+        return wave, layout
 
     @staticmethod
     def _check_inversion(inversion: str) -> str:
@@ -188,7 +319,8 @@ class ZeroSep:
         return name
 
     def _check_steps(self, steps: int) -> int:
-        limit = int(self.pipe.scheduler.config.num_train_timesteps)
+        limit = (self.backbone.max_steps if isinstance(self.backbone, FullBandBackbone)
+                 else int(self.pipe.scheduler.config.num_train_timesteps))
         if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 1 <= int(steps) <= limit:
             raise ValueError(f"steps must be a whole number from 1 to {limit} (50 is the default), got {steps!r}")
         return int(steps)
@@ -206,7 +338,7 @@ class ZeroSep:
     # -- the model ------------------------------------------------------------------------------------------
 
     def _set_compute_dtype(self, dtype: torch.dtype) -> None:
-        for module in [self.pipe.unet, *self.backbone.text_modules]:
+        for module in [self._denoiser, *self.backbone.text_modules]:
             _cast(module, dtype)
         self._compute_dtype = dtype
 

@@ -307,10 +307,10 @@ def test_detailed_result_reports_prompts_retries_work_and_progress(zs, wave):
         (dict(inv_prompt="target"), "others, null"),
         (dict(seed="forty-two"), "seed must be"),
         (dict(sample_rate=44_100), "resample"),
-        (dict(wave=torch.zeros(2, 1_000)), "mono and 1-D"),
+        (dict(wave=torch.zeros(2, 1_000)), "must be mono, .*got 2 channels"),
         (dict(wave=torch.zeros(0)), "empty"),
         (dict(wave=torch.full((100,), float("nan"))), "NaN"),
-        (dict(wave=[0.0, 0.1]), "1-D torch tensor or numpy array"),
+        (dict(wave=[0.0, 0.1]), "torch tensor or numpy array"),
     ],
 )
 def test_invalid_arguments_raise_value_errors_that_say_what_to_pass(zs, wave, kwargs, message):
