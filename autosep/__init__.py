@@ -12,7 +12,7 @@ __all__ = ["AutoSep", "separate_file", "PipelineOptions", "RecordingResult", "__
 _LAZY = {
     "AutoSep": ("autosep.pipeline.api", "AutoSep"),
     "separate_file": ("autosep.pipeline.api", "separate_file"),
-    "PipelineOptions": ("autosep.pipeline.recording", "PipelineOptions"),
+    "PipelineOptions": ("autosep.pipeline.settings", "PipelineOptions"),
     "RecordingResult": ("autosep.pipeline.recording", "RecordingResult"),
 }
 

@@ -26,3 +26,10 @@ def offline_mode() -> bool:
         if os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}:
             return True
     return False
+
+
+def unavailable_because(error: BaseException) -> str:
+    """Why a hub download did not happen, for a message: offline mode, or the download's own error."""
+    if offline_mode():
+        return "offline mode is on (HF_HUB_OFFLINE / AUTOSEP_OFFLINE)"
+    return f"the download failed ({error})"

@@ -15,76 +15,15 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .pipeline.reading import load_audio
-from .errors import AutosepError
+from .cli_options import add_tagging_arguments, number_at_least, planning_settings
+from .errors import EXIT_NOTHING_RAN, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, AutosepError, SettingsError
 from .pipeline.inputs import collect_inputs
-from .taggers import DEFAULT_TAGGER, TAGGER_NAMES, load_tagger
-from .taggers.base import Tagger, TagResult
-from .taggers.planner import DEFAULT_MAX_SOURCES, PlannedSource, describe_label, parse_hierarchy, plan_sources
-from .taggers.prompts import load_prompt_overrides
-
-EXIT_OK, EXIT_NOTHING_RAN, EXIT_USAGE, EXIT_SOME_FAILED = 0, 1, 2, 3
-
-
-def _hierarchy(value: str) -> str:
-    try:
-        parse_hierarchy(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return value
-
-
-def _non_negative(kind):
-    def parse(value: str):
-        number = kind(value)
-        if number < 0:
-            raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-        return number
-    return parse
-
-
-def add_tagging_arguments(parser: argparse.ArgumentParser) -> None:
-    """The tagger and planner options, shared by ``autosep tag`` and the main ``autosep`` command."""
-    group = parser.add_argument_group("tagging and source planning")
-    group.add_argument("--tagger", choices=TAGGER_NAMES, default=DEFAULT_TAGGER,
-                       help=f"audio tagger (default: {DEFAULT_TAGGER})")
-    group.add_argument("--tagger-model", metavar="ID_OR_PATH",
-                       help="tagger weights: Hugging Face id, local folder, or a Cnn14 .pth for panns")
-    group.add_argument("--threshold", type=_non_negative(float), metavar="P",
-                       help="presence threshold on per-window probabilities (default: the tagger's own)")
-    group.add_argument("--max-sources", type=_non_negative(int), default=DEFAULT_MAX_SOURCES, metavar="N",
-                       help=f"most sources to keep, highest scores first (default: {DEFAULT_MAX_SOURCES})")
-    group.add_argument("--min-active", type=_non_negative(float), metavar="SECONDS",
-                       help="a source must be active this long in total (default: one window)")
-    group.add_argument("--hierarchy", type=_hierarchy, default="leaf", metavar="leaf|level:N|none",
-                       help="leaf: most specific class only (default); level:N: collapse to ontology depth N; "
-                            "none: keep all")
-    group.add_argument("--include", action="append", default=[], metavar="NAME",
-                       help="always keep this source (class name, mid or prompt); repeatable")
-    group.add_argument("--exclude", action="append", default=[], metavar="NAME",
-                       help="never keep this source; repeatable")
-    group.add_argument("--vocab", metavar="FILE", help="clap: your own phrases, one per line")
-    group.add_argument("--prompts", metavar="FILE",
-                       help="prompt overrides, lines 'Display name = prompt'")
-
-
-def planner_options(args: argparse.Namespace, tagger: Tagger | None = None) -> dict:
-    """``plan_sources`` keyword arguments from parsed options; ``threshold`` falls back to the tagger's default.
-
-    Raises :class:`AutosepError` for an unreadable ``--prompts`` file.
-    """
-    threshold = args.threshold
-    if threshold is None and tagger is not None:
-        threshold = tagger.default_threshold
-    return {
-        "threshold": threshold,
-        "max_sources": args.max_sources,
-        "min_active": args.min_active,
-        "hierarchy": args.hierarchy,
-        "include": tuple(args.include or ()),
-        "exclude": tuple(args.exclude or ()),
-        "prompts": load_prompt_overrides(args.prompts) if getattr(args, "prompts", None) else None,
-    }
+from .pipeline.reading import open_audio
+from .pipeline.tagging import TaggedRecording, plan_recording
+from .taggers import load_tagger_for
+from .taggers.base import Tagger
+from .taggers.planner import resolve_threshold
+from .taggers.settings import TaggingSettings
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -95,7 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="audio/video files, folders or glob patterns")
     add_tagging_arguments(parser)
     parser.add_argument("--all", action="store_true", help="also show the raw top classes of the tagger")
-    parser.add_argument("--top", type=_non_negative(int), default=10, metavar="N",
+    parser.add_argument("--top", type=number_at_least(0), default=10, metavar="N",
                         help="how many raw classes --all shows (default: 10)")
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
@@ -109,14 +48,12 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exit_:
         return int(exit_.code or 0)
     err = Console(stderr=True, highlight=False)
-    if args.vocab and args.tagger != "clap":
-        err.print("autosep tag: --vocab is only used by --tagger clap", style="red", markup=False,
-                  soft_wrap=True)
-        return EXIT_USAGE
     try:
-        options = planner_options(args)
+        tagging = TaggingSettings(args.tagger, args.tagger_model, args.vocab)
+        options = planning_settings(args).as_dict()  # checked once here; the planner resolves the threshold
     except AutosepError as exc:
-        err.print(f"autosep tag: {exc}", style="red", markup=False, soft_wrap=True)
+        message = exc.for_command_line() if isinstance(exc, SettingsError) else str(exc)
+        err.print(f"autosep tag: {message}", style="red", markup=False, soft_wrap=True)
         return EXIT_USAGE
 
     # Check every input before loading a model: loading is slow (and may download), a typo should not wait.
@@ -130,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_NOTHING_RAN
     try:
         with err.status(f"loading the {args.tagger} tagger...", spinner="dots"):
-            tagger = load_tagger(args.tagger, args.tagger_model, args.device, args.vocab)
+            tagger = load_tagger_for(tagging, args.device)
     except (AutosepError, ValueError) as exc:
         err.print(f"autosep tag: {exc}", style="red", markup=False, soft_wrap=True)
         return EXIT_NOTHING_RAN
@@ -139,17 +76,15 @@ def main(argv: list[str] | None = None) -> int:
                   f"({args.tagger_model or 'default model'}): {type(exc).__name__}: {exc}", style="red",
                   markup=False, soft_wrap=True)
         return EXIT_NOTHING_RAN
-    if options["threshold"] is None:
-        options["threshold"] = tagger.default_threshold
 
     reports = []
     out = Console(highlight=False)
     for path in (item.path for item in found):
         try:
-            with err.status(f"tagging {path.name}...", spinner="dots"):
-                recording = load_audio(path)
-                result = tagger.tag(recording.samples, recording.sample_rate)
-                plan = plan_sources(result.probs, result.labels, result.window_times, **options)
+            # the streamed block tagging the main run and --dry-run use, so all three plan a file alike
+            with err.status(f"tagging {path.name}...", spinner="dots"), open_audio(path) as reader:
+                duration = reader.duration
+                tagged = plan_recording(reader, tagger, options)
         except AutosepError as exc:
             failures.append({"file": str(path), "error": str(exc)})
             err.print(str(exc), style="red", markup=False, soft_wrap=True)
@@ -159,33 +94,41 @@ def main(argv: list[str] | None = None) -> int:
             failures.append({"file": str(path), "error": message})
             err.print(message, style="red", markup=False, soft_wrap=True)
             continue
-        for note in result.notes:
+        if tagged.result is None:
+            message = f"{path}: no audio to tag"
+            failures.append({"file": str(path), "error": message})
+            err.print(message, style="red", markup=False, soft_wrap=True)
+            continue
+        for note in tagged.result.notes:
             err.print(f"{path}: {note}", style="yellow", markup=False, soft_wrap=True)
-        report = _report(path, recording.duration, tagger, result, plan, options["threshold"],
-                         args.top if args.all else 0)
+        if tagged.silent:
+            err.print(f"{path}: the recording is silent; no sources", style="yellow", markup=False,
+                      soft_wrap=True)
+        report = _report(path, duration, tagger, tagged, options, args.top if args.all else 0)
         reports.append(report)
         if not args.json:
-            _print_report(out, report)
+            _print_report(out, report, why=args.all)
 
     if args.json:
         print(json.dumps({"files": reports, "errors": failures}, indent=2))
     if not reports:
         return EXIT_NOTHING_RAN
-    return EXIT_SOME_FAILED if failures else EXIT_OK
+    return EXIT_PARTIAL if failures else EXIT_OK
 
 
-def _report(path: Path, duration: float, tagger: Tagger, result: TagResult, plan: list[PlannedSource],
-            threshold: float, top: int) -> dict:
+def _report(path: Path, duration: float, tagger: Tagger, tagged: TaggedRecording, options: dict,
+            top: int) -> dict:
+    result = tagged.result
+    threshold = resolve_threshold(options.get("threshold"), result.default_threshold, result.window_seconds,
+                                  result.window_times)
     report = {
         "file": str(path), "duration": round(duration, 3), "tagger": tagger.name, "model": tagger.model_id,
-        "threshold": threshold, "windows": len(result.window_times),
-        "sources": [source.to_dict() for source in plan],
+        "threshold": round(threshold, 4), "windows": len(result.window_times),
+        "sources": [source.to_dict() for source in tagged.plan],
     }
     if top:
-        report["top_classes"] = [
-            {"label": name, "mid": mid, "score": round(score, 4)}
-            for (name, mid), score in ((describe_label(label), score) for label, score in result.top(top))
-        ]
+        report["top_classes"] = [{"label": t["label"], "mid": t["mid"], "score": t["max_score"]}
+                                 for t in tagged.top_tags(top)]
     if result.notes:
         report["notes"] = list(result.notes)
     return report
@@ -196,7 +139,7 @@ def _clock(seconds: float) -> str:
     return f"{int(minutes)}:{secs:04.1f}"
 
 
-def _print_report(console: Console, report: dict) -> None:
+def _print_report(console: Console, report: dict, why: bool = False) -> None:
     title = escape(f"{report['file']}  ({_clock(report['duration'])}, {report['tagger']}, "
                    f"threshold {report['threshold']:g})")
     # The heading is a line of its own, never wrapped: as a table title rich folds a long path mid-name at the
@@ -216,6 +159,11 @@ def _print_report(console: Console, report: dict) -> None:
             table.add_row(str(i), escape(source["label"]), f"{source['score']:.2f}",
                           f"{source['active_seconds']:.1f} s", escape(source["prompt"]), segments)
         console.print(table)
+        if why:  # --all: why each source is planned, and the classes it holds
+            for i, source in enumerate(report["sources"], start=1):
+                held = ", ".join(f"{c['label']} {c['score']:.2f}" for c in source["classes"])
+                console.print(f"  {i}. {escape(source['label'])}: {escape(source['why'])} [{escape(held)}]",
+                              soft_wrap=True)
     if "top_classes" in report:
         table = Table(title="top classes", title_justify="left", caption="file-level score: max over windows")
         table.add_column("class")

@@ -42,8 +42,9 @@ def real_parameter_counts() -> dict[str, str]:
                                   cross_attention_dim=768, time_proj_dim=256, global_states_input_dim=1536,
                                   cross_attention_input_dim=768)
         sa3 = StableAudio3DiTModel()
+        same_l = AutoencoderSAME(encoder_channels=256, encoder_transformer_depths=(12,))
         return {"stable-audio-open": f"DiT {count(sao)}, VAE {count(AutoencoderOobleck())}",
-                "stable-audio-3": f"DiT {count(sa3)}, VAE {count(AutoencoderSAME(encoder_channels=256, encoder_transformer_depths=(12,)))}",
+                "stable-audio-3": f"DiT {count(sa3)}, VAE {count(same_l)}",
                 "audioldm2": "UNet 0.35B"}
 
 
@@ -71,8 +72,8 @@ def main() -> None:
                 result = zs.separate_detailed(wave, SOURCES, steps=args.steps, inv_prompt=inv_prompt)
                 wall = time.perf_counter() - start
                 evals = result.unet_evaluations
-                rows.append((name, f"{zs.sample_rate // 1000 if zs.sample_rate % 1000 == 0 else zs.sample_rate / 1000} kHz x{zs.channels}",
-                             inv_prompt, evals, f"{evals / real_window[name]:.1f}", f"{wall:.2f} ({seconds:.2f} s)",
+                rate = f"{zs.sample_rate / 1000:g} kHz x{zs.channels}"
+                rows.append((name, rate, inv_prompt, evals, f"{evals / real_window[name]:.1f}", f"{wall:.2f} ({seconds:.2f} s)",
                              params[name]))
     print(f"3 sources, {args.steps} steps, DDPM/edit-friendly inversion, w = 1, {args.threads} threads\n")
     print("| backbone | works at | c_inv | evals per window | evals per separated second (real window) "

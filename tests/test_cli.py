@@ -389,3 +389,121 @@ def test_models_list_says_whether_a_separator_is_in_the_hugging_face_cache(capsy
     assert code == 0 and " yes " in row(output)
     code, output = run(capsys, "models", "download", "audioldm-l")  # already there: no network needed
     assert code == 0, output
+
+
+# -- stems checked by the tagger, on the tiny models ------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def responsive_cnn14(tiny_cnn14_checkpoint, tmp_path_factory) -> Path:
+    """The tiny Cnn14 with its output layer scaled up, so its scores follow the input (the random one is nearly
+    constant): saved and loaded back like any checkpoint."""
+    import torch
+
+    checkpoint = torch.load(tiny_cnn14_checkpoint, map_location="cpu", weights_only=True)
+    checkpoint["model"]["fc_audioset.weight"] = checkpoint["model"]["fc_audioset.weight"] * 2000.0
+    path = tmp_path_factory.mktemp("responsive-panns") / tiny_cnn14_checkpoint.name
+    torch.save(checkpoint, path)
+    return path
+
+
+def _class_the_tagger_hears_in(mix: Path, checkpoint: Path) -> tuple[str, float]:
+    """A class the tagger scores clearly higher on ``mix`` than on silence, and a threshold between the two."""
+    from autosep.pipeline.reading import open_audio
+    from autosep.pipeline.tagging import tag_recording
+    from autosep.taggers import load_tagger
+
+    tagger = load_tagger("panns", checkpoint, "cpu")
+    with open_audio(mix) as reader:
+        heard = tag_recording(reader, tagger).result
+    silence = tagger.tag(np.zeros(16000 * 3, np.float32), 16000)
+    gap = heard.probs.max(axis=0) - silence.probs.max(axis=0)
+    j = int(np.argmax(gap))
+    assert gap[j] > 0.02, "the tagger hears nothing in the mix"
+    return heard.labels[j], float(silence.probs.max(axis=0)[j] + gap[j] / 2)
+
+
+def test_a_silent_stem_is_not_confirmed_and_folded_into_the_residual(tmp_path, capsys, model_args, monkeypatch,
+                                                                     responsive_cnn14):
+    import json
+
+    from autosep.separator import ZeroSep
+
+    mix = write_wave(tmp_path / "mix.wav", seconds=3.0)
+    label, threshold = _class_the_tagger_hears_in(tmp_path / "mix.wav", responsive_cnn14)
+    real = ZeroSep.separate_detailed
+
+    def silent(self, wave, sources, **kwargs):  # the separation fails: the source's stem comes out silent
+        result = real(self, wave, sources, **kwargs)
+        result.stems = result.stems * 0
+        return result
+
+    monkeypatch.setattr(ZeroSep, "separate_detailed", silent)
+    args = [tmp_path / "mix.wav", "-o", tmp_path / "out", "--include", label, "--max-sources", "0",
+            "--threshold", f"{threshold:.6f}", *model_args, "--tagger-model", responsive_cnn14]
+    code, output = run(capsys, *args)
+    assert code == 0, output
+    manifest = json.loads((tmp_path / "out" / "mix" / "manifest.json").read_text())
+    (stem,) = manifest["sources"]
+    assert stem["not_confirmed"] is True and stem["check"]["confirmed"] is False
+    assert stem["check"]["score_in_stem"] < threshold <= stem["check"]["score_in_mixture"]
+    assert manifest["check"]["not_confirmed"] == [stem["name"]]
+    assert f"{stem['name']} (not confirmed)" in output  # the final summary shows the verdict
+
+    code, output = run(capsys, *args, "--overwrite", "--drop-unconfirmed")
+    assert code == 0, output
+    manifest = json.loads((tmp_path / "out" / "mix" / "manifest.json").read_text())
+    assert manifest["sources"] == [] and manifest["check"]["dropped"] == [stem["name"]]
+    assert f"folded into the residual: {stem['name']}" in output
+    stems = stems_of(tmp_path / "out" / "mix")
+    assert list(stems) == ["residual"]
+    np.testing.assert_array_equal(stems["residual"], mix)  # the whole input, bit for bit
+
+
+def test_a_source_heard_only_in_the_residual_is_separated_in_a_second_round(tmp_path, tiny_audioldm2_dir,
+                                                                            responsive_cnn14):
+    from dataclasses import replace
+
+    from autosep.pipeline.inputs import collect_inputs
+    from autosep.pipeline.reading import open_audio
+    from autosep.pipeline.recording import Pipeline
+    from autosep.pipeline.settings import PipelineOptions
+    from autosep.pipeline.tagging import tag_recording
+    from autosep.taggers.audioset import load_ontology
+
+    write_wave(tmp_path / "in" / "mix.wav", seconds=3.0)
+    first_class, threshold = _class_the_tagger_hears_in(tmp_path / "in" / "mix.wav", responsive_cnn14)
+    base = PipelineOptions(model=str(tiny_audioldm2_dir), tagger_model=str(responsive_cnn14), steps=1,
+                           window=2.56, device="cpu", out=str(tmp_path / "out"),
+                           planner={"threshold": threshold, "include": [first_class], "max_sources": 0})
+    pipeline = Pipeline.load(base.settings())
+    (item,), _ = collect_inputs([str(tmp_path / "in" / "mix.wav")])
+    first = pipeline.process(item)
+    assert first.status == "done", first.message
+    # plant: the class the tagger hears most clearly in the residual that it does not hear in the mixture
+    with open_audio(tmp_path / "in" / "mix.wav") as reader:
+        in_mix = tag_recording(reader, pipeline.tagger).result
+    with open_audio(first.files["residual"]) as reader:
+        in_residual = tag_recording(reader, pipeline.tagger).result
+    ontology = load_ontology()
+    mix_scores, residual_scores = in_mix.probs.max(axis=0), in_residual.probs.max(axis=0)
+    related = {first_class} | ontology.ancestors(first_class) | ontology.descendants(first_class)
+    leaves = [j for j, mid in enumerate(in_mix.labels)
+              if mid not in related and not ontology.nodes[mid].child_ids and ontology.nodes[mid].depth >= 3]
+    planted = max(leaves, key=lambda j: residual_scores[j] - mix_scores[j])
+    gap = float(residual_scores[planted] - mix_scores[planted])
+    assert gap > 0.002, "nothing is clearer in the residual than in the mixture"
+    second_threshold = float(mix_scores[planted]) + gap / 2
+    # every other class that would pass the new threshold is excluded, so the planted one is the discovery
+    others = [mid for j, mid in enumerate(in_mix.labels) if j != planted and mid != first_class
+              and max(mix_scores[j], residual_scores[j]) >= second_threshold]
+    again = replace(base, rounds=2, overwrite=True, planner={
+        "threshold": second_threshold, "include": [first_class], "exclude": others, "max_sources": 2})
+    pipeline = Pipeline(again.settings(), pipeline.tagger, pipeline.separator)  # the same loaded models
+    second = pipeline.process(item)
+    assert second.status == "done", second.message
+    planted_name = ontology.nodes[in_mix.labels[planted]].name
+    assert [s.label for s in second.plan] == [ontology.nodes[first_class].name, planted_name]
+    stems = {s["name"]: s for s in second.manifest["sources"]}
+    assert stems[planted_name]["round"] == 2 and second.manifest["check"]["rounds"] == 2
+    assert set(second.files) == {ontology.nodes[first_class].name, planted_name, "residual"}
+    assert_audible_source_stems(dict(second.stems), sf.read(tmp_path / "in" / "mix.wav", always_2d=True)[0])

@@ -12,7 +12,9 @@ import soundfile as sf
 
 from autosep.cli import main as cli_main
 from autosep.pipeline.inputs import collect_inputs
-from autosep.tag_command import add_tagging_arguments, main, planner_options
+from autosep.cli_options import add_tagging_arguments, planning_settings
+from autosep.tag_command import main
+from autosep.taggers import PlanningSettings
 
 
 @pytest.fixture
@@ -103,7 +105,7 @@ def test_nothing_could_run(tmp_path, capsys, tiny_cnn14_checkpoint):
 def test_no_existing_input_exits_1_without_loading_the_tagger(tmp_path, capsys, monkeypatch):
     from autosep import tag_command as command
 
-    monkeypatch.setattr(command, "load_tagger", lambda *a, **k: pytest.fail("the tagger was loaded"))
+    monkeypatch.setattr(command, "load_tagger_for", lambda *a, **k: pytest.fail("the tagger was loaded"))
     empty = tmp_path / "empty"
     empty.mkdir()
     code = main([str(tmp_path / "missing.wav"), str(empty), str(tmp_path / "*.flac")])
@@ -116,14 +118,14 @@ def test_missing_inputs_are_named_before_the_tagger_loads_once(recordings, tiny_
                                                                capsys, monkeypatch):
     from autosep import tag_command as command
 
-    real_load = command.load_tagger
+    real_load = command.load_tagger_for
     stderr_when_loading = []
 
     def spy(*args, **kwargs):
         stderr_when_loading.append(capsys.readouterr().err)
         return real_load(*args, **kwargs)
 
-    monkeypatch.setattr(command, "load_tagger", spy)
+    monkeypatch.setattr(command, "load_tagger_for", spy)
     code = main([str(tmp_path / "missing.wav"), str(recordings / "a.wav"), str(recordings / "sub"), "--json",
                  "--tagger-model", str(tiny_cnn14_checkpoint), "--device", "cpu"])
     report = json.loads(capsys.readouterr().out)
@@ -157,15 +159,12 @@ def test_planner_options_for_the_main_command(tmp_path):
     args = parser.parse_args(["--include", "Cello", "--include", "Male speech, man speaking", "--exclude", "Dog",
                               "--hierarchy", "level:2", "--min-active", "2.5", "--prompts", str(prompts)])
 
-    class FakeTagger:
-        default_threshold = 0.4
-
-    options = planner_options(args, FakeTagger())
-    assert options == {"threshold": 0.4, "max_sources": 4, "min_active": 2.5, "hierarchy": "level:2",
-                       "include": ("Cello", "Male speech, man speaking"), "exclude": ("Dog",),
-                       "prompts": {"bark": "yapping"}}
-    assert planner_options(parser.parse_args(["--threshold", "0.1"]), FakeTagger())["threshold"] == 0.1
-    assert planner_options(parser.parse_args([]))["threshold"] is None
+    settings = planning_settings(args)
+    # the threshold stays unset: the planner derives it from the tagger's result, in one place for every command
+    assert settings == PlanningSettings(threshold=None, max_sources=4, min_active=2.5, hierarchy="level:2",
+                                        include=("Cello", "Male speech, man speaking"), exclude=("Dog",),
+                                        prompts={"bark": "yapping"})
+    assert planning_settings(parser.parse_args(["--threshold", "0.1"])).threshold == 0.1
 
 
 def test_a_recording_shorter_than_the_tagger_window_is_tagged(tmp_path, tiny_cnn14_checkpoint, capsys):
@@ -190,3 +189,58 @@ def test_names_with_brackets_are_printed_verbatim(tmp_path, tiny_cnn14_checkpoin
     captured = capsys.readouterr()
     assert "[bold]take [2].wav" in captured.err
     assert "[red]mix.wav" in captured.out
+
+
+def test_tag_and_dry_run_plan_a_file_through_the_same_streamed_blocks(tmp_path, tiny_cnn14_checkpoint, capsys,
+                                                                      monkeypatch):
+    import autosep.pipeline.tagging as tagging
+    from autosep.pipeline.recording import Pipeline
+    from autosep.pipeline.settings import PipelineOptions
+    from autosep.taggers import load_tagger
+
+    monkeypatch.setattr(tagging, "TAG_BLOCK_S", 10.0)  # a 32 s file in several blocks
+    rate = 16000
+    t = np.arange(32 * rate) / rate
+    wave = (0.2 * np.sin(2 * np.pi * 440 * t) * (t < 12) + 0.05 * np.random.default_rng(1).standard_normal(len(t)))
+    path = tmp_path / "long.wav"
+    sf.write(path, wave.astype(np.float32), rate)
+    blocks = []
+    real_tag = tagging.tag_recording
+
+    def spy(reader, tagger):
+        tagged = real_tag(reader, tagger)
+        blocks.append(tagged.result.window_times if tagged.result is not None else None)
+        return tagged
+
+    monkeypatch.setattr(tagging, "tag_recording", spy)
+    argv = ["--threshold", "0.3", "--max-sources", "3", "--hierarchy", "leaf"]
+    assert main([str(path), "--tagger-model", str(tiny_cnn14_checkpoint), "--device", "cpu", "--json",
+                 *argv]) == 0
+    tagged = json.loads(capsys.readouterr().out)["files"][0]
+    # one grid of 10 s windows every 5 s over the whole file, whatever the block size
+    assert blocks[0] == [(5.0 * i, 5.0 * i + 10.0) for i in range(5)] + [(22.0, 32.0)]
+
+    parser = argparse.ArgumentParser()
+    add_tagging_arguments(parser)
+    options = PipelineOptions(dry_run=True, out=str(tmp_path / "out"), planner=planning_settings(parser.parse_args(argv)))
+    pipeline = Pipeline(options.settings(), tagger=load_tagger("panns", tiny_cnn14_checkpoint, "cpu"), separator=None)
+    (item,), _ = collect_inputs([str(path)])
+    result = pipeline.process(item)
+    assert result.status == "planned", result.message
+    assert len(blocks) == 2 and blocks[1] == blocks[0]  # the dry run took the same path
+    assert [s.to_dict() for s in result.plan] == tagged["sources"]
+
+
+def test_tag_all_says_why_each_source_is_planned(recordings, tiny_cnn14_checkpoint, capsys):
+    args = [str(recordings / "a.wav"), "--tagger-model", str(tiny_cnn14_checkpoint), "--device", "cpu",
+            "--threshold", "0.2", "--max-sources", "3"]
+    assert main([*args, "--json"]) == 0
+    sources = json.loads(capsys.readouterr().out)["files"][0]["sources"]
+    assert sources and all(s["why"] and s["classes"] for s in sources)
+    assert all(s["classes"][0]["score"] == s["score"] for s in sources)  # the strongest class it holds
+    assert main([*args, "--all"]) == 0
+    out = capsys.readouterr().out
+    for i, source in enumerate(sources, start=1):
+        assert f"{i}. {source['label']}: {source['why']}" in out
+    assert main(args) == 0
+    assert sources[0]["why"] not in capsys.readouterr().out  # only with --all

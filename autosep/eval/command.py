@@ -19,6 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ..cli_options import number_at_least
+
 EXIT_OK, EXIT_NOTHING, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 EVAL_FILE = "eval.json"
 
@@ -36,26 +38,6 @@ source, optionally <recording>/labels.json {"<source>": "<AudioSet class or phra
 
 exit codes: 0 all scored, 1 nothing scored, 2 usage error, 3 some recordings not scored, 130 interrupted
 """
-
-
-def _rate(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a sample rate in Hz, got {text!r}") from None
-    if value < 1000:
-        raise argparse.ArgumentTypeError(f"expected a sample rate of at least 1000 Hz, got {text!r}")
-    return value
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected at least 1, got {text!r}")
-    return value
 
 
 def build_parser(run: bool) -> argparse.ArgumentParser:
@@ -94,19 +76,23 @@ def build_parser(run: bool) -> argparse.ArgumentParser:
                        help="CLAP for CLAP-A/CLAP-T/FAD/LPAPS (default laion/clap-htsat-unfused; id or local folder)")
     group.add_argument("--no-clap", action="store_true",
                        help="skip the CLAP metrics (CLAP-A, CLAP-T, FAD, LPAPS): no CLAP model needed")
-    group.add_argument("--sdr-rate", type=_rate, default=16000, metavar="HZ",
+    group.add_argument("--fad-embedding", action="append", choices=("clap", "panns"), metavar="clap|panns",
+                       help="embeddings FAD is computed on (repeatable; default clap, as the paper's scripts)")
+    group.add_argument("--panns-model", metavar="PTH",
+                       help="Cnn14 checkpoint for --fad-embedding panns (default: the PANNs tagger's download)")
+    group.add_argument("--sdr-rate", type=number_at_least(1000), default=16000, metavar="HZ",
                        help="rate SI-SDR and SDR are computed at (default 16000)")
-    group.add_argument("--clap-batch-size", type=_positive, default=8, metavar="N",
-                       help="10 s CLAP windows per forward (default 8)")
+    group.add_argument("--clap-batch-size", type=number_at_least(1), default=8, metavar="N",
+                       help="10 s windows per CLAP or PANNs forward (default 8)")
     group.add_argument("--json", action="store_true", help="print the report as JSON instead of tables")
     group.add_argument("--output", metavar="FILE",
                        help=f"where to write the report (default: {EVAL_FILE} in ESTIMATES, or in -o with --run)")
     if run:
-        from ..cli import add_run_arguments
+        from ..cli_options import add_run_arguments
 
         add_run_arguments(parser)  # -o, --model, --tagger, --steps, --render, --device, -q, -v, ...
     else:
-        group.add_argument("--device", default="auto", help="device for CLAP: auto, cpu, cuda, cuda:N or mps")
+        group.add_argument("--device", default="auto", help="device for CLAP and PANNs: auto, cpu, cuda, cuda:N or mps")
         group.add_argument("-q", "--quiet", action="store_true", help="only errors")
         group.add_argument("-v", "--verbose", action="store_true", help="more detail")
     return parser
@@ -168,10 +154,9 @@ def print_report(report: dict, console) -> None:
              "clap_t": "CLAP-T", "lpaps": "LPAPS (lower is better)"}
     for key in keys:
         table.add_row(names[key], _number(overall[key], digits.get(key, 2)), f"{overall[key + '_n']} pairs")
-    fad = overall["fad"]
-    if fad is not None:
+    for name, fad in overall["fad"].items():
         flag = "" if fad["reliable"] else " [yellow](small sets: unstable)[/]"
-        table.add_row("FAD (CLAP, lower is better)", _number(fad["value"], 4),
+        table.add_row(f"FAD ({'CLAP' if name == 'clap' else 'PANNs'}, lower is better)", _number(fad["value"], 4),
                       f"{fad['estimates']} estimates vs {fad['references']} references, {fad['dimensions']}-d{flag}")
     d = overall["discovery"]
     table.add_row("discovery precision", _number(d["precision"], 3), f"TP {d['tp']}, FP {d['fp']}")
@@ -195,25 +180,30 @@ def _separate(args, dataset: Path, references: dict, console) -> list[str]:
     given by name, one output root per recording), loading the models once. Returns the failure messages."""
     from dataclasses import replace
 
-    from ..cli import make_progress, options_from_args
+    from ..cli_options import make_progress, options_from_args
     from ..pipeline.batch import run_batch
     from ..pipeline.manifest import MANIFEST_NAME
     from ..pipeline.recording import Pipeline
+    from ..taggers.audioset import load_ontology
 
+    ontology = load_ontology()
     with_mixture = [r for r in references.values() if r.mixture is not None]
     if not with_mixture:
         raise _Usage(f"{dataset}: no <recording>/mixture.<ext> found; --run needs one mixture per recording "
                      "beside its true stems")
     failures = [f"{r.name}: no mixture.<ext> in {r.folder}; not separated" for r in references.values()
                 if r.mixture is None]
+    if args.dry_run:
+        raise _Usage("--dry-run separates nothing, so there is nothing to score; see the plans with "
+                     "`autosep tag DATASET` instead")
     options = options_from_args(args)
-    options.validate()
+    options.settings()  # every option checked once, before any model loads
     out_root = Path(options.out)
 
-    def options_for(recording) -> object:
+    def options_for(recording):
         # --oracle-sources: the paper's text-queried protocol, each recording separated with its true labels.
-        sources = [stem.label.text for stem in recording.stems] if args.oracle_sources else options.sources
-        return replace(options, out=str(out_root / recording.name), sources=sources)
+        sources = [stem.label.phrase(ontology) for stem in recording.stems] if args.oracle_sources else options.sources
+        return replace(options, out=str(out_root / recording.name), sources=sources).settings()
 
     pending = [r for r in with_mixture if options.overwrite or not (out_root / r.name / "mixture" / MANIFEST_NAME).is_file()]
     loaded = None
@@ -269,7 +259,9 @@ def _main(args, run: bool) -> int:
     console = Console(stderr=True)
     settings = EvalSettings(match=args.match, match_metric=args.match_metric, clap_model=args.clap_model,
                             clap=not args.no_clap, device=args.device, sdr_rate=args.sdr_rate,
-                            batch_size=args.clap_batch_size)
+                            batch_size=args.clap_batch_size,
+                            fad_embeddings=tuple(args.fad_embedding) if args.fad_embedding else None,
+                            panns_model=args.panns_model)
     try:
         settings.validate()
         labels = read_labels_file(args.labels) if args.labels else None

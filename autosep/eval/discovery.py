@@ -40,7 +40,12 @@ class Label:
     mid: str | None
 
     def describe(self, ontology: Ontology) -> str:
+        """The AudioSet display name, or the phrase for an open-set label."""
         return ontology.nodes[self.mid].name if self.mid in ontology.nodes else self.text
+
+    def phrase(self, ontology: Ontology) -> str:
+        """The label as written, for text prompts (CLAP-T, --oracle-sources); a bare mid becomes its name."""
+        return self.describe(ontology) if self.text.strip() == self.mid else self.text
 
 
 def resolve_label(text: str, mid: str | None = None, ontology: Ontology | None = None) -> Label:

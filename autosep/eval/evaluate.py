@@ -14,20 +14,26 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from importlib import metadata
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..frames import AudioDecodeError, load_audio
+from ..pipeline.reading import AudioDecodeError, open_audio
 from ..pipeline.manifest import hub_revision, package_versions
 from ..taggers.audioset import load_ontology
 from .discovery import score_discovery, summarise_discovery
 from .layout import RecordingFolder, match_by_labels, match_by_name, match_by_scores, resolve_match_mode
 from .metrics import frechet_distance, is_silent, resample, sdr, si_sdr, to_mono
 
+if TYPE_CHECKING:  # both import torch and transformers: only when a run needs them
+    from .clap import ClapScorer
+    from .panns import PannsEmbedder
+
 log = logging.getLogger("autosep")
 
 EVAL_VERSION = 1
 MATCH_METRICS = ("clap-a", "si-sdr")
+FAD_EMBEDDINGS = ("clap", "panns")
 PAIR_METRICS = ("si_sdr", "si_sdri", "sdr", "clap_a", "clap_t", "lpaps")
 
 
@@ -40,6 +46,14 @@ class EvalSettings:
     device: str = "auto"
     sdr_rate: int = 16000
     batch_size: int = 8
+    fad_embeddings: tuple[str, ...] | None = None  # "clap", "panns"; None: ("clap",), or none with clap=False
+    panns_model: str | None = None  # Cnn14 checkpoint for the PANNs FAD (default: autosep's verified download)
+
+    @property
+    def fad(self) -> tuple[str, ...]:
+        if self.fad_embeddings is None:
+            return ("clap",) if self.clap else ()
+        return tuple(dict.fromkeys(self.fad_embeddings))
 
     def validate(self) -> None:
         from .layout import MATCH_MODES, LayoutError
@@ -50,6 +64,11 @@ class EvalSettings:
             raise LayoutError(f"unknown match metric {self.match_metric!r}; choose {' or '.join(MATCH_METRICS)}")
         if self.match == "best" and self.match_metric == "clap-a" and not self.clap:
             raise LayoutError("--match best on CLAP-A needs CLAP; use --match-metric si-sdr with --no-clap")
+        unknown = [name for name in self.fad if name not in FAD_EMBEDDINGS]
+        if unknown:
+            raise LayoutError(f"unknown FAD embedding {unknown[0]!r}; choose from {', '.join(FAD_EMBEDDINGS)}")
+        if "clap" in self.fad and not self.clap:
+            raise LayoutError("a CLAP FAD needs CLAP: drop --no-clap, or use --fad-embedding panns")
         if self.sdr_rate < 1000:
             raise LayoutError(f"the SDR rate must be at least 1000 Hz, got {self.sdr_rate}")
 
@@ -58,6 +77,7 @@ class EvalSettings:
 class _Audio:
     sdr: np.ndarray  # mono at sdr_rate
     clap: np.ndarray | None  # mono at the CLAP rate
+    panns: np.ndarray | None  # mono at Cnn14's 32 kHz, when a PANNs FAD is asked for
 
 
 def _versions() -> dict[str, str]:
@@ -80,34 +100,46 @@ def _round(value: float | None, digits: int = 4) -> float | None:
 
 
 def evaluate(pairs: Sequence[tuple[RecordingFolder, RecordingFolder]], settings: EvalSettings,
-             missing: Sequence[str] = (), scorer=None,
+             missing: Sequence[str] = (), scorer: "ClapScorer | None" = None,
+             panns: "PannsEmbedder | None" = None,
              on_recording: Callable[[str, int, int], None] | None = None) -> dict:
     """Score every (estimates, references) recording pair. ``scorer`` may be a loaded
-    :class:`autosep.eval.clap.ClapScorer` (it is loaded here otherwise, unless ``settings.clap`` is False).
-    ``missing`` names reference recordings that have no estimates (reported, not scored)."""
+    :class:`autosep.eval.clap.ClapScorer` and ``panns`` a loaded :class:`autosep.eval.panns.PannsEmbedder`
+    (loaded here otherwise, when the settings need them). ``missing`` names reference recordings that have no
+    estimates (reported, not scored).
+
+    Recordings are processed one at a time (each one's stems in one batch per model) and only their embeddings
+    are kept for FAD, so memory does not grow with the audio of the whole dataset."""
     settings.validate()
     ontology = load_ontology()
     if settings.clap and scorer is None:
         from .clap import ClapScorer
 
         scorer = ClapScorer(settings.clap_model, device=settings.device, batch_size=settings.batch_size)
+    if "panns" in settings.fad and panns is None:
+        from .panns import PannsEmbedder
+
+        panns = PannsEmbedder(settings.panns_model, device=settings.device, batch_size=settings.batch_size)
+    embedders = {name: model for name, model in (("clap", scorer), ("panns", panns)) if model is not None}
     warnings: list[str] = [f"{name}: no estimates found for this reference recording" for name in missing]
     unreadable: list[str] = []
+    texts: dict[str, np.ndarray] = {}  # CLAP text embeddings, once per label
+    fad_sets: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {name: ([], []) for name in settings.fad}
 
     def read(path) -> _Audio | None:
         try:
-            recording = load_audio(path)
+            with open_audio(path) as recording:
+                rate, mono = recording.sample_rate, to_mono(recording.read(0, recording.frames))
         except AudioDecodeError as exc:
             warnings.append(str(exc))
             unreadable.append(str(path))
             return None
-        mono = to_mono(recording.samples)
-        return _Audio(sdr=resample(mono, recording.sample_rate, settings.sdr_rate),
-                      clap=scorer.prepare(mono, recording.sample_rate) if scorer is not None else None)
+        mono = mono.astype(np.float32)
+        return _Audio(sdr=resample(mono, rate, settings.sdr_rate),
+                      clap=scorer.prepare(mono, rate) if scorer is not None else None,
+                      panns=panns.prepare(mono, rate) if "panns" in fad_sets else None)
 
-    # Pass 1: decode, match, and gather the pairs; the CLAP work is then batched over the whole run.
-    records, jobs = [], []  # jobs: (record index, pair dict, estimate audio, reference audio, text)
-    all_estimates, all_references = [], []
+    records = []
     for index, (estimates, references) in enumerate(pairs):
         if on_recording:
             on_recording(references.name, index + 1, len(pairs))
@@ -116,18 +148,31 @@ def evaluate(pairs: Sequence[tuple[RecordingFolder, RecordingFolder]], settings:
         # The dataset's own mixture first (the one the references belong to), else the input autosep separated.
         mixture_path = references.mixture or estimates.mixture
         mixture = read(mixture_path) if mixture_path is not None else None
-        mode = resolve_match_mode(settings.match, estimates)
         usable_e = [i for i, a in enumerate(est_audio) if a is not None]
         usable_r = [j for j, a in enumerate(ref_audio) if a is not None]
+        # Every embedding this recording needs, one batch per model: estimates and references together.
+        embedded = {name: _embed(model, name, [est_audio[i] for i in usable_e] + [ref_audio[j] for j in usable_r])
+                    for name, model in embedders.items() if name == "clap" or name in fad_sets}
+        est_embedding = {name: dict(zip(usable_e, e[:len(usable_e)])) for name, e in embedded.items()}
+        ref_embedding = {name: dict(zip(usable_r, e[len(usable_e):])) for name, e in embedded.items()}
+        for name, (fad_estimates, fad_references) in fad_sets.items():
+            fad_estimates.extend(est_embedding[name].values())
+            fad_references.extend(ref_embedding[name].values())
+
+        mode = resolve_match_mode(settings.match, estimates)
         e_stems = [estimates.stems[i] for i in usable_e]
         r_stems = [references.stems[j] for j in usable_r]
         if mode == "labels":
             local = match_by_labels(e_stems, r_stems, ontology)
         elif mode == "name":
             local = match_by_name(e_stems, r_stems)
+        elif settings.match_metric == "clap-a":
+            local = match_by_scores(np.array([[est_embedding["clap"][i] @ ref_embedding["clap"][j] for j in usable_r]
+                                              for i in usable_e]).reshape(len(usable_e), len(usable_r)))
         else:
-            local = match_by_scores(_score_matrix([est_audio[i] for i in usable_e], [ref_audio[j] for j in usable_r],
-                                                  settings.match_metric, scorer))
+            local = match_by_scores(np.array([[np.nan if (v := si_sdr(est_audio[i].sdr, ref_audio[j].sdr)) is None
+                                               else v for j in usable_r] for i in usable_e]
+                                             ).reshape(len(usable_e), len(usable_r)))
         matched = [(usable_e[a], usable_r[b]) for a, b in local]
         record = {
             "name": references.name, "estimates": str(estimates.folder), "references": str(references.folder),
@@ -139,32 +184,36 @@ def evaluate(pairs: Sequence[tuple[RecordingFolder, RecordingFolder]], settings:
         for i, j in matched:
             e, r = est_audio[i], ref_audio[j]
             pair = {"estimate": estimates.stems[i].name, "reference": references.stems[j].name,
-                    "label": references.stems[j].label.describe(ontology),
-                    "silent_estimate": is_silent(e.sdr)}
+                    "label": references.stems[j].label.describe(ontology), "silent_estimate": is_silent(e.sdr)}
             pair["si_sdr"] = si_sdr(e.sdr, r.sdr)
             pair["sdr"] = sdr(e.sdr, r.sdr)
             mix_si_sdr = si_sdr(mixture.sdr, r.sdr) if mixture is not None else None
             pair["si_sdri"] = None if pair["si_sdr"] is None or mix_si_sdr is None else pair["si_sdr"] - mix_si_sdr
-            record["pairs"].append(pair)
             if scorer is not None:
-                jobs.append((pair, e, r, references.stems[j].label.describe(ontology)))
-        all_estimates.extend(a for a in est_audio if a is not None)
-        all_references.extend(a for a in ref_audio if a is not None)
+                text = references.stems[j].label.phrase(ontology)  # CLAP-T's text: the label as written
+                if text not in texts:
+                    texts[text] = scorer.embed_text([text])[0]
+                pair["text"] = text
+                pair["clap_a"] = float(est_embedding["clap"][i] @ ref_embedding["clap"][j])
+                pair["clap_t"] = float(est_embedding["clap"][i] @ texts[text])
+            record["pairs"].append(pair)
+        if scorer is not None and matched:
+            for pair, value in zip(record["pairs"], scorer.lpaps_many([(est_audio[i].clap, ref_audio[j].clap)
+                                                                       for i, j in matched])):
+                pair["lpaps"] = float(value)
         records.append(record)
 
-    fad = None
-    if scorer is not None:
-        _clap_metrics(scorer, jobs)
-        if len(all_estimates) >= 2 and len(all_references) >= 2:
-            result = frechet_distance(scorer.embed_audio([a.clap for a in all_estimates]),
-                                      scorer.embed_audio([a.clap for a in all_references]))
-            fad = {"value": _round(result.value), "estimates": result.estimates, "references": result.references,
-                   "dimensions": result.dimensions, "embedding": "clap", "reliable": result.reliable}
-            if result.warning:
-                warnings.append(result.warning)
-        else:
-            warnings.append(f"FAD needs at least 2 estimates and 2 references (got {len(all_estimates)} and "
-                            f"{len(all_references)}); not computed")
+    fad = {}
+    for name, (fad_estimates, fad_references) in fad_sets.items():
+        if len(fad_estimates) < 2 or len(fad_references) < 2:
+            warnings.append(f"{name}: FAD needs at least 2 estimates and 2 references (got {len(fad_estimates)} "
+                            f"and {len(fad_references)}); not computed")
+            continue
+        result = frechet_distance(np.stack(fad_estimates), np.stack(fad_references))
+        fad[name] = {"value": _round(result.value), "estimates": result.estimates, "references": result.references,
+                     "dimensions": result.dimensions, "reliable": result.reliable}
+        if result.warning:
+            warnings.append(f"{name}: {result.warning}")
     for record in records:
         for pair in record["pairs"]:
             for key in PAIR_METRICS:
@@ -184,12 +233,16 @@ def evaluate(pairs: Sequence[tuple[RecordingFolder, RecordingFolder]], settings:
     return {
         "eval_version": EVAL_VERSION,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "settings": asdict(settings),
-        "models": {"clap": None if scorer is None else {
-            "model_id": scorer.model_id, "revision": hub_revision(scorer.model_id,
-                                                                  getattr(scorer.model, "name_or_path", None)),
-            "sample_rate": scorer.sample_rate}},
-        "rates": {"sdr": settings.sdr_rate, "clap": None if scorer is None else scorer.sample_rate},
+        "settings": {**asdict(settings), "fad_embeddings": list(settings.fad)},
+        "models": {
+            "clap": None if scorer is None else {
+                "model_id": scorer.model_id, "revision": hub_revision(scorer.model_id,
+                                                                      getattr(scorer.model, "name_or_path", None)),
+                "sample_rate": scorer.sample_rate},
+            "panns": None if panns is None else {"model_id": panns.model_id, "sample_rate": panns.sample_rate},
+        },
+        "rates": {"sdr": settings.sdr_rate, "clap": None if scorer is None else scorer.sample_rate,
+                  "panns": None if panns is None else panns.sample_rate},
         "versions": _versions(),
         "recordings": records,
         "missing_estimates": list(missing),
@@ -199,27 +252,8 @@ def evaluate(pairs: Sequence[tuple[RecordingFolder, RecordingFolder]], settings:
     }
 
 
-def _clap_metrics(scorer, jobs: list) -> None:
-    """CLAP-A, CLAP-T and LPAPS for every matched pair, batched over the run."""
-    if not jobs:
-        return
-    estimates = scorer.embed_audio([e.clap for _, e, _, _ in jobs])
-    references = scorer.embed_audio([r.clap for _, _, r, _ in jobs])
-    texts = sorted({text for *_, text in jobs})
-    text_embeddings = dict(zip(texts, scorer.embed_text(texts)))
-    lpaps = scorer.lpaps_many([(e.clap, r.clap) for _, e, r, _ in jobs])
-    for k, (pair, _, _, text) in enumerate(jobs):
-        pair["clap_a"] = float(estimates[k] @ references[k])
-        pair["clap_t"] = float(estimates[k] @ text_embeddings[text])
-        pair["lpaps"] = float(lpaps[k])
-
-
-def _score_matrix(estimates: list[_Audio], references: list[_Audio], metric: str, scorer) -> np.ndarray:
-    """``[estimates, references]`` scores for ``--match best`` (NaN where undefined)."""
-    if not estimates or not references:
-        return np.zeros((len(estimates), len(references)))
-    if metric == "clap-a":
-        a = scorer.embed_audio([e.clap for e in estimates])
-        b = scorer.embed_audio([r.clap for r in references])
-        return a @ b.T
-    return np.array([[np.nan if (v := si_sdr(e.sdr, r.sdr)) is None else v for r in references] for e in estimates])
+def _embed(model, name: str, audios: list[_Audio]) -> np.ndarray:
+    """Embeddings of ``audios`` at the model's own rate (prepared when read)."""
+    if not audios:
+        return np.zeros((0, 0))
+    return model.embed_audio([getattr(audio, name) for audio in audios])

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..frames import is_media_file
+from ..pipeline.reading import is_media_file
 from ..errors import AutosepError
 from ..pipeline.manifest import MANIFEST_NAME
 from ..pipeline.naming import RESIDUAL, slugify
@@ -152,7 +152,14 @@ def read_references(root: str | Path, labels: dict[str, dict[str, str]] | None =
                 raise LayoutError(f"{folder / LABELS_FILE}: expected a JSON object {{\"<source>\": \"<label>\"}}")
             local = {str(k): str(v) for k, v in data.items()}
         given = (labels or {}).get(recording.name, {})
-        for path in _audio_files(folder):
+        files = _audio_files(folder)
+        names = {p.name for p in files} | {p.stem for p in files}
+        for table, where in ((local, folder / LABELS_FILE), (given, f"the --labels entry for {recording.name}")):
+            unknown = sorted(key for key in table if key not in names)
+            if unknown:  # a typo would otherwise fall back to the file name silently
+                raise LayoutError(f"{where}: {unknown[0]!r} names no audio file in {folder}; "
+                                  f"use the file names there ({', '.join(sorted(p.name for p in files))})")
+        for path in files:
             if path.stem.casefold() == MIXTURE:
                 recording.mixture = path
                 continue
@@ -161,6 +168,10 @@ def read_references(root: str | Path, labels: dict[str, dict[str, str]] | None =
         recording.planned = [stem.label for stem in recording.stems]
         if recording.stems:  # a folder holding only a mixture is a dataset input, not references
             recordings[recording.name] = recording
+    unknown = sorted(set(labels or {}) - set(recordings))
+    if unknown:
+        raise LayoutError(f"the --labels file names recording {unknown[0]!r}, which is not under {root} "
+                          f"(recordings are folder paths under it, e.g. {next(iter(recordings), 'song1')!r})")
     return recordings
 
 

@@ -1,11 +1,12 @@
 """The per-recording flow and everything only it uses: audio -> tags -> plan -> stems -> files.
 
-Modules, in the order a recording meets them: ``inputs`` (INPUT arguments to files), ``reading`` (block reads),
-``recording`` (one recording, step by step), ``windows`` (window grid, cross-fade, overlap-add), ``separate``
-(the per-window separation loop), ``render`` (projected / generative stems), ``write`` (atomic stem and JSON
-writers), ``manifest`` (the record of what was done), ``batch`` (many recordings, models loaded once),
-``progress`` (hooks and displays) and ``api`` (``autosep.AutoSep``). Names are imported on first use, so
-``import autosep.pipeline`` stays light.
+Modules, in the order a recording meets them: ``settings`` (the run's options, checked once), ``inputs`` (INPUT
+arguments to files), ``reading`` (one recording type, block reads), ``recording`` (one recording, step by step),
+``tagging`` (the streaming tagging pass), ``separate`` (the per-window separation loop), ``windows`` (cross-fade,
+overlap-add), ``render`` (one renderer per render mode), ``write`` (atomic stem and JSON writers), ``naming``
+(safe stem names), ``manifest`` (the record of what was done, written and read), ``batch`` (many recordings,
+models loaded once, the skip decision), ``progress`` (hooks and displays) and ``api`` (``autosep.AutoSep``).
+Names are imported on first use, so ``import autosep.pipeline`` stays light.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 _LAZY = {
     "AutoSep": "api", "separate_file": "api",
-    "Pipeline": "recording", "PipelineOptions": "recording", "RecordingResult": "recording",
+    "Pipeline": "recording", "RecordingResult": "recording", "PipelineOptions": "settings", "RunSettings": "settings",
     "BatchOutcome": "batch", "run_batch": "batch",
 }
 

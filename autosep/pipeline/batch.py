@@ -1,7 +1,9 @@
-"""A batch: expand the inputs, check the output folder, load the models once, process every recording.
+"""A batch: expand the inputs, check the output folder, decide once per input whether it needs work, load the
+models once (only when something needs them), and process every recording.
 
-Shared by the command line and the Python API. Exit codes: 0 all inputs done, 1 nothing could run,
-2 usage error, 3 some inputs failed and the rest were done, 130 interrupted (Ctrl-C).
+Shared by the command line and the Python API. Each input's output folder is computed once and its manifest read
+once, here: done already (skipped), another input's results (refused unless ``overwrite``), or to process.
+Exit codes: :mod:`autosep.errors`.
 """
 
 from __future__ import annotations
@@ -10,20 +12,14 @@ import os
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from ..errors import AutosepError
+from ..errors import EXIT_INTERRUPTED, EXIT_NOTHING_RAN, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, AutosepError, SettingsError
 from .inputs import InputFile, collect_inputs
-from .manifest import MANIFEST_NAME
+from .manifest import Manifest
 from .naming import is_inside
-from .recording import Pipeline, PipelineOptions, RecordingResult
 from .progress import Progress
-from .write import read_json
-
-if TYPE_CHECKING:
-    from .ray_engine import RaySettings
-
-EXIT_OK, EXIT_NOTHING_RAN, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+from .recording import Pipeline, RecordingResult, output_folder, write_remix
+from .settings import RunSettings
 
 
 @dataclass
@@ -33,6 +29,7 @@ class BatchOutcome:
     error: str | None = None  # why nothing could run
     interrupted: bool = False
     interrupted_at: Path | None = None  # the recording that was being processed
+    pipeline: Pipeline | None = None  # the pipeline with its models loaded, for the next batch
 
 
 def check_output_root(out: Path) -> None:
@@ -54,26 +51,29 @@ def _inside_output_below_root(item: InputFile, out_root: Path) -> bool:
     return is_inside(out_root, item.root) and os.path.realpath(out_root) != os.path.realpath(item.root)
 
 
-def _earlier_output(item: InputFile, out_root: Path) -> bool:
-    """Whether ``item``, found by walking a folder or glob, is a stem an earlier run wrote (beside its manifest)."""
-    if item.path.parent == item.root or not is_inside(item.path, out_root):
-        return False
-    manifest = read_json(item.path.parent / MANIFEST_NAME)
-    if not manifest or "manifest_version" not in manifest:
-        return False
-    entries = list(manifest.get("sources") or []) + [manifest.get("residual")]
-    written = [entry for entry in entries if isinstance(entry, dict)]
-    return item.path.name in {str(entry.get("file")) for entry in written}
+class _EarlierOutput:
+    """Whether a file found by walking a folder or glob is a stem an earlier run wrote (its folder's manifest
+    lists it). Each folder's manifest is read once."""
+
+    def __init__(self, out_root: Path):
+        self.out_root = out_root
+        self._manifests: dict[Path, Manifest | None] = {}
+
+    def __call__(self, item: InputFile) -> bool:
+        if item.path.parent == item.root or not is_inside(item.path, self.out_root):
+            return False
+        folder = item.path.parent
+        if folder not in self._manifests:
+            self._manifests[folder] = Manifest.read(folder)
+        manifest = self._manifests[folder]
+        return manifest is not None and manifest.is_autosep and manifest.lists(item.path.name)
 
 
-def _already_done(folder: Path, item: InputFile) -> bool:
-    manifest = read_json(folder / MANIFEST_NAME)
-    if not manifest:
-        return False
-    try:
-        return Path(str(manifest.get("input", {}).get("path", ""))).resolve() == item.path.resolve()
-    except OSError:
-        return False
+@dataclass
+class _Work:
+    item: InputFile
+    folder: Path
+    previous: Manifest | None  # the manifest already in the folder, read once
 
 
 def _describe(result: RecordingResult) -> str:
@@ -82,29 +82,38 @@ def _describe(result: RecordingResult) -> str:
     return {"skipped": "already done (manifest.json exists; --overwrite redoes it)"}.get(result.status, result.status)
 
 
-def run_batch(inputs: list[str], options: PipelineOptions, progress: Progress | None = None,
-              pipeline: Pipeline | None = None, ray: RaySettings | None = None) -> BatchOutcome:
+def _decide(work: _Work, settings: RunSettings) -> RecordingResult | None:
+    """The one decision whether an input needs processing: a result when it does not (done, or refused)."""
+    previous = work.previous
+    if previous is None or settings.dry_run:
+        return None
+    if not previous.is_for(work.item.path):
+        if settings.output.overwrite:
+            return None
+        return RecordingResult.failed(
+            work.item.path, f"{work.item.path}: {work.folder} already holds the results for another input "
+                            f"({previous.input_path}); use a different --out, or --overwrite to replace them")
+    return None if settings.output.overwrite else RecordingResult.skipped(work.item, previous)
+
+
+def run_batch(inputs: list[str], settings: RunSettings, progress: Progress | None = None,
+              pipeline: Pipeline | None = None) -> BatchOutcome:
     """Process ``inputs`` (files, folders, globs). ``pipeline`` may be passed with models already loaded.
 
-    With ``ray``, the recordings still to do are processed by Ray workers (``ray_engine``) instead of here;
-    everything before (inputs, output checks, skips) and after (results, exit code) is the same.
+    With ``settings.ray``, the recordings that need processing go to Ray workers (``ray_engine``) instead;
+    everything before (inputs, output checks, the decision per input) and after (results, exit code) is the same.
     """
     progress = progress or Progress()
-    outcome = BatchOutcome()
-    try:
-        options.validate()
-    except AutosepError as exc:
-        return BatchOutcome(exit_code=EXIT_USAGE, error=str(exc))
-
+    outcome = BatchOutcome(pipeline=pipeline)
     files, missing = collect_inputs(inputs)
-    out_root = Path(options.out)
+    out_root = settings.output.out
     # Stems from an earlier run inside an input folder (autosep music/ -o music/stems) are not new inputs;
     # a file named directly, or -o pointing at the input folder itself, is still processed.
     # Stems of earlier runs written into the input folder itself (autosep music/ -o music/) are not inputs either.
-    files = [item for item in files
-             if not _inside_output_below_root(item, out_root) and not _earlier_output(item, out_root)]
+    earlier_output = _EarlierOutput(out_root)
+    files = [item for item in files if not _inside_output_below_root(item, out_root) and not earlier_output(item)]
     for absent in missing:
-        outcome.results.append(RecordingResult(Path(absent.given), None, "failed", f"{absent.given}: {absent.reason}"))
+        outcome.results.append(RecordingResult.failed(Path(absent.given), f"{absent.given}: {absent.reason}"))
     if not files:
         outcome.exit_code = EXIT_NOTHING_RAN
         outcome.error = "no input found: " + "; ".join(r.message for r in outcome.results) if outcome.results \
@@ -113,7 +122,7 @@ def run_batch(inputs: list[str], options: PipelineOptions, progress: Progress | 
     for result in outcome.results:  # say so now, not only in the summary after a long model load and batch
         progress.warn(result.message)
 
-    if not options.dry_run:
+    if not settings.dry_run:
         try:
             check_output_root(out_root)
         except AutosepError as exc:
@@ -122,48 +131,53 @@ def run_batch(inputs: list[str], options: PipelineOptions, progress: Progress | 
 
     # Two inputs must never share an output folder (mix.wav and mix.flac, or a/x.wav and b/x.wav given as
     # files): the first keeps it, the others are refused rather than overwriting it.
-    planned: list[tuple[InputFile, Path]] = []
+    planned: list[_Work | RecordingResult] = []
     owners: dict[str, InputFile] = {}
     for item in files:
-        folder = out_root / item.relative
+        try:
+            folder = output_folder(out_root, item)
+        except AutosepError as exc:
+            planned.append(RecordingResult.failed(item.path, str(exc)))
+            continue
         key = os.path.normcase(os.path.abspath(folder))
         if key in owners:
-            outcome.results.append(RecordingResult(
-                item.path, None, "failed",
-                f"{item.path}: refused, it would write to the same output folder {folder} as {owners[key].path}; "
-                "rename one of them or process them with different -o folders"))
+            planned.append(RecordingResult.failed(
+                item.path, f"{item.path}: refused, it would write to the same output folder {folder} as "
+                           f"{owners[key].path}; rename one of them or process them with different -o folders"))
             continue
         owners[key] = item
-        planned.append((item, folder))
+        work = _Work(item, folder, Manifest.read(folder))
+        planned.append(_decide(work, settings) or work)
 
-    pending = [item for item, folder in planned if options.overwrite or options.dry_run
-               or not _already_done(folder, item)]
-    if ray is not None and not options.dry_run:
-        return _run_on_ray(planned, pending, options, ray, progress, outcome)
-    if pipeline is None and pending:
+    on_ray = settings.ray is not None and not settings.dry_run  # then the workers load the models, not this process
+    if pipeline is None and not on_ray and any(isinstance(entry, _Work) for entry in planned):
         try:
-            pipeline = Pipeline.load(options, progress)
+            pipeline = outcome.pipeline = Pipeline.load(settings, progress)
         except AutosepError as exc:
             outcome.exit_code, outcome.error = EXIT_NOTHING_RAN, str(exc)
             return outcome
         except Exception as exc:  # a broken model folder fails in many ways: say which model, not a traceback
             outcome.exit_code = EXIT_NOTHING_RAN
-            tagger = "" if options.sources is not None else f"tagger {options.tagger}, "
-            outcome.error = (f"could not load the models ({tagger}separator {options.model}): "
+            tagger = f"tagger {settings.tagging.tagger}, " if settings.tagged else ""
+            outcome.error = (f"could not load the models ({tagger}separator {settings.models.separator}): "
                              f"{type(exc).__name__}: {exc}")
             return outcome
-    elif pipeline is None:
-        pipeline = Pipeline(options, progress=progress)  # everything is done already; nothing to load
+
+    if on_ray:
+        return _run_on_ray(planned, settings, progress, outcome)
 
     progress.start_batch(len(planned))
     try:
-        for item, _folder in planned:
-            name = str(item.path)
-            outcome.interrupted_at = item.path
-            progress.start_file(name)
-            result = pipeline.process(item)
+        for entry in planned:
+            path = entry.item.path if isinstance(entry, _Work) else entry.input
+            outcome.interrupted_at = path
+            progress.start_file(str(path))
+            if isinstance(entry, _Work):
+                result = pipeline.process(entry.item, entry.folder, entry.previous)
+            else:
+                result = _settled(entry, settings, progress)
             outcome.results.append(result)
-            progress.end_file(name, _describe(result))
+            progress.end_file(str(path), _describe(result))
         outcome.interrupted_at = None
     except KeyboardInterrupt:
         outcome.interrupted = True
@@ -171,9 +185,18 @@ def run_batch(inputs: list[str], options: PipelineOptions, progress: Progress | 
         return outcome
     finally:
         progress.close()
-
     _set_exit_code(outcome)
     return outcome
+
+
+def _settled(result: RecordingResult, settings: RunSettings, progress: Progress) -> RecordingResult:
+    """An input decided without processing (done already, or refused); a done one still gets --keep/--remove."""
+    if result.status == "skipped":  # --keep/--remove on stems an earlier run wrote
+        try:
+            write_remix(result, settings.output, progress)
+        except AutosepError as exc:
+            return RecordingResult.failed(result.input, str(exc))
+    return result
 
 
 def _set_exit_code(outcome: BatchOutcome) -> None:
@@ -182,46 +205,38 @@ def _set_exit_code(outcome: BatchOutcome) -> None:
     outcome.exit_code = EXIT_OK if failed == 0 else (EXIT_NOTHING_RAN if ok == 0 else EXIT_PARTIAL)
 
 
-def _run_on_ray(planned: list[tuple[InputFile, Path]], pending: list[InputFile], options: PipelineOptions,
-                ray: RaySettings, progress: Progress, outcome: BatchOutcome) -> BatchOutcome:
-    """The processing loop of :func:`run_batch`, on Ray: finished recordings are answered here, without models."""
-    from .ray_engine import RayUsageError, run_on_ray
+def _run_on_ray(planned: list[_Work | RecordingResult], settings: RunSettings, progress: Progress,
+                outcome: BatchOutcome) -> BatchOutcome:
+    """The processing loop of :func:`run_batch` on Ray workers (``ray_engine``); this process loads no model.
+    Inputs decided without processing are answered here first; results keep the inputs' order."""
+    from .ray_engine import run_on_ray
 
-    todo = {id(item) for item in pending}
     results: list[RecordingResult | None] = [None] * len(planned)
-    local = Pipeline(options, progress=progress)  # no models: it only reports recordings that are already done
-    for index, (item, _folder) in enumerate(planned):
-        if id(item) not in todo:
-            results[index] = local.process(item)
-    remaining = [index for index, (item, _folder) in enumerate(planned) if id(item) in todo]
     progress.start_batch(len(planned))
-    for index, (item, _folder) in enumerate(planned):
-        if results[index] is not None:
-            progress.start_file(str(item.path))
-            progress.end_file(str(item.path), _describe(results[index]))
+    for index, entry in enumerate(planned):
+        if not isinstance(entry, _Work):
+            progress.start_file(str(entry.input))
+            results[index] = _settled(entry, settings, progress)
+            progress.end_file(str(entry.input), _describe(results[index]))
+    todo = [index for index, entry in enumerate(planned) if isinstance(entry, _Work)]
     try:
-        if remaining:
-            for position, result in run_on_ray([planned[i][0] for i in remaining], options, ray,
-                                               Path(options.out), progress):
-                index = remaining[position]
+        if todo:
+            work = [(planned[i].item, planned[i].folder, planned[i].previous) for i in todo]
+            for position, result in run_on_ray(work, settings, progress):
+                index = todo[position]
                 results[index] = result
-                name = str(planned[index][0].path)
-                where = getattr(result, "processed_by", None) or {}
+                name, where = str(planned[index].item.path), result.processed_by or {}
                 progress.start_file(name)
                 progress.end_file(name, f"{_describe(result)} (worker {where.get('host', '?')}:{where.get('pid', '?')})")
     except KeyboardInterrupt:
-        outcome.results.extend(r for r in results if r is not None)
         outcome.interrupted, outcome.exit_code = True, EXIT_INTERRUPTED
-        return outcome
-    except RayUsageError as exc:
+    except SettingsError as exc:  # a pool the cluster cannot hold
         outcome.exit_code, outcome.error = EXIT_USAGE, str(exc)
-        return outcome
-    except AutosepError as exc:
-        outcome.results.extend(r for r in results if r is not None)
+    except AutosepError as exc:  # the output folder not shared, or the workers could not load the models
         outcome.exit_code, outcome.error = EXIT_NOTHING_RAN, str(exc)
-        return outcome
     finally:
         progress.close()
-    outcome.results.extend(r for r in results if r is not None)
-    _set_exit_code(outcome)
+    outcome.results.extend(result for result in results if result is not None)
+    if not outcome.interrupted and outcome.error is None:
+        _set_exit_code(outcome)
     return outcome

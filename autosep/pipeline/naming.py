@@ -8,6 +8,7 @@ import unicodedata
 from pathlib import Path
 
 RESIDUAL = "residual"  # the projected render's leftover stem; no source may take this name
+REMIX = "remix"  # --keep/--remove write remix.<ext> beside the stems; no source may take this name either
 _MAX_SLUG = 60
 
 
@@ -22,7 +23,7 @@ def slugify(name: str) -> str:
     return slug or "source"
 
 
-def unique_slugs(names: list[str], reserved: tuple[str, ...] = (RESIDUAL,)) -> list[str]:
+def unique_slugs(names: list[str], reserved: tuple[str, ...] = (RESIDUAL, REMIX)) -> list[str]:
     """One slug per name, in order; a slug already taken (or reserved) gets ``_2``, ``_3``..."""
     taken = set(reserved)
     result = []

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import re
 import shutil
 import socket
 import uuid
@@ -25,46 +24,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import AutosepError
+from ..errors import AutosepError, SettingsError
 from .inputs import InputFile
+from .manifest import Manifest
+from .settings import RAY_INSTALL_HINT, RaySettings, RunSettings
 
-RAY_INSTALL_HINT = 'pip install "autosep[ray]"'
 LOCAL = "local"  # --ray without an address: start a Ray instance on this machine
 STATE_FOLDER = ".autosep-ray"  # inside the output folder: the storage marker and the attempt counters
-_ADDRESS = re.compile(r"^(auto|local|ray://[^\s/]+(:\d+)?|[\w.\-]+:\d+)$")
 
 
-class RayUsageError(AutosepError):
-    """``--ray`` cannot be used as asked (Ray missing, bad address or sizes): a usage error, exit 2."""
+class RayUsageError(SettingsError):
+    """``--ray`` cannot be used as asked (Ray missing, a pool the cluster cannot hold): a usage error, exit 2."""
 
 
 class SharedStorageError(AutosepError):
     """A worker's node cannot see the output folder the driver wrote to."""
-
-
-@dataclass(frozen=True)
-class RaySettings:
-    """How to reach the cluster and size the worker pool. Validated once, when built."""
-
-    address: str = LOCAL  # "local", "auto", "ray://host:10001" or "host:port"
-    workers: int | None = None  # default: one per GPU, else one per ``cpus_per_worker`` CPUs
-    cpus_per_worker: float = 1.0
-    gpus_per_worker: float | None = None  # default: 1 when the cluster has GPUs, else 0
-    retries: int = 2  # re-runs of a recording whose worker died
-
-    def __post_init__(self) -> None:
-        if not _ADDRESS.match(self.address):
-            raise RayUsageError(f"--ray got {self.address!r}, which is not a Ray address: use auto, "
-                                "ray://HOST:PORT or HOST:PORT (or --ray alone for a local instance), and put it "
-                                "after the inputs or write --ray=ADDRESS")
-        if self.workers is not None and self.workers < 1:
-            raise RayUsageError(f"--ray-workers must be at least 1, got {self.workers}")
-        if not self.cpus_per_worker > 0:
-            raise RayUsageError(f"--ray-cpus-per-worker must be positive, got {self.cpus_per_worker}")
-        if self.gpus_per_worker is not None and not self.gpus_per_worker >= 0:
-            raise RayUsageError(f"--ray-gpus-per-worker must be 0 or more, got {self.gpus_per_worker}")
-        if self.retries < 0:
-            raise RayUsageError(f"--ray-retries must be 0 or more, got {self.retries}")
 
 
 def import_ray():
@@ -141,45 +115,45 @@ def check_shared_storage(ray, state: Path) -> None:
 class RecordingWorker:
     """One Ray actor: loads the models once, then processes whole recordings (``batch_size=1``)."""
 
-    config: tuple[Any, str, int]  # (options, state folder, retries), bound by :func:`run_on_ray`
+    config: tuple[RunSettings, str]  # (the run's settings, the state folder), bound by :func:`run_on_ray`
 
     def __init__(self):
         from .recording import Pipeline
 
-        options, state, retries = self.config
-        self.pipeline = Pipeline.load(options)
+        settings, state = self.config
+        self.pipeline = Pipeline.load(settings)
         self.state = Path(state)
-        self.retries = retries
+        self.retries = settings.ray.retries
         self.where = {"engine": "ray", "host": socket.gethostname(), "pid": os.getpid()}
         try:
             import ray
 
             self.where["node_id"] = ray.get_runtime_context().get_node_id()
-        except Exception:  # outside Ray (a test calling the class directly): the host is enough
+        except Exception:  # outside Ray (the class used directly): the host is enough
             pass
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         import numpy as np
 
-        results = [self._one(int(index), pickle.loads(blob)) for index, blob in zip(batch["index"], batch["item"])]
+        results = [self._one(int(index), *pickle.loads(blob)) for index, blob in zip(batch["index"], batch["work"])]
         return {"index": np.asarray(batch["index"]),
                 "result": np.array([pickle.dumps(result) for result in results], dtype=object)}
 
-    def process(self, item: InputFile):
+    def process(self, item: InputFile, folder: Path, previous: Manifest | None):
         """Process one recording; a subclass may wrap this (e.g. to record or inject faults)."""
-        return self.pipeline.process(item)
+        return self.pipeline.process(item, folder, previous)
 
-    def _one(self, index: int, item: InputFile):
+    def _one(self, index: int, item: InputFile, folder: Path, previous: Manifest | None):
         from .recording import RecordingResult
 
         attempt = self._count_attempt(index)
         if attempt > self.retries + 1:
-            return RecordingResult(item.path, None, "failed",
-                                   f"{item.path}: its Ray worker died {attempt - 1} times while processing it "
-                                   "(out of memory? node lost?); not retried again (--ray-retries)")
+            return RecordingResult.failed(item.path, f"{item.path}: its Ray worker died {attempt - 1} times while "
+                                                     "processing it (out of memory? node lost?); not retried again "
+                                                     "(--ray-retries)")
         self.pipeline.processed_by = dict(self.where, attempt=attempt)
-        result = self.process(item)
-        result.processed_by = dict(self.where, attempt=attempt)
+        result = self.process(item, folder, previous)
+        result.processed_by = self.pipeline.processed_by
         return result
 
     def _count_attempt(self, index: int) -> int:
@@ -195,31 +169,34 @@ class RecordingWorker:
         return attempt
 
 
-def run_on_ray(items: Sequence[InputFile], options: Any, settings: RaySettings, out_root: Path,
-               progress: Any, worker: type[RecordingWorker] | None = None) -> Iterator[tuple[int, Any]]:
-    """Process ``items`` on Ray; yields ``(index into items, RecordingResult)`` as recordings finish.
+def run_on_ray(work: Sequence[tuple[InputFile, Path, Manifest | None]], settings: RunSettings, progress: Any,
+               worker: type[RecordingWorker] | None = None) -> Iterator[tuple[int, Any]]:
+    """Process ``work`` (input, output folder, the manifest already there) on Ray; yields ``(index into work,
+    RecordingResult)`` as recordings finish.
 
-    Raises RayUsageError (bad sizes, Ray missing), SharedStorageError, or AutosepError when the workers could not
-    start (their models failed to load).
+    Raises RayUsageError (a pool the cluster cannot hold), SharedStorageError, or AutosepError when the workers
+    could not start (their models failed to load).
     """
     ray = import_ray()
     worker = worker or RecordingWorker  # looked up now, so a subclass patched in for a test is used
-    started = connect(ray, settings.address)
+    ray_settings: RaySettings = settings.ray
+    started = connect(ray, ray_settings.address)
+    out_root = settings.output.out
     state = out_root / STATE_FOLDER / uuid.uuid4().hex[:12]
     try:
         state.mkdir(parents=True, exist_ok=True)
         check_shared_storage(ray, state)
-        workers, cpus, gpus = pool_size(ray.cluster_resources(), settings, len(items))
+        workers, cpus, gpus = pool_size(ray.cluster_resources(), ray_settings, len(work))
         progress.stage(f"ray: {workers} worker(s), {cpus:g} CPU and {gpus:g} GPU each, "
                        f"{len(ray.nodes())} node(s)")
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False
         context.print_on_execution_start = False
-        dataset = ray.data.from_items([{"index": i, "item": pickle.dumps(item)} for i, item in enumerate(items)],
-                                      override_num_blocks=len(items))
+        dataset = ray.data.from_items([{"index": i, "work": pickle.dumps(entry)} for i, entry in enumerate(work)],
+                                      override_num_blocks=len(work))
         # The run's settings travel inside the class (pickled with it) rather than as constructor arguments,
         # which Ray would keep in the object store, where a restarted actor might no longer find them.
-        bound = type(worker.__name__, (worker,), {"config": (options, str(state), settings.retries)})
+        bound = type(worker.__name__, (worker,), {"config": (settings, str(state))})
         results = dataset.map_batches(bound, batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers),
                                       num_cpus=cpus, num_gpus=gpus)
         per_worker: Counter[str] = Counter()

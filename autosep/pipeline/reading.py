@@ -1,31 +1,55 @@
-"""Random-access reading of a recording in blocks, so long files never sit in memory whole.
+"""Reading a recording: one :class:`Recording` type, read in blocks so long files never sit in memory whole.
 
-Files libsndfile can open (wav, flac, ogg, mp3, aiff...) are read block by block from disk. Everything else
-(m4a, opus in mp4, video soundtracks) is decoded whole by :func:`autosep.frames.load_audio` through PyAV; memory
-then grows with the length of those files only. NaN and infinite samples are replaced by 0 as they are read
-(and counted by :func:`scan`), so every later stage sees finite audio.
+Files libsndfile can open and seek (wav, flac, ogg, mp3, aiff...) are read block by block from disk. Everything
+else (m4a/aac, opus in mp4, wma, the soundtrack of video files) is decoded whole through PyAV; memory then grows
+with the length of those files only. NaN and infinite samples are replaced by 0 as they are read (and counted
+by :meth:`Recording.scan`), so every later stage sees finite audio. Any file that cannot be read raises
+:class:`AudioDecodeError` naming the file and what to do, never a library traceback.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
-from ..frames import AudioDecodeError, load_audio
+from ..errors import AutosepError
 
+AUDIO_EXTENSIONS = frozenset(
+    ".wav .wave .flac .ogg .oga .opus .mp3 .m4a .aac .wma .aif .aiff .aifc .caf .w64 .rf64 .mka .ac3".split()
+)
+VIDEO_EXTENSIONS = frozenset(".mp4 .m4v .mkv .mov .webm .avi .wmv .flv .3gp .mpg .mpeg .ts".split())
+MEDIA_EXTENSIONS = AUDIO_EXTENSIONS | VIDEO_EXTENSIONS
 SILENCE_PEAK = 1e-4  # -80 dBFS: a recording, window or stem whose peak stays below this counts as silence
 
 
-class AudioReader:
+class AudioDecodeError(AutosepError):
+    """The file could not be read as audio; the message names it and says what to do."""
+
+
+def is_media_file(path: str | os.PathLike) -> bool:
+    return Path(path).suffix.lower() in MEDIA_EXTENSIONS
+
+
+@dataclass
+class ScanResult:
+    peak: float
+    non_finite: int
+
+
+class Recording:
+    """An open recording: its format, and float32 ``[frames, channels]`` blocks read on demand."""
+
     path: Path
     sample_rate: int
     channels: int
     frames: int
-    subtype: str | None
-    container: str | None
+    subtype: str | None  # soundfile subtype ("PCM_16", "FLOAT", ...), None when decoded by PyAV
+    container: str | None  # soundfile format ("WAV", "FLAC", ...) or the FFmpeg container name
 
     @property
     def duration(self) -> float:
@@ -40,20 +64,42 @@ class AudioReader:
             block = np.nan_to_num(block, nan=0.0, posinf=0.0, neginf=0.0)
         return block
 
+    def scan(self, block_frames: int, on_block: Callable[[int, np.ndarray], None] | None = None) -> ScanResult:
+        """One streaming pass: the peak level and the number of NaN/inf samples. ``on_block(start, block)`` sees
+        every (sanitized) block, so the tagger can ride along on the same pass."""
+        peak, non_finite = 0.0, 0
+        for start in range(0, self.frames, block_frames):
+            count = min(block_frames, self.frames - start)
+            raw = self._read(start, count)
+            if len(raw) < count:
+                raise AudioDecodeError(f"{self.path}: the file ends early (truncated?); re-export or re-copy it")
+            bad = ~np.isfinite(raw)
+            if bad.any():
+                non_finite += int(bad.sum())
+                raw = np.where(bad, 0.0, raw).astype(np.float32)
+            if raw.size:
+                peak = max(peak, float(np.abs(raw).max()))
+            if on_block is not None:
+                on_block(start, raw)
+        return ScanResult(peak, non_finite)
+
     def _read(self, start: int, count: int) -> np.ndarray:
+        """Up to ``count`` frames as stored (NaN kept), fewer at the end of the file."""
         raise NotImplementedError
 
     def close(self) -> None:
         pass
 
-    def __enter__(self):
+    def __enter__(self) -> "Recording":
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc) -> None:
         self.close()
 
 
-class _SoundFileReader(AudioReader):
+class _FileRecording(Recording):
+    """Read from disk through libsndfile, block by block."""
+
     def __init__(self, path: Path, handle: sf.SoundFile):
         self.path, self._file = path, handle
         self.sample_rate, self.channels, self.frames = int(handle.samplerate), int(handle.channels), int(handle.frames)
@@ -69,53 +115,93 @@ class _SoundFileReader(AudioReader):
         self._file.close()
 
 
-class _MemoryReader(AudioReader):
-    def __init__(self, recording):
-        self.path, self._samples = recording.path, recording.samples
-        self.sample_rate, self.channels, self.frames = recording.sample_rate, recording.channels, recording.frames
-        self.subtype, self.container = recording.subtype, recording.container
+class _DecodedRecording(Recording):
+    """Decoded whole (PyAV, or a libsndfile file that cannot seek) and held in memory."""
+
+    def __init__(self, path: Path, samples: np.ndarray, sample_rate: int, subtype: str | None,
+                 container: str | None):
+        self.path, self._samples = path, samples
+        self.sample_rate, self.channels, self.frames = int(sample_rate), int(samples.shape[1]), int(samples.shape[0])
+        self.subtype, self.container = subtype, container
 
     def _read(self, start: int, count: int) -> np.ndarray:
         return np.asarray(self._samples[start : start + max(count, 0)], dtype=np.float32)
 
 
-def open_audio(path: str | Path) -> AudioReader:
-    """Open ``path`` for block reading; raises :class:`AudioDecodeError` with a clear message if it is not audio."""
+def open_audio(path: str | os.PathLike) -> Recording:
+    """Open ``path`` for block reading.
+
+    Raises :class:`AudioDecodeError` for a missing, empty, truncated or non-audio file, with a message that
+    names the file.
+    """
     path = Path(path)
-    handle = None
-    if path.is_file() and path.stat().st_size > 0:
-        try:
-            handle = sf.SoundFile(str(path))
-        except (sf.LibsndfileError, RuntimeError, TypeError, ValueError):
-            handle = None
-    if handle is not None and handle.frames > 0 and handle.seekable():
-        return _SoundFileReader(path, handle)
-    if handle is not None:
-        handle.close()
-    return _MemoryReader(load_audio(path))  # PyAV, or load_audio's clear error for missing/empty/broken files
+    if not path.exists():
+        raise AudioDecodeError(f"{path}: no such file; check the path")
+    if path.is_dir():
+        raise AudioDecodeError(f"{path}: is a folder, not an audio file")
+    if path.stat().st_size == 0:
+        raise AudioDecodeError(f"{path}: the file is empty (0 bytes); re-export or re-copy it")
+    try:
+        handle = sf.SoundFile(str(path))
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as sf_error:
+        return _decode_with_pyav(path, sf_error)
+    if handle.frames > 0 and handle.seekable():
+        return _FileRecording(path, handle)
+    with handle:
+        samples = handle.read(dtype="float32", always_2d=True)
+    if len(samples) == 0:
+        raise AudioDecodeError(f"{path}: the file holds no audio samples")
+    return _DecodedRecording(path, samples, int(handle.samplerate), handle.subtype, handle.format)
 
 
-@dataclass
-class ScanResult:
-    peak: float
-    non_finite: int
+def _decode_with_pyav(path: Path, sf_error: BaseException) -> Recording:
+    try:
+        recording = _pyav_decode(path)
+    except AudioDecodeError:
+        raise
+    except Exception as av_error:  # PyAV raises many kinds of errors for unreadable input
+        raise AudioDecodeError(
+            f"{path}: not a readable audio or video file ({_short(sf_error)}; {_short(av_error)}). "
+            "Convert it to WAV or FLAC, e.g. with ffmpeg or sox, and try again"
+        ) from None
+    if recording.frames == 0:
+        raise AudioDecodeError(f"{path}: the file holds no audio samples")
+    return recording
 
 
-def scan(reader: AudioReader, block_frames: int, on_block=None) -> ScanResult:
-    """One streaming pass: the peak level and the number of NaN/inf samples. ``on_block(start, block)`` sees
-    every (sanitized) block, so the tagger can ride along on the same pass."""
-    peak, non_finite = 0.0, 0
-    for start in range(0, reader.frames, block_frames):
-        count = min(block_frames, reader.frames - start)
-        raw = reader._read(start, count)
-        if len(raw) < count:
-            raise AudioDecodeError(f"{reader.path}: the file ends early (truncated?); re-export or re-copy it")
-        bad = ~np.isfinite(raw)
-        if bad.any():
-            non_finite += int(bad.sum())
-            raw = np.where(bad, 0.0, raw).astype(np.float32)
-        if raw.size:
-            peak = max(peak, float(np.abs(raw).max()))
-        if on_block is not None:
-            on_block(start, raw)
-    return ScanResult(peak, non_finite)
+def _short(error: BaseException) -> str:
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return text[:160]
+
+
+def _pyav_decode(path: Path) -> Recording:
+    import av  # imported lazily: only files libsndfile cannot read need FFmpeg
+
+    with av.open(str(path)) as container:
+        streams = container.streams.audio
+        if not streams:
+            raise AudioDecodeError(f"{path}: the file has no audio track")
+        chunks: list[np.ndarray] = []
+        sample_rate = None
+        for frame in container.decode(streams[0]):
+            sample_rate = sample_rate or frame.sample_rate
+            chunks.append(_frame_to_float(frame))
+        if not chunks or sample_rate is None:
+            raise AudioDecodeError(f"{path}: the audio track holds no samples")
+        return _DecodedRecording(path, np.concatenate(chunks, axis=0), int(sample_rate), None, container.format.name)
+
+
+def _frame_to_float(frame) -> np.ndarray:
+    """An ``av.AudioFrame`` as float32 ``[frames, channels]``, whatever its sample format."""
+    data = frame.to_ndarray()
+    channels = len(frame.layout.channels)
+    if frame.format.is_planar:
+        data = data.reshape(channels, -1).T
+    else:
+        data = data.reshape(-1, channels)
+    if data.dtype.kind == "i":
+        data = data.astype(np.float32) / float(np.iinfo(data.dtype).max + 1)
+    elif data.dtype.kind == "u":
+        info = np.iinfo(data.dtype)
+        data = (data.astype(np.float32) - (info.max + 1) / 2) / ((info.max + 1) / 2)
+    return np.ascontiguousarray(data, dtype=np.float32)

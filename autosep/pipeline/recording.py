@@ -1,10 +1,15 @@
-"""The automatic stem pipeline, per recording:
+"""The automatic stem pipeline for one recording, in numbered steps (:meth:`Pipeline.process`):
 
-    decode -> tag in windows -> plan sources -> separate window by window -> render stems -> write stems + manifest
+    1. decode   open the file for block reads; check its length and that the stems can be written as asked
+    2. tag      one streaming pass: peak level, NaN count and (unless sources were given) tags per block
+    3. plan     the sources to separate: planned from the tags, or the prompts given
+    4. separate window by window, only the sources active in each window
+    5. render   each window's stems into the output (projected masks on the original, or the raw stems)
+    6. write    stems streamed to temporary files, renamed when complete; then ``manifest.json``, last
 
 Models are loaded once (:meth:`Pipeline.load`) and reused for every recording. The recording is read in blocks
-and the stems are written as windows finish, so memory stays flat however long the file is. Everything a
-recording produces goes to a temporary name first; ``manifest.json`` is written last and marks it done.
+and the stems are written as windows finish, so memory stays flat however long the file is. Whether a
+recording needs processing at all (done already, or another input's folder) is the batch's decision.
 """
 
 from __future__ import annotations
@@ -12,89 +17,48 @@ from __future__ import annotations
 import math
 import socket
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+import soundfile as sf
 
 from ..errors import AutosepError
+from ..taggers.sources import Source
 from .inputs import InputFile
-from .manifest import MANIFEST_NAME, build_manifest
-from .naming import RESIDUAL, is_inside, unique_slugs
+from .manifest import MANIFEST_NAME, Manifest, ResidualReport
+from .naming import RESIDUAL, is_inside
 from .progress import Progress
-from .reading import SILENCE_PEAK, AudioReader, open_audio, scan
-from .render import RENDER_MODES
-from .separate import WindowedSeparation, model_channels_for, window_seconds
-from .write import OutputError, check_output_format, choose_subtype, read_json, remove_partials, write_json
+from .reading import Recording, open_audio
+from .render import RENDERERS, StemPaths
+from .separate import WindowedSeparation
+from .settings import RunSettings
+from .check import check_stems, fold_into_residual
+from .tagging import TaggedRecording, plan_recording, tag_recording
+from .write import OutputError, StemWriters, check_output_format, remove_partials
 
 MIN_DURATION_S = 0.1
-TAG_BLOCK_S = 60.0  # the tagger sees the recording in blocks this long, so tagging memory stays flat too
 
 
 class InputError(AutosepError):
     """This recording cannot be processed (too short, unreadable...); the batch goes on."""
 
 
-@dataclass
-class PipelineOptions:
-    """Every knob of a run. Field names match the command line's long options."""
+class StemFiles(Mapping):
+    """Stems by source name, each read from its file (float32 ``[frames, channels]``) when accessed."""
 
-    # Sources: given prompts skip tagging.
-    sources: list[str] | None = None
-    tagger: str = "panns"
-    tagger_model: str | None = None
-    vocab: str | None = None
-    planner: dict[str, Any] = field(default_factory=dict)  # plan_sources keyword arguments
-    dry_run: bool = False
-    # Separation.
-    model: str = "audioldm2"
-    inversion: str = "ddpm"
-    steps: int = 50
-    guidance: float = 1.0
-    inv_prompt: str = "others"
-    seed: int = 42
-    device: str = "auto"
-    dtype: str | None = None
-    batch_size: int | None = None
-    window: float | None = None  # seconds; None: the separator's default (its training length)
-    overlap: float = 0.25
-    margin: float = 1.0  # seconds around a source's tagged segments in which it is still separated
-    render: str = "projected"
-    # Output.
-    out: str | Path = "separated"
-    format: str = "wav"
-    bit_depth: str | None = None
-    overwrite: bool = False
+    def __init__(self, files: dict[str, Path]):
+        self.files = dict(files)
 
-    def validate(self) -> None:
-        if self.window is not None and self.window <= 0:
-            raise AutosepError(f"--window must be positive, got {self.window}")
-        if not 0 <= self.overlap < 1:
-            raise AutosepError(f"--overlap must be at least 0 and below 1, got {self.overlap}")
-        if self.render not in RENDER_MODES:
-            raise AutosepError(f"--render must be one of {', '.join(RENDER_MODES)}, got {self.render!r}")
-        if self.steps < 1:
-            raise AutosepError(f"--steps must be at least 1, got {self.steps}")
-        if not math.isfinite(self.guidance) or self.guidance < 0:
-            raise AutosepError(f"--guidance must be a number >= 0 (1.0 is ZeroSep's default), got {self.guidance}")
-        if self.vocab is not None and self.sources is None and str(self.tagger).strip().lower() != "clap":
-            raise AutosepError("--vocab is only used by --tagger clap")
-        if self.sources is not None and not [s for s in self.sources if s.strip()]:
-            raise AutosepError("--source needs a non-empty prompt")
-        choose_subtype(self.format, self.bit_depth, None)  # raises for impossible format/bit-depth pairs
+    def __getitem__(self, name: str) -> np.ndarray:
+        return sf.read(str(self.files[name]), dtype="float32", always_2d=True)[0]
 
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.files)
 
-@dataclass
-class GivenSource:
-    """A source named with ``-s``: same fields as the planner's ``PlannedSource``, active everywhere."""
-
-    label: str
-    prompt: str
-    segments: list[tuple[float, float]]
-    mid: str | None = None
-    score: float | None = None
+    def __len__(self) -> int:
+        return len(self.files)
 
 
 @dataclass
@@ -104,298 +68,296 @@ class RecordingResult:
     status: str  # "done", "skipped" (already done), "planned" (dry run), "failed"
     message: str = ""
     warnings: list[str] = field(default_factory=list)
-    plan: list = field(default_factory=list)
+    plan: list[Source] = field(default_factory=list)
     manifest: dict | None = None
     files: dict[str, Path] = field(default_factory=dict)  # source name (and "residual") -> stem file
     sample_rate: int | None = None
     seconds: float = 0.0
-    stems: Mapping[str, np.ndarray] = field(default_factory=dict)  # the Python API's stems, read on access
+    top_tags: list[dict] = field(default_factory=list)  # the tagger's strongest classes (label, mid, max_score)
+    processed_by: dict | None = None  # where a Ray worker processed it (engine, host, pid, node id, attempt)
 
     @property
     def ok(self) -> bool:
         return self.status in ("done", "skipped", "planned")
 
-    def load_stems(self) -> dict[str, np.ndarray]:
-        """The written stems as float32 arrays ``[frames, channels]``, by source name."""
-        import soundfile as sf
+    @property
+    def stems(self) -> Mapping[str, np.ndarray]:
+        """The written stems by source name (and ``"residual"``), read from the files when accessed, so a batch
+        of long recordings never holds every stem in memory."""
+        return StemFiles(self.files)
 
-        return {name: sf.read(str(path), dtype="float32", always_2d=True)[0] for name, path in self.files.items()}
+    @classmethod
+    def skipped(cls, item: InputFile, manifest: Manifest) -> "RecordingResult":
+        """A recording done by an earlier run, as its manifest records it."""
+        return cls(item.path, manifest.folder, "skipped", "already done (manifest.json exists)", plan=manifest.plan,
+                   manifest=manifest.data, files=manifest.files, sample_rate=manifest.sample_rate)
+
+    @classmethod
+    def failed(cls, path: Path, message: str) -> "RecordingResult":
+        return cls(path, None, "failed", message)
+
+
+def output_folder(out_root: Path, item: InputFile) -> Path:
+    """``<out>/<input path relative to the folder given, without extension>``; never outside ``out_root``."""
+    folder = out_root / item.relative
+    if not is_inside(folder, out_root) or folder.resolve() == out_root.resolve():
+        raise OutputError(f"{item.path}: its output folder {folder} would fall outside {out_root}")
+    return folder
 
 
 class Pipeline:
     """Holds the loaded tagger and separator and processes recordings one after another."""
 
-    def __init__(self, options: PipelineOptions, tagger=None, separator=None, progress: Progress | None = None):
-        options.validate()
-        self.options = options
-        self.tagger = tagger
-        self.separator = separator
+    def __init__(self, settings: RunSettings, tagger=None, separator=None, progress: Progress | None = None):
+        self.settings = settings
+        self.tagger = tagger if settings.tagged else None
+        # A separator loaded for another run (the web page, an AutoSep reused) gets this run's settings bound.
+        self.separator = separator.bound_to(settings.separation) if hasattr(separator, "bound_to") else separator
         self.progress = progress or Progress()
-        self._tag_notes: list[str] = []  # the tagger's warnings for the recording being processed
+        # What the separator works at (no separator in a dry run: AudioLDM's 16 kHz mono and window).
+        self.model_rate = int(getattr(separator, "sample_rate", 16000))
+        self.model_channels = int(getattr(separator, "channels", 1))
+        self.windows = settings.windows.resolved(getattr(separator, "default_window", None))
         self.processed_by: dict = {"engine": "local", "host": socket.gethostname()}  # the Ray engine sets its own
 
     @classmethod
-    def load(cls, options: PipelineOptions, progress: Progress | None = None) -> "Pipeline":
+    def load(cls, settings: RunSettings, progress: Progress | None = None) -> "Pipeline":
         """Load the models this run needs, once. Raises AutosepError (e.g. ModelNotAvailableError)."""
-        options.validate()
         progress = progress or Progress()
         tagger = separator = None
-        if options.sources is None:
-            from ..taggers import load_tagger
+        if settings.tagged:
+            from ..taggers import load_tagger_for
 
-            progress.stage(f"loading tagger {options.tagger}")
-            tagger = load_tagger(options.tagger, model=options.tagger_model, device=options.device,
-                                 vocab=options.vocab)
-        if not options.dry_run:
+            progress.stage(f"loading tagger {settings.tagging.tagger}")
+            tagger = load_tagger_for(settings.tagging, device=settings.models.device)
+        if not settings.dry_run:
             from ..separator import ZeroSep
 
-            progress.stage(f"loading separator {options.model}")
-            separator = ZeroSep.from_pretrained(options.model, device=options.device, dtype=options.dtype,
-                                                batch_size=options.batch_size)
-        return cls(options, tagger, separator, progress)
+            models = settings.models
+            progress.stage(f"loading separator {models.separator}")
+            separator = ZeroSep.from_pretrained(models.separator, device=models.device, dtype=models.dtype,
+                                                batch_size=models.batch_size, settings=settings.separation)
+        return cls(settings, tagger, separator, progress)
 
-    # -- one recording -------------------------------------------------------------------------------------------
+    def process(self, item: InputFile, folder: Path | None = None, previous: Manifest | None = None,
+                plan: list[Source] | None = None, top_tags: list[dict] | None = None) -> RecordingResult:
+        """Process one recording into ``folder`` (by default its place under the output folder). ``previous`` is
+        the manifest already there (read here when not given), whose stems are replaced. Errors about this
+        recording come back as a failed result; Ctrl-C propagates (after removing this recording's temporary
+        files).
 
-    def output_folder(self, item: InputFile) -> Path:
-        out_root = Path(self.options.out)
-        folder = out_root / item.relative
-        if not is_inside(folder, out_root) or folder.resolve() == out_root.resolve():
-            raise OutputError(f"{item.path}: its output folder {folder} would fall outside {out_root}")
-        return folder
-
-    def process(self, item: InputFile) -> RecordingResult:
-        """Process one recording. Errors about this recording come back as a failed result; Ctrl-C propagates
-        (after removing this recording's temporary files)."""
+        ``plan`` (e.g. a dry run's plan edited by hand) replaces tagging and planning; ``top_tags`` then goes to
+        the manifest as the tags it came from.
+        """
         started = time.perf_counter()
         try:
-            result = self._process(item, started)
+            folder = folder or output_folder(self.settings.output.out, item)
+            if previous is None and folder.is_dir():
+                previous = Manifest.read(folder)
+            result = self._process(item, folder, previous, started, plan, top_tags)
+            if result.status == "done":
+                write_remix(result, self.settings.output, self.progress)
         except (AutosepError, OSError) as exc:
             message = str(exc) if isinstance(exc, AutosepError) else f"{item.path}: {exc.strerror or exc}"
-            result = RecordingResult(item.path, None, "failed", message)
+            result = RecordingResult.failed(item.path, message)
         except Exception as exc:  # from torch/diffusers/the models/decoders: say which file, go on (not Ctrl-C)
-            result = RecordingResult(item.path, None, "failed", f"{item.path}: {type(exc).__name__}: {exc}")
+            result = RecordingResult.failed(item.path, f"{item.path}: {type(exc).__name__}: {exc}")
         result.seconds = time.perf_counter() - started
         return result
 
-    def _process(self, item: InputFile, started: float) -> RecordingResult:
-        opts = self.options
-        folder = self.output_folder(item)
-        manifest_path = folder / MANIFEST_NAME
-        previous = read_json(manifest_path)
-        if previous is not None and not opts.dry_run:
-            previous_input = Path(str(previous.get("input", {}).get("path", "")))
-            same_input = previous_input.name and _same_file(previous_input, item.path)
-            if not same_input and not opts.overwrite:
-                raise OutputError(
-                    f"{item.path}: {folder} already holds the results for another input ({previous_input}); "
-                    "use a different --out, or --overwrite to replace them"
-                )
-            if not opts.overwrite:
-                return RecordingResult(item.path, folder, "skipped", "already done (manifest.json exists)",
-                                       plan=_plan_from_manifest(previous), manifest=previous,
-                                       files=_files_from_manifest(folder, previous),
-                                       sample_rate=_rate_from_manifest(previous))
-
+    def _process(self, item: InputFile, folder: Path, previous: Manifest | None, started: float,
+                 given_plan: list[Source] | None, given_top_tags: list[dict] | None) -> RecordingResult:
+        settings, output = self.settings, self.settings.output
         timings: dict[str, float] = {}
         warnings: list[str] = []
-        with open_audio(item.path) as reader:
+        # 1. decode
+        with open_audio(item.path) as recording:
             timings["open"] = time.perf_counter() - started
-            if reader.duration < MIN_DURATION_S:
-                raise InputError(f"{item.path}: too short ({reader.duration * 1000:.0f} ms); autosep needs at "
+            if recording.duration < MIN_DURATION_S:
+                raise InputError(f"{item.path}: too short ({recording.duration * 1000:.0f} ms); autosep needs at "
                                  f"least {MIN_DURATION_S} s of audio")
-            out_rate, out_channels = self._output_shape(reader)
+            renderer = RENDERERS[output.render](recording, self.model_rate, self.model_channels)
             try:
-                subtype = choose_subtype(opts.format, opts.bit_depth, reader.subtype)
-                check_output_format(opts.format, subtype, out_rate, out_channels)
+                subtype = output.subtype(recording.subtype)
+                check_output_format(output.format, subtype, *renderer.shape)
             except OutputError as exc:
                 raise OutputError(f"{item.path}: {exc}") from None
 
+            # 2-3. tag and plan
             t0 = time.perf_counter()
-            self.progress.stage("tagging" if self.tagger is not None and opts.sources is None else "reading")
-            self._tag_notes = []
-            plan, top_tags, peak, non_finite = self._plan(reader)
+            self.progress.stage("tagging" if self.tagger is not None else "reading")
+            planning = self._tag_and_plan(recording) if given_plan is None else self._given(recording, given_plan)
             timings["scan_and_tag"] = time.perf_counter() - t0
-            warnings.extend(f"{item.path}: {note}" for note in dict.fromkeys(self._tag_notes))
-            if non_finite:
-                warnings.append(f"{item.path}: {non_finite} NaN/infinite samples were replaced by silence")
-            if peak < SILENCE_PEAK:
-                plan = []
+            plan = planning.plan
+            notes = planning.result.notes if planning.result is not None else []
+            warnings.extend(f"{item.path}: {note}" for note in dict.fromkeys(notes))
+            if planning.non_finite:
+                warnings.append(f"{item.path}: {planning.non_finite} NaN/infinite samples were replaced by silence")
+            if planning.silent:
                 warnings.append(f"{item.path}: the recording is silent; no sources, no stems written")
             elif not plan:
                 warnings.append(f"{item.path}: no source passed the threshold; no stems written "
                                 "(try a lower --threshold, or name sources with -s)")
             for warning in warnings:
                 self.progress.warn(warning)
-            if opts.dry_run:
-                return RecordingResult(item.path, folder, "planned", plan=plan, warnings=warnings)
+            top_tags = planning.top_tags() if given_plan is None else list(given_top_tags or [])
+            if settings.dry_run:
+                return RecordingResult(item.path, folder, "planned", plan=plan, warnings=warnings, top_tags=top_tags)
 
+            # 4-6. separate, render and write, window by window
             folder.mkdir(parents=True, exist_ok=True)
             remove_partials(folder)
-            stale = set(_files_from_manifest(folder, previous).values()) if previous else set()
-            manifest_path.unlink(missing_ok=True)  # from here on the folder is not "done" until the new manifest
-
+            # the old stems, and a remix made of them: never left beside new ones
+            stale = {*previous.files.values(), *filter(None, [previous.remix_file])} if previous is not None else set()
+            (folder / MANIFEST_NAME).unlink(missing_ok=True)  # from here on the folder is not "done"
             t0 = time.perf_counter()
-            names = [s.label for s in plan]
-            slugs = unique_slugs(names)
-            ext = opts.format.lower()
-            paths = [folder / f"{slug}.{ext}" for slug in slugs]
-            if plan and opts.render == "projected":
-                paths.append(folder / f"{RESIDUAL}.{ext}")
-            separation = WindowedSeparation(self.separator, opts, self.progress)
-            stems_info, residual_info, window_log = separation.run(reader, plan, paths, subtype, out_rate,
-                                                                   out_channels)
+            paths = renderer.paths(folder, [s.label for s in plan], output.format)
+            report = self._separate(recording, plan, renderer, paths, subtype) if plan else None
             timings["separate_and_write"] = time.perf_counter() - t0
+            check_record = None
+            if report is not None and self.tagger is not None and planning.result is not None:
+                t0 = time.perf_counter()
+                plan, paths, report, check_record = self._check(recording, plan, renderer, paths, subtype, report,
+                                                                planning.result, folder)
+                timings["check"] = time.perf_counter() - t0
 
-        files = {name: path for name, path in zip(names, paths)}
-        if len(paths) > len(names):
-            files[RESIDUAL] = paths[-1]
+        files = {source.label: path for source, path in zip(plan, paths.sources)}
+        if paths.residual is not None:
+            files[RESIDUAL] = paths.residual
         for old in stale - set(files.values()):
             if is_inside(old, folder) and old.name != MANIFEST_NAME:
                 old.unlink(missing_ok=True)
         late: list[str] = []
-        for info in stems_info:
-            if info.get("silent"):
-                late.append(f"{item.path}: the stem for {info['name']!r} is silent")
-            if info.get("clipped_samples"):
-                late.append(f"{item.path}: {info['clipped_samples']} samples of {info['file']} were clipped "
+        for stem in report.stems if report else []:
+            if stem.silent:
+                late.append(f"{item.path}: the stem for {stem.name!r} is silent")
+            if stem.clipped_samples:
+                late.append(f"{item.path}: {stem.clipped_samples} samples of {stem.file} were clipped "
                             "(write float stems with --format wav --bit-depth 32f to keep them)")
         for warning in late:
             self.progress.warn(warning)
         warnings.extend(late)
+
+        # 7. the manifest, last: it marks the recording done
         timings["total"] = time.perf_counter() - started
-        work = {"windows": len(window_log), "separated_windows": sum(1 for w in window_log if w["sources"]),
-                "unet_evaluations": separation.unet_evaluations}
-        manifest = build_manifest(
-            reader=reader, input_given=item.given, non_finite=non_finite, peak=peak, tagger=self.tagger,
-            separator=self.separator, plan=plan, source_mode="given" if opts.sources is not None else "tagged",
-            settings=self._settings(subtype), work=work, stems=stems_info, residual=residual_info, windows=window_log,
-            timings=timings, warnings=warnings, top_tags=top_tags, processed_by=self.processed_by,
+        windows = report.windows if report else []
+        work = {"windows": len(windows), "separated_windows": report.separated_windows if report else 0,
+                "unet_evaluations": report.unet_evaluations if report else 0}
+        manifest = Manifest.build(
+            folder, recording=recording, input_given=item.given, non_finite=planning.non_finite,
+            peak=planning.peak,
+            tagger=self.tagger, separator=self.separator, plan=plan,
+            source_mode="edited" if given_plan is not None else "tagged" if settings.tagged else "given",
+            settings=settings.record(subtype, settings.planning, self.windows), work=work,
+            stems=report.stems if report else [], residual=report.residual if report else None, windows=windows,
+            timings=timings, warnings=warnings, top_tags=top_tags, check=check_record,
+            processed_by=self.processed_by,
         )
-        write_json(manifest_path, manifest)
-        return RecordingResult(item.path, folder, "done", plan=plan, manifest=manifest, files=files,
-                               warnings=warnings, sample_rate=out_rate)
+        manifest.write()
+        return RecordingResult(item.path, folder, "done", plan=plan, manifest=manifest.data, files=files,
+                               warnings=warnings, sample_rate=renderer.shape[0], top_tags=top_tags)
 
-    def _output_shape(self, reader: AudioReader) -> tuple[int, int]:
-        if self.options.render == "generative":
-            # The separator's own output: its rate, and its channels when the recording has them (a stereo
-            # model separates a stereo recording as stereo; anything else goes through it as mono).
-            return self._model_rate(), model_channels_for(self.separator, reader.channels)
-        return reader.sample_rate, reader.channels
+    def _tag_and_plan(self, recording: Recording) -> TaggedRecording:
+        """Steps 2 and 3: one streaming pass (``tagging``, the path ``autosep tag`` takes too), then the plan:
+        the prompts given, or planned from the tags. A silent recording holds no source, whatever was asked for."""
+        if self.tagger is None:
+            tagged = tag_recording(recording, None)
+            if self.settings.sources is not None and not tagged.silent:
+                tagged.plan = [Source.given(p, recording.duration) for p in self.settings.sources]
+            return tagged
+        return plan_recording(recording, self.tagger, self.settings.planning.as_dict())
 
-    def _model_rate(self) -> int:
-        return int(getattr(self.separator, "sample_rate", 16000))
+    def _given(self, recording: Recording, given_plan: list[Source]) -> TaggedRecording:
+        """A plan chosen beforehand (e.g. edited in ``autosep web``), its segments clipped to this recording; the
+        file is still scanned once for its peak and NaN count. No tags, so no stem check either."""
+        tagged = tag_recording(recording, None)
+        for source in given_plan:
+            segments = [(max(0.0, float(a)), min(recording.duration, float(b))) for a, b in source.segments]
+            tagged.plan.append(Source(label=source.label, prompt=source.prompt, mid=source.mid, score=source.score,
+                                      segments=[(a, b) for a, b in segments if b > a], origin="given"))
+        return tagged
 
-    def _settings(self, subtype: str) -> dict:
-        opts = self.options
-        return {
-            "seed": opts.seed, "steps": opts.steps, "inversion": opts.inversion, "guidance": opts.guidance,
-            "inv_prompt": opts.inv_prompt, "render": opts.render, "window_s": window_seconds(opts, self.separator), "overlap": opts.overlap,
-            "margin_s": opts.margin, "model": opts.model, "device": opts.device, "dtype": opts.dtype,
-            "batch_size": opts.batch_size, "tagger": opts.tagger if opts.sources is None else None,
-            "planner": {k: (list(v) if isinstance(v, tuple) else v) for k, v in opts.planner.items()},
-            "format": opts.format, "subtype": subtype,
-        }
+    def _separate(self, recording: Recording, plan: list[Source], renderer, paths, subtype: str):
+        """Steps 4-6 for ``plan``: window by window into ``paths``, renamed to their final names when complete."""
+        output = self.settings.output
+        with StemWriters(paths.all, output.format, subtype, *renderer.shape) as writers:
+            report = WindowedSeparation(self.separator, self.windows, self.progress).run(
+                recording, plan, renderer, paths, writers)
+            writers.commit()
+        return report
 
-    # -- tagging and planning --------------------------------------------------------------------------------------
-
-    def _plan(self, reader: AudioReader) -> tuple[list, list[dict], float, int]:
-        """One streaming pass over the file: peak, NaN count and (unless sources were given) tags per block.
-
-        The tagger sees blocks of about TAG_BLOCK_S, each extended by (tagger window - hop) so its windows
-        continue the same grid across block boundaries, as if it had scored the whole file at once.
-        """
-        opts = self.options
-        rate = reader.sample_rate
-        tagging = self.tagger is not None and opts.sources is None
-        window_s = float(getattr(self.tagger, "window_seconds", 10.0) or 10.0)
-        hop_s = float(getattr(self.tagger, "hop_seconds", None) or window_s / 2)
-        hop = max(1, round(hop_s * rate))
-        block = max(hop, round(TAG_BLOCK_S * rate / hop) * hop) if tagging else max(1, int(TAG_BLOCK_S * rate))
-        window = max(1, round(window_s * rate))
-        extra = max(0, window - hop)
-        tagged: list = []
-        covered = 0  # frames already scored (a block's extension may reach the end of the file)
-
-        def tag_block(start: int, samples: np.ndarray) -> None:
-            nonlocal covered
-            end = start + len(samples)
-            if not tagging or end <= covered:
-                return
-            tail = min(extra, reader.frames - end)
-            if tail > 0:
-                samples = np.concatenate([samples, reader.read(end, tail)])
-            covered = end + max(tail, 0)
-            tagged.append((start / rate, self.tagger.tag(samples, rate)))
-
-        result = scan(reader, block, tag_block)
-        if opts.sources is not None:
-            everywhere = [(0.0, reader.duration)]
-            prompts = list(dict.fromkeys(s.strip() for s in opts.sources if s.strip()))  # drop repeats, keep order
-            plan = [GivenSource(label=p, prompt=p, segments=list(everywhere)) for p in prompts]
-            return plan, [], result.peak, result.non_finite
-        if not tagged or result.peak < SILENCE_PEAK:
-            return [], [], result.peak, result.non_finite
-        from ..taggers import describe_label, plan_sources
-
-        for _, tag_result in tagged:  # the tagger's own warnings (e.g. an audio-LM answer it could not parse)
-            self._tag_notes.extend(getattr(tag_result, "notes", None) or [])
-        # Columns are joined by label, not position: an open-set tagger (audio-lm) names different phrases in
-        # different blocks. A label a block did not name scores 0 there.
-        labels = list(dict.fromkeys(label for _, r in tagged for label in r.labels))
-        column = {label: j for j, label in enumerate(labels)}
-        blocks = []
-        for _, r in tagged:
-            block = np.zeros((len(r.window_times), len(labels)), dtype=np.float32)
-            block[:, [column[label] for label in r.labels]] = np.asarray(r.probs, dtype=np.float32).reshape(
-                len(r.window_times), len(r.labels))
-            blocks.append(block)
-        probs = np.concatenate(blocks, axis=0)
-        times = [(offset + a, offset + b) for offset, r in tagged for a, b in r.window_times]
-        planner = dict(opts.planner)
-        if planner.get("threshold") is None:  # the tagger's own calibrated default
-            planner["threshold"] = getattr(self.tagger, "default_threshold", None)
-        plan = list(plan_sources(probs, labels, times, **planner))
-        peak_scores = probs.max(axis=0)
-        top = np.argsort(-peak_scores)[:10]
-        top_tags = [dict(zip(("label", "mid"), describe_label(labels[i])), max_score=round(float(peak_scores[i]), 4))
-                    for i in top]
-        return plan, top_tags, result.peak, result.non_finite
+    def _check(self, recording: Recording, plan: list[Source], renderer, paths, subtype: str, report,
+               mixture, folder: Path):
+        """The stems checked by the tagger (check.py): confirm each stem and find sources left in the residual;
+        with ``rounds`` > 1 separate again with those (up to ``max_sources``); with ``drop_unconfirmed`` fold the
+        unconfirmed stems into the residual (the sum stays exact)."""
+        check_settings, output = self.settings.check, self.settings.output
+        planner = self.settings.planning.as_dict()
+        max_sources = self.settings.planning.max_sources
+        unet_evaluations = report.unet_evaluations
+        added_in = {source.label: 1 for source in plan}
+        round_no = 1
+        while True:
+            self.progress.stage("checking stems" if round_no == 1 else f"checking stems (round {round_no})")
+            check = check_stems(self.tagger, plan, paths.sources, paths.residual, mixture, planner)
+            room = len(check.discovered) if max_sources is None else max_sources - len(plan)
+            if round_no >= check_settings.rounds or not check.discovered or room <= 0:
+                break
+            round_no += 1
+            added = check.discovered[:room]
+            added_in.update((source.label, round_no) for source in added)
+            plan = plan + added
+            old = set(paths.all)
+            paths = renderer.paths(folder, [s.label for s in plan], output.format)
+            for stale in old - set(paths.all):
+                stale.unlink(missing_ok=True)
+            self.progress.stage(f"separating (round {round_no})")
+            report = self._separate(recording, plan, renderer, paths, subtype)
+            unet_evaluations += report.unet_evaluations
+        report.unet_evaluations = unet_evaluations
+        for stem, verdict in zip(report.stems, check.stems):
+            stem.check = {k: verdict[k] for k in ("score_in_stem", "score_in_mixture", "confirmed")}
+            stem.round = added_in.get(stem.name, 1)
+        record = {"rounds": round_no, **check.to_dict(), "dropped": []}
+        if check_settings.drop_unconfirmed and check.unconfirmed:
+            drop = set(check.unconfirmed)
+            keep = [i for i in range(len(plan)) if i not in drop]
+            residual = fold_into_residual(recording, [paths.sources[i] for i in keep],
+                                          [paths.sources[i] for i in sorted(drop)], paths.residual, output.format,
+                                          subtype, *renderer.shape)
+            record["dropped"] = [plan[i].label for i in sorted(drop)]
+            if residual is not None:
+                report.residual = ResidualReport(residual["file"], residual["peak"], residual["clipped_samples"])
+            plan = [plan[i] for i in keep]
+            report.stems = [report.stems[i] for i in keep]
+            paths = StemPaths([paths.sources[i] for i in keep], paths.residual)
+            for entry in report.windows:
+                entry["sources"] = [name for name in entry["sources"] if name not in record["dropped"]]
+        return plan, paths, report, record
 
 
+def write_remix(result: RecordingResult, output, progress: Progress) -> None:
+    """``--keep``/``--remove``: write remix.<format> beside the finished (or earlier) stems, and record it in the
+    manifest."""
+    if not (output.keep or output.remove) or not result.files or result.output is None:
+        return
+    from .remix import REMIX, UnknownStemError, open_result, remix
 
-def _same_file(a: Path, b: Path) -> bool:
+    stems = open_result(result.output)
     try:
-        return a.resolve() == b.resolve()
-    except OSError:
-        return False
-
-
-def _files_from_manifest(folder: Path, manifest: dict | None) -> dict[str, Path]:
-    files: dict[str, Path] = {}
-    if not manifest:
-        return files
-    for entry in manifest.get("sources") or []:
-        if isinstance(entry, dict) and entry.get("file"):
-            files[str(entry.get("name"))] = folder / Path(str(entry["file"])).name  # never trust a path in it
-    residual = manifest.get("residual")
-    if isinstance(residual, dict) and residual.get("file"):
-        files[RESIDUAL] = folder / Path(str(residual["file"])).name
-    return files
-
-
-def _plan_from_manifest(manifest: dict) -> list[GivenSource]:
-    """The plan a finished recording was separated with, rebuilt from its manifest's detections."""
-    plan = []
-    for entry in manifest.get("detections") or []:
-        if isinstance(entry, dict) and entry.get("label"):
-            plan.append(GivenSource(label=str(entry["label"]), prompt=str(entry.get("prompt") or entry["label"]),
-                                    segments=[tuple(seg) for seg in entry.get("segments") or []],
-                                    mid=entry.get("mid"), score=entry.get("score")))
-    return plan
-
-
-def _rate_from_manifest(manifest: dict) -> int | None:
-    settings = manifest.get("settings") or {}
-    if settings.get("render") == "generative":
-        return (manifest.get("separator") or {}).get("sample_rate")
-    return (manifest.get("input") or {}).get("sample_rate")
+        named = {stems.find(name).name for name in (output.keep or output.remove)}
+    except UnknownStemError as exc:
+        raise UnknownStemError(f"{result.input}: {exc}; the stems are written, rerun with a valid name to write "
+                               "only the remix") from None
+    if output.keep:
+        gains = {stem.name: (0.0 if stem.name in named else -math.inf) for stem in stems.stems}
+    else:
+        gains = {stem.name: (-math.inf if stem.name in named else 0.0) for stem in stems.stems}
+    mixed = remix(stems, gains, result.output / f"{REMIX}.{output.format}", bit_depth=output.bit_depth)
+    for warning in mixed.warnings:
+        progress.warn(warning)
+    result.warnings.extend(mixed.warnings)
+    kind = "keep" if output.keep else "remove"
+    manifest = Manifest(result.output, {**stems.manifest, "remix": {**mixed.to_dict(), kind: sorted(named)}})
+    manifest.write()
+    result.manifest = manifest.data

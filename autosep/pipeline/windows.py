@@ -1,4 +1,4 @@
-"""Windowing for long recordings: where the windows go, how they cross-fade, and streaming overlap-add.
+"""Windowing for long recordings: the window grid at another rate, the cross-fade, and streaming overlap-add.
 
 The separator works on model-length windows (10.24 s for AudioLDM2). Windows overlap; in each overlap the
 outgoing window fades out while the incoming one fades in (raised cosine), and the weights of all windows
@@ -9,38 +9,11 @@ however long the recording is.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
-
-@dataclass(frozen=True)
-class Window:
-    index: int
-    start: int  # first frame
-    end: int  # one past the last frame
-
-    @property
-    def length(self) -> int:
-        return self.end - self.start
-
-
-def plan_windows(total_frames: int, window_frames: int, hop_frames: int) -> list[Window]:
-    """Windows of ``window_frames`` every ``hop_frames``; the last one is moved back to end exactly at
-    ``total_frames`` (so every window is full length) unless the recording is shorter than one window."""
-    if total_frames <= 0:
-        return []
-    if window_frames <= 0 or hop_frames <= 0:
-        raise ValueError("window and hop must be positive")
-    hop_frames = min(hop_frames, window_frames)
-    if total_frames <= window_frames:
-        return [Window(0, 0, total_frames)]
-    starts = list(range(0, total_frames - window_frames, hop_frames))
-    last = total_frames - window_frames
-    if last > starts[-1]:
-        starts.append(last)
-    return [Window(i, s, s + window_frames) for i, s in enumerate(starts)]
+from ..frames import Window, fit_length
 
 
 def scale_windows(windows: list[Window], ratio: float, total_frames: int) -> list[Window]:
@@ -123,7 +96,7 @@ class OverlapAdd:
             grow = end - (self._buffer_start + len(self._buffer))
             self._buffer = np.concatenate([self._buffer, np.zeros((grow, *self.shape), dtype=np.float32)])
         if piece is not None:
-            piece = _fit_length(np.asarray(piece, dtype=np.float32), w.length)
+            piece = fit_length(np.asarray(piece, dtype=np.float32), w.length)
             weights = self.crossfade.weights(index).reshape((-1,) + (1,) * len(self.shape))
             offset = w.start - self._buffer_start
             self._buffer[offset : offset + w.length] += piece * weights
@@ -145,19 +118,6 @@ class OverlapAdd:
         if self._next != len(self.windows):
             raise RuntimeError(f"only {self._next} of {len(self.windows)} windows were added")
         self._flush(self.total)
-        if self._emitted < self.total:  # frames no window covered (cannot happen with plan_windows); keep length
+        if self._emitted < self.total:  # frames no window covered (plan_windows never leaves any): keep length
             self.sink(np.zeros((self.total - self._emitted, *self.shape), dtype=np.float32))
             self._emitted = self.total
-
-
-def _fit_length(piece: np.ndarray, length: int) -> np.ndarray:
-    """Trim or zero-pad along the first axis (resampling can be off by a frame)."""
-    if len(piece) == length:
-        return piece
-    if len(piece) > length:
-        return piece[:length]
-    pad = np.zeros((length - len(piece), *piece.shape[1:]), dtype=piece.dtype)
-    return np.concatenate([piece, pad])
-
-
-fit_length = _fit_length

@@ -110,8 +110,8 @@ class StemWriter:
         self.path = path
         self.temporary = _temporary_name(path)
         self.clips = subtype not in ("FLOAT", "DOUBLE")
-        # Integer PCM is written as integers we round ourselves, so callers can see exactly what is stored
-        # (``write`` returns it; ``quantize`` predicts it) and make stems + residual add up to the input bit for bit.
+        # Integer PCM is written as integers we round ourselves, so callers see exactly what is stored (``write``
+        # returns it) and can make stems + residual add up to the input bit for bit.
         self._bits = _PCM_BITS.get(subtype)
         self.peak = 0.0
         self.clipped_samples = 0
@@ -122,17 +122,6 @@ class StemWriter:
         except (sf.LibsndfileError, RuntimeError, OSError) as exc:
             self.temporary.unlink(missing_ok=True)
             raise OutputError(f"{path}: cannot write a {fmt} file here ({exc})") from None
-
-    @property
-    def quantizes(self) -> bool:
-        return self._bits is not None
-
-    def quantize(self, block: np.ndarray) -> np.ndarray:
-        """``block`` as it will read back from the file (integer PCM: rounded to the grid and clipped)."""
-        if self._bits is None:
-            return np.asarray(block, dtype=np.float32)
-        scale = float(2 ** (self._bits - 1))
-        return (np.clip(np.round(np.asarray(block, np.float64) * scale), -scale, scale - 1) / scale).astype(np.float32)
 
     def write(self, block: np.ndarray) -> np.ndarray:
         """Append ``block`` (float ``[frames, channels]``); returns it as stored (clipped, and rounded for
@@ -166,6 +155,43 @@ class StemWriter:
         except Exception:  # closing a half-written file may fail; it is deleted anyway
             pass
         self.temporary.unlink(missing_ok=True)
+
+
+class StemWriters:
+    """The writers of one recording's stems, opened together: ``commit`` renames them all to their final names;
+    leaving the ``with`` block without committing (an error, Ctrl-C) deletes every temporary file."""
+
+    def __init__(self, paths: list[Path], fmt: str, subtype: str, sample_rate: int, channels: int):
+        self.writers: list[StemWriter] = []
+        try:
+            for path in paths:
+                self.writers.append(StemWriter(path, fmt, subtype, sample_rate, channels))
+        except BaseException:
+            self.abort()
+            raise
+        self._committed = False
+
+    def __getitem__(self, index: int) -> StemWriter:
+        return self.writers[index]
+
+    def write(self, index: int, block: np.ndarray) -> np.ndarray:
+        return self.writers[index].write(block)
+
+    def commit(self) -> None:
+        for writer in self.writers:
+            writer.commit()
+        self._committed = True
+
+    def abort(self) -> None:
+        for writer in self.writers:
+            writer.abort()
+
+    def __enter__(self) -> "StemWriters":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if not self._committed:
+            self.abort()
 
 
 def write_json(path: Path, data: dict) -> None:

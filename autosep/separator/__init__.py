@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .models import DEFAULT_MODEL, KNOWN_MODELS, MODEL_ALIASES, resolve_model_name
-from .prompts import INVERSION_PROMPT_CHOICES, INVERSIONS, inversion_prompts
+from .loading import DEFAULT_MODEL, KNOWN_MODELS, MODEL_ALIASES, resolve_model_name
+from .prompts import inversion_prompts
+from .settings import INVERSION_PROMPT_CHOICES, INVERSIONS, SeparationSettings
 
 if TYPE_CHECKING:
     from .zerosep import SeparationResult, ZeroSep
@@ -21,6 +22,7 @@ __all__ = [
     "KNOWN_MODELS",
     "MODEL_ALIASES",
     "SeparationResult",
+    "SeparationSettings",
     "ZeroSep",
     "inversion_prompts",
     "resolve_model_name",

@@ -101,6 +101,39 @@ class AudioLDMBackbone(Backbone):
         return self.pipe.unet(latents, timestep, encoder_hidden_states=None, return_dict=False, **batch)[0]
 
 
+class TangoBackbone(Backbone):
+    """Tango: the Flan-T5 last hidden state (with its attention mask) as the UNet's cross-attention context.
+
+    Prompts are tokenised as Tango does (truncated at the tokenizer's maximum length) one at a time; a batch pads
+    shorter prompts with masked positions, which the UNet's attention bias ignores, so a prompt's conditioning
+    does not depend on its batch.
+    """
+
+    name = "tango"
+
+    @property
+    def text_modules(self) -> list[nn.Module]:
+        return [self.pipe.text_encoder]
+
+    def encode(self, prompt: str, device: torch.device) -> Conditioning:
+        tokenizer = self.pipe.tokenizer
+        tokens = tokenizer([prompt], max_length=tokenizer.model_max_length, padding=True, truncation=True,
+                           return_tensors="pt")
+        ids, mask = tokens.input_ids.to(device), tokens.attention_mask.to(device)
+        states = self.pipe.text_encoder(input_ids=ids, attention_mask=mask)[0]
+        return {"t5": states, "t5_mask": mask}
+
+    def stack(self, conditionings: list[Conditioning], dtype: torch.dtype) -> dict[str, torch.Tensor]:
+        longest = max(c["t5"].shape[1] for c in conditionings)
+        states = [nn.functional.pad(c["t5"], (0, 0, 0, longest - c["t5"].shape[1])) for c in conditionings]
+        masks = [nn.functional.pad(c["t5_mask"], (0, longest - c["t5_mask"].shape[1])) for c in conditionings]
+        return {"encoder_hidden_states": torch.cat(states).to(dtype), "encoder_attention_mask": torch.cat(masks)}
+
+    def predict_noise(self, latents, timestep, batch):
+        # The model output is v (the scheduler converts it); "noise" is the separator's name for any prediction.
+        return self.pipe.unet(latents, timestep, return_dict=False, **batch)[0]
+
+
 def backbone_for(pipe: Any) -> Backbone:
     from diffusers import AudioLDM2Pipeline, AudioLDMPipeline
 
@@ -108,7 +141,7 @@ def backbone_for(pipe: Any) -> Backbone:
         return AudioLDM2Backbone(pipe)
     if isinstance(pipe, AudioLDMPipeline):
         return AudioLDMBackbone(pipe)
-    from .tango import TangoBackbone, pipeline_class
+    from .tango import pipeline_class
 
     if isinstance(pipe, pipeline_class()):
         return TangoBackbone(pipe)

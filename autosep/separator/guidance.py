@@ -15,7 +15,8 @@ import torch
 
 UNCONDITIONAL = ""
 
-# predict(latents [B, ...], t, prompts [B]) -> eps [B, ...] (float32): one UNet forward.
+# predict(latents [B, ...], t, prompts [B]) -> eps [B, ...] (float32): one UNet forward; t is one timestep (0-d)
+# or one per sample [B].
 Predict = Callable[[torch.Tensor, torch.Tensor, list[str]], torch.Tensor]
 
 
@@ -28,6 +29,18 @@ class GuidedNoise:
         self.batch_size = batch_size
         self.conditional_evaluations = 0  # samples evaluated for the conditional branch (or c == "" at w = 1)
         self.unconditional_evaluations = 0  # samples evaluated for the unconditional branch
+
+    def branch_counts(self, prompt: str) -> tuple[int, int]:
+        """(conditional, unconditional) sample-evaluations one latent with ``prompt`` costs at this weight,
+        counted as :meth:`__call__` counts them."""
+        w = self.guidance
+        branches = {prompt} if w == 1 else {UNCONDITIONAL} if w == 0 else {prompt, UNCONDITIONAL}
+        unconditional = int(UNCONDITIONAL in branches and w != 1)
+        return len(branches) - unconditional, unconditional
+
+    def evaluations(self, prompt: str) -> int:
+        """UNet sample-evaluations one latent with ``prompt`` costs at this weight (1, or 2 for both branches)."""
+        return sum(self.branch_counts(prompt))
 
     def __call__(self, latents: torch.Tensor, timestep: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
         w = self.guidance

@@ -13,6 +13,12 @@ Two inversions from the ZeroSep paper:
 call. It is in the scheduler's ``prediction_type``: noise for AudioLDM/AudioLDM2, v for Tango. Every step goes
 through the scheduler's own ``step``, which converts the prediction, so both inversions and the reverse pass hold for
 either kind (sigma_t depends only on the noise schedule).
+
+The DDPM inversion's model calls are independent of each other (every x_t is drawn in advance), so
+:func:`ddpm_invert_batched` makes them all at once, through one ``eps_all(latents [M, B, ...], timesteps [M])``
+that the caller may split however memory requires; :func:`ddpm_invert` is the same computation step by step (the
+published code's order) and agrees with it to float rounding. DDIM inversion stays sequential: each step starts
+from the previous step's output.
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ from diffusers import DDIMInverseScheduler, DDIMScheduler
 from .prompts import INVERSIONS  # noqa: F401  (re-exported: the inversion names)
 
 EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+# eps_all(latents [M, B, ...], timesteps [M]) -> eps [M, B, ...]: the noise of B latents at each of M timesteps.
+EpsAllFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 OnStep = Callable[[], None]
 
 
@@ -90,14 +98,7 @@ def ddpm_invert(
     """
     timesteps = scheduler.timesteps
     count = len(timesteps)
-    if len(noise) != count:
-        raise ValueError(f"need one noise tensor per timestep ({count}), got {len(noise)}")
-    alphas = scheduler.alphas_cumprod.to(x0.device, torch.float32)
-    # x_t for timesteps[i] uses noise[count - 1 - i] (noise is in ascending t).
-    noisy = [
-        alphas[t].sqrt() * x0 + (1 - alphas[t]).sqrt() * noise[count - 1 - i].to(x0.device, x0.dtype)
-        for i, t in enumerate(timesteps)
-    ]
+    noisy = noisy_latents(scheduler, x0, noise)
     x = noisy[0]
     x_top = x
     zs: list[torch.Tensor] = []
@@ -116,6 +117,50 @@ def ddpm_invert(
         if on_step is not None:
             on_step()
     return x_top, zs
+
+
+def noisy_latents(scheduler: DDIMScheduler, x0: torch.Tensor, noise: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The edit-friendly inversion's x_t = sqrt(a_t) x0 + sqrt(1 - a_t) noise, one per ``scheduler.timesteps``
+    (descending t); ``noise`` is in ascending t (see :func:`auxiliary_noise`) and broadcasts over the batch."""
+    count = len(scheduler.timesteps)
+    if len(noise) != count:
+        raise ValueError(f"need one noise tensor per timestep ({count}), got {len(noise)}")
+    alphas = scheduler.alphas_cumprod.to(x0.device, torch.float32)
+    return [
+        alphas[t].sqrt() * x0 + (1 - alphas[t]).sqrt() * noise[count - 1 - i].to(x0.device, x0.dtype)
+        for i, t in enumerate(scheduler.timesteps)
+    ]
+
+
+def ddpm_invert_batched(
+    scheduler: DDIMScheduler,
+    x0: torch.Tensor,
+    eps_all: EpsAllFn,
+    noise: list[torch.Tensor],
+    zero_last: bool = True,
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """:func:`ddpm_invert` with every model call made at once: ``eps_all`` gets the noisy latents of all the
+    timesteps that need the model, stacked [M, B, ...], with their timesteps [M] (M = steps - 1 with
+    ``zero_last``, else steps), and returns their noise predictions in the same layout.
+
+    Each z_t is then worked out from x_t, its prediction and x_{t-1} exactly as in the step-by-step form; the
+    only difference is that the reverse step starts from the drawn x_t rather than from the previous reverse
+    step's (equal up to float rounding) output.
+    """
+    timesteps = scheduler.timesteps
+    count = len(timesteps)
+    noisy = noisy_latents(scheduler, x0, noise)
+    evaluated = count - 1 if zero_last else count
+    eps = eps_all(torch.stack(noisy[:evaluated]), timesteps[:evaluated]) if evaluated else None
+    zs: list[torch.Tensor] = []
+    for i, t in enumerate(timesteps):
+        if i >= evaluated:
+            zs.append(torch.zeros_like(x0))
+            continue
+        target = x0 if i == count - 1 else noisy[i + 1]
+        mu = scheduler.step(eps[i], t, noisy[i], eta=1.0, variance_noise=torch.zeros_like(x0)).prev_sample
+        zs.append((target - mu) / sigma(scheduler, t))
+    return noisy[0], zs
 
 
 def ddim_invert(

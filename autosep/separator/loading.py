@@ -1,22 +1,47 @@
-"""Find a separator checkpoint (hub id, alias or folder) and load it with diffusers, on today's transformers.
+"""The separator models autosep knows by name, and how one is found (alias, hub id or folder) and loaded with
+diffusers, on today's transformers.
 
 Loading never runs code from the checkpoint (no ``trust_remote_code``), honours Hugging Face offline mode and
 cache settings, and turns "not cached and cannot be downloaded" into a ModelNotAvailableError that says how to
-fetch the model.
+fetch the model. diffusers and transformers are imported only when a model is found or loaded, so listing the
+models stays light.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from autosep.errors import ModelNotAvailableError
-from autosep.paths import offline_mode
+from autosep.logs import library_quiet
+from autosep.paths import offline_mode, unavailable_because
+from autosep.registry import KnownModel
 
-from .models import alias_for, resolve_model_name
+DEFAULT_MODEL = "audioldm2"
+
+# Short names users type -> Hugging Face repo ids of the diffusers checkpoints.
+MODEL_ALIASES: dict[str, str] = {
+    "audioldm2": "cvssp/audioldm2",
+    "audioldm2-large": "cvssp/audioldm2-large",
+    "audioldm2-music": "cvssp/audioldm2-music",
+    "audioldm-s": "cvssp/audioldm-s-full-v2",
+    "audioldm-l": "cvssp/audioldm-l-full",
+    # Tango / Tango 2 (declare-lab): not diffusers pipelines; autosep.separator.tango rebuilds them.
+    "tango": "declare-lab/tango",
+    "tango-full": "declare-lab/tango-full-ft-audiocaps",
+    "tango2": "declare-lab/tango2",
+    "tango2-full": "declare-lab/tango2-full",
+    # Full-band stereo (44.1 kHz). Both are gated on the hub (accept the licence, then `hf auth login`).
+    "stable-audio-open": "stabilityai/stable-audio-open-1.0",
+    "stable-audio-3": "stabilityai/stable-audio-3-medium-base",  # the base (non-distilled) checkpoint: w = 1 is real
+    "stable-audio-3-distilled": "stabilityai/stable-audio-3-medium",  # guidance baked in: generates, warns
+}
+
+_LICENCE = "CC BY-NC-SA 4.0"  # all cvssp AudioLDM/AudioLDM2 and declare-lab Tango weights (model cards on the hub)
+STABILITY_LICENCE = "Stability AI Community License"  # stable-audio-open-1.0 and stable-audio-3 model cards
 
 SUPPORTED_PIPELINES = ("AudioLDM2Pipeline", "AudioLDMPipeline", "StableAudioPipeline", "StableAudio3Pipeline")
 DEFAULT_MAX_NEW_TOKENS = 8  # cvssp/audioldm2's language_model/config.json
@@ -39,6 +64,10 @@ def locate_pipeline(model: str | os.PathLike | None) -> tuple[str, Path]:
     if candidate.exists():
         if (candidate / "main_config.json").is_file():  # Tango's published layout (autosep.separator.tango)
             return str(candidate), candidate
+        from . import sa3_convert
+
+        if sa3_convert.is_original_checkpoint(candidate):  # Stable Audio 3 as Stability publishes it
+            return str(candidate), _converted(lambda: sa3_convert.local_original_checkpoint(candidate, offline_mode()))
         if not (candidate / "model_index.json").is_file():
             from .stable_audio import original_checkpoint_hint
 
@@ -50,7 +79,7 @@ def locate_pipeline(model: str | os.PathLike | None) -> tuple[str, Path]:
         return str(candidate), candidate
     if model_id.count("/") != 1 or model_id.startswith((".", "/", "~")):
         raise ModelNotAvailableError(
-            f"model {model_id!r} is neither a known name ({', '.join(_known_names())}), a Hugging Face id "
+            f"model {model_id!r} is neither a known name ({', '.join(MODEL_ALIASES)}), a Hugging Face id "
             "(owner/name) nor an existing folder"
         )
     from diffusers import DiffusionPipeline
@@ -59,8 +88,15 @@ def locate_pipeline(model: str | os.PathLike | None) -> tuple[str, Path]:
 
     offline = offline_mode()
     try:
+        from . import sa3_convert
+
+        converted = None
+        if "stable-audio" in model_id.lower():  # Stable Audio 3's repositories hold the original checkpoint
+            converted = _converted(lambda: sa3_convert.hub_original_checkpoint(model_id, offline))
         if tango.is_tango_repo(model_id):  # six plain checkpoint files, not a diffusers pipeline
             folder = tango.download(model_id, offline)
+        elif converted is not None:
+            folder = converted
         else:
             # Downloads only the files the pipeline needs (or finds them in the HF cache when offline).
             folder = DiffusionPipeline.download(model_id, local_files_only=offline)
@@ -72,12 +108,21 @@ def locate_pipeline(model: str | os.PathLike | None) -> tuple[str, Path]:
         special = hub_error_message(model_id, exc)
         if special is not None:
             raise ModelNotAvailableError(special) from exc
-        where = "offline mode is on (HF_HUB_OFFLINE / AUTOSEP_OFFLINE)" if offline else f"the download failed ({exc})"
         raise ModelNotAvailableError(
             f"separator model {model_id!r} is not in the local Hugging Face cache and cannot be downloaded: "
-            f"{where}. To use it, {_fetch_hint(model_id)}."
+            f"{unavailable_because(exc)}. To use it, {_fetch_hint(model_id)}."
         ) from exc
     return model_id, Path(folder)
+
+
+def _converted(convert) -> Path | None:
+    """Run a checkpoint conversion, its failures as ModelNotAvailableError (hub errors pass through)."""
+    from .sa3_convert import ConversionError
+
+    try:
+        return convert()
+    except ConversionError as exc:
+        raise ModelNotAvailableError(f"cannot convert the Stable Audio 3 checkpoint: {exc}") from exc
 
 
 def pipeline_is_cached(model: str) -> bool:
@@ -89,18 +134,16 @@ def pipeline_is_cached(model: str) -> bool:
     model_id = resolve_model_name(model)
     if tango.is_tango_repo(model_id):
         return tango.is_cached(model_id)
+    from .sa3_convert import converted_root
+
+    if any(converted_root(model_id).glob("*/model_index.json")):  # converted from the original checkpoint
+        return True
     try:
         with library_quiet(progress_bars=True, warnings=True):
             DiffusionPipeline.download(model_id, local_files_only=True)
     except Exception:  # any flavour of "not (completely) in the cache"
         return False
     return True
-
-
-def _known_names() -> list[str]:
-    from .models import MODEL_ALIASES
-
-    return list(MODEL_ALIASES)
 
 
 def _pipeline_class_name(folder: Path) -> str:
@@ -133,31 +176,6 @@ def _language_model(folder: Path) -> Any:
     return language_model
 
 
-@contextlib.contextmanager
-def library_quiet(progress_bars: bool = True, warnings: bool = False):
-    """Silence diffusers' and transformers' per-component progress bars (and, if asked, their warnings).
-
-    Hub download bars (huggingface_hub) are left alone: a first download takes minutes and should show progress.
-    """
-    from diffusers.utils import logging as diffusers_logging
-    from transformers.utils import logging as transformers_logging
-
-    saved = [(lib, lib.is_progress_bar_enabled(), lib.get_verbosity())
-             for lib in (diffusers_logging, transformers_logging)]
-    for lib, _, _ in saved:
-        if progress_bars:
-            lib.disable_progress_bar()
-        if warnings:
-            lib.set_verbosity_error()
-    try:
-        yield
-    finally:
-        for lib, bars_on, level in saved:
-            if bars_on:
-                lib.enable_progress_bar()
-            lib.set_verbosity(level)
-
-
 def load_pipeline(folder: Path) -> Any:
     """Load the AudioLDM2 / AudioLDM pipeline (or Tango checkpoint) in ``folder`` in float32 on the CPU."""
     import diffusers
@@ -184,3 +202,58 @@ def load_pipeline(folder: Path) -> Any:
         raise ModelNotAvailableError(f"could not load the {class_name} in {folder}: {exc}") from exc
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def _download(alias: str) -> Path:
+    # The same download a run makes (only the files the pipeline loads), so a later offline run finds them.
+    return locate_pipeline(alias)[1]
+
+
+def _entry(alias: str, size: str, description: str, licence: str = _LICENCE) -> KnownModel:
+    return KnownModel(alias, "separator", MODEL_ALIASES[alias], size, licence, description,
+                      fetch=partial(_download, alias), is_cached=partial(pipeline_is_cached, alias))
+
+
+KNOWN_MODELS: list[KnownModel] = [
+    _entry("audioldm2", "~4.5 GB",
+           "AudioLDM2 (CLAP + Flan-T5 + GPT-2 conditioning, 350M UNet): general sounds; the default"),
+    _entry("audioldm2-large", "~6 GB", "AudioLDM2 with the 750M UNet: general sounds, slower, sometimes cleaner"),
+    _entry("audioldm2-music", "~4.5 GB", "AudioLDM2 trained on music: instruments and ensembles"),
+    _entry("audioldm-s", "~1.7 GB", "AudioLDM v1 small (CLAP text embedding as class label): fastest, lower quality"),
+    _entry("audioldm-l", "~3 GB", "AudioLDM v1 large (739M UNet)"),
+    # Sizes: pytorch_model_main.bin 4.83 GB (UNet + Flan-T5 encoder) + pytorch_model_vae.bin 443 MB + Flan-T5's
+    # tokenizer and config.
+    _entry("tango", "~5.3 GB", "Tango (Flan-T5-large text encoder, 866M UNet, trained on AudioCaps): ZeroSep's Table 2"),
+    _entry("tango-full", "~5.3 GB", "Tango pre-trained on TangoPromptBank, fine-tuned on AudioCaps"),
+    _entry("tango2", "~5.3 GB", "Tango 2: Tango-full-FT aligned with DPO on Audio-alpaca preferences"),
+    _entry("tango2-full", "~5.3 GB",
+           "Tango 2's second published checkpoint (declare-lab/tango2-full), DPO-aligned like tango2"),
+    # Sizes: parameter counts of the diffusers components (DiT, VAE, text encoder) in float32.
+    _entry("stable-audio-open", "~5.3 GB",
+           "Stable Audio Open 1.0: 44.1 kHz stereo, up to 47 s windows (1.06B DiT, T5-base, Oobleck VAE); "
+           "full-band stems of music and effects. Gated: needs torchsde and an accepted licence",
+           STABILITY_LICENCE),
+    _entry("stable-audio-3", "~10 GB",
+           "Stable Audio 3 medium base (non-distilled): 44.1 kHz stereo rectified flow (1.45B DiT, T5Gemma, "
+           "SAME-L VAE); full-band stems. Gated; converted from the original checkpoint on first load",
+           STABILITY_LICENCE),
+    _entry("stable-audio-3-distilled", "~10 GB",
+           "Stable Audio 3 medium, distilled (guidance baked in): not guidance-free at w = 1, so it generates "
+           "rather than separates; use stable-audio-3", STABILITY_LICENCE),
+]
+
+
+def resolve_model_name(name: str | None) -> str:
+    """An alias (case-insensitive) becomes its hub id; anything else (hub id, folder) is returned unchanged."""
+    if name is None or not str(name).strip():
+        name = DEFAULT_MODEL
+    text = str(name).strip()
+    return MODEL_ALIASES.get(text.lower(), text)
+
+
+def alias_for(model_id: str) -> str | None:
+    """The short name of a known hub id, if it has one (for messages that tell users what to type)."""
+    for alias, repo in MODEL_ALIASES.items():
+        if repo == model_id:
+            return alias
+    return None

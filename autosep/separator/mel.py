@@ -14,9 +14,12 @@ not reproduced: padding is silence at the end, trimmed off the stems.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import tempfile
 from functools import lru_cache
+from pathlib import Path
 
-import librosa
 import numpy as np
 import torch
 
@@ -33,9 +36,51 @@ PEAK = 0.5  # the models were trained on zero-mean waveforms peak-normalised to 
 
 @lru_cache(maxsize=1)
 def _mel_basis() -> torch.Tensor:
-    basis = librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS, fmin=F_MIN, fmax=F_MAX)  # Slaney
+    """The Slaney mel filterbank [n_mels, n_fft // 2 + 1] (float64), computed by librosa once, then read from the cache.
+
+    librosa's filter module imports numba (about a second at every start); the matrix never changes, so it is
+    stored in autosep's cache folder the first time and read from there by every later run.
+    """
+    cached = _basis_cache_path()
+    try:
+        basis = np.load(cached, allow_pickle=False)
+        if basis.shape == (N_MELS, N_FFT // 2 + 1) and basis.dtype == np.float32 and np.isfinite(basis).all():
+            return _as_applied(basis)
+    except (OSError, ValueError):  # not cached yet, or unreadable: compute it again
+        pass
+    import librosa
+
+    basis = np.asarray(librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS, fmin=F_MIN, fmax=F_MAX),
+                       dtype=np.float32)  # Slaney scale and area normalisation (librosa's defaults)
+    _store(cached, basis)
+    return _as_applied(basis)
+
+
+def _as_applied(basis: np.ndarray) -> torch.Tensor:
     # librosa's own float32 filter weights, applied in float64 as librosa.feature.melspectrogram does for float64 input
-    return torch.from_numpy(np.asarray(basis, dtype=np.float64))  # [n_mels, n_fft // 2 + 1]
+    return torch.from_numpy(np.asarray(basis, dtype=np.float64))
+
+
+def _basis_cache_path() -> Path:
+    from autosep.paths import cache_dir
+
+    name = f"mel_slaney_sr{SAMPLE_RATE}_fft{N_FFT}_mels{N_MELS}_{F_MIN:g}-{F_MAX:g}hz.npy"
+    return cache_dir() / "frontend" / name
+
+
+def _store(path: Path, basis: np.ndarray) -> None:
+    """Write the cache file through a temporary name; a cache that cannot be written is only a slower start."""
+    temporary: str | None = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".mel-", suffix=".npy", delete=False) as handle:
+            temporary = handle.name
+            np.save(handle, basis, allow_pickle=False)
+        os.replace(temporary, path)
+    except OSError:
+        if temporary is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
 
 
 @lru_cache(maxsize=1)

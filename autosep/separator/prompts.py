@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-INVERSION_PROMPT_CHOICES = ("others", "null")
-INVERSIONS = ("ddpm", "ddim")  # edit-friendly DDPM inversion (default) and deterministic DDIM inversion
+from .settings import INVERSION_PROMPT_CHOICES, INVERSIONS, check_inv_prompt  # noqa: F401  (names re-exported)
 
 
 def check_sources(sources: Sequence[str]) -> list[str]:
@@ -31,9 +30,6 @@ def inversion_prompts(sources: Sequence[str], inv_prompt: str = "others") -> lis
     the inversion independent of the target (the separator then computes it once and shares it).
     """
     sources = check_sources(sources)
-    choice = str(inv_prompt).strip().lower() if isinstance(inv_prompt, str) else inv_prompt
-    if choice == "null":
+    if check_inv_prompt(inv_prompt) == "null":
         return [""] * len(sources)
-    if choice == "others":
-        return [", ".join(other for j, other in enumerate(sources) if j != i) for i in range(len(sources))]
-    raise ValueError(f"unknown inv_prompt {inv_prompt!r}: pass one of {', '.join(INVERSION_PROMPT_CHOICES)}")
+    return [", ".join(other for j, other in enumerate(sources) if j != i) for i in range(len(sources))]

@@ -77,8 +77,9 @@ class FullBandBackbone(Backbone):
     def stack(self, conditionings: list[Conditioning], dtype: torch.dtype, seconds: float = 0.0) -> dict:
         raise NotImplementedError
 
-    def predict(self, latents: torch.Tensor, sigma: torch.Tensor, batch: dict) -> torch.Tensor:
-        """The raw model output for latents at noise level ``sigma`` [B] (float32 or the compute dtype)."""
+    def predict(self, latents: torch.Tensor, sigma: torch.Tensor, batch: dict,
+                dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """The raw model output for float32 latents at noise level ``sigma`` [B], the DiT running in ``dtype``."""
         raise NotImplementedError
 
     def separate(self, x0: torch.Tensor, sources: list[str], distinct: list[str], row_of: torch.Tensor,
@@ -159,10 +160,11 @@ class StableAudioOpenBackbone(FullBandBackbone):
                 self.pipe.rotary_embed_dim, frames + 1, use_real=True, repeat_interleave_real=False)}
         return self._rotary[frames]
 
-    def predict(self, latents, sigma, batch):
+    def predict(self, latents, sigma, batch, dtype=torch.float32):
         pre = self._precondition
-        view = sigma.reshape(-1, *([1] * (latents.ndim - 1))).to(latents.device)
-        scaled = pre.precondition_inputs(latents, view.to(latents.dtype))
+        view = sigma.reshape(-1, *([1] * (latents.ndim - 1))).to(latents.device, torch.float32)
+        # Scaled by c_in in float32 first: the latents reach sigma_max = 500 before it, the DiT's input is ~1.
+        scaled = pre.precondition_inputs(latents.float(), view).to(dtype)
         timestep = pre.precondition_noise(sigma.float()).to(latents.device)
         return self.pipe.transformer(
             scaled, timestep, encoder_hidden_states=batch["encoder_hidden_states"],
@@ -254,10 +256,10 @@ class StableAudio3Backbone(FullBandBackbone):
         return {"encoder_hidden_states": torch.cat(contexts), "encoder_attention_mask": torch.cat(masks),
                 "global_hidden_states": global_states.expand(batch, -1)}
 
-    def predict(self, latents, sigma, batch):
+    def predict(self, latents, sigma, batch, dtype=torch.float32):
         # The pipeline feeds scheduler.timesteps = sigmas x num_train_timesteps.
         timestep = (sigma.float() * self.pipe.scheduler.config.num_train_timesteps).to(latents.device)
-        return self.pipe.transformer(latents, timestep, return_dict=False, **batch)[0]
+        return self.pipe.transformer(latents.to(dtype), timestep, return_dict=False, **batch)[0]
 
     def encode_audio(self, wave: torch.Tensor) -> torch.Tensor:
         return self.pipe.vae.encode(wave[None].float()).latents.float()
@@ -326,13 +328,19 @@ def hub_error_message(model_id: str, exc: BaseException) -> str | None:
     """
     from huggingface_hub.errors import EntryNotFoundError, GatedRepoError
 
+    import re
+
     for error in _chain(exc):
         if isinstance(error, GatedRepoError):
+            # The gated repository may be another one the model needs (Stable Audio 3's T5Gemma tokenizer).
+            found = re.search(r"huggingface\.co/(?:api/models/)?([\w.-]+/[\w.-]+)", str(error))
+            repo = found.group(1).rstrip(".") if found else model_id
+            needed = "" if repo == model_id else f" (needed by {model_id!r})"
             return (
-                f"separator model {model_id!r} is gated on the Hugging Face hub and this machine has no access to "
-                f"it. To use it: (1) open https://huggingface.co/{model_id}, sign in and accept its licence "
-                "(Stability AI Community License); (2) give autosep a token of that account: run `hf auth login`, "
-                "or set HF_TOKEN=hf_...; then run `autosep models download` for it or rerun this command"
+                f"the Hugging Face repository {repo!r}{needed} is gated and this machine has no access to it. To "
+                f"use it: (1) open https://huggingface.co/{repo}, sign in and accept its licence (the Stability AI "
+                "Community License for Stability's models); (2) give autosep a token of that account: run "
+                "`hf auth login`, or set HF_TOKEN=hf_...; then rerun this command (or `autosep models download`)"
             )
         if isinstance(error, EntryNotFoundError) and "model_index.json" in str(error):
             return (

@@ -35,8 +35,8 @@ import torch
 from torch import nn
 
 from autosep.errors import ModelNotAvailableError
+from autosep.logs import library_quiet
 
-from .backbones import Backbone, Conditioning
 
 logger = logging.getLogger(__name__)
 
@@ -310,14 +310,14 @@ def text_encoder_folder(name: str, checkpoint: Path, weights: bool = False) -> P
             return candidate
     from huggingface_hub import snapshot_download
 
-    from autosep.paths import offline_mode
+    from autosep.paths import offline_mode, unavailable_because
 
     patterns = list(TEXT_ENCODER_FILES) + (list(TEXT_ENCODER_WEIGHTS) if weights else [])
     offline = offline_mode()
     try:
         return Path(snapshot_download(name, allow_patterns=patterns, local_files_only=offline))
     except Exception as exc:  # hub errors come as OSError, ValueError, HTTP errors...; all mean "not available"
-        where = "offline mode is on (HF_HUB_OFFLINE / AUTOSEP_OFFLINE)" if offline else f"the download failed ({exc})"
+        where = unavailable_because(exc)
         raise ModelNotAvailableError(
             f"Tango's text encoder {name!r} is not in the local Hugging Face cache and cannot be downloaded: {where}. "
             f"Fetch it once while online (`hf download {name}`)."
@@ -381,8 +381,6 @@ def load(folder: Path) -> Any:
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
     from transformers import AutoConfig, AutoTokenizer, SpeechT5HifiGan, SpeechT5HifiGanConfig, T5EncoderModel
 
-    from .loading import library_quiet
-
     folder = Path(folder)
     main_config = _read_json(folder / "main_config.json")
     vae_settings = autoencoder_config(_read_json(folder / "vae_config.json"), folder / "vae_config.json")
@@ -436,36 +434,3 @@ def load(folder: Path) -> Any:
                             vocoder=vocoder)
     pipe.set_progress_bar_config(disable=True)
     return pipe
-
-
-class TangoBackbone(Backbone):
-    """Tango: the Flan-T5 last hidden state (with its attention mask) as the UNet's cross-attention context.
-
-    Prompts are tokenised as Tango does (truncated at the tokenizer's maximum length) one at a time; a batch pads
-    shorter prompts with masked positions, which the UNet's attention bias ignores, so a prompt's conditioning
-    does not depend on its batch.
-    """
-
-    name = "tango"
-
-    @property
-    def text_modules(self) -> list[nn.Module]:
-        return [self.pipe.text_encoder]
-
-    def encode(self, prompt: str, device: torch.device) -> Conditioning:
-        tokenizer = self.pipe.tokenizer
-        tokens = tokenizer([prompt], max_length=tokenizer.model_max_length, padding=True, truncation=True,
-                           return_tensors="pt")
-        ids, mask = tokens.input_ids.to(device), tokens.attention_mask.to(device)
-        states = self.pipe.text_encoder(input_ids=ids, attention_mask=mask)[0]
-        return {"t5": states, "t5_mask": mask}
-
-    def stack(self, conditionings: list[Conditioning], dtype: torch.dtype) -> dict[str, torch.Tensor]:
-        longest = max(c["t5"].shape[1] for c in conditionings)
-        states = [nn.functional.pad(c["t5"], (0, 0, 0, longest - c["t5"].shape[1])) for c in conditionings]
-        masks = [nn.functional.pad(c["t5_mask"], (0, longest - c["t5_mask"].shape[1])) for c in conditionings]
-        return {"encoder_hidden_states": torch.cat(states).to(dtype), "encoder_attention_mask": torch.cat(masks)}
-
-    def predict_noise(self, latents, timestep, batch):
-        # The model output is v (the scheduler converts it); "noise" is the separator's name for any prediction.
-        return self.pipe.unet(latents, timestep, return_dict=False, **batch)[0]

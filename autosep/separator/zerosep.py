@@ -10,8 +10,8 @@ backbones (Stable Audio Open, Stable Audio 3; :mod:`stable_audio`) encode the [c
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
-import math
 import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -20,21 +20,22 @@ import numpy as np
 import torch
 
 from autosep.devices import resolve_device, resolve_dtype
+from autosep.logs import library_quiet
 
 from . import mel
 from .backbones import Backbone, Conditioning, backbone_for
 from .guidance import GuidedNoise
 from .inversion import (
-    INVERSIONS,
     auxiliary_noise,
     ddim_invert,
-    ddpm_invert,
+    ddpm_invert_batched,
     make_inverse_scheduler,
     make_scheduler,
     reverse,
 )
-from .loading import library_quiet, load_pipeline, locate_pipeline
+from .loading import load_pipeline, locate_pipeline
 from .prompts import check_sources, inversion_prompts
+from .settings import SeparationSettings, check_batch_size, check_inversion
 from .stable_audio import FullBandBackbone, full_band_backbone_for
 
 logger = logging.getLogger(__name__)
@@ -69,9 +70,7 @@ class ZeroSep:
     default_window = 10.24
 
     def __init__(self, pipe: Any, model_id: str, device: torch.device, dtype: torch.dtype,
-                 batch_size: int | None = None):
-        if batch_size is not None and int(batch_size) < 1:
-            raise ValueError(f"batch_size must be a positive number of samples per UNet forward, got {batch_size}")
+                 batch_size: int | None = None, settings: SeparationSettings | None = None):
         self.pipe = pipe
         full_band = full_band_backbone_for(pipe)
         self.backbone: Backbone = full_band if full_band is not None else backbone_for(pipe)
@@ -79,9 +78,10 @@ class ZeroSep:
         self.model_id = model_id
         self.device = device
         self.dtype = dtype
-        self.batch_size = int(batch_size) if batch_size is not None else None
+        self.batch_size = check_batch_size(batch_size)
         self._conditionings: dict[tuple[str, torch.dtype], Conditioning] = {}
         self._evaluations = 0
+        self._fits: int | None = None  # samples per forward that fitted after an out-of-memory split (None: any)
         # The VAE and vocoder run once per window and stay in float32; the UNet/DiT and text encoders (the bulk of
         # the work) run in the compute precision.
         pipe.to(device)
@@ -100,61 +100,88 @@ class ZeroSep:
             self.frame_multiple = mel.frame_multiple(int(pipe.vae_scale_factor),
                                                      2 ** (len(unet_config.block_out_channels) - 1))
         self._set_compute_dtype(dtype)
+        self.settings = self._bound(settings or SeparationSettings())
 
     @classmethod
     def from_pretrained(cls, model: str | os.PathLike | None = "audioldm2", device: str | torch.device = "auto",
-                        dtype: str | torch.dtype | None = None, batch_size: int | None = None) -> "ZeroSep":
+                        dtype: str | torch.dtype | None = None, batch_size: int | None = None,
+                        settings: SeparationSettings | None = None) -> "ZeroSep":
         """Load a separator from an alias (``audioldm2``...), a Hugging Face id, or a local pipeline folder.
 
         ``dtype=None`` runs the UNet and text encoders in float16 on CUDA and float32 elsewhere. ``batch_size``
-        bounds the samples per UNet forward (None: all sources of a window in one batch).
+        bounds the samples per UNet forward (None: all sources of a window in one batch). ``settings`` are the
+        inversion, steps, guidance, c_inv mode and seed every call uses unless it overrides them.
         Raises :class:`autosep.errors.ModelNotAvailableError` when the model is neither cached nor downloadable.
         """
         resolved_device = resolve_device(device)
         resolved_dtype = resolve_dtype(dtype, resolved_device)
         model_id, folder = locate_pipeline(model)
         pipe = load_pipeline(folder)
-        return cls(pipe, model_id, resolved_device, resolved_dtype, batch_size=batch_size)
+        return cls(pipe, model_id, resolved_device, resolved_dtype, batch_size=batch_size, settings=settings)
 
     # -- public API -----------------------------------------------------------------------------------------
 
-    def separate(self, wave, sources: Sequence[str], inversion: str = "ddpm", steps: int = 50,
-                 guidance: float = 1.0, inv_prompt: str = "others", seed: int = 42,
+    def separate(self, wave, sources: Sequence[str], inversion: str | None = None, steps: int | None = None,
+                 guidance: float | None = None, inv_prompt: str | None = None, seed: int | None = None,
                  sample_rate: int | None = None) -> torch.Tensor:
         """Stems for ``sources`` from ``wave`` at :attr:`sample_rate`: float32 CPU tensor.
 
         ``wave`` is ``[samples]`` or ``[channels, samples]``; the stems are ``[len(sources), samples]`` or
         ``[len(sources), channels, samples]`` to match. AudioLDM/AudioLDM2 take mono only (``[samples]`` or
         ``[1, samples]``); Stable Audio takes mono (duplicated into its two channels, returned mono) or stereo.
+        Settings left as None are the bound ones (``self.settings``: ddpm, 50 steps, guidance 1, "others", 42).
         """
         return self.separate_detailed(wave, sources, inversion=inversion, steps=steps, guidance=guidance,
                                       inv_prompt=inv_prompt, seed=seed, sample_rate=sample_rate).stems
 
-    def separate_detailed(self, wave, sources: Sequence[str], inversion: str = "ddpm", steps: int = 50,
-                          guidance: float = 1.0, inv_prompt: str = "others", seed: int = 42,
+    def separate_detailed(self, wave, sources: Sequence[str], inversion: str | None = None, steps: int | None = None,
+                          guidance: float | None = None, inv_prompt: str | None = None, seed: int | None = None,
                           sample_rate: int | None = None, progress: Progress | None = None) -> SeparationResult:
         """Like :meth:`separate`, with the inversion prompts, fp32 retries and UNet work reported.
 
         ``progress(done, total)`` is called after every inversion and denoising step.
         """
-        samples, layout = self._check_wave(wave, sample_rate)
-        sources = check_sources(sources)
-        inversion = self._check_inversion(inversion)
-        steps = self._check_steps(steps)
-        guidance = self._check_guidance(guidance)
-        c_inv = inversion_prompts(sources, inv_prompt)
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-            raise ValueError(f"seed must be a whole number (42 is the default), got {seed!r}")
-        seed = int(seed)
-        if self.full_band:
-            return self._separate_full_band(samples, layout, sources, c_inv, inversion, steps, guidance, seed,
-                                            progress)
+        return self.separate_windows([wave], [sources], inversion=inversion, steps=steps, guidance=guidance,
+                                     inv_prompt=inv_prompt, seed=seed, sample_rate=sample_rate,
+                                     progress=progress)[0]
 
-        evaluations_before = self._evaluations
-        length = samples.shape[0]
-        scaled, unscale = mel.normalise(samples)
-        padded = mel.pad_to_multiple(scaled, self.frame_multiple)
-        total = 2 * steps
+    def separate_windows(self, waves: Sequence, sources: Sequence[Sequence[str]], inversion: str | None = None,
+                         steps: int | None = None, guidance: float | None = None, inv_prompt: str | None = None,
+                         seed: int | None = None, sample_rate: int | None = None,
+                         progress: Progress | None = None) -> list[SeparationResult]:
+        """Several mixtures (e.g. the windows of one recording), each with its own sources, separated together.
+
+        On AudioLDM/AudioLDM2 their inversions share forwards and all their sources denoise in one batch (still
+        bounded by ``batch_size``), so a GPU does several windows' work in the sequential calls of one. Each
+        result is what :meth:`separate_detailed` gives for that mixture alone (same seed, so the same noise), up
+        to float rounding; its ``unet_evaluations`` is that mixture's own share of the work. Full-band backbones
+        separate the mixtures one after another.
+        """
+        if len(waves) != len(sources):
+            raise ValueError(f"{len(waves)} waves but {len(sources)} source lists: pass one list of prompts per wave")
+        if not waves:
+            return []
+        checked = [self._check_wave(wave, sample_rate) for wave in waves]
+        source_lists = [check_sources(s) for s in sources]
+        settings = self.settings
+        overrides = dict(inversion=inversion, steps=steps, guidance=guidance, inv_prompt=inv_prompt, seed=seed)
+        if any(value is not None for value in overrides.values()):
+            settings = self._bound(settings.with_overrides(**overrides))
+        inversion, steps, guidance, seed = settings.inversion, settings.steps, settings.guidance, settings.seed
+        c_invs = [inversion_prompts(s, settings.inv_prompt) for s in source_lists]
+        if self.full_band:
+            return [self._separate_full_band(samples, layout, s, c, inversion, steps, guidance, seed, progress)
+                    for (samples, layout), s, c in zip(checked, source_lists, c_invs)]
+
+        samples = [x for x, _ in checked]
+        scaled = [mel.normalise(x) for x in samples]
+        padded = [mel.pad_to_multiple(x, self.frame_multiple) for x, _ in scaled]
+        # Mixtures batch together only when their latents have the same shape (one group in practice: the
+        # windows of a recording all have the model's length).
+        groups: dict[int, list[int]] = {}
+        for j, x in enumerate(padded):
+            groups.setdefault(int(x.shape[0]), []).append(j)
+        total = 2 * steps * len(groups)
         done = 0
 
         def step_done() -> None:
@@ -163,29 +190,48 @@ class ZeroSep:
             if progress is not None:
                 progress(min(done, total), total)
 
+        stems: list[torch.Tensor | None] = [None] * len(waves)
+        retried: list[list[bool]] = [[] for _ in waves]
         with torch.no_grad():
-            x0 = self._encode(padded)
-            latents, noise_for = self._separate_latents(x0, sources, c_inv, inversion, steps, guidance, seed, step_done)
-            stems = self._decode(latents)
-            retried = [not bool(torch.isfinite(stem).all()) for stem in stems]
-            if any(retried):
-                stems = self._retry_in_fp32(stems, retried, x0, sources, c_inv, inversion, steps, guidance, seed)
+            for members in groups.values():
+                x0 = torch.cat([self._encode(padded[j]) for j in members])
+                jobs = [_Job(x0[k:k + 1], source_lists[j], c_invs[j]) for k, j in enumerate(members)]
+                latents, _ = self._separate_latents(jobs, inversion, steps, guidance, seed, step_done)
+                decoded = self._decode(torch.cat(latents))
+                rows = 0
+                for job, j in zip(jobs, members):
+                    own = decoded[rows:rows + len(job.sources)]
+                    rows += len(job.sources)
+                    retried[j] = [not bool(torch.isfinite(stem).all()) for stem in own]
+                    stems[j] = own
+                bad = [(k, j) for k, j in enumerate(members) if any(retried[j])]
+                if bad:
+                    fixed = self._retry_in_fp32([stems[j] for _, j in bad], [retried[j] for _, j in bad],
+                                                [jobs[k] for k, _ in bad], inversion, steps, guidance, seed)
+                    for (_, j), again in zip(bad, fixed):
+                        stems[j] = again
 
-        stems = stems[:, :length] * unscale
-        if layout == "channels":
-            stems = stems[:, None, :]
-        return SeparationResult(
-            stems=stems.contiguous(),
-            sources=list(sources),
-            inversion_prompts=c_inv,
-            fp32_retry=retried if self.dtype != torch.float32 else [False] * len(sources),
-            unet_evaluations=self._evaluations - evaluations_before,
-            details={"inversion": inversion, "steps": steps, "guidance": guidance, "seed": seed,
-                     "padded_samples": int(padded.shape[0]), "model": self.model_id, "backbone": self.backbone.name,
-                     "sampler": _AUDIOLDM_SAMPLERS[inversion], "channels": 1,
-                     "conditional_evaluations": noise_for.conditional_evaluations,
-                     "unconditional_evaluations": noise_for.unconditional_evaluations},
-        )
+        noise_for = GuidedNoise(self._predict, guidance, self.batch_size)
+        inverted_steps = steps - 1 if inversion == "ddpm" else steps  # DDPM's last z is 0: no model call there
+        results = []
+        for j, (wave_stems, (_, unscale)) in enumerate(zip(stems, scaled)):
+            conditional, unconditional = _work_share(noise_for, c_invs[j], source_lists[j], inverted_steps, steps)
+            own = wave_stems[:, :samples[j].shape[0]] * unscale
+            if checked[j][1] == "channels":
+                own = own[:, None, :]
+            results.append(SeparationResult(
+                stems=own.contiguous(),
+                sources=list(source_lists[j]),
+                inversion_prompts=c_invs[j],
+                fp32_retry=retried[j] if self.dtype != torch.float32 else [False] * len(source_lists[j]),
+                unet_evaluations=conditional + unconditional,
+                details={"inversion": inversion, "steps": steps, "guidance": guidance, "seed": seed,
+                         "padded_samples": int(padded[j].shape[0]), "model": self.model_id,
+                         "backbone": self.backbone.name, "sampler": _AUDIOLDM_SAMPLERS[inversion], "channels": 1,
+                         "conditional_evaluations": conditional, "unconditional_evaluations": unconditional,
+                         "batched_mixtures": len(groups[int(padded[j].shape[0])])},
+            ))
+        return results
 
     def _separate_full_band(self, samples: torch.Tensor, layout: str, sources: list[str], c_inv: list[str],
                             inversion: str, steps: int, guidance: float, seed: int,
@@ -198,6 +244,12 @@ class ZeroSep:
         backbone: FullBandBackbone = self.backbone  # type: ignore[assignment]
         length = samples.shape[-1]
         seconds = length / self.sample_rate
+        if (seconds > backbone.default_window * 1.001 and backbone.name == "stable-audio-open"
+                and not getattr(self, "_long_window_warned", False)):
+            self._long_window_warned = True  # once per separator, not once per window
+            logger.warning("a %.2f s window is longer than the %.2f s Stable Audio Open was trained on; the DiT "
+                           "runs on it, but shorter windows (--window) stay in what it has seen", seconds,
+                           backbone.default_window)
         padded = torch.nn.functional.pad(samples, (0, backbone.padded_length(length) - length))
         evaluations_before = self._evaluations
         total = 2 * steps
@@ -216,7 +268,7 @@ class ZeroSep:
             def predict(latents: torch.Tensor, sigma: torch.Tensor, prompts: list[str]) -> torch.Tensor:
                 batch = backbone.stack([self._conditioning(p) for p in prompts], self._compute_dtype, seconds)
                 self._evaluations += latents.shape[0]
-                return backbone.predict(latents.to(self._compute_dtype), sigma, batch).float()
+                return backbone.predict(latents, sigma, batch, self._compute_dtype).float()
 
             noise_for = GuidedNoise(predict, guidance, self.batch_size)
             distinct = list(dict.fromkeys(chosen_inv))  # "null": one inversion shared by all sources
@@ -268,7 +320,7 @@ class ZeroSep:
 
     def sampler(self, inversion: str = "ddpm") -> str:
         """What ``inversion`` runs on this backbone (the manifest records it)."""
-        name = self._check_inversion(inversion)
+        name = check_inversion(inversion)
         if isinstance(self.backbone, FullBandBackbone):
             return self.backbone.samplers[name]
         return _AUDIOLDM_SAMPLERS[name]
@@ -311,29 +363,22 @@ class ZeroSep:
             return wave.reshape(1, -1).expand(self.channels, -1).contiguous(), mono
         return wave, layout
 
-    @staticmethod
-    def _check_inversion(inversion: str) -> str:
-        name = str(inversion).strip().lower()
-        if name not in INVERSIONS:
-            raise ValueError(f"unknown inversion {inversion!r}: pass 'ddpm' (default, edit-friendly) or 'ddim'")
-        return name
+    def bound_to(self, settings: SeparationSettings) -> "ZeroSep":
+        """This loaded separator with other separation settings bound: the model is shared, nothing reloads."""
+        if settings == self.settings:
+            return self
+        other = copy.copy(self)
+        other.settings = self._bound(settings)
+        return other
 
-    def _check_steps(self, steps: int) -> int:
+    def _bound(self, settings: SeparationSettings) -> SeparationSettings:
+        """``settings`` once checked against this model: its sampler has a fixed number of training steps."""
         limit = (self.backbone.max_steps if isinstance(self.backbone, FullBandBackbone)
                  else int(self.pipe.scheduler.config.num_train_timesteps))
-        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 1 <= int(steps) <= limit:
-            raise ValueError(f"steps must be a whole number from 1 to {limit} (50 is the default), got {steps!r}")
-        return int(steps)
-
-    @staticmethod
-    def _check_guidance(guidance: float) -> float:
-        try:
-            value = float(guidance)
-        except (TypeError, ValueError):
-            raise ValueError(f"guidance must be a number >= 0 (1.0 is ZeroSep's default), got {guidance!r}") from None
-        if not math.isfinite(value) or value < 0:
-            raise ValueError(f"guidance must be a number >= 0 (1.0 is ZeroSep's default), got {guidance!r}")
-        return value
+        if settings.steps > limit:
+            raise ValueError(
+                f"steps must be a whole number from 1 to {limit} (50 is the default), got {settings.steps}")
+        return settings
 
     # -- the model ------------------------------------------------------------------------------------------
 
@@ -360,10 +405,32 @@ class ZeroSep:
         return self._conditionings[key]
 
     def _predict(self, latents: torch.Tensor, timestep: torch.Tensor, prompts: list[str]) -> torch.Tensor:
-        """One UNet forward for a batch of (latent, prompt) pairs; float32 noise prediction."""
+        """One UNet forward for a batch of (latent, prompt) pairs; float32 noise prediction.
+
+        A batch the device has no memory for is split in halves (and later batches are kept to the size that
+        fitted), so an unbounded ``batch_size`` never fails where smaller forwards would work; the result is the
+        same up to float rounding.
+        """
+        count = latents.shape[0]
+        if self._fits is not None and count > self._fits:
+            step = self._fits  # a part may lower self._fits again; each part then splits itself
+            return torch.cat([self._predict(latents[i:i + step], _rows(timestep, i, step), prompts[i:i + step])
+                              for i in range(0, count, step)])
         batch = self.backbone.stack([self._conditioning(p) for p in prompts], self._compute_dtype)
-        self._evaluations += latents.shape[0]
-        return self.backbone.predict_noise(latents.to(self._compute_dtype), timestep, batch).float()
+        try:
+            eps = self.backbone.predict_noise(latents.to(self._compute_dtype), timestep, batch).float()
+        except _OUT_OF_MEMORY:
+            if count == 1:
+                raise
+            del batch
+            self._fits = count // 2
+            logger.warning("a UNet forward of %d samples did not fit in memory; using at most %d per forward "
+                           "from now on (pass batch_size to set the bound yourself)", count, self._fits)
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            return self._predict(latents, timestep, prompts)
+        self._evaluations += count
+        return eps
 
     def _encode(self, padded: torch.Tensor) -> torch.Tensor:
         features = mel.log_mel(padded)[None, None].to(self.device)  # [1, 1, frames, 64]
@@ -379,29 +446,35 @@ class ZeroSep:
             waves.append(self.pipe.mel_spectrogram_to_waveform(vae.decode(part).sample))
         return torch.cat(waves).float().cpu()
 
-    def _separate_latents(self, x0: torch.Tensor, sources: list[str], c_inv: list[str], inversion: str,
-                          steps: int, guidance: float, seed: int,
-                          step_done: Callable[[], None]) -> tuple[torch.Tensor, GuidedNoise]:
-        """Invert x0 once per distinct c_inv, then denoise every source in one batch.
+    def _separate_latents(self, jobs: list["_Job"], inversion: str, steps: int, guidance: float, seed: int,
+                          step_done: Callable[[], None]) -> tuple[list[torch.Tensor], GuidedNoise]:
+        """Invert each mixture once per distinct c_inv, then denoise every source of every mixture in one batch.
 
-        Returns the latents [S, ...] and the guidance wrapper (which counts the branches it evaluated).
+        Returns each job's latents [len(job.sources), ...] and the guidance wrapper (which counts the branches it
+        evaluated).
         """
         config = self.pipe.scheduler.config
         scheduler = make_scheduler(config, steps, self.device)
         noise_for = GuidedNoise(self._predict, guidance, self.batch_size)
-        distinct = list(dict.fromkeys(c_inv))  # "null": one inversion shared by all sources
-        row_of = torch.tensor([distinct.index(c) for c in c_inv], device=self.device)
-        x0_batch = x0.expand(len(distinct), *x0.shape[1:])
-
-        def invert_eps(x, t):
-            return noise_for(x, t, distinct)
+        # Inversion rows: one per (mixture, distinct c_inv) ("null": one inversion shared by all its sources).
+        inv_rows: list[tuple[int, str]] = []
+        for j, job in enumerate(jobs):
+            inv_rows.extend((j, c) for c in dict.fromkeys(job.c_inv))
+        inv_prompts = [c for _, c in inv_rows]
+        x0_rows = torch.cat([jobs[j].x0 for j, _ in inv_rows])
+        # Reverse rows: every (mixture, source), each starting from its mixture's inversion with its c_inv.
+        rev_prompts = [source for job in jobs for source in job.sources]
+        row_of = torch.tensor([inv_rows.index((j, c)) for j, job in enumerate(jobs) for c in job.c_inv],
+                              device=self.device)
 
         def reverse_eps(x, t):
-            return noise_for(x, t, sources)
+            return noise_for(x, t, rev_prompts)
 
         if inversion == "ddpm":
-            noise = [n.to(self.device) for n in auxiliary_noise(tuple(x0.shape), steps, seed)]
-            x_top, zs = ddpm_invert(scheduler, x0_batch, invert_eps, noise, on_step=step_done)
+            noise = [n.to(self.device) for n in auxiliary_noise(tuple(jobs[0].x0.shape), steps, seed)]
+            x_top, zs = ddpm_invert_batched(scheduler, x0_rows, self._inversion_eps(noise_for, inv_prompts, step_done),
+                                            noise)
+            step_done()  # the last inversion step (z = 0) needs no model call
             zs = [z.index_select(0, row_of) for z in zs]
             latents = reverse(scheduler, x_top.index_select(0, row_of), reverse_eps, zs, on_step=step_done)
         else:
@@ -410,25 +483,88 @@ class ZeroSep:
             # ~15% from float32's and the stems ~50% (benchmarks/inversion_precision.py), so it runs in float32
             # on every device; the reverse pass stays in the compute precision.
             with self._full_precision():
-                x_top = ddim_invert(inverse, x0_batch, invert_eps, on_step=step_done)
+                x_top = ddim_invert(inverse, x0_rows, lambda x, t: noise_for(x, t, inv_prompts), on_step=step_done)
             latents = reverse(scheduler, x_top.index_select(0, row_of), reverse_eps, None, on_step=step_done)
-        return latents, noise_for
+        return list(latents.split([len(job.sources) for job in jobs])), noise_for
 
-    def _retry_in_fp32(self, stems: torch.Tensor, bad: list[bool], x0: torch.Tensor, sources: list[str],
-                       c_inv: list[str], inversion: str, steps: int, guidance: float, seed: int) -> torch.Tensor:
+    def _inversion_eps(self, noise_for: GuidedNoise, prompts: list[str], step_done: Callable[[], None]):
+        """``eps_all`` for :func:`ddpm_invert_batched`: all (timestep, row) pairs in forwards of at most
+        ``batch_size`` sample-evaluations (one forward when unbounded), progress reported per finished timestep."""
+
+        def eps_all(latents: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+            steps_count, rows = latents.shape[:2]
+            flat = latents.reshape(steps_count * rows, *latents.shape[2:])
+            flat_t = timesteps.to(self.device).repeat_interleave(rows)
+            flat_prompts = prompts * steps_count
+            per_sample = [noise_for.evaluations(p) for p in flat_prompts]
+            limit = self.batch_size or sum(per_sample)
+            outputs: list[torch.Tensor] = []
+            start = reported = 0
+            while start < len(flat_prompts):
+                end, cost = start, 0
+                # Fill the forward up to the bound; a sample needing both branches never straddles two forwards.
+                while end < len(flat_prompts) and (end == start or cost + per_sample[end] <= limit):
+                    cost += per_sample[end]
+                    end += 1
+                outputs.append(noise_for(flat[start:end], flat_t[start:end], flat_prompts[start:end]))
+                start = end
+                for _ in range(start // rows - reported):
+                    step_done()
+                reported = start // rows
+            return torch.cat(outputs).reshape(latents.shape)
+
+        return eps_all
+
+    def _retry_in_fp32(self, stems: list[torch.Tensor], bad: list[list[bool]], jobs: list["_Job"], inversion: str,
+                       steps: int, guidance: float, seed: int) -> list[torch.Tensor]:
         """Recompute the non-finite stems with the UNet and text encoders in float32 (same seed and prompts)."""
-        rows = [i for i, is_bad in enumerate(bad) if is_bad]
-        names = ", ".join(sources[i] for i in rows)
+        names = ", ".join(job.sources[i] for job, flags in zip(jobs, bad) for i, is_bad in enumerate(flags) if is_bad)
         if self._compute_dtype == torch.float32:
             logger.warning("stems %s came out NaN/inf in float32; their bad samples are set to 0", names)
-            return torch.nan_to_num(stems, nan=0.0, posinf=0.0, neginf=0.0)
+            return [torch.nan_to_num(s, nan=0.0, posinf=0.0, neginf=0.0) for s in stems]
         logger.warning("stems %s came out NaN/inf in %s; recomputing them in float32", names, self._compute_dtype)
+        rows = [[i for i, is_bad in enumerate(flags) if is_bad] for flags in bad]
+        # Only the bad sources, each keeping the c_inv it had (not one rebuilt from the smaller source list).
+        again = [_Job(job.x0, [job.sources[i] for i in r], [job.c_inv[i] for i in r]) for job, r in zip(jobs, rows)]
         with self._full_precision():
-            latents, _ = self._separate_latents(x0, [sources[i] for i in rows], [c_inv[i] for i in rows], inversion,
-                                                steps, guidance, seed, lambda: None)
-        stems = stems.clone()
-        stems[rows] = torch.nan_to_num(self._decode(latents), nan=0.0, posinf=0.0, neginf=0.0)
-        return stems
+            latents, _ = self._separate_latents(again, inversion, steps, guidance, seed, lambda: None)
+        decoded = self._decode(torch.cat(latents)).split([len(r) for r in rows])
+        fixed = []
+        for wave_stems, r, new in zip(stems, rows, decoded):
+            wave_stems = wave_stems.clone()
+            wave_stems[r] = torch.nan_to_num(new, nan=0.0, posinf=0.0, neginf=0.0)
+            fixed.append(wave_stems)
+        return fixed
+
+
+@dataclass
+class _Job:
+    """One mixture's part of a batched separation: its latent [1, ...], its sources (c_rev) and their c_inv."""
+
+    x0: torch.Tensor
+    sources: list[str]
+    c_inv: list[str]
+
+
+def _work_share(noise_for: GuidedNoise, c_inv: list[str], sources: list[str], inverted_steps: int,
+                steps: int) -> tuple[int, int]:
+    """(conditional, unconditional) sample-evaluations one mixture costs: its distinct c_inv at every inverted
+    step, its sources at every reverse step."""
+    conditional = unconditional = 0
+    for prompts, count in ((list(dict.fromkeys(c_inv)), inverted_steps), (sources, steps)):
+        for prompt in prompts:
+            c, u = noise_for.branch_counts(prompt)
+            conditional += c * count
+            unconditional += u * count
+    return conditional, unconditional
+
+
+_OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+
+
+def _rows(timestep: torch.Tensor, start: int, count: int) -> torch.Tensor:
+    """The timesteps of samples start..start+count: the same one for all, or their own (a 1-D tensor)."""
+    return timestep[start:start + count] if timestep.ndim == 1 else timestep
 
 
 def _cast(module: torch.nn.Module, dtype: torch.dtype) -> None:

@@ -1,10 +1,10 @@
 """Audio taggers, AudioSet metadata and the source planner.
 
 ```python
-from autosep.taggers import load_tagger, plan_sources
+from autosep.taggers import load_tagger, plan_from_result
 tagger = load_tagger("panns")                       # load once, reuse
 result = tagger.tag(wave, sample_rate)              # TagResult: probs [windows, classes], labels, window_times
-plan = plan_sources(result.probs, result.labels, result.window_times, threshold=tagger.default_threshold)
+plan = plan_from_result(result)                     # plan_sources with the tagger's threshold and window length
 ```
 Model modules are imported only when their tagger is loaded, so importing this package never imports
 transformers or ``panns_inference``.
@@ -18,15 +18,16 @@ from typing import TYPE_CHECKING
 
 from ..registry import KnownModel
 from .base import Tagger, TagResult
-from .planner import (
-    DEFAULT_MAX_SOURCES, DEFAULT_THRESHOLD, OPEN_SET_PREFIX, PlannedSource, describe_label, plan_sources,
+from .planner import plan_from_result, plan_sources
+from .settings import (
+    DEFAULT_MAX_SOURCES, DEFAULT_TAGGER, DEFAULT_THRESHOLD, TAGGER_NAMES, PlanningSettings, TaggingSettings,
 )
+from .sources import OPEN_SET_PREFIX, Source, describe_label
 
 if TYPE_CHECKING:
     import torch
 
-TAGGER_NAMES: tuple[str, ...] = ("panns", "ast", "clap", "audio-lm")
-DEFAULT_TAGGER = "panns"
+PlannedSource = Source  # the planner's output is the one Source type (origin "tagged")
 
 
 def _fetch_panns() -> Path:
@@ -76,11 +77,12 @@ def load_tagger(
     Raises :class:`autosep.errors.ModelNotAvailableError` when the model is neither cached nor downloadable.
     ``vocab`` (a file with one phrase per line, or a list) is for ``clap`` only.
     """
-    key = str(name).strip().lower().replace("_", "-")
-    if key not in TAGGER_NAMES:
-        raise ValueError(f"unknown tagger {name!r}: choose one of {', '.join(TAGGER_NAMES)}")
-    if vocab is not None and key != "clap":
-        raise ValueError("a vocabulary (--vocab) is only used by the clap tagger")
+    return load_tagger_for(TaggingSettings(name, model, vocab), device)
+
+
+def load_tagger_for(settings: TaggingSettings, device: "str | torch.device" = "auto") -> Tagger:
+    """Load the tagger ``settings`` name (already checked when they were built)."""
+    key, model, vocab = settings.tagger, settings.model, settings.vocab
     if key == "panns":
         from .panns import PannsTagger
 
@@ -100,5 +102,6 @@ def load_tagger(
 
 __all__ = [
     "DEFAULT_MAX_SOURCES", "DEFAULT_TAGGER", "DEFAULT_THRESHOLD", "KNOWN_MODELS", "OPEN_SET_PREFIX",
-    "PlannedSource", "TAGGER_NAMES", "TagResult", "Tagger", "load_tagger", "plan_sources",
+    "PlannedSource", "PlanningSettings", "Source", "TAGGER_NAMES", "TagResult", "Tagger", "TaggingSettings",
+    "describe_label", "load_tagger", "load_tagger_for", "plan_from_result", "plan_sources",
 ]

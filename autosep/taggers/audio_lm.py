@@ -20,7 +20,7 @@ import torch
 from ..devices import resolve_device, resolve_dtype
 from .base import Tagger, TagResult
 from .hub import from_pretrained, resolve_model_id
-from .planner import OPEN_SET_PREFIX
+from .sources import OPEN_SET_PREFIX
 from .prompts import clean_phrase
 
 log = logging.getLogger(__name__)
@@ -141,7 +141,7 @@ class AudioLMTagger(Tagger):
             for phrase in window_phrases:
                 probs[i, column[phrase]] = 1.0
         return TagResult(probs, [OPEN_SET_PREFIX + p for p in phrases], times, self.name, self.model_id,
-                         self.default_threshold, notes)
+                         self.default_threshold, notes, window_seconds=float(self.window_seconds))
 
     def score_windows(self, windows: list[np.ndarray]) -> np.ndarray:  # not used: tag() is open-set
         raise NotImplementedError("AudioLMTagger scores through tag()")

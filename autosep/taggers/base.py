@@ -9,13 +9,12 @@ fails under about 0.3 s); its window time still ends where the recording does.
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..frames import resample
+from ..frames import fit_length, plan_windows, resample, to_mono
 
 
 @dataclass
@@ -28,8 +27,9 @@ class TagResult:
     window_times: list[tuple[float, float]]
     tagger: str = ""
     model_id: str = ""
-    default_threshold: float | None = None
+    default_threshold: float | None = None  # the tagger's clip-level operating point (see planner.resolve_threshold)
     notes: list[str] = field(default_factory=list)  # warnings worth showing the user (e.g. unparseable LM text)
+    window_seconds: float | None = None  # the tagger's window length: how many windows one clip pools
 
     @property
     def duration(self) -> float:
@@ -42,37 +42,6 @@ class TagResult:
         best = self.probs.max(axis=0)
         order = np.argsort(-best, kind="stable")[:count]
         return [(self.labels[i], float(best[i])) for i in order]
-
-
-def window_bounds(frames: int, window: int, hop: int) -> list[tuple[int, int]]:
-    """Frame ranges ``[start, end)`` covering ``frames``: windows of ``window`` frames every ``hop`` frames,
-    the last one moved back to end at the signal's end."""
-    if frames <= 0:
-        return []
-    if frames <= window:
-        return [(0, frames)]
-    count = math.ceil((frames - window) / hop) + 1
-    starts = [min(i * hop, frames - window) for i in range(count)]
-    return [(s, s + window) for s in dict.fromkeys(starts)]
-
-
-def pad_to(piece: np.ndarray, length: int) -> np.ndarray:
-    """``piece`` followed by digital silence up to ``length`` frames (unchanged when already that long)."""
-    if len(piece) >= length:
-        return piece
-    padded = np.zeros(length, dtype=piece.dtype)
-    padded[: len(piece)] = piece
-    return padded
-
-
-def to_mono(wave: np.ndarray) -> np.ndarray:
-    """``[frames]`` or ``[frames, channels]`` -> float32 ``[frames]`` (channel average)."""
-    data = np.asarray(wave, dtype=np.float32)
-    if data.ndim == 2:
-        data = data.mean(axis=1, dtype=np.float32)
-    elif data.ndim != 1:
-        raise ValueError(f"expected a waveform [frames] or [frames, channels], got shape {data.shape}")
-    return np.ascontiguousarray(data)
 
 
 class Tagger(ABC):
@@ -102,9 +71,9 @@ class Tagger(ABC):
         window = max(1, int(round(self.window_seconds * self.sample_rate)))
         hop_seconds = self.hop_seconds if self.hop_seconds else self.window_seconds / 2
         hop = max(1, int(round(hop_seconds * self.sample_rate)))
-        bounds = window_bounds(len(mono), window, hop)
-        pieces = [pad_to(mono[s:e], window) for s, e in bounds]
-        times = [(min(s / self.sample_rate, duration), min(e / self.sample_rate, duration)) for s, e in bounds]
+        grid = plan_windows(len(mono), window, hop)
+        pieces = [fit_length(mono[w.start:w.end], window) for w in grid]
+        times = [(min(w.start / self.sample_rate, duration), min(w.end / self.sample_rate, duration)) for w in grid]
         return pieces, times
 
     def tag(self, wave: np.ndarray, sample_rate: int) -> TagResult:
@@ -120,7 +89,7 @@ class Tagger(ABC):
             rows.append(scores)
         probs = np.concatenate(rows, axis=0) if rows else np.zeros((0, len(self.labels)), dtype=np.float32)
         return TagResult(probs, list(self.labels), times, self.name, self.model_id, self.default_threshold,
-                         self.take_notes())
+                         self.take_notes(), window_seconds=float(self.window_seconds))
 
     def take_notes(self) -> list[str]:
         """Warnings collected while scoring (cleared once read)."""

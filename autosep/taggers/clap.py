@@ -28,7 +28,7 @@ from ..errors import AutosepError
 from .audioset import load_ontology
 from .base import Tagger
 from .hub import from_pretrained, resolve_model_id
-from .planner import OPEN_SET_PREFIX
+from .sources import OPEN_SET_PREFIX
 from .prompts import clean_phrase, prompt_for
 
 CLAP_MODEL_ID = "laion/clap-htsat-unfused"

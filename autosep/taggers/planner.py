@@ -1,35 +1,71 @@
 """From per-window class scores to a short list of distinct, separable sources: ``plan_sources``.
 
-A pure function over a score table, so any AudioSet-labelled tagger fits. The rules, in the order they apply:
+A pure function over a score table, so any AudioSet-labelled tagger fits. Every planned source costs a full
+diffusion pass and gives the user a file, so the planner names each sound source once, and only real sources.
+The rules, in the order they apply:
 
 1. **Columns.** Each label is an AudioSet mid or display name. A label starting with ``open:`` is a free-form
    phrase (audio-language model output, a user's CLAP vocabulary): it is kept as its own prompt and mapped to
-   the nearest AudioSet class, when one matches, for the rules below. Other labels not in the ontology are
-   ignored (debug log).
-2. **Presence.** A class is active in a window when its probability is at least ``threshold``
-   (``DEFAULT_THRESHOLD`` = 0.25 when None; taggers carry their own ``default_threshold``). It is present when
-   the union of its active windows lasts at least ``min_active`` seconds (default: any one active window).
-   Its file-level score is the maximum over windows: a source that is audible for only part of a long
-   recording must not be averaged away.
+   the nearest AudioSet class, when one matches, for the rules below. Other labels are ignored (debug log).
+2. **Presence.** A class is active in a window when its probability is at least the presence threshold, and
+   present when its active windows add up to ``min_active`` seconds (default: any one window). Time is counted
+   by hops: each window contributes the span from its start to the next window's start (the last one, its whole
+   length), so half-overlapping windows are not counted twice. A class's score is its maximum over windows: a
+   source audible for only part of a long recording must not be averaged away.
+   The threshold, when not given, comes from the tagger (see ``presence_threshold``): ``default_threshold`` is
+   its operating point for a decision over one AudioSet clip (``CLIP_SECONDS`` = 10 s); a tagger whose windows
+   are shorter max-pools several windows into each clip-length decision and is held to a higher per-window bar.
 3. **Not sources.** Dropped: the "Channel, environment and background" subtree (rooms, reverberation, echo,
-   noise, static, hum, sound reproduction), music genres, moods and roles, abstract and blacklisted nodes,
-   "Silence" and "Sound effect".
-4. **Merges.** Classes a text prompt cannot tell apart become one source: male, female and child speech,
-   conversation and narration -> Speech; the whole Singing subtree -> Singing.
-5. **Hierarchy.** ``"leaf"`` (default) keeps the most specific surviving class and drops every ancestor of it,
-   over all parent paths (Music + Plucked string instrument + Guitar -> Guitar); ``"level:N"`` collapses each
-   class to its ancestor at depth N (top-level categories are depth 1), skipping ancestors that are not
-   sources, then drops ancestors as "leaf" does; ``"none"`` keeps every class.
-6. **Choice.** ``exclude`` names are removed; ``include`` names are always kept (their windows, or the whole
-   recording when none passes the threshold); the rest fill ``max_sources`` slots by score.
+   noise, static, hum, sound reproduction), music genres, moods and roles, the "Other sourceless" leaves (sine
+   wave, chirp tone, pulse, sound effect) and "Silence". The ontology's ``blacklist`` restriction means "not
+   rated by annotators", not "not a source": blacklisted classes are kept unless a rule here drops them.
+4. **Sources, from the ontology's shape** (``hierarchy="leaf"``, the default). Depths count source nodes only
+   (abstract nodes such as "Human voice" are skipped, so Speech has depth 1), along a class's longest line of
+   them when it has several parents.
 
-Names in ``include``/``exclude`` match a display name, a mid or a prompt, ignoring case.
+   - A *heading* is a node of depth 1 or 2 with two or more levels below it (Music, Musical instrument, Animal,
+     Domestic animals, Vehicle, Tools, Water, ...). It says what kind of sound is there, not which source: it is
+     never a source when any class below it is present; alone, it is kept only at ``HEADING_ODDS`` times the
+     odds of the threshold, with its own generic prompt ("music", "running water").
+   - A *one-source node* is a non-heading node whose children are all leaves: the children are the sounds one
+     source makes (Dog: Bark, Yip, Howl, Bow-wow, Growling, Whimper; Rain: Raindrop, Rain on surface; Speech:
+     its speakers). Two name lists correct the shape where it misleads: "Singing" is one source by rule
+     (``ONE_SOURCE``: its Chant sub-family holds voices too), and "Brass instrument" and "Mallet percussion" are
+     families (``DISTINCT_KINDS``: Trumpet and Trombone are different instruments, not sounds of one). Present
+     members of a one-source node (the node and its children, grouped with it when the node or a sibling is
+     present) that are active in a common window form **one source**.
+   - A *family* is any other non-heading node with children (Plucked string instrument: Guitar with its own
+     children, Banjo, Mandolin; Bowed string instrument: Violin with Pizzicato, Cello, Double bass; Bird): its
+     children are distinct sources and stay separate, unless one is too weak to stand beside a stronger kind in
+     the same windows (below ``CONFIDENT_FRACTION`` of its score: the tagger unsure what it hears, as Guitar 0.7
+     with Ukulele 0.3), which then joins the stronger. A present family with exactly one detected source below
+     it joins that source as evidence (Bird 0.8 + Chirp 0.34 is one bird at 0.8); with several below, it is
+     dropped (the sources below say more than it does); with none, it is a source itself.
+   - A class with several parents (Growling: Dog, Cat, Roaring cats, Canidae) joins the parent with the best
+     evidence: the parent's own score, or the best score among its other present children, in the windows where
+     the class is active; without any, the class stands alone. A class under several one-source parents names
+     a sound, not a source, so the parent it joined names the source (Growling with Roaring cats is "roaring
+     cats", not "dog growling").
+   - A source's score is the maximum over everything it holds, including a parent it replaces. Its label and
+     prompt are those of its deepest *confident* class (score >= ``CONFIDENT_FRACTION`` of the source's score):
+     Dog 0.8 + Bark 0.6 is "dog barking", Bee 1.0 + Buzz 0.48 stays "bee"; when several confident classes sit
+     side by side (Bark and Bow-wow), the node they share labels the source ("dog").
+
+   ``"level:N"`` instead collapses each class to its ancestor at depth N (skipping ancestors that are not
+   sources) and drops ancestors of kept classes; ``"none"`` keeps every class as it is.
+5. **Equal prompts.** Classes that read as one prompt ("Rattle" and "Rattle (instrument)") are one source to the
+   separator, which refuses duplicate prompts: the stronger is kept, active wherever either one is.
+6. **Choice.** ``exclude`` names are removed (a source is excluded by any class it holds or its one-source
+   node); ``include`` names are always kept, labelled as named (their windows, or the whole recording when none
+   passes the threshold); the rest fill ``max_sources`` slots by score.
+
+Every planned source says why it is there (``PlannedSource.why`` and ``classes``: the classes it holds and their
+scores). Names in ``include``/``exclude`` match a display name, a mid or a prompt, ignoring case.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -37,48 +73,25 @@ import numpy as np
 
 from .audioset import AudioSetNode, Ontology, load_ontology
 from .prompts import clean_phrase, match_audioset_class, prompt_for
+from .settings import DEFAULT_MAX_SOURCES, DEFAULT_THRESHOLD, parse_hierarchy
+from .sources import OPEN_SET_PREFIX, Segment, Source
+
+PlannedSource = Source  # the planner's output is the one Source type (origin "tagged")
 
 log = logging.getLogger(__name__)
 
-OPEN_SET_PREFIX = "open:"
-DEFAULT_THRESHOLD = 0.25
-DEFAULT_MAX_SOURCES = 4
-HIERARCHY_MODES = ("leaf", "level:N", "none")
+CLIP_SECONDS = 10.0  # the AudioSet clip: the span a tagger's default threshold is a decision over
+CONFIDENT_FRACTION = 0.5  # a class names its source when it scores at least this share of the source's score
+HEADING_ODDS = 2.0  # a heading alone needs this many times the odds of the presence threshold
 
-NON_SOURCE_SUBTREES = ("Channel, environment and background", "Music genre", "Music mood", "Music role")
-NON_SOURCE_CLASSES = ("Silence", "Sound effect")
-# Group name -> members (names) that merge into it; None means "the group's whole subtree".
-MERGE_GROUPS: dict[str, tuple[str, ...] | None] = {
-    "Speech": (
-        "Male speech, man speaking", "Female speech, woman speaking", "Child speech, kid speaking",
-        "Conversation", "Narration, monologue",
-    ),
-    "Singing": None,
-}
+NON_SOURCE_SUBTREES = ("Channel, environment and background", "Music genre", "Music mood", "Music role",
+                       "Other sourceless")
+NON_SOURCE_CLASSES = ("Silence",)
+# Where the shape rule misreads the ontology, by name: a subtree that is one source although it has sub-families
+# (Chant -> Mantra are voices too), and one-source-shaped nodes whose children are different instruments.
+ONE_SOURCE = ("Singing",)
+DISTINCT_KINDS = ("Brass instrument", "Mallet percussion")
 
-Segment = tuple[float, float]
-
-
-@dataclass
-class PlannedSource:
-    """One source to separate: its class, file-level score, separator prompt and where it is audible."""
-
-    label: str  # AudioSet display name, or the free-form phrase for open-set sources
-    mid: str | None  # AudioSet mid, None for an open-set phrase with no matching class
-    score: float
-    prompt: str
-    segments: list[Segment] = field(default_factory=list)
-
-    @property
-    def active_seconds(self) -> float:
-        return float(sum(end - start for start, end in self.segments))
-
-    def to_dict(self) -> dict:
-        return {
-            "label": self.label, "mid": self.mid, "score": round(float(self.score), 4), "prompt": self.prompt,
-            "active_seconds": round(self.active_seconds, 3),
-            "segments": [[round(s, 3), round(e, 3)] for s, e in self.segments],
-        }
 
 
 @dataclass
@@ -90,19 +103,35 @@ class _Candidate:
     active: np.ndarray  # bool per window
     forced: bool = False
     open_set: bool = False  # label and prompt are the tagger's or user's own words, kept as they are
+    column: np.ndarray | None = None  # its score per window
 
     @property
     def key(self) -> str:
         return self.node.id if self.node is not None else OPEN_SET_PREFIX + self.label
 
 
-def describe_label(label: str, ontology: Ontology | None = None) -> tuple[str, str | None]:
-    """A tagger column label as (display name, AudioSet mid or None): mids become names, ``open:`` phrases lose
-    their prefix, unknown labels are returned as they are."""
-    if label.startswith(OPEN_SET_PREFIX):
-        return label[len(OPEN_SET_PREFIX):], None
-    node = (ontology or load_ontology()).lookup(label)
-    return (node.name, node.id) if node is not None else (label, None)
+@dataclass
+class _Source:
+    """A source under construction: the candidates it holds and the node that makes them one."""
+
+    members: list[_Candidate]
+    root: AudioSetNode | None  # the one-source node, or the member itself
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def score(self) -> float:
+        return max(m.score for m in self.members)
+
+    @property
+    def active(self) -> np.ndarray:
+        return np.logical_or.reduce([m.active for m in self.members])
+
+    @property
+    def forced(self) -> bool:
+        return any(m.forced for m in self.members)
+
+    def mids(self) -> set[str]:
+        return {m.node.id for m in self.members if m.node is not None}
 
 
 def merge_segments(segments: Iterable[Segment]) -> list[Segment]:
@@ -116,32 +145,138 @@ def merge_segments(segments: Iterable[Segment]) -> list[Segment]:
     return [(s, e) for s, e in merged]
 
 
-class _Planner:
-    def __init__(self, ontology: Ontology, prompts: Mapping[str, str] | None):
+def hop_spans(window_times: Sequence[Segment]) -> np.ndarray:
+    """Seconds each window contributes when time is counted by hops: from its start to the next window's start
+    (the last window, and any window not overlapped by the next, its whole length)."""
+    starts = np.array([float(s) for s, _ in window_times], dtype=np.float64)
+    ends = np.array([float(e) for _, e in window_times], dtype=np.float64)
+    order = np.argsort(starts, kind="stable")
+    spans = np.empty(len(starts), dtype=np.float64)
+    for rank, i in enumerate(order):
+        end = ends[i]
+        if rank + 1 < len(order):
+            end = min(end, starts[order[rank + 1]])
+        spans[i] = max(0.0, end - starts[i])
+    return spans
+
+
+def presence_threshold(clip_threshold: float, window_seconds: float | None, duration: float | None = None,
+                       clip_seconds: float = CLIP_SECONDS) -> float:
+    """The per-window threshold that keeps ``clip_threshold``'s operating point when windows are max-pooled.
+
+    A clip-level decision over ``clip_seconds`` (or the whole recording, when shorter) made from windows of
+    ``window_seconds`` pools ``n = span / window_seconds`` windows (never fewer than one). Any one of them
+    passing makes the class present, so on a sound that is not there the chance of a false presence grows about
+    n times. Modelling the tail of a sigmoid score as logistic, that chance is proportional to the odds of the
+    threshold, so the threshold's odds are multiplied by n: ``t_n = n*o / (1 + n*o)`` with ``o = t / (1 - t)``.
+    Windows of a clip or longer (PANNs, AST, CLAP at 10 s; the audio-LM at 30 s) keep their threshold; 1 s
+    windows turn 0.25 into 0.77.
+    """
+    t = float(clip_threshold)
+    if not window_seconds or window_seconds <= 0 or t <= 0 or t >= 1:
+        return t
+    span = clip_seconds if duration is None else min(clip_seconds, float(duration))
+    pooled = max(1.0, span / float(window_seconds))
+    odds = t / (1 - t) * pooled
+    return float(odds / (1 + odds))
+
+
+def _scaled_odds(threshold: float, factor: float) -> float:
+    """``threshold`` with its odds multiplied by ``factor`` (0 and 1 stay as they are)."""
+    if threshold <= 0 or threshold >= 1:
+        return float(threshold)
+    odds = threshold / (1 - threshold) * factor
+    return float(odds / (1 + odds))
+
+
+def resolve_threshold(threshold: float | None, default_threshold: float | None = None,
+                      window_seconds: float | None = None, window_times: Sequence[Segment] = ()) -> float:
+    """The presence threshold a plan uses, decided in this one place.
+
+    An explicit ``threshold`` is a per-window probability and is used as it is. Otherwise the tagger's clip-level
+    ``default_threshold`` (``DEFAULT_THRESHOLD`` when unknown) is adjusted for its window length with
+    ``presence_threshold``.
+    """
+    if threshold is not None:
+        return float(threshold)
+    base = DEFAULT_THRESHOLD if default_threshold is None else float(default_threshold)
+    duration = None
+    if window_times:
+        duration = max(float(e) for _, e in window_times) - min(float(s) for s, _ in window_times)
+    return presence_threshold(base, window_seconds, duration)
+
+
+class _Shape:
+    """Facts about the ontology the planner's rules read, computed once per loaded ontology."""
+
+    def __init__(self, ontology: Ontology):
         self.ontology = ontology
-        self.prompts = {k.casefold(): v for k, v in (prompts or {}).items()}
-        roots = [ontology.lookup(name) for name in NON_SOURCE_SUBTREES]
         self.non_source: set[str] = set()
-        for root in roots:
+        for name in NON_SOURCE_SUBTREES:
+            root = ontology.lookup(name)
             if root is not None:
                 self.non_source |= {root.id} | ontology.descendants(root.id)
         for name in NON_SOURCE_CLASSES:
             node = ontology.lookup(name)
             if node is not None:
                 self.non_source.add(node.id)
-        self.merge_into: dict[str, str] = {}
-        for group, members in MERGE_GROUPS.items():
-            root = ontology.lookup(group)
-            if root is None:
-                continue
-            mids = ontology.descendants(root.id) if members is None else {
-                n.id for n in (ontology.lookup(m) for m in members) if n is not None
-            }
-            for mid in mids:
-                self.merge_into[mid] = root.id
+        self.one_source = {n.id for n in (ontology.lookup(name) for name in ONE_SOURCE) if n is not None}
+        self.distinct = {n.id for n in (ontology.lookup(name) for name in DISTINCT_KINDS) if n is not None}
+        self.height: dict[str, int] = {}
+        for mid in ontology.nodes:
+            self._height(mid)
+        self.depth: dict[str, int] = {}
+        for mid in ontology.nodes:
+            self.depth[mid] = max(sum(1 for m in path if not ontology.nodes[m].abstract)
+                                  for path in ontology.paths_from_top(mid))
+
+    def _height(self, mid: str) -> int:
+        if mid not in self.height:
+            children = [c for c in self.ontology.nodes[mid].child_ids if c in self.ontology.nodes]
+            self.height[mid] = 1 + max(self._height(c) for c in children) if children else 0
+        return self.height[mid]
 
     def is_source(self, node: AudioSetNode) -> bool:
-        return not (node.abstract or node.blacklisted or node.id in self.non_source)
+        return not (node.abstract or node.id in self.non_source)
+
+    def is_heading(self, node: AudioSetNode) -> bool:
+        return node.id not in self.one_source and self.depth[node.id] <= 2 and self.height[node.id] >= 2
+
+    def is_one_source(self, node: AudioSetNode) -> bool:
+        return node.id in self.one_source or (self.height[node.id] == 1 and not self.is_heading(node)
+                                              and node.id not in self.distinct)
+
+    def is_family(self, node: AudioSetNode) -> bool:
+        if node.id in self.distinct:
+            return True
+        return self.height[node.id] >= 2 and not self.is_heading(node) and node.id not in self.one_source
+
+    def one_source_parents(self, node: AudioSetNode) -> int:
+        return sum(1 for p in node.parents if p in self.ontology.nodes and self.is_one_source(self.ontology.nodes[p]))
+
+    def one_source_ancestor(self, mid: str) -> str | None:
+        """The ``ONE_SOURCE`` node that holds ``mid`` (itself included), if any."""
+        if mid in self.one_source:
+            return mid
+        hits = self.one_source & self.ontology.ancestors(mid)
+        return min(hits, key=self.ontology.order) if hits else None
+
+
+def _shape(ontology: Ontology) -> _Shape:
+    shape = getattr(ontology, "_planner_shape", None)
+    if shape is None:
+        shape = ontology._planner_shape = _Shape(ontology)  # built once per loaded ontology
+    return shape
+
+
+class _Planner:
+    def __init__(self, ontology: Ontology, prompts: Mapping[str, str] | None):
+        self.ontology = ontology
+        self.shape = _shape(ontology)
+        self.prompts = {k.casefold(): v for k, v in (prompts or {}).items()}
+
+    def is_source(self, node: AudioSetNode) -> bool:
+        return self.shape.is_source(node)
 
     def prompt(self, node: AudioSetNode) -> str:
         return prompt_for(node.name, node.id, self.prompts)
@@ -155,26 +290,30 @@ class _Planner:
             node = match_audioset_class(phrase, self.ontology)
             user_prompt = self.prompts.get(phrase.casefold())
             return _Candidate(phrase, node, user_prompt or phrase, float(column.max()), column >= threshold,
-                              open_set=True)
+                              open_set=True, column=column)
         node = self.ontology.lookup(text)
         if node is None:
             log.debug("ignoring score column %r: not an AudioSet mid or class name", text)
             return None
-        return _Candidate(node.name, node, self.prompt(node), float(column.max()), column >= threshold)
+        return _Candidate(node.name, node, self.prompt(node), float(column.max()), column >= threshold,
+                          column=column)
 
     def level_target(self, node: AudioSetNode, level: int) -> AudioSetNode:
-        if node.depth <= level:
+        if self.shape.depth[node.id] <= level:
             return node
         best: AudioSetNode | None = None
         for path in self.ontology.paths_from_top(node.id):
-            for mid in path[level - 1:]:
+            for mid in path:
                 candidate = self.ontology.nodes[mid]
-                if self.is_source(candidate):
-                    key = (candidate.depth, self.ontology.order(candidate.id))
-                    if best is None or key < (best.depth, self.ontology.order(best.id)):
+                if self.is_source(candidate) and self.shape.depth[mid] >= level:
+                    key = (self.shape.depth[mid], self.ontology.order(mid))
+                    if best is None or key < (self.shape.depth[best.id], self.ontology.order(best.id)):
                         best = candidate
                     break
         return best or node
+
+    def node_candidate(self, node: AudioSetNode, like: _Candidate) -> _Candidate:
+        return _Candidate(node.name, node, self.prompt(node), like.score, like.active, like.forced)
 
 
 def _matches(candidate: _Candidate, names: set[str]) -> bool:
@@ -194,30 +333,199 @@ def _combine(into: dict[str, _Candidate], candidate: _Candidate, as_node: AudioS
         if candidate.open_set:
             candidate = replace(candidate, node=as_node)
         else:
-            candidate = _Candidate(as_node.name, as_node, planner.prompt(as_node), candidate.score,
-                                   candidate.active, candidate.forced)
+            candidate = planner.node_candidate(as_node, candidate)
     existing = into.get(candidate.key)
     if existing is None:
         into[candidate.key] = candidate
         return
     stronger = candidate if candidate.score > existing.score else existing
+    columns = [c.column for c in (existing, candidate) if c.column is not None]
     merged = replace(stronger, score=max(existing.score, candidate.score), active=existing.active | candidate.active,
-                     forced=existing.forced or candidate.forced)
+                     forced=existing.forced or candidate.forced,
+                     column=np.maximum.reduce(columns) if columns else None)
     if existing.prompt != candidate.prompt and stronger.node is not None and (existing.open_set or
                                                                               candidate.open_set):
         merged = replace(merged, label=stronger.node.name, prompt=planner.prompt(stronger.node), open_set=False)
     into[candidate.key] = merged
 
 
-def parse_hierarchy(hierarchy: str) -> tuple[str, int]:
-    """``"leaf"``/``"none"`` -> (mode, 0); ``"level:N"`` -> ("level", N); anything else is a ValueError."""
-    text = str(hierarchy).strip().lower()
-    if text in ("leaf", "none"):
-        return text, 0
-    match = re.fullmatch(r"level:(\d+)", text)
-    if match and int(match.group(1)) >= 1:
-        return "level", int(match.group(1))
-    raise ValueError(f"hierarchy must be 'leaf', 'none' or 'level:N' with N >= 1, got {hierarchy!r}")
+def _group_by_source(present: dict[str, _Candidate], planner: _Planner, threshold: float) -> list[_Source]:
+    shape, ontology = planner.shape, planner.ontology
+    by_mid = {c.node.id: c for c in present.values() if c.node is not None}
+    sources: list[_Source] = [_Source([c], None, ["open-set phrase with no AudioSet class"])
+                              for c in present.values() if c.node is None]
+    forced_alone = [c for c in by_mid.values() if c.forced and shape.is_heading(c.node)]
+    headings = [c for c in by_mid.values() if shape.is_heading(c.node) and not c.forced]
+    families = [c for c in by_mid.values() if shape.is_family(c.node) and not c.forced
+                and shape.one_source_ancestor(c.node.id) is None]
+    grouped = [c for c in by_mid.values() if c not in headings and c not in families and c not in forced_alone]
+
+    def evidence(parent: str, child: _Candidate) -> float:
+        """The parent's best score, or its other present children's, in the windows where ``child`` is active."""
+        best = 0.0
+        for mid in (parent, *ontology.nodes[parent].child_ids):
+            other = by_mid.get(mid)
+            if other is None or other is child:
+                continue
+            column = other.column if other.column is not None else np.where(other.active, other.score, 0.0)
+            best = max(best, float(column[child.active].max(initial=0.0)))
+        return best
+
+    # each grouped class goes to its one-source node: a ONE_SOURCE ancestor, itself, or its best parent
+    roots: dict[str, list[_Candidate]] = {}
+    for c in grouped:
+        mid = c.node.id
+        root = shape.one_source_ancestor(mid)
+        if root is None and shape.height[mid] == 0:
+            parents = [p for p in c.node.parents if p in ontology.nodes
+                       and shape.is_source(ontology.nodes[p]) and shape.is_one_source(ontology.nodes[p])]
+            scored = [(evidence(p, c), -ontology.order(p), p) for p in parents]
+            best = max(scored, default=None)
+            if best is not None and best[0] > 0:
+                root = best[2]
+        roots.setdefault(root or mid, []).append(c)
+
+    for root_mid, members in roots.items():
+        root = ontology.nodes[root_mid]
+        # members active in a common window are one source (connected components over shared windows)
+        parent = list(range(len(members)))
+
+        def find(i: int) -> int:
+            while parent[i] != i:
+                parent[i] = parent[parent[i]]
+                i = parent[i]
+            return i
+
+        for i in range(len(members)):
+            for j in range(i + 1, len(members)):
+                if np.any(members[i].active & members[j].active):
+                    parent[find(i)] = find(j)
+        components: dict[int, list[_Candidate]] = {}
+        for i, member in enumerate(members):
+            components.setdefault(find(i), []).append(member)
+        for component in components.values():
+            notes = []
+            if len(component) > 1:
+                notes.append(f"sounds of one source ({root.name}), active together")
+            sources.append(_Source(component, root, notes))
+
+    # a family joins its only detected source below it; with several below it is dropped, with none it stands
+    for family in sorted(families, key=lambda c: -shape.depth[c.node.id]):
+        below = ontology.descendants(family.node.id)
+        holders = [s for s in sources if s.mids() & below]
+        if len(holders) == 1:
+            holders[0].members.append(family)
+            holders[0].notes.append(f"{family.node.name} ({family.score:.2f}) joined: its only detected source")
+        elif not holders:
+            sources.append(_Source([family], family.node, []))
+        else:
+            log.debug("family %s dropped: %d distinct sources below it", family.node.name, len(holders))
+
+    # a heading is never a source beside a class below it; alone it needs the higher bar
+    heading_bar = _scaled_odds(threshold, HEADING_ODDS)
+    present_mids = set(by_mid)
+    for heading in headings:
+        if present_mids & ontology.descendants(heading.node.id):
+            continue
+        if heading.score >= heading_bar:
+            sources.append(_Source([heading], heading.node,
+                                   [f"category heading alone, above the heading bar {heading_bar:.2f}"]))
+    sources.extend(_Source([c], c.node, []) for c in forced_alone)
+    return sources
+
+
+def _label_member(source: _Source, planner: _Planner) -> _Candidate:
+    """The class that names a source: a forced member, else the deepest confident one (module docstring)."""
+    forced = [m for m in source.members if m.forced]
+    pool = forced or [m for m in source.members if m.score >= CONFIDENT_FRACTION * source.score - 1e-12]
+    with_node = [m for m in pool if m.node is not None]
+    if len(with_node) < len(pool) or not with_node:
+        return pool[0]
+    ancestors: set[str] = set()
+    for m in with_node:
+        ancestors |= planner.ontology.ancestors(m.node.id)
+    deepest = [m for m in with_node if m.node.id not in ancestors]
+    root = source.root
+    if root is not None:
+        # a class under several one-source parents names a sound, not a source: "Growling" with Roaring cats is
+        # a tiger's
+        shared = [m for m in deepest if m.node.id != root.id and root.id in m.node.parents
+                  and planner.shape.one_source_parents(m.node) > 1]
+        if shared and len(shared) == len(deepest):
+            return next((m for m in source.members if m.node is not None and m.node.id == root.id),
+                        None) or planner.node_candidate(root, shared[0])
+    if len({m.node.id for m in deepest}) == 1:
+        return max(deepest, key=lambda m: m.score)
+    if root is not None and all(root.id in planner.ontology.ancestors(m.node.id) | {m.node.id} for m in deepest):
+        present = next((m for m in source.members if m.node is not None and m.node.id == root.id), None)
+        return present or planner.node_candidate(root, deepest[0])
+    return max(deepest, key=lambda m: m.score)
+
+
+def _finish(source: _Source, planner: _Planner, windows: list[Segment], spans: np.ndarray) -> tuple[_Candidate, dict]:
+    name = _label_member(source, planner)
+    active = source.active
+    classes = sorted(((m.label, m.node.id if m.node is not None else None, m.score) for m in source.members),
+                     key=lambda item: (-item[2], item[0]))
+    why = list(source.notes)
+    if any(m.forced for m in source.members):
+        why.insert(0, "kept by --include")
+    if len(source.members) == 1 and not why:
+        why.append("detected class")
+    if name.open_set:
+        why.append("the tagger's own words as the prompt")
+    elif len(source.members) > 1:
+        why.append(f"named by {name.label} (deepest class at >= {CONFIDENT_FRACTION:g} of the score)")
+    columns = [m.column if m.column is not None else np.where(m.active, m.score, 0.0) for m in source.members]
+    label = replace(name, score=source.score, active=active, forced=source.forced,
+                    column=np.maximum.reduce(columns))
+    return label, {"classes": classes, "why": "; ".join(why), "active": float(spans[active].sum())}
+
+
+def _kin(a: AudioSetNode, b: AudioSetNode, planner: _Planner) -> AudioSetNode | None:
+    """The family two sources share (their deepest common ancestor that is a source and no heading), if any."""
+    ontology, shape = planner.ontology, planner.shape
+    common = (ontology.ancestors(a.id) | {a.id}) & (ontology.ancestors(b.id) | {b.id})
+    families = [ontology.nodes[m] for m in common
+                if shape.is_source(ontology.nodes[m]) and not shape.is_heading(ontology.nodes[m])]
+    return max(families, key=lambda n: (shape.depth[n.id], -ontology.order(n.id)), default=None)
+
+
+def _merge_kin(finished: list[tuple[_Candidate, dict]], planner: _Planner,
+               spans: np.ndarray) -> list[tuple[_Candidate, dict]]:
+    """A kind too weak to stand beside a stronger kind of its family, in the same windows, is the same sound.
+
+    A tagger unsure what a guitar is spreads it over Guitar, Ukulele and Zither; a real banjo beside a real
+    mandolin scores high on both. A source below ``CONFIDENT_FRACTION`` of a stronger source of the same family
+    (their deepest common ancestor is a source and no heading), active in a window they share, joins it.
+    """
+    kept: list[list] = []  # [candidate, info] of the sources kept so far, strongest first
+    for candidate, info in sorted(finished, key=lambda pair: -pair[0].score):
+        target = None
+        for entry in kept:
+            strong = entry[0]
+            if candidate.node is None or strong.node is None or candidate.forced:
+                continue
+            if candidate.score >= CONFIDENT_FRACTION * strong.score or not np.any(candidate.active & strong.active):
+                continue
+            family = _kin(candidate.node, strong.node, planner)
+            if family is not None:
+                target = (entry, family)
+                break
+        if target is None:
+            kept.append([candidate, info])
+            continue
+        entry, family = target
+        strong, strong_info = entry
+        active = strong.active | candidate.active
+        column = None if strong.column is None or candidate.column is None else np.maximum(strong.column,
+                                                                                             candidate.column)
+        entry[0] = replace(strong, active=active, column=column)
+        entry[1] = {"classes": sorted(strong_info["classes"] + info["classes"], key=lambda item: (-item[2], item[0])),
+                    "why": f"{strong_info['why']}; {candidate.label} ({candidate.score:.2f}) joined: a weaker "
+                           f"{family.name} kind in the same windows",
+                    "active": float(spans[active].sum())}
+    return [(c, i) for c, i in kept]
 
 
 def plan_sources(
@@ -232,11 +540,15 @@ def plan_sources(
     exclude: Iterable[str] = (),
     prompts: Mapping[str, str] | None = None,
     ontology: Ontology | None = None,
+    default_threshold: float | None = None,
+    window_seconds: float | None = None,
 ) -> list[PlannedSource]:
     """Plan the sources to separate from a ``[windows, classes]`` probability table (rules: module docstring).
 
-    ``prompts`` overrides the prompt of a class (keys: display names, mids or open-set phrases). Returns the
-    plan highest score first (forced ``include`` sources first); an empty list when nothing is detected.
+    ``threshold`` is a per-window probability; when None, ``resolve_threshold`` derives it from the tagger's
+    clip-level ``default_threshold`` and ``window_seconds`` (``plan_from_result`` passes both). ``prompts``
+    overrides the prompt of a class (keys: display names, mids or open-set phrases). Returns the plan highest
+    score first (forced ``include`` sources first); an empty list when nothing is detected.
     """
     scores = np.nan_to_num(np.asarray(probs, dtype=np.float64), nan=0.0)  # a NaN score is no evidence
     if scores.ndim == 1:
@@ -246,18 +558,19 @@ def plan_sources(
             f"probs must be [windows, classes] = [{len(window_times)}, {len(labels)}], got shape {scores.shape}"
         )
     mode, level = parse_hierarchy(hierarchy)
-    threshold = DEFAULT_THRESHOLD if threshold is None else float(threshold)
+    windows = [(float(s), float(e)) for s, e in window_times]
+    threshold = resolve_threshold(threshold, default_threshold, window_seconds, windows)
     min_active = 0.0 if min_active is None else float(min_active)
     if max_sources is not None and max_sources < 0:
         raise ValueError(f"max_sources must be >= 0, got {max_sources}")
     planner = _Planner(ontology or load_ontology(), prompts)
     include_names = {str(n).strip().casefold() for n in include if str(n).strip()}
     exclude_names = {str(n).strip().casefold() for n in exclude if str(n).strip()}
-    windows = [(float(s), float(e)) for s, e in window_times]
     if scores.shape[0] == 0 or scores.shape[1] == 0:
         return []
+    spans = hop_spans(windows)
 
-    # 1-2. columns and presence
+    # 1-3. columns, presence, not-sources
     present: dict[str, _Candidate] = {}
     for j, label in enumerate(labels):
         candidate = planner.candidate(label, scores[:, j], threshold)
@@ -266,18 +579,16 @@ def plan_sources(
         candidate.forced = _matches(candidate, include_names)
         if _matches(candidate, exclude_names):
             continue
-        active_time = sum(e - s for s, e in merge_segments(w for w, on in zip(windows, candidate.active) if on))
-        detected = candidate.active.any() and active_time >= min_active - 1e-9
+        detected = candidate.active.any() and float(spans[candidate.active].sum()) >= min_active - 1e-9
         if not (detected or candidate.forced):
             continue
-        # 3. not a source
         if not candidate.forced and candidate.node is not None and not planner.is_source(candidate.node):
             continue
         if candidate.forced and not candidate.active.any():
             candidate.active = np.ones(len(windows), dtype=bool)  # forced but never passing: whole recording
         _combine(present, candidate, None, planner)
 
-    # include names that match no column at all: forced open-set sources over the whole recording
+    # include names that match no column at all: forced sources over the whole recording
     for name in include:
         text = str(name).strip()
         if text and not any(_matches(c, {text.casefold()}) for c in present.values()):
@@ -287,55 +598,68 @@ def plan_sources(
             forced = _Candidate(label, node, prompt, 0.0, np.ones(len(windows), dtype=bool), True, node is None)
             _combine(present, forced, None, planner)
 
-    # 4. merges of indistinguishable siblings
-    merged: dict[str, _Candidate] = {}
-    for candidate in present.values():
-        group = planner.merge_into.get(candidate.node.id) if candidate.node is not None else None
-        group_node = planner.ontology.nodes[group] if group else None
-        if group_node is not None and _matches(
-            _Candidate(group_node.name, group_node, planner.prompt(group_node), 0, candidate.active), exclude_names
-        ):
+    # 4. hierarchy
+    if mode == "leaf":
+        sources = _group_by_source(present, planner, threshold)
+    else:
+        kept = present
+        if mode == "level":
+            collapsed: dict[str, _Candidate] = {}
+            for candidate in present.values():
+                target = planner.level_target(candidate.node, level) if candidate.node is not None else None
+                _combine(collapsed, candidate, target, planner)
+            ancestors: set[str] = set()
+            for candidate in collapsed.values():
+                if candidate.node is not None:
+                    ancestors |= planner.ontology.ancestors(candidate.node.id)
+            kept = {k: c for k, c in collapsed.items() if c.forced or c.node is None or c.node.id not in ancestors}
+        sources = [_Source([c], c.node, [f"collapsed to depth {level}"] if mode == "level" else [])
+                   for c in kept.values()]
+
+    finished: list[tuple[_Candidate, dict]] = []
+    for source in sources:
+        if not source.forced and (any(_matches(m, exclude_names) for m in source.members) or (
+                source.root is not None and _matches(planner.node_candidate(source.root, source.members[0]),
+                                                     exclude_names))):
             continue
-        _combine(merged, candidate, group_node, planner)
+        finished.append(_finish(source, planner, windows, spans))
 
-    # 5. hierarchy
-    if mode == "level":
-        collapsed: dict[str, _Candidate] = {}
-        for candidate in merged.values():
-            target = planner.level_target(candidate.node, level) if candidate.node is not None else None
-            _combine(collapsed, candidate, target, planner)
-        merged = collapsed
-    if mode in ("level", "leaf"):  # after collapsing, an ancestor kept beside its descendant is still a duplicate
-        ancestors: set[str] = set()
-        for candidate in merged.values():
-            if candidate.node is not None:
-                ancestors |= planner.ontology.ancestors(candidate.node.id)
-        merged = {k: c for k, c in merged.items() if c.forced or c.node is None or c.node.id not in ancestors}
+    if mode == "leaf":
+        finished = _merge_kin(finished, planner, spans)
 
-    # Classes that read as one prompt ("Rattle" and "Rattle (instrument)" are both "rattle") are one source to the
-    # separator, which refuses duplicate prompts: keep the stronger, active wherever either one is.
-    by_prompt: dict[str, _Candidate] = {}
-    for candidate in merged.values():
+    # 5. classes that read as one prompt are one source to the separator, which refuses duplicate prompts
+    by_prompt: dict[str, tuple[_Candidate, dict]] = {}
+    for candidate, info in finished:
         key = candidate.prompt.strip().casefold()
-        existing = by_prompt.get(key)
-        if existing is None:
-            by_prompt[key] = candidate
+        if key not in by_prompt:
+            by_prompt[key] = (candidate, info)
             continue
-        stronger = candidate if candidate.score > existing.score else existing
-        by_prompt[key] = replace(stronger, score=max(existing.score, candidate.score),
-                                 active=existing.active | candidate.active,
-                                 forced=existing.forced or candidate.forced)
-    merged = {c.key: c for c in by_prompt.values()}
+        other, other_info = by_prompt[key]
+        (stronger, strong_info), (weaker, _) = sorted(
+            [(candidate, info), (other, other_info)], key=lambda pair: -pair[0].score)
+        active = candidate.active | other.active
+        classes = sorted(info["classes"] + other_info["classes"], key=lambda item: (-item[2], item[0]))
+        why = f"{strong_info['why']}; {weaker.label} joined: same prompt {stronger.prompt!r}"
+        by_prompt[key] = (replace(stronger, active=active, forced=candidate.forced or other.forced),
+                          {"classes": classes, "why": why, "active": float(spans[active].sum())})
 
     # 6. choice
-    ordered = sorted(merged.values(), key=lambda c: (not c.forced, -c.score, c.label))
+    ordered = sorted(by_prompt.values(), key=lambda pair: (not pair[0].forced, -pair[0].score, pair[0].label))
     if max_sources is not None:
-        forced = sum(1 for c in ordered if c.forced)
-        ordered = ordered[: max(max_sources, forced)]
+        forced_count = sum(1 for c, _ in ordered if c.forced)
+        ordered = ordered[: max(max_sources, forced_count)]
     return [
         PlannedSource(
             label=c.label, mid=c.node.id if c.node is not None else None, score=c.score, prompt=c.prompt,
-            segments=merge_segments(w for w, on in zip(windows, c.active) if on),
+            segments=merge_segments(w for w, on in zip(windows, c.active) if on), active=info["active"],
+            classes=info["classes"], why=info["why"],
         )
-        for c in ordered
+        for c, info in ordered
     ]
+
+
+def plan_from_result(result, **options) -> list[PlannedSource]:
+    """``plan_sources`` over a ``TagResult``, with the tagger's own default threshold and window length."""
+    return plan_sources(result.probs, result.labels, result.window_times,
+                        default_threshold=getattr(result, "default_threshold", None),
+                        window_seconds=getattr(result, "window_seconds", None), **options)

@@ -77,7 +77,7 @@ def test_stems_folders_are_scored_by_name_and_the_report_is_written(dataset, cap
     report = json.loads(out)
     assert report == json.loads((root / "est" / "eval.json").read_text())
     assert report["models"]["clap"]["model_id"] == str(Path(tiny_clap_dir).resolve())
-    assert report["rates"] == {"sdr": 16000, "clap": 48000}
+    assert report["rates"] == {"sdr": 16000, "clap": 48000, "panns": None}
     assert {"torch", "transformers", "fast_bss_eval", "numpy"} <= set(report["versions"])
     assert report["settings"]["match"] == "auto" and report["settings"]["clap_model"] == str(tiny_clap_dir)
     records = {r["name"]: r for r in report["recordings"]}
@@ -92,10 +92,21 @@ def test_stems_folders_are_scored_by_name_and_the_report_is_written(dataset, cap
             assert pair["si_sdri"] == pytest.approx(expected - si_sdr(mixture, truth[name][pair["reference"]]), abs=0.05)
             assert pair["clap_a"] > 0.99 and pair["lpaps"] >= 0 and -1 <= pair["clap_t"] <= 1
         assert record["discovery"]["f1"] == 1.0 and record["discovery"]["count_correct"]
+    # CLAP-T against a direct computation: the stored 48 kHz estimate and the label's text, through the same model.
+    from autosep.eval.clap import ClapScorer
+
+    scorer = ClapScorer(tiny_clap_dir, device="cpu")
+    pair = records["r1"]["pairs"][0]
+    assert pair["text"] == pair["reference"]  # the file name is the label
+    stored, rate = sf.read(root / "est" / "r1" / f"{pair['estimate']}.wav")
+    direct = float(scorer.embed_audio([scorer.prepare(stored, rate)])[0] @ scorer.embed_text([pair["text"]])[0])
+    assert pair["clap_t"] == pytest.approx(direct, abs=1e-3)
     overall = report["overall"]
     assert overall["pairs"] == 4 and overall["si_sdr_n"] == 4
-    assert overall["fad"]["estimates"] == overall["fad"]["references"] == 4
-    assert overall["fad"]["reliable"] is False and any("FAD computed on 4 estimates" in w for w in report["warnings"])
+    assert list(overall["fad"]) == ["clap"]  # the default, as the paper's scripts
+    assert overall["fad"]["clap"]["estimates"] == overall["fad"]["clap"]["references"] == 4
+    assert overall["fad"]["clap"]["reliable"] is False
+    assert any("FAD computed on 4 estimates" in w for w in report["warnings"])
 
 
 def test_tables_best_matching_and_missing_recordings(dataset, capsys, tmp_path):
@@ -114,6 +125,7 @@ def test_tables_best_matching_and_missing_recordings(dataset, capsys, tmp_path):
     pairs = {(p["estimate"], p["reference"]) for r in report["recordings"] for p in r["pairs"]}
     assert pairs == {("stem_a", "cello"), ("stem_b", "dog")}
     assert report["overall"]["clap_a"] is None and report["models"]["clap"] is None
+    assert report["overall"]["fad"] == {}
     assert "SI-SDR" in out and "CLAP-A" not in out and "discovery" in out and "r1" in out
     # By name nothing pairs, and discovery sees two unknown phrases for a cello and a dog.
     code, out, err = run(capsys, "eval", root / "est", root / "refs", "--match", "name", "--no-clap", "--json")
@@ -134,9 +146,22 @@ def test_usage_errors_name_the_problem(tmp_path, capsys):
     code, _, err = run(capsys, "eval", "--run", tmp_path / "refs", "--steps", "0")
     assert code == 2
     make_dataset(tmp_path / "data", recordings=("r1",))
+    code, _, err = run(capsys, "eval", "--run", tmp_path / "data", "--dry-run", "--no-clap")
+    assert code == 2 and "nothing to score" in err
     code, _, err = run(capsys, "eval", "--run", tmp_path / "data", "-o", tmp_path / "o", "--oracle-sources",
                        "--model", tmp_path / "no-such-model", "--no-clap")
     assert code == 1 and "could not load the models" in err and "no-such-model" in err
+
+
+def test_a_missing_clap_model_says_how_to_get_it(dataset, capsys, tmp_path):
+    root, _, _ = dataset
+    code, _, err = run(capsys, "eval", root / "est", root / "refs")  # the default id, not in the (empty) cache
+    assert code == 1 and "laion/clap-htsat-unfused" in err and "autosep models download clap" in err
+    assert "offline" in err and "--clap-model" in err
+    (tmp_path / "not-a-model").mkdir()
+    code, _, err = run(capsys, "eval", root / "est", root / "refs", "--clap-model", tmp_path / "not-a-model")
+    assert code == 1 and "is not a model folder" in err
+    assert not (root / "est" / "eval.json").exists()  # nothing written when nothing was scored
 
 
 def test_a_missing_eval_extra_is_named(dataset, capsys, monkeypatch):
@@ -150,7 +175,7 @@ def test_a_missing_eval_extra_is_named(dataset, capsys, monkeypatch):
 
 def test_run_separates_a_dataset_and_scores_it(tmp_path, capsys, tiny_audioldm2_dir, tiny_clap_dir):
     truth = make_dataset(tmp_path / "data")
-    (tmp_path / "data" / "r1" / "labels.json").write_text(json.dumps({"dog.wav": "Bark"}))
+    (tmp_path / "data" / "r1" / "labels.json").write_text(json.dumps({"dog.wav": "/m/05tny_"}))  # Bark, by mid
     out = tmp_path / "runs"
     args = ["eval", "--run", tmp_path / "data", "-o", out, "--model", tiny_audioldm2_dir, "--steps", "1",
             "--window", "2.56", "--device", "cpu", "--render", "generative", "--clap-model", tiny_clap_dir, "-q"]
@@ -161,7 +186,7 @@ def test_run_separates_a_dataset_and_scores_it(tmp_path, capsys, tiny_audioldm2_
         manifest = json.loads((out / name / "mixture" / "manifest.json").read_text())
         assert manifest["settings"]["render"] == "generative"
         prompts[name] = sorted(source["c_rev"] for source in manifest["sources"])
-    assert prompts == {"r1": ["Bark", "cello"], "r2": ["cello", "dog"]}  # each recording's own true labels
+    assert prompts == {"r1": ["Bark", "cello"], "r2": ["cello", "dog"]}  # each recording's own true labels, as names
     report = json.loads((out / "eval.json").read_text())
     assert report["separation"]["oracle_sources"] is True and report["separation"]["steps"] == 1
     records = {r["name"]: r for r in report["recordings"]}
@@ -173,13 +198,31 @@ def test_run_separates_a_dataset_and_scores_it(tmp_path, capsys, tiny_audioldm2_
     assert r1["discovery"]["f1"] == 1.0 and r1["discovery"]["count_correct"]
     for pair in r1["pairs"]:
         assert pair["si_sdr"] is not None and pair["clap_a"] is not None and pair["lpaps"] is not None
-    assert report["overall"]["pairs"] == 4 and report["overall"]["fad"]["estimates"] == 4
+    assert report["overall"]["pairs"] == 4 and report["overall"]["fad"]["clap"]["estimates"] == 4
     assert "overall" in stdout
     # A rerun resumes: everything is separated already, so a broken --model is never loaded and scoring still runs.
     broken = [tiny_audioldm2_dir if a == tiny_audioldm2_dir else a for a in args]
     broken[broken.index(tiny_audioldm2_dir)] = tmp_path / "no-such-model"
     code, _, err = run(capsys, *broken, "--oracle-sources")
     assert code == 0, err
+
+
+def test_labels_files_are_checked_against_the_folders(dataset, capsys, tmp_path):
+    root, _, _ = dataset
+    labels = tmp_path / "labels.json"
+    labels.write_text(json.dumps({"r1": {"cello.wav": "Violin, fiddle"}, "r2": {"dog": "Bark"}}))
+    code, out, err = run(capsys, "eval", root / "est", root / "refs", "--no-clap", "--labels", labels, "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    labels_seen = {(r["name"], p["reference"]): p["label"] for r in report["recordings"] for p in r["pairs"]}
+    assert labels_seen[("r1", "cello")] == "Violin, fiddle" and labels_seen[("r2", "dog")] == "Bark"
+    assert labels_seen[("r1", "dog")] == "Dog"  # no entry: the file name
+    labels.write_text(json.dumps({"r9": {"cello.wav": "Cello"}}))
+    code, _, err = run(capsys, "eval", root / "est", root / "refs", "--no-clap", "--labels", labels)
+    assert code == 2 and "'r9'" in err
+    (root / "refs" / "r1" / "labels.json").write_text(json.dumps({"celo.wav": "Cello"}))
+    code, _, err = run(capsys, "eval", root / "est", root / "refs", "--no-clap")
+    assert code == 2 and "'celo.wav' names no audio file" in err
 
 
 def test_an_unreadable_stem_is_named_and_the_rest_is_scored(dataset, capsys):
@@ -193,3 +236,42 @@ def test_an_unreadable_stem_is_named_and_the_rest_is_scored(dataset, capsys):
     r1 = next(r for r in report["recordings"] if r["name"] == "r1")
     assert [p["reference"] for p in r1["pairs"]] == ["dog"] and r1["unmatched_references"] == ["cello"]
     assert report["overall"]["pairs"] == 3
+
+
+def test_fad_on_panns_embeddings_beside_clap(dataset, capsys, tiny_cnn14_checkpoint, tiny_clap_dir):
+    root, _, _ = dataset
+    code, out, err = run(capsys, "eval", root / "est", root / "refs", "--fad-embedding", "panns",
+                         "--fad-embedding", "clap", "--panns-model", tiny_cnn14_checkpoint,
+                         "--clap-model", tiny_clap_dir, "--device", "cpu")
+    assert code == 0, err
+    report = json.loads((root / "est" / "eval.json").read_text())
+    fad = report["overall"]["fad"]
+    assert list(fad) == ["panns", "clap"] and fad["panns"]["estimates"] == 4 and fad["panns"]["value"] >= 0
+    assert report["models"]["panns"]["model_id"] == str(tiny_cnn14_checkpoint) and report["rates"]["panns"] == 32000
+    assert "FAD (PANNs" in out and "FAD (CLAP" in out
+    code, _, err = run(capsys, "eval", root / "est", root / "refs", "--no-clap", "--fad-embedding", "clap")
+    assert code == 2 and "--fad-embedding panns" in err
+
+
+def test_panns_embeddings_resample_and_window(tiny_cnn14_checkpoint):
+    from autosep.eval.panns import PannsEmbedder
+
+    embedder = PannsEmbedder(tiny_cnn14_checkpoint, device="cpu")
+    sources = _sources(0, seconds=3.0)
+    wave = sources["cello"] + sources["dog"]
+    at_48k = resample(wave, RATE, 48000)
+    a, b, short = embedder.embed_audio([embedder.prepare(wave, RATE), embedder.prepare(at_48k, 48000),
+                                        embedder.prepare(wave[:RATE // 4], RATE)])
+    np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)  # the same sound at 16 and 48 kHz
+    assert np.all(np.isfinite(short))  # a quarter second is tiled to Cnn14's minimum, not rejected
+
+
+def test_python_api(dataset):
+    from autosep.eval import EvalSettings, evaluate, pair_recordings, read_estimates, read_references
+
+    root, _, _ = dataset
+    pairs, missing, extra = pair_recordings(read_estimates(root / "est"), read_references(root / "refs"))
+    assert [r.name for _, r in pairs] == ["r1", "r2"] and missing == [] and extra == []
+    report = evaluate(pairs, EvalSettings(clap=False, match="best", match_metric="si-sdr"))
+    assert report["overall"]["pairs"] == 4 and report["overall"]["si_sdr"] > 15
+    assert report["settings"]["match"] == "best" and report["settings"]["fad_embeddings"] == []

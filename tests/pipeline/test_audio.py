@@ -1,4 +1,4 @@
-"""Decoding and resampling."""
+"""Decoding (one Recording type, read in blocks; PyAV for what libsndfile cannot read) and resampling."""
 
 from __future__ import annotations
 
@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from autosep.frames import AudioDecodeError, load_audio, resample
+from autosep.frames import resample
+from autosep.pipeline.reading import AudioDecodeError, open_audio
+
+
+def load_audio(path):
+    """The whole recording and its samples."""
+    with open_audio(path) as recording:
+        return recording, recording.read(0, recording.frames)
 
 
 def _tone(seconds=0.5, rate=44100, channels=2):
@@ -20,9 +27,9 @@ def test_soundfile_formats_keep_rate_channels_subtype(tmp_path, fmt, subtype):
     path = tmp_path / f"mix.{fmt.lower()}"
     data = _tone(channels=2)
     sf.write(path, data, 44100, format=fmt, subtype=subtype)
-    rec = load_audio(path)
+    rec, samples = load_audio(path)
     assert (rec.sample_rate, rec.channels, rec.frames, rec.subtype) == (44100, 2, len(data), subtype)
-    np.testing.assert_allclose(rec.samples, data, atol=1e-4)
+    np.testing.assert_allclose(samples, data, atol=1e-4)
 
 
 def test_pyav_reads_what_soundfile_cannot(tmp_path):
@@ -37,10 +44,10 @@ def test_pyav_reads_what_soundfile_cannot(tmp_path):
             container.mux(packet)
         for packet in stream.encode(None):
             container.mux(packet)
-    rec = load_audio(path)
+    rec, samples = load_audio(path)
     assert rec.sample_rate == rate and rec.channels == 2 and rec.subtype is None
     assert abs(rec.frames - len(data)) < 2048  # AAC priming/padding
-    assert 0.1 < np.abs(rec.samples).max() < 1.0
+    assert 0.1 < np.abs(samples).max() < 1.0
 
 
 @pytest.mark.parametrize(

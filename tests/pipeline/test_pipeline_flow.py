@@ -12,7 +12,11 @@ import pytest
 import soundfile as sf
 
 from autosep.pipeline.inputs import collect_inputs
-from autosep.pipeline.recording import GivenSource, Pipeline, PipelineOptions
+from autosep.pipeline.batch import run_batch
+from autosep.pipeline.recording import Pipeline
+from autosep.pipeline.settings import PipelineOptions
+from autosep.pipeline.tagging import TaggedRecording
+from autosep.taggers import Source
 
 
 class BandSeparatorDouble:
@@ -60,19 +64,22 @@ def _exact_sum(stems: dict) -> np.ndarray:
     return sum(s.astype(np.float64) for s in stems.values())
 
 
+def _pipeline(separator=None, tagger=None, **options) -> Pipeline:
+    return Pipeline(PipelineOptions(**options).settings(), tagger=tagger, separator=separator or BandSeparatorDouble())
+
+
 def _run(tmp_path, sources=("low hum", "high whistle"), separator=None, **options):
+    """The batch over tmp_path/in: it decides what is done already; the pipeline processes the rest."""
     options.setdefault("out", str(tmp_path / "out"))
-    pipeline = Pipeline(PipelineOptions(sources=list(sources), steps=2, window=1.0, **options),
-                        separator=separator or BandSeparatorDouble())
-    files, _ = collect_inputs([str(tmp_path / "in")])
-    return pipeline, [pipeline.process(item) for item in files]
+    pipeline = _pipeline(separator, sources=list(sources), steps=2, window=1.0, **options)
+    return pipeline, run_batch([str(tmp_path / "in")], pipeline.settings, pipeline=pipeline).results
 
 
 def test_projected_stems_follow_the_separator_and_sum_to_the_input(tmp_path):
     data = _write(tmp_path / "in" / "mix.wav")
     _, (result,) = _run(tmp_path)
     assert result.status == "done", result.message
-    stems = result.load_stems()
+    stems = dict(result.stems)
     assert sorted(p.name for p in result.output.iterdir()) == [
         "high_whistle.wav", "low_hum.wav", "manifest.json", "residual.wav"]
     for stem in stems.values():
@@ -98,14 +105,13 @@ def test_manifest_records_prompts_windows_and_settings(tmp_path):
 def test_sources_only_run_in_windows_where_they_are_active(tmp_path):
     _write(tmp_path / "in" / "mix.wav", seconds=6.0)
     separator = BandSeparatorDouble()
-    pipeline = Pipeline(PipelineOptions(sources=["x"], window=1.0, overlap=0.0, margin=0.0,
-                                         out=str(tmp_path / "out")), separator=separator)
-    plan = [GivenSource("low hum", "low hum", [(0.0, 2.0)]), GivenSource("high whistle", "high whistle", [(4.2, 6.0)])]
-    pipeline._plan = lambda reader: (plan, [], 0.5, 0)
+    pipeline = _pipeline(separator, sources=["x"], window=1.0, overlap=0.0, margin=0.0, out=str(tmp_path / "out"))
+    plan = [Source("low hum", "low hum", [(0.0, 2.0)]), Source("high whistle", "high whistle", [(4.2, 6.0)])]
+    pipeline._tag_and_plan = lambda recording: TaggedRecording(None, plan, peak=0.5)
     files, _ = collect_inputs([str(tmp_path / "in")])
     result = pipeline.process(files[0])
     assert separator.calls == [["low hum"], ["low hum"], ["high whistle"], ["high whistle"]]
-    stems = result.load_stems()
+    stems = dict(result.stems)
     assert not stems["low hum"][2 * 44100:].any() and not stems["high whistle"][:4 * 44100].any()
     assert result.manifest["windows"][2]["sources"] == []  # 2-3 s and 3-4 s: nothing active, all residual
 
@@ -135,7 +141,7 @@ def test_nan_samples_become_silence_and_are_flagged(tmp_path):
     _, (result,) = _run(tmp_path)
     assert result.status == "done"
     assert result.manifest["input"]["non_finite_samples"] == 21 and result.manifest["flags"]["non_finite_input"]
-    stems = result.load_stems()
+    stems = dict(result.stems)
     assert all(np.isfinite(s).all() for s in stems.values())
     np.testing.assert_allclose(sum(stems.values()), np.nan_to_num(data, nan=0, posinf=0), atol=1e-5)
 
@@ -164,8 +170,8 @@ def test_resume_skips_and_overwrite_redoes(tmp_path):
 def test_ctrl_c_leaves_no_final_named_partial_files_and_rerun_resumes(tmp_path):
     _write(tmp_path / "in" / "a.wav", seconds=1.5)
     _write(tmp_path / "in" / "b.wav", seconds=3.0)
-    pipeline = Pipeline(PipelineOptions(sources=["low hum"], window=1.0, out=str(tmp_path / "out")),
-                        separator=BandSeparatorDouble(interrupt_on_call=4))
+    pipeline = _pipeline(BandSeparatorDouble(interrupt_on_call=4), sources=["low hum"], window=1.0,
+                         out=str(tmp_path / "out"))
     files, _ = collect_inputs([str(tmp_path / "in")])
     assert pipeline.process(files[0]).status == "done"  # a.wav: 2 windows, calls 1-2
     with pytest.raises(KeyboardInterrupt):
@@ -177,19 +183,15 @@ def test_ctrl_c_leaves_no_final_named_partial_files_and_rerun_resumes(tmp_path):
 
 
 def test_batch_ignores_its_own_output_inside_the_input_folder(tmp_path):
-    from autosep.pipeline.batch import run_batch
-
     _write(tmp_path / "in" / "mix.wav", seconds=1.0)
-    options = PipelineOptions(sources=["low hum"], window=1.0, out=str(tmp_path / "in" / "stems"))
-    pipeline = Pipeline(options, separator=BandSeparatorDouble())
-    first = run_batch([str(tmp_path / "in")], options, pipeline=pipeline)
+    pipeline = _pipeline(sources=["low hum"], window=1.0, out=str(tmp_path / "in" / "stems"))
+    first = run_batch([str(tmp_path / "in")], pipeline.settings, pipeline=pipeline)
     assert first.exit_code == 0 and [r.status for r in first.results] == ["done"]
-    second = run_batch([str(tmp_path / "in")], options, pipeline=pipeline)
+    second = run_batch([str(tmp_path / "in")], pipeline.settings, pipeline=pipeline)
     assert [(r.input.name, r.status) for r in second.results] == [("mix.wav", "skipped")]
     # Output next to the input (-o the input's own folder) still processes the input.
-    beside = PipelineOptions(sources=["low hum"], window=1.0, out=str(tmp_path / "in"))
-    third = run_batch([str(tmp_path / "in" / "mix.wav")], beside, pipeline=Pipeline(beside,
-                      separator=BandSeparatorDouble()))
+    beside = _pipeline(sources=["low hum"], window=1.0, out=str(tmp_path / "in"))
+    third = run_batch([str(tmp_path / "in" / "mix.wav")], beside.settings, pipeline=beside)
     assert third.exit_code == 0 and (tmp_path / "in" / "mix" / "manifest.json").exists()
 
 
@@ -203,7 +205,7 @@ def test_silent_windows_skip_the_separator(tmp_path):
     _, (result,) = _run(tmp_path, sources=("low hum",), separator=separator, overlap=0.0)
     assert len(separator.calls) == 1  # 4 one-second windows, only the last one holds sound
     assert [w.get("silent", False) for w in result.manifest["windows"]] == [True, True, True, False]
-    np.testing.assert_allclose(sum(result.load_stems().values()), data, atol=1e-6)
+    np.testing.assert_allclose(sum(result.stems.values()), data, atol=1e-6)
 
 
 class BandTaggerDouble:
@@ -230,9 +232,9 @@ class BandTaggerDouble:
 
 
 def test_tagged_sources_are_separated_only_where_the_planner_found_them(tmp_path, monkeypatch):
-    import autosep.pipeline.recording as pipeline_module
+    import autosep.pipeline.tagging as tagging_module
 
-    monkeypatch.setattr(pipeline_module, "TAG_BLOCK_S", 30.0)  # several tagging blocks in a 100 s file
+    monkeypatch.setattr(tagging_module, "TAG_BLOCK_S", 30.0)  # several tagging blocks in a 100 s file
     rate = 16000
     t = np.arange(100 * rate) / rate
     data = np.zeros(len(t), np.float32)
@@ -241,19 +243,19 @@ def test_tagged_sources_are_separated_only_where_the_planner_found_them(tmp_path
     (tmp_path / "in").mkdir()
     sf.write(tmp_path / "in" / "scene.wav", data, rate, subtype="FLOAT")
     separator = BandSeparatorDouble()
-    options = PipelineOptions(window=10.24, margin=0.0, out=str(tmp_path / "out"),
-                              planner={"threshold": 0.5, "hierarchy": "none", "max_sources": 4})
-    import autosep.taggers as taggers
+    options = dict(window=10.24, margin=0.0, out=str(tmp_path / "out"),
+                   planner={"threshold": 0.5, "hierarchy": "none", "max_sources": 4})
+    import autosep.taggers.planner as planner_module
 
     seen = {}
-    real_plan = taggers.plan_sources
+    real_plan = planner_module.plan_sources
 
     def spy(probs, labels, window_times, **kwargs):
         seen["times"] = list(window_times)
         return real_plan(probs, labels, window_times, **kwargs)
 
-    monkeypatch.setattr(taggers, "plan_sources", spy)
-    pipeline = Pipeline(options, tagger=BandTaggerDouble(), separator=separator)
+    monkeypatch.setattr(planner_module, "plan_sources", spy)
+    pipeline = _pipeline(separator, tagger=BandTaggerDouble(), **options)
     (item,), _ = collect_inputs([str(tmp_path / "in")])
     result = pipeline.process(item)
     assert result.status == "done", result.message
@@ -261,6 +263,10 @@ def test_tagged_sources_are_separated_only_where_the_planner_found_them(tmp_path
     assert seen["times"] == [(5.0 * i, 5.0 * i + 10.0) for i in range(19)]
     labels = {s.label: s for s in result.plan}
     assert set(labels) == {"Dog", "Speech"}
+    # the manifest says why each source was planned and which classes it holds
+    detections = {d["label"]: d for d in result.manifest["detections"]}
+    assert detections["Dog"]["why"] == "detected class"
+    assert [c["label"] for c in detections["Dog"]["classes"]] == ["Dog"]
     dog, speech = labels["Dog"].segments, labels["Speech"].segments
     assert dog[0][0] == 0.0 and 20.0 <= dog[-1][1] <= 30.0 and 60.0 <= speech[0][0] <= 70.0
     windows = result.manifest["windows"]
@@ -331,14 +337,12 @@ def test_projected_integer_stems_that_clip_are_counted_and_flagged(tmp_path):
     assert low["file"] in result.manifest["flags"]["clipped_output"]
     assert any("clipped" in w and "low_hum.wav" in w for w in result.warnings)
     data = sf.read(tmp_path / "in" / "loud.wav", dtype="float32", always_2d=True)[0]
-    np.testing.assert_array_equal(_exact_sum(result.load_stems()), data)  # still adds up bit for bit
+    np.testing.assert_array_equal(_exact_sum(result.stems), data)  # still adds up bit for bit
 
 
 def test_an_unexpected_error_in_one_recording_fails_it_and_the_batch_goes_on(tmp_path):
     # Models and decoders fail in more ways than RuntimeError/ValueError (IndexError, MemoryError on a huge
     # decode...): the recording is reported with its name, the next one is still processed (exit 3).
-    from autosep.pipeline.batch import run_batch
-
     class FailsAfterFirst(BandSeparatorDouble):
         def separate_detailed(self, wave, sources, **kwargs):
             if len(self.calls) >= 1:
@@ -348,8 +352,8 @@ def test_an_unexpected_error_in_one_recording_fails_it_and_the_batch_goes_on(tmp
 
     _write(tmp_path / "in" / "a.wav", seconds=1.0)
     _write(tmp_path / "in" / "b.wav", seconds=1.0)
-    options = PipelineOptions(sources=["low hum"], window=1.0, out=str(tmp_path / "out"))
-    outcome = run_batch([str(tmp_path / "in")], options, pipeline=Pipeline(options, separator=FailsAfterFirst()))
+    pipeline = _pipeline(FailsAfterFirst(), sources=["low hum"], window=1.0, out=str(tmp_path / "out"))
+    outcome = run_batch([str(tmp_path / "in")], pipeline.settings, pipeline=pipeline)
     assert [r.status for r in outcome.results] == ["done", "failed"] and outcome.exit_code == 3
     assert "b.wav" in outcome.results[1].message and "IndexError" in outcome.results[1].message
     assert list((tmp_path / "out" / "b").iterdir()) == []  # nothing left behind
@@ -359,7 +363,7 @@ def test_open_set_tags_from_several_blocks_are_matched_by_phrase(tmp_path, monke
     # The audio-LM tagger names its own phrases, so each tagging block has its own columns. Blocks must be
     # joined by phrase: stacking them by position failed the recording (different column counts) or gave one
     # block's phrase another block's scores.
-    import autosep.pipeline.recording as pipeline_module
+    import autosep.pipeline.tagging as tagging_module
     from autosep.taggers.base import Tagger, TagResult
 
     class OpenSetTaggerDouble(Tagger):
@@ -380,7 +384,7 @@ def test_open_set_tags_from_several_blocks_are_matched_by_phrase(tmp_path, monke
             probs = np.array([[float(p in names) for p in phrases] for names in named], np.float32)
             return TagResult(probs.reshape(len(pieces), len(phrases)), ["open:" + p for p in phrases], times)
 
-    monkeypatch.setattr(pipeline_module, "TAG_BLOCK_S", 6.0)
+    monkeypatch.setattr(tagging_module, "TAG_BLOCK_S", 6.0)
     rate = 16000
     t = np.arange(20 * rate) / rate
     data = np.zeros(len(t), np.float32)
@@ -388,9 +392,8 @@ def test_open_set_tags_from_several_blocks_are_matched_by_phrase(tmp_path, monke
     data[12 * rate :] = 0.3 * np.sin(2 * np.pi * 2500 * t[12 * rate :])
     (tmp_path / "in").mkdir()
     sf.write(tmp_path / "in" / "scene.wav", data, rate, subtype="FLOAT")
-    options = PipelineOptions(window=2.0, overlap=0.0, margin=0.0, out=str(tmp_path / "out"),
-                              planner={"threshold": 0.5, "hierarchy": "none"})
-    pipeline = Pipeline(options, tagger=OpenSetTaggerDouble(), separator=BandSeparatorDouble())
+    pipeline = _pipeline(tagger=OpenSetTaggerDouble(), window=2.0, overlap=0.0, margin=0.0, out=str(tmp_path / "out"),
+                         planner={"threshold": 0.5, "hierarchy": "none"})
     (item,), _ = collect_inputs([str(tmp_path / "in")])
     result = pipeline.process(item)
     assert result.status == "done", result.message
@@ -406,10 +409,9 @@ def test_overwrite_replaces_results_that_belong_to_another_input(tmp_path):
     out = tmp_path / "out"
 
     def process(folder, **options):
-        pipeline = Pipeline(PipelineOptions(sources=["low hum"], window=1.0, out=str(out), **options),
-                            separator=BandSeparatorDouble())
-        (item,), _ = collect_inputs([str(tmp_path / folder)])
-        return pipeline.process(item)
+        pipeline = _pipeline(sources=["low hum"], window=1.0, out=str(out), **options)
+        (result,) = run_batch([str(tmp_path / folder)], pipeline.settings, pipeline=pipeline).results
+        return result
 
     refused = process("moved")
     assert refused.status == "failed" and "--overwrite" in refused.message
@@ -422,13 +424,106 @@ def test_overwrite_replaces_results_that_belong_to_another_input(tmp_path):
 def test_stems_written_into_the_input_folder_are_not_read_back_as_inputs(tmp_path):
     # autosep music/ -o music/ puts music/mix/<stems> beside music/mix.wav; a rerun (to resume) must skip mix.wav
     # and not separate its own stems (which then nested deeper on every rerun).
-    from autosep.pipeline.batch import run_batch
-
     _write(tmp_path / "in" / "mix.wav", seconds=1.0)
-    options = PipelineOptions(sources=["low hum"], window=1.0, out=str(tmp_path / "in"))
-    run_batch([str(tmp_path / "in")], options, pipeline=Pipeline(options, separator=BandSeparatorDouble()))
+    pipeline = _pipeline(sources=["low hum"], window=1.0, out=str(tmp_path / "in"))
+    run_batch([str(tmp_path / "in")], pipeline.settings, pipeline=pipeline)
     _write(tmp_path / "in" / "mix" / "take2.wav", seconds=1.0)  # a real recording that lands in that folder later
-    outcome = run_batch([str(tmp_path / "in")], options, pipeline=Pipeline(options, separator=BandSeparatorDouble()))
+    outcome = run_batch([str(tmp_path / "in")], pipeline.settings, pipeline=pipeline)
     assert [(r.input.name, r.status) for r in outcome.results] == [("mix.wav", "skipped"), ("take2.wav", "done")]
     assert sorted(p.name for p in (tmp_path / "in" / "mix").iterdir()) == ["low_hum.wav", "manifest.json",
                                                                            "residual.wav", "take2", "take2.wav"]
+
+
+# -- stems checked by the tagger (pipeline/check.py) ------------------------------------------------------------
+
+class SilencingSeparatorDouble(BandSeparatorDouble):
+    """The band separator, except that a prompt containing "mute" gets a silent stem (a failed separation)."""
+
+    def separate_detailed(self, wave, sources, **kwargs):
+        result = super().separate_detailed(wave, sources, **kwargs)
+        for k, source in enumerate(sources):
+            if "mute" in source:
+                result.stems[k] = 0.0
+        return result
+
+
+def _scene(tmp_path, low=0.3, high=0.2, seconds=20.0, rate=16000, subtype="FLOAT"):
+    t = np.arange(int(seconds * rate)) / rate
+    data = (low * np.sin(2 * np.pi * 300 * t) + high * np.sin(2 * np.pi * 2500 * t)).astype(np.float32)
+    (tmp_path / "in").mkdir(exist_ok=True)
+    sf.write(tmp_path / "in" / "scene.wav", data, rate, subtype=subtype)
+    return sf.read(tmp_path / "in" / "scene.wav", dtype="float32", always_2d=True)[0]  # as stored
+
+
+def _tagged_run(tmp_path, separator, prompts, **options):
+    pipeline = _pipeline(separator, tagger=BandTaggerDouble(), window=10.24, margin=0.0, out=str(tmp_path / "out"),
+                         planner={"threshold": 0.5, "hierarchy": "none", "max_sources": 4, "prompts": prompts},
+                         **options)
+    (item,), _ = collect_inputs([str(tmp_path / "in")])
+    result = pipeline.process(item)
+    assert result.status == "done", result.message
+    return result
+
+
+def test_each_stem_is_confirmed_by_the_tagger_and_a_silent_one_is_flagged(tmp_path):
+    _scene(tmp_path)
+    result = _tagged_run(tmp_path, SilencingSeparatorDouble(), {"dog": "low dog", "speech": "mute speech"})
+    stems = {s["name"]: s for s in result.manifest["sources"]}
+    assert stems["Dog"]["check"] == {"score_in_stem": 1.0, "score_in_mixture": 1.0, "confirmed": True}
+    assert "not_confirmed" not in stems["Dog"]
+    assert stems["Speech"]["check"] == {"score_in_stem": 0.0, "score_in_mixture": 1.0, "confirmed": False}
+    assert stems["Speech"]["not_confirmed"] is True
+    check = result.manifest["check"]
+    assert check["confirmed"] == ["Dog"] and check["not_confirmed"] == ["Speech"] and check["dropped"] == []
+    assert check["threshold"] == 0.5 and check["rounds"] == 1
+    assert set(result.files) == {"Dog", "Speech", "residual"}  # flagged, still written without --drop-unconfirmed
+
+
+def test_drop_unconfirmed_folds_the_stem_into_the_residual_and_the_sum_stays_exact(tmp_path):
+    data = _scene(tmp_path, subtype="PCM_16")  # integer stems: the sum is checked bit for bit
+    result = _tagged_run(tmp_path, SilencingSeparatorDouble(), {"dog": "low dog", "speech": "mute speech"},
+                         drop_unconfirmed=True)
+    assert result.manifest["check"]["dropped"] == ["Speech"]
+    assert [s["name"] for s in result.manifest["sources"]] == ["Dog"]
+    assert [d["label"] for d in result.manifest["detections"]] == ["Dog"]  # the plan a rerun skips with
+    assert set(result.files) == {"Dog", "residual"} and not (tmp_path / "out" / "scene" / "speech.wav").exists()
+    stems = dict(result.stems)
+    np.testing.assert_array_equal(_exact_sum(stems), data.astype(np.float64))  # bit for bit
+    assert float(np.abs(stems["residual"]).max()) > 0.15  # the high tone the silent stem missed is there
+    assert sorted(p.name for p in (tmp_path / "out" / "scene").iterdir()) == ["dog.wav", "manifest.json",
+                                                                               "residual.wav"]
+
+
+def test_a_quiet_source_masked_in_the_mixture_is_discovered_in_the_residual(tmp_path):
+    # the high tone holds 1% of the energy: the tagger misses it in the mixture, hears it once the low tone is out
+    _scene(tmp_path, low=0.5, high=0.05)
+    reported = _tagged_run(tmp_path, BandSeparatorDouble(), {"dog": "low dog"})
+    assert [s.label for s in reported.plan] == ["Dog"]
+    assert [d["label"] for d in reported.manifest["check"]["discovered"]] == ["Speech"]
+    assert set(reported.files) == {"Dog", "residual"}  # --rounds 1: reported only
+
+    separator = BandSeparatorDouble()
+    second = _tagged_run(tmp_path, separator, {"dog": "low dog"}, rounds=2, overwrite=True)
+    assert [s.label for s in second.plan] == ["Dog", "Speech"]
+    stems = {s["name"]: s for s in second.manifest["sources"]}
+    assert stems["Speech"]["round"] == 2 and stems["Dog"]["round"] == 1
+    assert stems["Speech"]["check"]["confirmed"] and stems["Speech"]["check"]["score_in_mixture"] == 0.0
+    assert second.manifest["check"]["rounds"] == 2 and second.manifest["check"]["discovered"] == []
+    assert ["low dog", "speech"] in separator.calls  # the second round separated both together
+    files = dict(second.stems)
+    assert float(np.abs(files["Speech"]).max()) == pytest.approx(0.05, abs=0.01)
+    assert float(np.abs(files["residual"]).max()) < 0.01
+
+
+def test_rounds_stop_at_max_sources(tmp_path):
+    _scene(tmp_path, low=0.5, high=0.05)
+    separator = BandSeparatorDouble()
+    pipeline = _pipeline(separator, tagger=BandTaggerDouble(), window=10.24, margin=0.0, out=str(tmp_path / "out"),
+                         rounds=2, planner={"threshold": 0.5, "hierarchy": "none", "max_sources": 1,
+                                            "prompts": {"dog": "low dog"}})
+    (item,), _ = collect_inputs([str(tmp_path / "in")])
+    result = pipeline.process(item)
+    assert [s.label for s in result.plan] == ["Dog"]
+    assert result.manifest["check"]["rounds"] == 1
+    assert [d["label"] for d in result.manifest["check"]["discovered"]] == ["Speech"]
+    assert all(call == ["low dog"] for call in separator.calls)

@@ -108,7 +108,7 @@ def test_ray_batch_survives_a_killed_worker_and_equals_the_local_run(tmp_path, c
 
         marker = str(tmp_path / "died-once")
 
-        def process(self, item):
+        def process(self, item, folder, previous):
             separator = self.pipeline.separator
             real = separator.separate_detailed
 
@@ -121,7 +121,7 @@ def test_ray_batch_survives_a_killed_worker_and_equals_the_local_run(tmp_path, c
             if item.path.name == "take1.wav" and not os.path.exists(self.marker):
                 separator.separate_detailed = dying
             try:
-                return super().process(item)
+                return super().process(item, folder, previous)
             finally:
                 separator.separate_detailed = real
 
@@ -205,7 +205,8 @@ def test_a_bad_address_is_a_usage_error(tmp_path, capsys, model_args):
 
 
 def test_pool_size_follows_gpus_then_cpus():
-    from autosep.pipeline.ray_engine import RaySettings, RayUsageError, pool_size
+    from autosep.pipeline.ray_engine import RayUsageError, pool_size
+    from autosep.pipeline.settings import RaySettings
 
     assert pool_size({"CPU": 64, "GPU": 8}, RaySettings(), 100) == (8, 1.0, 1.0)
     assert pool_size({"CPU": 64, "GPU": 8}, RaySettings(), 3) == (3, 1.0, 1.0)  # never more than recordings

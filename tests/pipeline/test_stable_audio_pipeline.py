@@ -11,6 +11,7 @@ import soundfile as sf
 
 from autosep.cli import main
 from autosep.pipeline.render import project
+from tiny_models.stable_audio import SAO_SAMPLE_SIZE
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -49,7 +50,7 @@ def test_stereo_in_gives_44k_stereo_stems_and_a_residual_that_add_back(which, re
     assert "edit-friendly" in separator["sampler"]
     # No --window: the model's own window (the tiny SAO's training length; SA3's 30 s).
     window = manifest["settings"]["window_s"]
-    assert window == pytest.approx(256 * 256 / RATE if "open" in which else 30.0)
+    assert window == pytest.approx(SAO_SAMPLE_SIZE * 256 / RATE if "open" in which else 30.0)
 
 
 def test_a_source_panned_hard_left_stays_left_and_mono_stays_mono(tiny_stable_audio_open_dir, tmp_path, capsys):

@@ -58,6 +58,15 @@ def test_a_gated_model_says_what_to_do_and_exits_1(tmp_path, capsys, monkeypatch
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.wav"))
 
 
+def test_a_gated_repository_the_model_needs_is_the_one_named():
+    from autosep.separator.stable_audio import hub_error_message
+
+    message = hub_error_message("stabilityai/stable-audio-3-medium-base", gated_error("google/t5gemma-b-b-ul2"))
+    assert "'google/t5gemma-b-b-ul2' (needed by 'stabilityai/stable-audio-3-medium-base') is gated" in message
+    assert "https://huggingface.co/google/t5gemma-b-b-ul2," in message and "hf auth login" in message
+    assert hub_error_message("cvssp/audioldm2", OSError("connection reset")) is None
+
+
 def test_a_repository_without_a_pipeline_points_to_the_conversion(tmp_path, monkeypatch):
     import diffusers
     from huggingface_hub.errors import RemoteEntryNotFoundError
@@ -71,7 +80,7 @@ def test_a_repository_without_a_pipeline_points_to_the_conversion(tmp_path, monk
 
     monkeypatch.setattr(diffusers.DiffusionPipeline, "download", staticmethod(no_index))
     with pytest.raises(ModelNotAvailableError, match="convert_stable_audio_3_to_diffusers.py"):
-        locate_pipeline("stable-audio-3")
+        locate_pipeline("someone/stable-audio-3-finetune")
     # A local folder holding the original checkpoint gets the same advice.
     original = tmp_path / "sa3-original"
     original.mkdir()

@@ -182,7 +182,11 @@ def test_the_shipped_architectures_account_for_the_published_weights_exactly():
 def test_an_alias_loads_offline_from_the_hugging_face_cache(tiny_tango_dir, wave):
     from tiny_models.audioldm2 import install_in_hf_cache
 
+    from autosep.separator.loading import pipeline_is_cached
+
+    assert not pipeline_is_cached("tango2")
     install_in_hf_cache(tiny_tango_dir, "declare-lab/tango2")
+    assert pipeline_is_cached("tango2")  # what `autosep models list` shows as downloaded
     cached = ZeroSep.from_pretrained("tango2", device="cpu")
     assert cached.model_id == "declare-lab/tango2" and cached.backbone.name == "tango"
     assert cached.separate(wave, ["cello"], steps=2).shape == (1, LENGTH)

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from autosep.taggers import plan_sources
-from autosep.taggers.base import Tagger, window_bounds
+from autosep.frames import plan_windows
+from autosep.taggers.base import Tagger
 
 
 class LoudnessTagger(Tagger):
@@ -31,7 +32,12 @@ class LoudnessTagger(Tagger):
         return np.stack([np.clip(rms / 0.35, 0, 1), np.full(len(windows), 0.9)], axis=1)
 
 
+def window_bounds(frames, window, hop):
+    return [(w.start, w.end) for w in plan_windows(frames, window, hop)]
+
+
 def test_window_bounds_cover_the_signal_and_end_at_its_end():
+    # The taggers' scoring windows come from the same grid as the separator's windows.
     assert window_bounds(100, 40, 20) == [(0, 40), (20, 60), (40, 80), (60, 100)]
     assert window_bounds(90, 40, 20) == [(0, 40), (20, 60), (40, 80), (50, 90)]
     assert window_bounds(30, 40, 20) == [(0, 30)]

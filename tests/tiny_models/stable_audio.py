@@ -21,8 +21,8 @@ import pytest
 from .audioldm2 import PHRASES, _save, _t5_tokenizer
 
 SAMPLE_RATE = 44_100
-SAO_SAMPLE_SIZE = 256  # latent frames of the tiny SAO training window: 256 x 256 / 44100 = 1.49 s
-SAO_LATENT_CHANNELS = 8
+SAO_SAMPLE_SIZE = 128  # latent frames of the tiny SAO training window: 128 x 256 / 44100 = 0.74 s
+SAO_LATENT_CHANNELS = 4  # (64 in the real model); the Oobleck encoder runs at the full rate, so keep it narrow
 SA3_LATENT_CHANNELS = 8
 COND_DIM = 16
 
@@ -65,7 +65,8 @@ def _randomise_zero_init(module, seed: int) -> None:
 def build_tiny_stable_audio_open(path: str | Path, seed: int = 0) -> Path:
     """Write a tiny random-weight ``StableAudioPipeline`` folder laid out like stable-audio-open-1.0."""
     import torch
-    from diffusers import AutoencoderOobleck, CosineDPMSolverMultistepScheduler, StableAudioDiTModel, StableAudioPipeline
+    from diffusers import (AutoencoderOobleck, CosineDPMSolverMultistepScheduler, StableAudioDiTModel,
+                           StableAudioPipeline)
     from diffusers.pipelines.stable_audio.modeling_stable_audio import StableAudioProjectionModel
     from transformers import T5Config, T5EncoderModel
 
@@ -86,8 +87,9 @@ def build_tiny_stable_audio_open(path: str | Path, seed: int = 0) -> Path:
     torch.manual_seed(seed + 3)
     # 4 x 8 x 8 = 256 samples per latent frame (the real Oobleck VAE: 2 x 4 x 4 x 8 x 8 = 2048).
     vae = AutoencoderOobleck(
-        encoder_hidden_size=2 * SAO_LATENT_CHANNELS, downsampling_ratios=[4, 8, 8], channel_multiples=[1, 2, 2], decoder_channels=8,
-        decoder_input_channels=SAO_LATENT_CHANNELS, audio_channels=2, sampling_rate=SAMPLE_RATE,
+        # The encoder's output holds the mean and the scale: twice the latent channels.
+        encoder_hidden_size=2 * SAO_LATENT_CHANNELS, downsampling_ratios=[4, 8, 8], channel_multiples=[1, 2, 2],
+        decoder_channels=8, decoder_input_channels=SAO_LATENT_CHANNELS, audio_channels=2, sampling_rate=SAMPLE_RATE,
     )
     pipe = StableAudioPipeline(
         vae=vae, text_encoder=text_encoder, projection_model=projection_model, tokenizer=tokenizer,
@@ -97,9 +99,11 @@ def build_tiny_stable_audio_open(path: str | Path, seed: int = 0) -> Path:
     return folder
 
 
-def build_tiny_stable_audio_3(path: str | Path, seed: int = 0, distilled: bool = False) -> Path:
+def build_tiny_stable_audio_3(path: str | Path, seed: int = 0, distilled: bool = False,
+                              differential: bool = False) -> Path:
     """Write a tiny random-weight ``StableAudio3Pipeline`` folder (the base checkpoint's deterministic Euler
-    scheduler; ``distilled=True`` writes the distilled one's ping-pong ``stochastic_sampling`` scheduler)."""
+    scheduler; ``distilled=True`` writes the distilled one's ping-pong ``stochastic_sampling`` scheduler;
+    ``differential=True`` uses differential attention in the DiT and VAE, as the real SA3 medium does)."""
     import torch
     from diffusers import AutoencoderSAME, FlowMatchEulerDiscreteScheduler, StableAudio3DiTModel, StableAudio3Pipeline
     from diffusers.pipelines.stable_audio_3.modeling_stable_audio_3 import StableAudio3DurationEmbedder
@@ -122,13 +126,13 @@ def build_tiny_stable_audio_3(path: str | Path, seed: int = 0, distilled: bool =
     transformer = StableAudio3DiTModel(
         io_channels=SA3_LATENT_CHANNELS, patch_size=1, embed_dim=32, depth=2, num_heads=4, cond_token_dim=COND_DIM,
         global_cond_dim=COND_DIM, local_add_cond_dim=5, timestep_features_dim=16, ff_mult=2, num_memory_tokens=3,
-        use_differential_attention=False,
+        use_differential_attention=differential,
     )
     torch.manual_seed(seed + 3)
     # 64-sample patches, then a stride-4 resampling block: 256 samples per latent frame.
     vae = AutoencoderSAME(
         audio_channels=2, patch_size=64, encoder_channels=8, encoder_c_mults=(2,), encoder_strides=(4,),
-        encoder_transformer_depths=(1,), latent_dim=SA3_LATENT_CHANNELS, use_differential_attention=False,
+        encoder_transformer_depths=(1,), latent_dim=SA3_LATENT_CHANNELS, use_differential_attention=differential,
         dim_heads=4, ff_mult=2, sampling_rate=SAMPLE_RATE,
     )
     _randomise_zero_init(transformer, seed + 4)

@@ -1,0 +1,280 @@
+"""The options of a run, and the typed settings of each stage they become, each checked once when built.
+
+``PipelineOptions`` is the flat set of options the Python API and the command line take (the long option names
+with ``_``). :meth:`PipelineOptions.settings` turns it into :class:`RunSettings`, one typed, checked set per
+stage: tagging and planning (:mod:`autosep.taggers.settings`), separation (bound by the separator when it
+loads), the models to load, windowing and output. Everything downstream takes these; no stage checks or
+defaults a setting again. A bad value raises an :class:`autosep.errors.AutosepError` (a usage error, exit 2)
+before any model loads.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from ..errors import SettingsError
+from ..separator.loading import DEFAULT_MODEL
+from ..separator.settings import SeparationSettings, check_batch_size
+from ..taggers.settings import PlanningSettings, TaggingSettings
+from .render import RENDERERS
+from .write import choose_subtype
+
+
+def given_prompts(sources: list[str]) -> tuple[str, ...]:
+    """The ``-s`` prompts, stripped, repeats dropped, in order; at least one."""
+    if isinstance(sources, str):
+        sources = [sources]
+    prompts = tuple(dict.fromkeys(str(s).strip() for s in sources if str(s).strip()))
+    if not prompts:
+        raise SettingsError("--source needs a non-empty prompt")
+    return prompts
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """Which separator to load, and where the models run (device, precision and batch bound are checked when
+    they load: they depend on the machine)."""
+
+    separator: str = DEFAULT_MODEL  # alias, Hugging Face id or local folder
+    device: str = "auto"
+    dtype: str | None = None  # None/"auto": fp16 on CUDA, else fp32
+    batch_size: int | None = None  # samples per UNet forward; None: a window's sources at once
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "batch_size", check_batch_size(self.batch_size))
+
+
+DEFAULT_WINDOW_S = 10.24  # AudioLDM/AudioLDM2's training length, for a separator that does not name its own
+
+
+@dataclass(frozen=True)
+class WindowSettings:
+    """How a recording is cut for the separator: window length (None: the separator's own training length),
+    overlap, and the margin around a source's tagged segments in which it is still separated."""
+
+    window_s: float | None = None
+    overlap: float = 0.25
+    margin_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.window_s is not None and (not _finite(self.window_s) or self.window_s <= 0):
+            raise SettingsError(f"--window must be a positive number of seconds, got {self.window_s}", "--window")
+        if not _finite(self.overlap) or not 0 <= self.overlap < 1:
+            raise SettingsError(f"--overlap must be at least 0 and below 1 (0%-99%), got {self.overlap}", "--overlap")
+        if not _finite(self.margin_s) or self.margin_s < 0:
+            raise SettingsError(f"the margin must be >= 0 seconds, got {self.margin_s}")
+
+    def resolved(self, separator_window_s: float | None) -> "WindowSettings":
+        """These settings with the window length chosen: the one given, else the separator's, else the default."""
+        if self.window_s is not None:
+            return self
+        return replace(self, window_s=float(separator_window_s or DEFAULT_WINDOW_S))
+
+    def frames(self, sample_rate: int) -> tuple[int, int, int]:
+        """(window, hop, cross-fade) in frames at ``sample_rate`` (of resolved settings)."""
+        window = max(1, round(self.window_s * sample_rate))
+        return window, max(1, round(window * (1 - self.overlap))), round(window * self.overlap)
+
+
+@dataclass(frozen=True)
+class CheckSettings:
+    """The stem check (``pipeline/check.py``): each stem is tagged after separation. ``drop_unconfirmed`` folds
+    the stems the tagger does not find their source in into the residual; ``rounds`` > 1 separates again with
+    the sources discovered in the residual."""
+
+    drop_unconfirmed: bool = False
+    rounds: int = 1
+
+    def __post_init__(self) -> None:
+        if isinstance(self.rounds, bool) or int(self.rounds) != self.rounds or self.rounds < 1:
+            raise SettingsError(f"--rounds must be a whole number of at least 1, got {self.rounds}", "--rounds")
+        object.__setattr__(self, "rounds", int(self.rounds))
+
+
+@dataclass(frozen=True)
+class OutputSettings:
+    """Where and how stems are written."""
+
+    out: Path = Path("separated")
+    format: str = "wav"
+    bit_depth: str | None = None  # "16", "24", "32f"; None: the input's where the format allows
+    render: str = "projected"
+    overwrite: bool = False
+    # remix.<format> written beside the stems: only these sources, or all but these (names, prompts or stem file
+    # names; "residual" too).
+    keep: tuple[str, ...] | None = None
+    remove: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "format", str(self.format).lower())
+        if self.keep is not None and self.remove is not None:
+            raise SettingsError("--keep and --remove exclude each other: keep some sources, or remove some")
+        for name, flag in (("keep", "--keep"), ("remove", "--remove")):
+            names = getattr(self, name)
+            if names is not None:
+                names = tuple(str(n).strip() for n in ([names] if isinstance(names, str) else names))
+                if not any(names):
+                    raise SettingsError(f"{flag} needs a source name", flag)
+                object.__setattr__(self, name, tuple(n for n in names if n))
+        if self.render not in RENDERERS:
+            raise SettingsError(f"--render must be one of {', '.join(RENDERERS)}, got {self.render!r}", "--render")
+        choose_subtype(self.format, self.bit_depth, None)  # raises for impossible format/bit-depth pairs
+
+    def subtype(self, input_subtype: str | None) -> str:
+        return choose_subtype(self.format, self.bit_depth, input_subtype)
+
+
+RAY_INSTALL_HINT = 'pip install "autosep[ray]"'
+_RAY_ADDRESS = re.compile(r"^(auto|local|ray://[^\s/]+(:\d+)?|[\w.\-]+:\d+)$")
+
+
+@dataclass(frozen=True)
+class RaySettings:
+    """The Ray engine (``--ray``, :mod:`autosep.pipeline.ray_engine`): where the cluster is and how the worker pool
+    is sized. Ray must be installed (it is an optional extra); that is checked here too, without importing it."""
+
+    address: str = "local"  # "local" (start an instance on this machine), "auto", "ray://host:10001", "host:port"
+    workers: int | None = None  # None: one per GPU, else one per ``cpus_per_worker`` CPUs
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float | None = None  # None: 1 when the cluster has GPUs, else 0
+    retries: int = 2  # re-runs of a recording whose worker died
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.address, str) or not _RAY_ADDRESS.match(self.address):
+            raise SettingsError(f"--ray got {self.address!r}, which is not a Ray address: use auto, ray://HOST:PORT "
+                                "or HOST:PORT (or --ray alone for a local instance), and put it after the inputs or "
+                                "write --ray=ADDRESS", "--ray")
+        if self.workers is not None and (isinstance(self.workers, bool) or int(self.workers) != self.workers
+                                         or self.workers < 1):
+            raise SettingsError(f"--ray-workers must be a whole number of at least 1, got {self.workers}",
+                                "--ray-workers")
+        if not _finite(self.cpus_per_worker) or self.cpus_per_worker <= 0:
+            raise SettingsError(f"--ray-cpus-per-worker must be above 0, got {self.cpus_per_worker}",
+                                "--ray-cpus-per-worker")
+        if self.gpus_per_worker is not None and (not _finite(self.gpus_per_worker) or self.gpus_per_worker < 0):
+            raise SettingsError(f"--ray-gpus-per-worker must be 0 or more, got {self.gpus_per_worker}",
+                                "--ray-gpus-per-worker")
+        if isinstance(self.retries, bool) or int(self.retries) != self.retries or self.retries < 0:
+            raise SettingsError(f"--ray-retries must be a whole number >= 0, got {self.retries}", "--ray-retries")
+        if not _ray_installed():
+            raise SettingsError(f"--ray needs Ray, which is not installed here: {RAY_INSTALL_HINT}", "--ray")
+
+
+def _ray_installed() -> bool:
+    try:
+        return importlib.util.find_spec("ray") is not None
+    except (ImportError, ValueError):  # ValueError: a module set to None in sys.modules (blocked)
+        return False
+
+
+@dataclass
+class PipelineOptions:
+    """Every knob of a run. Field names match the command line's long options; the defaults are the stages'
+    own (the command line shows these)."""
+
+    # Sources: given prompts skip tagging.
+    sources: list[str] | None = None
+    tagger: str = TaggingSettings.tagger
+    tagger_model: str | None = None
+    vocab: str | None = None
+    planner: dict[str, Any] | PlanningSettings = field(default_factory=dict)  # plan_sources keyword arguments
+    dry_run: bool = False
+    # Separation.
+    model: str = ModelSettings.separator
+    inversion: str = SeparationSettings.inversion
+    steps: int = SeparationSettings.steps
+    guidance: float = SeparationSettings.guidance
+    inv_prompt: str = SeparationSettings.inv_prompt
+    seed: int = SeparationSettings.seed
+    device: str = ModelSettings.device
+    dtype: str | None = ModelSettings.dtype
+    batch_size: int | None = ModelSettings.batch_size
+    window: float = WindowSettings.window_s
+    overlap: float = WindowSettings.overlap
+    margin: float = WindowSettings.margin_s  # seconds around a source's tagged segments where it is still separated
+    render: str = OutputSettings.render
+    # Stems checked by the tagger (check.py).
+    drop_unconfirmed: bool = CheckSettings.drop_unconfirmed
+    rounds: int = CheckSettings.rounds
+    # Output.
+    out: str | Path = str(OutputSettings.out)
+    format: str = OutputSettings.format
+    bit_depth: str | None = OutputSettings.bit_depth
+    overwrite: bool = OutputSettings.overwrite
+    keep: list[str] | None = None
+    remove: list[str] | None = None
+    # Engine: "local" (this process) or "ray" (a Ray cluster; the ray_* fields are RaySettings').
+    engine: str = "local"
+    ray_address: str | None = None  # None: a local Ray instance
+    ray_workers: int | None = RaySettings.workers
+    ray_cpus_per_worker: float = RaySettings.cpus_per_worker
+    ray_gpus_per_worker: float | None = RaySettings.gpus_per_worker
+    ray_retries: int = RaySettings.retries
+
+    def settings(self) -> "RunSettings":
+        """The checked settings of every stage. Raises AutosepError (a usage error) for a bad value."""
+        planning = self.planner if isinstance(self.planner, PlanningSettings) else PlanningSettings(**self.planner)
+        if self.engine not in ("local", "ray"):
+            raise SettingsError(f"engine must be 'local' or 'ray', got {self.engine!r}")
+        ray = None if self.engine == "local" else RaySettings(
+            self.ray_address or "local", self.ray_workers, self.ray_cpus_per_worker, self.ray_gpus_per_worker,
+            self.ray_retries)
+        return RunSettings(
+            sources=None if self.sources is None else given_prompts(self.sources),
+            tagging=TaggingSettings(self.tagger, self.tagger_model, self.vocab if self.sources is None else None),
+            planning=planning,
+            separation=SeparationSettings(self.inversion, self.steps, self.guidance, self.inv_prompt, self.seed),
+            models=ModelSettings(self.model, self.device, self.dtype, self.batch_size),
+            windows=WindowSettings(self.window, self.overlap, self.margin),
+            check=CheckSettings(bool(self.drop_unconfirmed), self.rounds),
+            output=OutputSettings(Path(self.out), self.format, self.bit_depth, self.render, self.overwrite,
+                                  self.keep, self.remove),
+            dry_run=bool(self.dry_run),
+            ray=ray,
+        )
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """The checked settings of one run, by stage."""
+
+    sources: tuple[str, ...] | None  # prompts given with -s/--source (tagging skipped), or None
+    tagging: TaggingSettings
+    planning: PlanningSettings
+    separation: SeparationSettings
+    models: ModelSettings
+    windows: WindowSettings
+    output: OutputSettings
+    check: CheckSettings = CheckSettings()
+    dry_run: bool = False
+    ray: RaySettings | None = None  # the recordings processed on a Ray cluster (--ray), else in this process
+
+    @property
+    def tagged(self) -> bool:
+        """Whether the sources come from tagging (no -s given)."""
+        return self.sources is None
+
+    def record(self, subtype: str, planning: PlanningSettings, windows: WindowSettings) -> dict[str, Any]:
+        """The manifest's ``settings``: everything needed to reproduce the run (``planning`` and ``windows`` as
+        resolved for the loaded models)."""
+        separation, models, output = self.separation, self.models, self.output
+        return {
+            "seed": separation.seed, "steps": separation.steps, "inversion": separation.inversion,
+            "guidance": separation.guidance, "inv_prompt": separation.inv_prompt, "render": output.render,
+            "window_s": windows.window_s, "overlap": windows.overlap, "margin_s": windows.margin_s,
+            "model": models.separator, "device": models.device, "dtype": models.dtype,
+            "batch_size": models.batch_size, "tagger": self.tagging.tagger if self.tagged else None,
+            "planner": planning.as_dict() if self.tagged else {}, "format": output.format, "subtype": subtype,
+        }
+
+
+def _finite(value: Any) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
