@@ -150,8 +150,15 @@ def add_separation_arguments(parser: argparse.ArgumentParser) -> None:
     sep.add_argument("--inversion", choices=INVERSIONS, default=d.inversion,
                      help=f"ddpm (edit-friendly) or ddim inversion (default {d.inversion})")
     sep.add_argument("--steps", type=int, default=d.steps, help=f"diffusion steps (default {d.steps})")
-    sep.add_argument("--guidance", type=float, default=d.guidance,
-                     help=f"classifier-free guidance (default {d.guidance})")
+    sep.add_argument("--guidance", type=float, default=d.guidance, metavar="W",
+                     help="guidance weight; 0 to 1 is highlighting: 1 isolates the source (default), 0 gives back "
+                          "the mixture, values between bring the source forward with the rest of the mix still "
+                          "heard; above 1 is stronger classifier-free guidance. Any W but 0 and 1 runs the UNet "
+                          "twice per step")
+    sep.add_argument("--passes", type=int, default=d.passes, metavar="K",
+                     help="iterative separation: separate each stem again K-1 times with the same prompts, for "
+                          "interferers too loud to remove at once; each pass costs about as much as the first "
+                          f"(default {d.passes})")
     sep.add_argument("--inv-prompt", choices=INVERSION_PROMPT_CHOICES, default=d.inv_prompt,
                      help="inversion prompt: the other sources in the window, or empty")
     sep.add_argument("--seed", type=int, default=d.seed,
@@ -175,7 +182,7 @@ def options_from_args(args: argparse.Namespace) -> PipelineOptions:
         sources=args.sources, tagger=args.tagger, tagger_model=getattr(args, "tagger_model", None),
         vocab=getattr(args, "vocab", None), planner=planning_settings(args), dry_run=args.dry_run,
         model=args.model, inversion=args.inversion, steps=args.steps, guidance=args.guidance,
-        inv_prompt=args.inv_prompt, seed=args.seed, device=args.device, dtype=args.dtype,
+        inv_prompt=args.inv_prompt, seed=args.seed, passes=args.passes, device=args.device, dtype=args.dtype,
         batch_size=args.batch_size, window=args.window, overlap=args.overlap, render=args.render,
         drop_unconfirmed=args.drop_unconfirmed, rounds=args.rounds,
         keep=getattr(args, "keep", None), remove=getattr(args, "remove", None),

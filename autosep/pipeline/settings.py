@@ -188,9 +188,10 @@ class PipelineOptions:
     model: str = ModelSettings.separator
     inversion: str = SeparationSettings.inversion
     steps: int = SeparationSettings.steps
-    guidance: float = SeparationSettings.guidance
+    guidance: float = SeparationSettings.guidance  # [0, 1]: highlighting, from the mixture to the isolated source
     inv_prompt: str = SeparationSettings.inv_prompt
     seed: int = SeparationSettings.seed
+    passes: int = SeparationSettings.passes  # iterative separation: each stem separated again passes - 1 times
     device: str = ModelSettings.device
     dtype: str | None = ModelSettings.dtype
     batch_size: int | None = ModelSettings.batch_size
@@ -228,7 +229,8 @@ class PipelineOptions:
             sources=None if self.sources is None else given_prompts(self.sources),
             tagging=TaggingSettings(self.tagger, self.tagger_model, self.vocab if self.sources is None else None),
             planning=planning,
-            separation=SeparationSettings(self.inversion, self.steps, self.guidance, self.inv_prompt, self.seed),
+            separation=SeparationSettings(self.inversion, self.steps, self.guidance, self.inv_prompt, self.seed,
+                                          self.passes),
             models=ModelSettings(self.model, self.device, self.dtype, self.batch_size),
             windows=WindowSettings(self.window, self.overlap, self.margin),
             check=CheckSettings(bool(self.drop_unconfirmed), self.rounds),
@@ -265,7 +267,8 @@ class RunSettings:
         separation, models, output = self.separation, self.models, self.output
         return {
             "seed": separation.seed, "steps": separation.steps, "inversion": separation.inversion,
-            "guidance": separation.guidance, "inv_prompt": separation.inv_prompt, "render": output.render,
+            "guidance": separation.guidance, "passes": separation.passes, "inv_prompt": separation.inv_prompt,
+            "render": output.render,
             "window_s": windows.window_s, "overlap": windows.overlap, "margin_s": windows.margin_s,
             "model": models.separator, "device": models.device, "dtype": models.dtype,
             "batch_size": models.batch_size, "tagger": self.tagging.tagger if self.tagged else None,
