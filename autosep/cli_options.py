@@ -124,6 +124,24 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     out.add_argument("-v", "--verbose", action="store_true", help="more detail")
 
 
+def add_ray_arguments(parser: argparse.ArgumentParser) -> None:
+    """--ray [ADDRESS] and the worker pool's size (the main command's)."""
+    d = PipelineOptions
+    cluster = parser.add_argument_group('cluster (pip install "autosep[ray]")')
+    cluster.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                         help="process the recordings on Ray workers: a local instance, or the cluster at ADDRESS "
+                              "(auto, ray://HOST:10001); -o must be a folder every node sees")
+    cluster.add_argument("--ray-workers", type=int, default=d.ray_workers, metavar="N",
+                         help="workers, each loading the models once (default: one per GPU, else one per "
+                              "--ray-cpus-per-worker CPUs)")
+    cluster.add_argument("--ray-cpus-per-worker", type=float, default=d.ray_cpus_per_worker, metavar="N",
+                         help=f"CPUs reserved per worker (default {d.ray_cpus_per_worker:g})")
+    cluster.add_argument("--ray-gpus-per-worker", type=float, default=d.ray_gpus_per_worker, metavar="N",
+                         help="GPUs per worker (default 1 when the cluster has GPUs, else 0)")
+    cluster.add_argument("--ray-retries", type=int, default=d.ray_retries, metavar="N",
+                         help=f"re-runs of a recording whose worker died (default {d.ray_retries})")
+
+
 def add_separation_arguments(parser: argparse.ArgumentParser) -> None:
     """--model --inversion --steps ... (shared with ``autosep web``, where they are the page's defaults)."""
     d = PipelineOptions
@@ -169,7 +187,17 @@ def options_from_args(args: argparse.Namespace) -> PipelineOptions:
         drop_unconfirmed=args.drop_unconfirmed, rounds=args.rounds,
         keep=getattr(args, "keep", None), remove=getattr(args, "remove", None),
         out=args.out, format=args.format, bit_depth=args.bit_depth, overwrite=args.overwrite,
+        **_engine_options(args),
     )
+
+
+def _engine_options(args: argparse.Namespace) -> dict:
+    """``--ray [ADDRESS]`` and its pool options, where the command has them."""
+    if getattr(args, "ray", None) is None:
+        return {}
+    return {"engine": "ray", "ray_address": args.ray, "ray_workers": args.ray_workers,
+            "ray_cpus_per_worker": args.ray_cpus_per_worker, "ray_gpus_per_worker": args.ray_gpus_per_worker,
+            "ray_retries": args.ray_retries}
 
 
 def make_progress(quiet: bool, console) -> Progress:
