@@ -175,7 +175,7 @@ class Manifest:
     def build(cls, folder: Path, *, recording, input_given: str, non_finite: int, peak: float, tagger, separator,
               plan: list[Source], source_mode: str, settings: dict, work: dict, stems: list[StemReport],
               residual: ResidualReport | None, windows: list[dict], timings: dict, warnings: list[str],
-              top_tags: list[dict], check: dict | None = None) -> "Manifest":
+              top_tags: list[dict], check: dict | None = None, processed_by: dict | None = None) -> "Manifest":
         """The manifest of a finished recording (not yet written)."""
         clipped = [s.file for s in [*stems, *([residual] if residual else [])] if s.clipped_samples]
         data = {
@@ -220,6 +220,7 @@ class Manifest:
             "settings": settings,
             "work": work,  # windows, windows that ran the separator, samples through the UNet
             "timings_s": {k: round(v, 3) for k, v in timings.items()},
+            "processed_by": processed_by,  # engine (local or ray), host; for Ray also the node id and attempt
             "flags": {
                 "no_sources": not plan,
                 "fp32_retry": [s.name for s in stems if s.fp32_retry],
