@@ -56,21 +56,33 @@ def list_models(models: list[KnownModel]) -> None:
 
 
 def download_model(model: KnownModel) -> str:
-    """Fetch ``model`` and return where it is. Raises AutosepError subclasses with a clear message."""
+    """Fetch ``model`` and return where it is. Raises AutosepError subclasses with a message that says what is
+    wrong (offline mode, no network, the hub's own refusal) and what to do; never advice to run this again."""
     from .errors import DownloadError
     from .paths import offline_mode
 
-    if model.fetch is not None:
-        return str(model.fetch())
     if offline_mode():
         raise DownloadError(f"cannot download {model.alias} ({model.source}): offline mode is on "
-                            "(HF_HUB_OFFLINE/AUTOSEP_OFFLINE); unset it on a machine with internet access")
-    from huggingface_hub import snapshot_download
-
+                            "(HF_HUB_OFFLINE / AUTOSEP_OFFLINE); unset it on a machine with network access")
     try:
+        if model.fetch is not None:
+            return str(model.fetch())
+        from huggingface_hub import snapshot_download
+
         return snapshot_download(model.source)
-    except Exception as exc:  # network, auth, disk: all reported the same way
-        raise DownloadError(f"could not download {model.alias} ({model.source}): {exc}") from None
+    except Exception as exc:  # network, auth, disk: the first cause says which
+        raise DownloadError(f"could not download {model.alias} ({model.source}): {_root_cause(exc)}") from None
+
+
+def _root_cause(error: BaseException) -> str:
+    """The innermost reason behind a download error (a library's wrapper text points at a traceback the user
+    never sees); a connection failure is named as such."""
+    while error.__cause__ is not None or (error.__context__ is not None and not error.__suppress_context__):
+        error = error.__cause__ or error.__context__
+    text = " ".join(str(error).split()) or type(error).__name__
+    if isinstance(error, (ConnectionError, TimeoutError)) or "connect" in type(error).__name__.lower():
+        return f"no connection to the Hugging Face hub ({text[:200]}); check the network and try again"
+    return text[:300]
 
 
 def main(argv: list[str]) -> int:

@@ -52,6 +52,8 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
+
+from autosep.paths import converted_root
 from typing import Any
 
 import torch
@@ -313,14 +315,6 @@ def text_encoder_source(model_config: dict) -> str:
                 if isinstance(value, str) and "t5gemma" in value.lower():
                     return value
     return DEFAULT_TEXT_ENCODER
-
-
-def converted_root(source: str) -> Path:
-    """autosep's folder for conversions of ``source`` (a hub id, or ``local-<hash>`` for a folder)."""
-    from autosep.paths import cache_dir
-
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "--", source).strip("-")
-    return Path(cache_dir()) / "converted" / safe
 
 
 def local_original_checkpoint(folder: Path, local_files_only: bool) -> Path:
