@@ -61,16 +61,17 @@ def download_model(model: KnownModel) -> str:
     from .errors import DownloadError
     from .paths import offline_mode
 
-    if offline_mode():
-        raise DownloadError(f"cannot download {model.alias} ({model.source}): offline mode is on "
-                            "(HF_HUB_OFFLINE / AUTOSEP_OFFLINE); unset it on a machine with network access")
     try:
         if model.fetch is not None:
-            return str(model.fetch())
+            return str(model.fetch())  # offline, a complete copy in the cache is found and kept
         from huggingface_hub import snapshot_download
 
-        return snapshot_download(model.source)
-    except Exception as exc:  # network, auth, disk: the first cause says which
+        return snapshot_download(model.source, local_files_only=offline_mode())
+    except Exception as exc:  # offline, network, auth, disk: say which
+        if offline_mode():
+            raise DownloadError(f"cannot download {model.alias} ({model.source}): offline mode is on "
+                                "(HF_HUB_OFFLINE / AUTOSEP_OFFLINE) and it is not in the cache; unset it on a "
+                                "machine with network access") from None
         raise DownloadError(f"could not download {model.alias} ({model.source}): {_root_cause(exc)}") from None
 
 

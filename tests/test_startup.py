@@ -27,7 +27,8 @@ print(json.dumps({"code": code, "heavy": [m for m in %r if m in sys.modules]}))
 
 
 def probe(tmp_path: Path, *args: str) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    # Fresh, empty caches: a model another test put in the shared test cache would be checked more closely.
+    env = dict(os.environ, PYTHONPATH=str(REPO), HF_HOME=str(tmp_path / "hf"), AUTOSEP_CACHE=str(tmp_path / "cache"))
     proc = subprocess.run([sys.executable, "-c", _PROBE, *args], cwd=tmp_path, env=env, capture_output=True,
                           text=True, timeout=300)
     return json.loads(proc.stdout.strip().splitlines()[-1])
