@@ -18,7 +18,7 @@ import signal
 import sys
 import threading
 
-from .cli_options import add_run_arguments, make_progress, options_from_args
+from .cli_options import add_ray_arguments, add_run_arguments, make_progress, options_from_args
 from .errors import EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USAGE, AutosepError, SettingsError
 from .logs import quiet_library_progress_bars, route_library_output
 from .pipeline.api import AutoSep
@@ -51,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="audio/video files, folders (searched recursively) or glob patterns")
     add_run_arguments(parser)
+    add_ray_arguments(parser)
     return parser
 
 

@@ -124,6 +124,24 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     out.add_argument("-v", "--verbose", action="store_true", help="more detail")
 
 
+def add_ray_arguments(parser: argparse.ArgumentParser) -> None:
+    """--ray [ADDRESS] and the worker pool's size (the main command's)."""
+    d = PipelineOptions
+    cluster = parser.add_argument_group('cluster (pip install "autosep[ray]")')
+    cluster.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                         help="process the recordings on Ray workers: a local instance, or the cluster at ADDRESS "
+                              "(auto, ray://HOST:10001); -o must be a folder every node sees")
+    cluster.add_argument("--ray-workers", type=int, default=d.ray_workers, metavar="N",
+                         help="workers, each loading the models once (default: one per GPU, else one per "
+                              "--ray-cpus-per-worker CPUs)")
+    cluster.add_argument("--ray-cpus-per-worker", type=float, default=d.ray_cpus_per_worker, metavar="N",
+                         help=f"CPUs reserved per worker (default {d.ray_cpus_per_worker:g})")
+    cluster.add_argument("--ray-gpus-per-worker", type=float, default=d.ray_gpus_per_worker, metavar="N",
+                         help="GPUs per worker (default 1 when the cluster has GPUs, else 0)")
+    cluster.add_argument("--ray-retries", type=int, default=d.ray_retries, metavar="N",
+                         help=f"re-runs of a recording whose worker died (default {d.ray_retries})")
+
+
 def add_separation_arguments(parser: argparse.ArgumentParser) -> None:
     """--model --inversion --steps ... (shared with ``autosep web``, where they are the page's defaults)."""
     d = PipelineOptions
@@ -132,8 +150,15 @@ def add_separation_arguments(parser: argparse.ArgumentParser) -> None:
     sep.add_argument("--inversion", choices=INVERSIONS, default=d.inversion,
                      help=f"ddpm (edit-friendly) or ddim inversion (default {d.inversion})")
     sep.add_argument("--steps", type=int, default=d.steps, help=f"diffusion steps (default {d.steps})")
-    sep.add_argument("--guidance", type=float, default=d.guidance,
-                     help=f"classifier-free guidance (default {d.guidance})")
+    sep.add_argument("--guidance", type=float, default=d.guidance, metavar="W",
+                     help="guidance weight; 0 to 1 is highlighting: 1 isolates the source (default), 0 gives back "
+                          "the mixture, values between bring the source forward with the rest of the mix still "
+                          "heard; above 1 is stronger classifier-free guidance. Any W but 0 and 1 runs the UNet "
+                          "twice per step")
+    sep.add_argument("--passes", type=int, default=d.passes, metavar="K",
+                     help="iterative separation: separate each stem again K-1 times with the same prompts, for "
+                          "interferers too loud to remove at once; each pass costs about as much as the first "
+                          f"(default {d.passes})")
     sep.add_argument("--inv-prompt", choices=INVERSION_PROMPT_CHOICES, default=d.inv_prompt,
                      help="inversion prompt: the other sources in the window, or empty")
     sep.add_argument("--seed", type=int, default=d.seed,
@@ -157,12 +182,22 @@ def options_from_args(args: argparse.Namespace) -> PipelineOptions:
         sources=args.sources, tagger=args.tagger, tagger_model=getattr(args, "tagger_model", None),
         vocab=getattr(args, "vocab", None), planner=planning_settings(args), dry_run=args.dry_run,
         model=args.model, inversion=args.inversion, steps=args.steps, guidance=args.guidance,
-        inv_prompt=args.inv_prompt, seed=args.seed, device=args.device, dtype=args.dtype,
+        inv_prompt=args.inv_prompt, seed=args.seed, passes=args.passes, device=args.device, dtype=args.dtype,
         batch_size=args.batch_size, window=args.window, overlap=args.overlap, render=args.render,
         drop_unconfirmed=args.drop_unconfirmed, rounds=args.rounds,
         keep=getattr(args, "keep", None), remove=getattr(args, "remove", None),
         out=args.out, format=args.format, bit_depth=args.bit_depth, overwrite=args.overwrite,
+        **_engine_options(args),
     )
+
+
+def _engine_options(args: argparse.Namespace) -> dict:
+    """``--ray [ADDRESS]`` and its pool options, where the command has them."""
+    if getattr(args, "ray", None) is None:
+        return {}
+    return {"engine": "ray", "ray_address": args.ray, "ray_workers": args.ray_workers,
+            "ray_cpus_per_worker": args.ray_cpus_per_worker, "ray_gpus_per_worker": args.ray_gpus_per_worker,
+            "ray_retries": args.ray_retries}
 
 
 def make_progress(quiet: bool, console) -> Progress:

@@ -68,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         module.to(torch.bfloat16).to(torch.float32)
 
     t = torch.arange(40_960) / mel.SAMPLE_RATE
-    wave = 0.3 * torch.sin(2 * torch.pi * 440 * t) + 0.05 * torch.randn(t.shape[0], generator=torch.Generator().manual_seed(1))
+    noise = torch.randn(t.shape[0], generator=torch.Generator().manual_seed(1))
+    wave = 0.3 * torch.sin(2 * torch.pi * 440 * t) + 0.05 * noise
     scaled, _ = mel.normalise(wave)
     with torch.no_grad():
         x0 = full._encode(mel.pad_to_multiple(scaled, full.frame_multiple))

@@ -149,6 +149,26 @@ def test_the_prompt_decides_the_stem(tmp_path, capsys, model_args):
     assert difference > 0.1, f"the two prompts gave nearly the same stem ({difference:.3f} of its RMS apart)"
 
 
+def test_passes_and_highlighting_run_end_to_end_and_are_recorded(tmp_path, capsys, model_args):
+    write_wave(tmp_path / "mix.wav", seconds=1.5)
+    work, stems = {}, {}
+    for passes, guidance in ((1, 1.0), (2, 1.0), (1, 0.5)):
+        out = tmp_path / f"out-{passes}-{guidance}"
+        code, output = run(capsys, tmp_path / "mix.wav", "-o", out, "-s", "dog barking", "-s", "church bell",
+                           *model_args, "--steps", "3", "--render", "generative", "--passes", passes,
+                           "--guidance", guidance)
+        assert code == 0, output
+        manifest = json.loads((out / "mix" / "manifest.json").read_text())
+        assert manifest["settings"]["passes"] == passes and manifest["settings"]["guidance"] == guidance
+        work[passes, guidance] = manifest["work"]["unet_evaluations"]
+        stems[passes, guidance] = stems_of(out / "mix")["dog_barking"]
+    # With "others" inversion every pass costs what the first does; 0 < w < 1 evaluates both branches.
+    assert work[2, 1.0] == 2 * work[1, 1.0] and work[1, 0.5] == 2 * work[1, 1.0]
+    for other in ((2, 1.0), (1, 0.5)):
+        assert rms(stems[other] - stems[1, 1.0]) > 0.01 * rms(stems[1, 1.0]), other
+    assert "highlighting" in run(capsys, "--help")[1] and "--passes" in run(capsys, "--help")[1]
+
+
 def test_bad_inputs_are_reported_and_the_batch_goes_on(tmp_path, capsys, model_args):
     folder = tmp_path / "in"
     write_wave(folder / "good.flac")
@@ -278,6 +298,9 @@ def test_usage_errors_exit_2(tmp_path, capsys):
     assert code == 2 and "--vocab" in output
     code, output = run(capsys, tmp_path / "mix.wav", "-s", "dog", "--dtype", "fp8")
     assert code == 2 and "--dtype" in output
+    for bad in ("0", "1.5"):
+        code, output = run(capsys, tmp_path / "mix.wav", "-s", "dog", "--passes", bad)
+        assert code == 2 and "--passes" in output
 
 
 def test_nothing_found_or_unwritable_output_exit_1(tmp_path, capsys):

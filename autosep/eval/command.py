@@ -193,6 +193,9 @@ def _separate(args, dataset: Path, references: dict, console) -> list[str]:
                      "beside its true stems")
     failures = [f"{r.name}: no mixture.<ext> in {r.folder}; not separated" for r in references.values()
                 if r.mixture is None]
+    if args.oracle_sources and args.sources:
+        raise _Usage("--oracle-sources takes each recording's prompts from its true labels; drop -s/--source, "
+                     "or drop --oracle-sources to use the same prompts for every recording")
     if args.dry_run:
         raise _Usage("--dry-run separates nothing, so there is nothing to score; see the plans with "
                      "`autosep tag DATASET` instead")
@@ -288,6 +291,10 @@ def _main(args, run: bool) -> int:
         estimates_root = Path(args.out)
     else:
         estimates_root = Path(args.estimates)
+        if not estimates_root.is_dir():
+            print(f"autosep: error: {estimates_root}: not a folder; give the folder of separated stems "
+                  "(autosep's -o folder, or any <recording>/<source>.wav tree)", file=sys.stderr)
+            return EXIT_USAGE
     try:
         estimates = read_estimates(estimates_root) if estimates_root.is_dir() else {}
     except AutosepError as exc:

@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import EXIT_INTERRUPTED, EXIT_NOTHING_RAN, EXIT_OK, EXIT_PARTIAL, AutosepError
+from ..errors import EXIT_INTERRUPTED, EXIT_NOTHING_RAN, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, AutosepError, SettingsError
 from .inputs import InputFile, collect_inputs
 from .manifest import Manifest
 from .naming import is_inside
@@ -105,7 +105,11 @@ def _decide(work: _Work, settings: RunSettings) -> RecordingResult | None:
 
 def run_batch(inputs: list[str], settings: RunSettings, progress: Progress | None = None,
               pipeline: Pipeline | None = None) -> BatchOutcome:
-    """Process ``inputs`` (files, folders, globs). ``pipeline`` may be passed with models already loaded."""
+    """Process ``inputs`` (files, folders, globs). ``pipeline`` may be passed with models already loaded.
+
+    With ``settings.ray``, the recordings that need processing go to Ray workers (``ray_engine``) instead;
+    everything before (inputs, output checks, the decision per input) and after (results, exit code) is the same.
+    """
     progress = progress or Progress()
     outcome = BatchOutcome(pipeline=pipeline)
     files, missing = collect_inputs(inputs)
@@ -158,7 +162,8 @@ def run_batch(inputs: list[str], settings: RunSettings, progress: Progress | Non
         work = _Work(item, folder, Manifest.read(folder))
         planned.append(_decide(work, settings) or work)
 
-    if pipeline is None and any(isinstance(entry, _Work) for entry in planned):
+    on_ray = settings.ray is not None and not settings.dry_run  # then the workers load the models, not this process
+    if pipeline is None and not on_ray and any(isinstance(entry, _Work) for entry in planned):
         try:
             pipeline = outcome.pipeline = Pipeline.load(settings, progress)
         except AutosepError as exc:
@@ -171,6 +176,9 @@ def run_batch(inputs: list[str], settings: RunSettings, progress: Progress | Non
                              f"{type(exc).__name__}: {exc}")
             return outcome
 
+    if on_ray:
+        return _run_on_ray(planned, settings, progress, outcome)
+
     progress.start_batch(len(planned))
     try:
         for entry in planned:
@@ -180,12 +188,7 @@ def run_batch(inputs: list[str], settings: RunSettings, progress: Progress | Non
             if isinstance(entry, _Work):
                 result = pipeline.process(entry.item, entry.folder, entry.previous)
             else:
-                result = entry
-                if result.status == "skipped":  # --keep/--remove on stems an earlier run wrote
-                    try:
-                        write_remix(result, settings.output, progress)
-                    except AutosepError as exc:
-                        result = RecordingResult.failed(result.input, str(exc))
+                result = _settled(entry, settings, progress)
             outcome.results.append(result)
             progress.end_file(str(path), _describe(result))
         outcome.interrupted_at = None
@@ -198,8 +201,58 @@ def run_batch(inputs: list[str], settings: RunSettings, progress: Progress | Non
         return outcome
     finally:
         progress.close()
+    _set_exit_code(outcome)
+    return outcome
 
+
+def _settled(result: RecordingResult, settings: RunSettings, progress: Progress) -> RecordingResult:
+    """An input decided without processing (done already, or refused); a done one still gets --keep/--remove."""
+    if result.status == "skipped":  # --keep/--remove on stems an earlier run wrote
+        try:
+            write_remix(result, settings.output, progress)
+        except AutosepError as exc:
+            return RecordingResult.failed(result.input, str(exc))
+    return result
+
+
+def _set_exit_code(outcome: BatchOutcome) -> None:
     ok = sum(1 for r in outcome.results if r.ok)
     failed = len(outcome.results) - ok
     outcome.exit_code = EXIT_OK if failed == 0 else (EXIT_NOTHING_RAN if ok == 0 else EXIT_PARTIAL)
+
+
+def _run_on_ray(planned: list[_Work | RecordingResult], settings: RunSettings, progress: Progress,
+                outcome: BatchOutcome) -> BatchOutcome:
+    """The processing loop of :func:`run_batch` on Ray workers (``ray_engine``); this process loads no model.
+    Inputs decided without processing are answered here first; results keep the inputs' order."""
+    from .ray_engine import run_on_ray
+
+    results: list[RecordingResult | None] = [None] * len(planned)
+    progress.start_batch(len(planned))
+    for index, entry in enumerate(planned):
+        if not isinstance(entry, _Work):
+            progress.start_file(str(entry.input))
+            results[index] = _settled(entry, settings, progress)
+            progress.end_file(str(entry.input), _describe(results[index]))
+    todo = [index for index, entry in enumerate(planned) if isinstance(entry, _Work)]
+    try:
+        if todo:
+            work = [(planned[i].item, planned[i].folder, planned[i].previous) for i in todo]
+            for position, result in run_on_ray(work, settings, progress):
+                index = todo[position]
+                results[index] = result
+                name, where = str(planned[index].item.path), result.processed_by or {}
+                progress.start_file(name)
+                progress.end_file(name, f"{_describe(result)} (worker {where.get('host', '?')}:{where.get('pid', '?')})")
+    except KeyboardInterrupt:
+        outcome.interrupted, outcome.exit_code = True, EXIT_INTERRUPTED
+    except SettingsError as exc:  # a pool the cluster cannot hold
+        outcome.exit_code, outcome.error = EXIT_USAGE, str(exc)
+    except AutosepError as exc:  # the output folder not shared, or the workers could not load the models
+        outcome.exit_code, outcome.error = EXIT_NOTHING_RAN, str(exc)
+    finally:
+        progress.close()
+    outcome.results.extend(result for result in results if result is not None)
+    if not outcome.interrupted and outcome.error is None:
+        _set_exit_code(outcome)
     return outcome

@@ -100,7 +100,7 @@ def input_fingerprint(path: Path, block: int = 1 << 20) -> str:
 
 # What a request's names are called in the one-line message about a manifest done with other settings.
 _REQUEST_NAMES = {"sources": "sources", "tagger": "tagger", "tagger_model": "tagger model", "planner": "planner",
-                  "model": "model", "inversion": "inversion", "steps": "steps", "guidance": "guidance",
+                  "model": "model", "inversion": "inversion", "steps": "steps", "guidance": "guidance", "passes": "passes",
                   "inv_prompt": "inv-prompt", "seed": "seed", "render": "render", "window_s": "window",
                   "overlap": "overlap", "margin_s": "margin", "format": "format", "bit_depth": "bit depth"}
 
@@ -229,7 +229,7 @@ class Manifest:
     def build(cls, folder: Path, *, recording, input_given: str, non_finite: int, peak: float, tagger, separator,
               plan: list[Source], source_mode: str, settings: dict, work: dict, stems: list[StemReport],
               residual: ResidualReport | None, windows: list[dict], timings: dict, warnings: list[str],
-              top_tags: list[dict], check: dict | None = None) -> "Manifest":
+              top_tags: list[dict], check: dict | None = None, processed_by: dict | None = None) -> "Manifest":
         """The manifest of a finished recording (not yet written)."""
         clipped = [s.file for s in [*stems, *([residual] if residual else [])] if s.clipped_samples]
         data = {
@@ -276,6 +276,7 @@ class Manifest:
             "settings": settings,
             "work": work,  # windows, windows that ran the separator, samples through the UNet
             "timings_s": {k: round(v, 3) for k, v in timings.items()},
+            "processed_by": processed_by,  # engine (local or ray), host; for Ray also the node id and attempt
             "flags": {
                 "no_sources": not plan,
                 "fp32_retry": [s.name for s in stems if s.fp32_retry],

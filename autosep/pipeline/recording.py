@@ -15,6 +15,7 @@ recording needs processing at all (done already, or another input's folder) is t
 from __future__ import annotations
 
 import math
+import socket
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -115,6 +116,7 @@ class RecordingResult:
     sample_rate: int | None = None
     seconds: float = 0.0
     top_tags: list[dict] = field(default_factory=list)  # the tagger's strongest classes (label, mid, max_score)
+    processed_by: dict | None = None  # where a Ray worker processed it (engine, host, pid, node id, attempt)
 
     @property
     def ok(self) -> bool:
@@ -164,6 +166,7 @@ class Pipeline:
         self.model_rate = int(getattr(separator, "sample_rate", 16000))
         self.model_channels = int(getattr(separator, "channels", 1))
         self.windows = settings.windows.resolved(getattr(separator, "default_window", None))
+        self.processed_by: dict = {"engine": "local", "host": socket.gethostname()}  # the Ray engine sets its own
 
     @classmethod
     def load(cls, settings: RunSettings, progress: Progress | None = None) -> "Pipeline":
@@ -303,6 +306,7 @@ class Pipeline:
             settings=settings.record(subtype, self.windows), work=work,
             stems=report.stems if report else [], residual=report.residual if report else None, windows=windows,
             timings=timings, warnings=warnings, top_tags=top_tags, check=check_record,
+            processed_by=self.processed_by,
         )
         manifest.write()
         return RecordingResult(item.path, folder, "done", plan=plan, manifest=manifest.data, files=files,

@@ -10,7 +10,9 @@ before any model loads.
 
 from __future__ import annotations
 
+import importlib.util
 import math
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -136,6 +138,49 @@ class OutputSettings:
         return choose_subtype(self.format, self.bit_depth, input_subtype)
 
 
+RAY_INSTALL_HINT = 'pip install "autosep[ray]"'
+_RAY_ADDRESS = re.compile(r"^(auto|local|ray://[^\s/]+(:\d+)?|[\w.\-]+:\d+)$")
+
+
+@dataclass(frozen=True)
+class RaySettings:
+    """The Ray engine (``--ray``, :mod:`autosep.pipeline.ray_engine`): where the cluster is and how the worker pool
+    is sized. Ray must be installed (it is an optional extra); that is checked here too, without importing it."""
+
+    address: str = "local"  # "local" (start an instance on this machine), "auto", "ray://host:10001", "host:port"
+    workers: int | None = None  # None: one per GPU, else one per ``cpus_per_worker`` CPUs
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float | None = None  # None: 1 when the cluster has GPUs, else 0
+    retries: int = 2  # re-runs of a recording whose worker died
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.address, str) or not _RAY_ADDRESS.match(self.address):
+            raise SettingsError(f"--ray got {self.address!r}, which is not a Ray address: use auto, ray://HOST:PORT "
+                                "or HOST:PORT (or --ray alone for a local instance), and put it after the inputs or "
+                                "write --ray=ADDRESS", "--ray")
+        if self.workers is not None and (isinstance(self.workers, bool) or int(self.workers) != self.workers
+                                         or self.workers < 1):
+            raise SettingsError(f"--ray-workers must be a whole number of at least 1, got {self.workers}",
+                                "--ray-workers")
+        if not _finite(self.cpus_per_worker) or self.cpus_per_worker <= 0:
+            raise SettingsError(f"--ray-cpus-per-worker must be above 0, got {self.cpus_per_worker}",
+                                "--ray-cpus-per-worker")
+        if self.gpus_per_worker is not None and (not _finite(self.gpus_per_worker) or self.gpus_per_worker < 0):
+            raise SettingsError(f"--ray-gpus-per-worker must be 0 or more, got {self.gpus_per_worker}",
+                                "--ray-gpus-per-worker")
+        if isinstance(self.retries, bool) or int(self.retries) != self.retries or self.retries < 0:
+            raise SettingsError(f"--ray-retries must be a whole number >= 0, got {self.retries}", "--ray-retries")
+        if not _ray_installed():
+            raise SettingsError(f"--ray needs Ray, which is not installed here: {RAY_INSTALL_HINT}", "--ray")
+
+
+def _ray_installed() -> bool:
+    try:
+        return importlib.util.find_spec("ray") is not None
+    except (ImportError, ValueError):  # ValueError: a module set to None in sys.modules (blocked)
+        return False
+
+
 @dataclass
 class PipelineOptions:
     """Every knob of a run. Field names match the command line's long options; the defaults are the stages'
@@ -152,9 +197,10 @@ class PipelineOptions:
     model: str = ModelSettings.separator
     inversion: str = SeparationSettings.inversion
     steps: int = SeparationSettings.steps
-    guidance: float = SeparationSettings.guidance
+    guidance: float = SeparationSettings.guidance  # [0, 1]: highlighting, from the mixture to the isolated source
     inv_prompt: str = SeparationSettings.inv_prompt
     seed: int = SeparationSettings.seed
+    passes: int = SeparationSettings.passes  # iterative separation: each stem separated again passes - 1 times
     device: str = ModelSettings.device
     dtype: str | None = ModelSettings.dtype
     batch_size: int | None = ModelSettings.batch_size
@@ -172,21 +218,35 @@ class PipelineOptions:
     overwrite: bool = OutputSettings.overwrite
     keep: list[str] | None = None
     remove: list[str] | None = None
+    # Engine: "local" (this process) or "ray" (a Ray cluster; the ray_* fields are RaySettings').
+    engine: str = "local"
+    ray_address: str | None = None  # None: a local Ray instance
+    ray_workers: int | None = RaySettings.workers
+    ray_cpus_per_worker: float = RaySettings.cpus_per_worker
+    ray_gpus_per_worker: float | None = RaySettings.gpus_per_worker
+    ray_retries: int = RaySettings.retries
 
     def settings(self) -> "RunSettings":
         """The checked settings of every stage. Raises AutosepError (a usage error) for a bad value."""
         planning = self.planner if isinstance(self.planner, PlanningSettings) else PlanningSettings(**self.planner)
+        if self.engine not in ("local", "ray"):
+            raise SettingsError(f"engine must be 'local' or 'ray', got {self.engine!r}")
+        ray = None if self.engine == "local" else RaySettings(
+            self.ray_address or "local", self.ray_workers, self.ray_cpus_per_worker, self.ray_gpus_per_worker,
+            self.ray_retries)
         return RunSettings(
             sources=None if self.sources is None else given_prompts(self.sources),
             tagging=TaggingSettings(self.tagger, self.tagger_model, self.vocab if self.sources is None else None),
             planning=planning,
-            separation=SeparationSettings(self.inversion, self.steps, self.guidance, self.inv_prompt, self.seed),
+            separation=SeparationSettings(self.inversion, self.steps, self.guidance, self.inv_prompt, self.seed,
+                                          self.passes),
             models=ModelSettings(self.model, self.device, self.dtype, self.batch_size),
             windows=WindowSettings(self.window, self.overlap, self.margin),
             check=CheckSettings(bool(self.drop_unconfirmed), self.rounds),
             output=OutputSettings(Path(self.out), self.format, self.bit_depth, self.render, self.overwrite,
                                   self.keep, self.remove),
             dry_run=bool(self.dry_run),
+            ray=ray,
         )
 
 
@@ -203,6 +263,7 @@ class RunSettings:
     output: OutputSettings
     check: CheckSettings = CheckSettings()
     dry_run: bool = False
+    ray: RaySettings | None = None  # the recordings processed on a Ray cluster (--ray), else in this process
 
     @property
     def tagged(self) -> bool:
@@ -220,7 +281,8 @@ class RunSettings:
             "tagger_model": None if self.tagging.model is None else str(self.tagging.model),
             "planner": self.planning.as_dict() if self.tagged else None,
             "model": self.models.separator, "inversion": separation.inversion, "steps": separation.steps,
-            "guidance": separation.guidance, "inv_prompt": separation.inv_prompt, "seed": separation.seed,
+            "guidance": separation.guidance, "passes": separation.passes, "inv_prompt": separation.inv_prompt,
+            "seed": separation.seed,
             "render": output.render, "window_s": self.windows.window_s, "overlap": self.windows.overlap,
             "margin_s": self.windows.margin_s, "format": output.format, "bit_depth": output.bit_depth,
         }

@@ -1,7 +1,7 @@
 """The separation settings a :class:`~autosep.separator.ZeroSep` binds when it loads, checked once when built.
 
 ``SeparationSettings`` holds what every separation call uses: the inversion, the number of diffusion steps, the
-guidance weight, the inversion-prompt mode and the seed. A separator binds one set at load
+guidance weight, the inversion-prompt mode, the seed and the number of passes. A separator binds one set at load
 (``ZeroSep.from_pretrained(..., settings=...)``); a call may still override single fields by keyword
 (``zs.separate(wave, sources, steps=10)``), which builds a new, checked set. A bad value raises
 :class:`autosep.errors.SettingsError` (a ``ValueError``) that says what to pass.
@@ -40,9 +40,10 @@ def check_inv_prompt(inv_prompt: str) -> str:
 class SeparationSettings:
     inversion: str = "ddpm"  # "ddpm" (edit-friendly, default) or "ddim"
     steps: int = 50  # diffusion steps, for the inversion and again for the denoising
-    guidance: float = 1.0  # classifier-free guidance weight w; at 1 the unconditional branch is never run
+    guidance: float = 1.0  # guidance weight w; [0, 1] is highlighting; at 1 the unconditional branch is never run
     inv_prompt: str = "others"  # c_inv: the other sources' prompts, or "null" (the empty prompt)
     seed: int = 42
+    passes: int = 1  # iterative separation: each stem is separated again as its own mixture passes - 1 times
 
     def __post_init__(self) -> None:
         inversion = check_inversion(self.inversion)
@@ -59,8 +60,11 @@ class SeparationSettings:
         inv_prompt = check_inv_prompt(self.inv_prompt)
         if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)):
             raise SettingsError(f"seed must be a whole number (42 is the default), got {self.seed!r}", "--seed")
+        if isinstance(self.passes, bool) or not isinstance(self.passes, (int, np.integer)) or self.passes < 1:
+            raise SettingsError(f"passes must be a whole number >= 1 (1, a single separation, is the default), got "
+                                f"{self.passes!r}", "--passes")
         for name, value in (("inversion", inversion), ("steps", int(self.steps)), ("guidance", guidance),
-                            ("inv_prompt", inv_prompt), ("seed", int(self.seed))):
+                            ("inv_prompt", inv_prompt), ("seed", int(self.seed)), ("passes", int(self.passes))):
             object.__setattr__(self, name, value)
 
     def with_overrides(self, **overrides) -> "SeparationSettings":

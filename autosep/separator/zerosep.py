@@ -5,6 +5,10 @@ with each target source's prompt c_rev at guidance weight w (1 by default); each
 AudioLDM/AudioLDM2 work on 16 kHz mono log-mel features and decode through their vocoder; the full-band
 backbones (Stable Audio Open, Stable Audio 3; :mod:`stable_audio`) encode the [channels, samples] waveform at
 44.1 kHz directly, so stereo is separated as stereo (one latent for both channels).
+
+Two modes from the paper: w in [0, 1] is highlighting (from the mixture at w = 0 to the isolated source at w = 1),
+and ``passes`` K > 1 is iterative separation (each stem separated again as its own mixture, K - 1 more times, with
+the same c_rev, c_inv and seed).
 """
 
 from __future__ import annotations
@@ -123,32 +127,37 @@ class ZeroSep:
 
     def separate(self, wave, sources: Sequence[str], inversion: str | None = None, steps: int | None = None,
                  guidance: float | None = None, inv_prompt: str | None = None, seed: int | None = None,
-                 sample_rate: int | None = None) -> torch.Tensor:
+                 sample_rate: int | None = None, passes: int | None = None) -> torch.Tensor:
         """Stems for ``sources`` from ``wave`` at :attr:`sample_rate`: float32 CPU tensor.
 
         ``wave`` is ``[samples]`` or ``[channels, samples]``; the stems are ``[len(sources), samples]`` or
         ``[len(sources), channels, samples]`` to match. AudioLDM/AudioLDM2 take mono only (``[samples]`` or
         ``[1, samples]``); Stable Audio takes mono (duplicated into its two channels, returned mono) or stereo.
-        Settings left as None are the bound ones (``self.settings``: ddpm, 50 steps, guidance 1, "others", 42).
+        Settings left as None are the bound ones (``self.settings``: ddpm, 50 steps, guidance 1, "others", 42, 1 pass).
         """
         return self.separate_detailed(wave, sources, inversion=inversion, steps=steps, guidance=guidance,
-                                      inv_prompt=inv_prompt, seed=seed, sample_rate=sample_rate).stems
+                                      inv_prompt=inv_prompt, seed=seed, sample_rate=sample_rate, passes=passes).stems
 
     def separate_detailed(self, wave, sources: Sequence[str], inversion: str | None = None, steps: int | None = None,
                           guidance: float | None = None, inv_prompt: str | None = None, seed: int | None = None,
-                          sample_rate: int | None = None, progress: Progress | None = None) -> SeparationResult:
+                          sample_rate: int | None = None, progress: Progress | None = None,
+                          passes: int | None = None) -> SeparationResult:
         """Like :meth:`separate`, with the inversion prompts, fp32 retries and UNet work reported.
 
-        ``progress(done, total)`` is called after every inversion and denoising step.
+        ``guidance`` w in [0, 1] is highlighting: w = 0 reconstructs the mixture, w = 1 (the default) isolates the
+        source, values between move from one to the other; above 1 is ordinary stronger classifier-free guidance.
+        ``passes`` K > 1 is iterative separation (the ZeroSep paper's appendix B, for interferers too loud to
+        remove at once): each stem is fed back as the mixture for K - 1 more passes, with the same c_rev, c_inv and
+        seed. ``progress(done, total)`` is called after every inversion and denoising step.
         """
         return self.separate_windows([wave], [sources], inversion=inversion, steps=steps, guidance=guidance,
                                      inv_prompt=inv_prompt, seed=seed, sample_rate=sample_rate,
-                                     progress=progress)[0]
+                                     progress=progress, passes=passes)[0]
 
     def separate_windows(self, waves: Sequence, sources: Sequence[Sequence[str]], inversion: str | None = None,
                          steps: int | None = None, guidance: float | None = None, inv_prompt: str | None = None,
                          seed: int | None = None, sample_rate: int | None = None,
-                         progress: Progress | None = None) -> list[SeparationResult]:
+                         progress: Progress | None = None, passes: int | None = None) -> list[SeparationResult]:
         """Several mixtures (e.g. the windows of one recording), each with its own sources, separated together.
 
         On AudioLDM/AudioLDM2 their inversions share forwards and all their sources denoise in one batch (still
@@ -164,13 +173,16 @@ class ZeroSep:
         checked = [self._check_wave(wave, sample_rate) for wave in waves]
         source_lists = [check_sources(s) for s in sources]
         settings = self.settings
-        overrides = dict(inversion=inversion, steps=steps, guidance=guidance, inv_prompt=inv_prompt, seed=seed)
+        overrides = dict(inversion=inversion, steps=steps, guidance=guidance, inv_prompt=inv_prompt, seed=seed,
+                         passes=passes)
         if any(value is not None for value in overrides.values()):
             settings = self._bound(settings.with_overrides(**overrides))
         inversion, steps, guidance, seed = settings.inversion, settings.steps, settings.guidance, settings.seed
+        passes = settings.passes
         c_invs = [inversion_prompts(s, settings.inv_prompt) for s in source_lists]
         if self.full_band:
-            return [self._separate_full_band(samples, layout, s, c, inversion, steps, guidance, seed, progress)
+            return [self._separate_full_band_passes(samples, layout, s, c, inversion, steps, guidance, seed, progress,
+                                                    passes)
                     for (samples, layout), s, c in zip(checked, source_lists, c_invs)]
 
         samples = [x for x, _ in checked]
@@ -181,7 +193,7 @@ class ZeroSep:
         groups: dict[int, list[int]] = {}
         for j, x in enumerate(padded):
             groups.setdefault(int(x.shape[0]), []).append(j)
-        total = 2 * steps * len(groups)
+        total = 2 * steps * len(groups) * passes
         done = 0
 
         def step_done() -> None:
@@ -213,10 +225,21 @@ class ZeroSep:
 
         noise_for = GuidedNoise(self._predict, guidance, self.batch_size)
         inverted_steps = steps - 1 if inversion == "ddpm" else steps  # DDPM's last z is 0: no model call there
+        outputs = [wave_stems[:, :x.shape[0]] * unscale for wave_stems, x, (_, unscale) in zip(stems, samples, scaled)]
+        work = [[_work_share(noise_for, c_invs[j], source_lists[j], inverted_steps, steps)] for j in range(len(waves))]
+        for _ in range(passes - 1):
+            # Iterative separation: every stem of the previous pass is a mixture of its own, separated with its
+            # source's c_rev and c_inv (each stem at the scale of its own input).
+            with torch.no_grad():
+                outputs = self._next_pass(outputs, source_lists, c_invs, retried, groups, inversion, steps, guidance,
+                                          seed, step_done)
+            for j in range(len(waves)):  # each source now inverts its own stem: no c_inv is shared
+                shares = [_work_share(noise_for, [c], [s], inverted_steps, steps)
+                          for s, c in zip(source_lists[j], c_invs[j])]
+                work[j].append((sum(c for c, _ in shares), sum(u for _, u in shares)))
         results = []
-        for j, (wave_stems, (_, unscale)) in enumerate(zip(stems, scaled)):
-            conditional, unconditional = _work_share(noise_for, c_invs[j], source_lists[j], inverted_steps, steps)
-            own = wave_stems[:, :samples[j].shape[0]] * unscale
+        for j, own in enumerate(outputs):
+            conditional, unconditional = (sum(c for c, _ in work[j]), sum(u for _, u in work[j]))
             if checked[j][1] == "channels":
                 own = own[:, None, :]
             results.append(SeparationResult(
@@ -226,12 +249,83 @@ class ZeroSep:
                 fp32_retry=retried[j] if self.dtype != torch.float32 else [False] * len(source_lists[j]),
                 unet_evaluations=conditional + unconditional,
                 details={"inversion": inversion, "steps": steps, "guidance": guidance, "seed": seed,
+                         "passes": passes, "unet_evaluations_per_pass": [c + u for c, u in work[j]],
                          "padded_samples": int(padded[j].shape[0]), "model": self.model_id,
                          "backbone": self.backbone.name, "sampler": _AUDIOLDM_SAMPLERS[inversion], "channels": 1,
                          "conditional_evaluations": conditional, "unconditional_evaluations": unconditional,
                          "batched_mixtures": len(groups[int(padded[j].shape[0])])},
             ))
         return results
+
+    def _next_pass(self, inputs: list[torch.Tensor], source_lists: list[list[str]], c_invs: list[list[str]],
+                   retried: list[list[bool]], groups: dict[int, list[int]], inversion: str, steps: int,
+                   guidance: float, seed: int, step_done: Callable[[], None]) -> list[torch.Tensor]:
+        """One more pass of iterative separation: ``inputs[j][i]`` (mixture j's stem for source i, trimmed and at
+        the input's scale) separated alone with that source's prompts. Returns the new stems, as ``inputs``;
+        ``retried`` is updated in place."""
+        scaled = [[mel.normalise(stem) for stem in stems] for stems in inputs]
+        outputs: list[torch.Tensor | None] = [None] * len(inputs)
+        for members in groups.values():
+            pairs = [(j, i) for j in members for i in range(len(source_lists[j]))]
+            padded = [mel.pad_to_multiple(scaled[j][i][0], self.frame_multiple) for j, i in pairs]
+            x0 = torch.cat([self._encode(x) for x in padded])
+            jobs = [_Job(x0[k:k + 1], [source_lists[j][i]], [c_invs[j][i]]) for k, (j, i) in enumerate(pairs)]
+            latents, _ = self._separate_latents(jobs, inversion, steps, guidance, seed, step_done)
+            decoded = list(self._decode(torch.cat(latents)).split(1))
+            bad = [k for k, stem in enumerate(decoded) if not bool(torch.isfinite(stem).all())]
+            if bad:
+                fixed = self._retry_in_fp32([decoded[k] for k in bad], [[True]] * len(bad), [jobs[k] for k in bad],
+                                            inversion, steps, guidance, seed)
+                for k, again in zip(bad, fixed):
+                    decoded[k] = again
+                    j, i = pairs[k]
+                    retried[j][i] = True
+            for j in members:
+                rows = [k for k, (owner, _) in enumerate(pairs) if owner == j]
+                length = inputs[j].shape[-1]
+                factors = torch.tensor([scaled[j][i][1] for i in range(len(rows))])[:, None]
+                outputs[j] = torch.cat([decoded[k] for k in rows])[:, :length] * factors
+        return outputs  # type: ignore[return-value]
+
+    def _separate_full_band_passes(self, samples: torch.Tensor, layout: str, sources: list[str], c_inv: list[str],
+                                   inversion: str, steps: int, guidance: float, seed: int,
+                                   progress: Progress | None, passes: int) -> SeparationResult:
+        """:meth:`_separate_full_band`, then ``passes - 1`` more passes on each stem alone (iterative separation)."""
+        total = 2 * steps * (1 + len(sources) * (passes - 1))
+        offset = 0
+
+        def report(done: int, _total: int) -> None:
+            if progress is not None:
+                progress(min(offset + done, total), total)
+
+        result = self._separate_full_band(samples, layout, sources, c_inv, inversion, steps, guidance, seed, report)
+        if passes == 1:
+            return result
+        per_pass = [result.unet_evaluations]
+        retried = list(result.fp32_retry)
+        conditional = result.details["conditional_evaluations"]
+        unconditional = result.details["unconditional_evaluations"]
+        stems = result.stems
+        for _ in range(passes - 1):
+            evaluations = 0
+            new = []
+            for i, stem in enumerate(stems):
+                offset += 2 * steps  # the steps of every separation before this one
+                own = stem.reshape(1, -1).expand(self.channels, -1).contiguous() if layout.startswith("mono") else stem
+                again = self._separate_full_band(own, layout, [sources[i]], [c_inv[i]], inversion, steps, guidance,
+                                                 seed, report)
+                new.append(again.stems[0])
+                retried[i] = retried[i] or again.fp32_retry[0]
+                evaluations += again.unet_evaluations
+                conditional += again.details["conditional_evaluations"]
+                unconditional += again.details["unconditional_evaluations"]
+            stems = torch.stack(new)
+            per_pass.append(evaluations)
+        details = {**result.details, "passes": passes, "unet_evaluations_per_pass": per_pass,
+                   "conditional_evaluations": conditional, "unconditional_evaluations": unconditional}
+        return SeparationResult(stems=stems.contiguous(), sources=result.sources,
+                                inversion_prompts=result.inversion_prompts, fp32_retry=retried,
+                                unet_evaluations=sum(per_pass), sample_rate=result.sample_rate, details=details)
 
     def _separate_full_band(self, samples: torch.Tensor, layout: str, sources: list[str], c_inv: list[str],
                             inversion: str, steps: int, guidance: float, seed: int,
@@ -306,7 +400,8 @@ class ZeroSep:
             details={"inversion": inversion, "steps": steps, "guidance": guidance, "seed": seed,
                      "padded_samples": int(padded.shape[-1]), "model": self.model_id, "backbone": backbone.name,
                      "sampler": backbone.samplers[inversion], "channels": self.channels,
-                     "seconds_total": round(seconds, 6),
+                     "seconds_total": round(seconds, 6), "passes": 1,
+                     "unet_evaluations_per_pass": [self._evaluations - evaluations_before],
                      "conditional_evaluations": noise_for.conditional_evaluations,
                      "unconditional_evaluations": noise_for.unconditional_evaluations},
         )
@@ -480,8 +575,8 @@ class ZeroSep:
         else:
             inverse = make_inverse_scheduler(config, steps, self.device)
             # DDIM inversion chains every step on the last and amplifies rounding: at bf16 the inverted x_T drifts
-            # ~15% from float32's and the stems ~50% (benchmarks/inversion_precision.py), so it runs in float32
-            # on every device; the reverse pass stays in the compute precision.
+            # ~20% from float32's and the stems ~50% at 50 steps (benchmarks/inversion_precision.txt), so it runs
+            # in float32 on every device; the reverse pass stays in the compute precision.
             with self._full_precision():
                 x_top = ddim_invert(inverse, x0_rows, lambda x, t: noise_for(x, t, inv_prompts), on_step=step_done)
             latents = reverse(scheduler, x_top.index_select(0, row_of), reverse_eps, None, on_step=step_done)

@@ -148,6 +148,10 @@ def test_usage_errors_name_the_problem(tmp_path, capsys):
     make_dataset(tmp_path / "data", recordings=("r1",))
     code, _, err = run(capsys, "eval", "--run", tmp_path / "data", "--dry-run", "--no-clap")
     assert code == 2 and "nothing to score" in err
+    code, _, err = run(capsys, "eval", "--run", tmp_path / "data", "--oracle-sources", "-s", "cello", "--no-clap")
+    assert code == 2 and "drop -s/--source" in err
+    code, _, err = run(capsys, "eval", tmp_path / "missing-estimates", tmp_path / "data", "--no-clap")
+    assert code == 2 and "missing-estimates: not a folder" in err
     code, _, err = run(capsys, "eval", "--run", tmp_path / "data", "-o", tmp_path / "o", "--oracle-sources",
                        "--model", tmp_path / "no-such-model", "--no-clap")
     assert code == 1 and "could not load the models" in err and "no-such-model" in err

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from autosep.errors import AutosepError
 from autosep.pipeline.inputs import collect_inputs
 from autosep.pipeline.batch import run_batch
 from autosep.pipeline.recording import Pipeline
@@ -100,6 +101,23 @@ def test_manifest_records_prompts_windows_and_settings(tmp_path):
     low = manifest["sources"][0]
     assert low["c_rev"] == "low hum" and [w["c_inv"] for w in low["c_inv"]] == ["high whistle"] * 3
     assert manifest["flags"]["silent_stems"] == [] and manifest["separator"]["model_id"].endswith("test-double")
+
+
+def test_passes_reach_the_separator_and_the_manifest(tmp_path):
+    _write(tmp_path / "in" / "mix.wav", seconds=2.5)
+    class BindingDouble(BandSeparatorDouble):
+        def bound_to(self, settings):  # as ZeroSep.bound_to: the run's separation settings, bound once
+            self.settings = settings
+            return self
+
+    separator = BindingDouble()
+    _, (result,) = _run(tmp_path, separator=separator, passes=3)
+    assert result.status == "done", result.message
+    assert separator.settings.passes == 3
+    assert json.loads((result.output / "manifest.json").read_text())["settings"]["passes"] == 3
+    for bad in (0, 1.5):
+        with pytest.raises(AutosepError, match="passes"):
+            PipelineOptions(passes=bad).settings()
 
 
 def test_sources_only_run_in_windows_where_they_are_active(tmp_path):

@@ -12,7 +12,16 @@ from autosep.errors import ModelNotAvailableError
 from autosep.separator import ZeroSep
 from autosep.separator.guidance import GuidedNoise
 from autosep.separator import mel
-from autosep.separator.inversion import auxiliary_noise, ddpm_invert, make_scheduler, reverse, sigma
+from autosep.separator.inversion import (
+    auxiliary_noise,
+    ddim_invert,
+    ddpm_invert,
+    ddpm_invert_batched,
+    make_inverse_scheduler,
+    make_scheduler,
+    reverse,
+    sigma,
+)
 
 SOURCES = ["cello", "flute", "violin"]
 STEPS = 6
@@ -216,14 +225,100 @@ def test_w0_never_evaluates_the_conditional_branch(zs, wave, monkeypatch):
     assert spy.unconditional_rows == result.unet_evaluations == 2 * (STEPS - 1) + 2 * STEPS
 
 
-def test_other_weights_batch_both_branches_into_one_forward(zs, wave, monkeypatch):
+@pytest.mark.parametrize("guidance", [0.25, 0.75, 2.5])  # highlighting between mixture and source, and beyond
+def test_other_weights_batch_both_branches_into_one_forward(zs, wave, monkeypatch, guidance):
     spy = UNetSpy(zs, monkeypatch)
-    result = zs.separate_detailed(wave, ["cello", "flute"], steps=STEPS, guidance=2.5, inv_prompt="others")
+    result = zs.separate_detailed(wave, ["cello", "flute"], steps=STEPS, guidance=guidance, inv_prompt="others")
     # The DDPM inversion's steps are independent: all of them in one forward, then one forward per reverse step.
     assert len(spy.calls) == 1 + STEPS
     assert spy.calls[0] == (2 * (STEPS - 1), 2 * (STEPS - 1))
     assert all(cond == 2 and uncond == 2 for cond, uncond in spy.calls[1:])
     assert result.unet_evaluations == 4 * (2 * STEPS - 1)
+
+
+# -- highlighting: w in [0, 1] moves from the mixture (w = 0) to the isolated source (w = 1) ---------------------
+
+
+def test_highlighting_at_w0_with_null_inversion_reproduces_the_mixture_latents(zs, wave, monkeypatch):
+    x0 = _x0(zs, wave)
+    scheduler = make_scheduler(zs.pipe.scheduler.config, 10)
+    noise_for = GuidedNoise(zs._predict, guidance=0.0)
+    spy = UNetSpy(zs, monkeypatch)
+    # DDPM inversion with the null c_inv, z kept at the last step; the reverse asks for "cello" at w = 0.
+    x_top, maps = ddpm_invert(scheduler, x0, lambda x, t: noise_for(x, t, [""]),
+                              auxiliary_noise(tuple(x0.shape), 10, seed=3), zero_last=False)
+    rebuilt = reverse(scheduler, x_top, lambda x, t: noise_for(x, t, ["cello"]), maps)
+    assert (rebuilt - x0).abs().max() < 1e-4 * x0.abs().max()
+    assert spy.conditional == 0 and spy.unconditional_rows == 2 * 10  # c_rev was never looked at
+
+    # Through the public call (last z = 0) every source gets the same stem at w = 0: the mixture's reconstruction.
+    stems = zs.separate(wave, ["cello", "flute"], steps=STEPS, guidance=0.0, inv_prompt="null")
+    assert stems.abs().max() > 1e-2
+    torch.testing.assert_close(stems[0], stems[1], rtol=0, atol=1e-6 * float(stems.abs().max()))
+
+
+# -- iterative separation: passes = K feeds each stem back as the mixture ------------------------------------------
+
+
+@pytest.mark.parametrize("inversion", ["ddpm", "ddim"])
+def test_one_pass_is_the_single_separation_bit_for_bit(zs, wave, inversion):
+    # The separation written out by hand from its parts: normalise, pad, encode, invert, reverse, decode, trim.
+    scaled, unscale = mel.normalise(wave)
+    x0 = zs._encode(mel.pad_to_multiple(scaled, zs.frame_multiple))
+    config = zs.pipe.scheduler.config
+    scheduler = make_scheduler(config, STEPS)
+    noise_for = GuidedNoise(zs._predict, guidance=1.0)
+    with torch.no_grad():
+        if inversion == "ddpm":  # every inversion timestep in one forward, as the separator makes it
+            x_top, maps = ddpm_invert_batched(scheduler, x0, zs._inversion_eps(noise_for, [""], lambda: None),
+                                              auxiliary_noise(tuple(x0.shape), STEPS, seed=42))
+        else:
+            x_top, maps = ddim_invert(make_inverse_scheduler(config, STEPS), x0,
+                                      lambda x, t: noise_for(x, t, [""])), None
+        latents = reverse(scheduler, x_top, lambda x, t: noise_for(x, t, ["cello"]), maps)
+        expected = zs._decode(latents)[:, :LENGTH] * unscale
+
+    result = zs.separate_detailed(wave, ["cello"], inversion=inversion, steps=STEPS, passes=1)
+    assert torch.equal(result.stems, expected)
+    assert torch.equal(zs.separate(wave, ["cello"], inversion=inversion, steps=STEPS), expected)  # the default
+    assert result.details["passes"] == 1 and result.details["unet_evaluations_per_pass"] == [result.unet_evaluations]
+
+
+def test_pass_two_separates_each_stem_of_pass_one_again(zs, wave):
+    first = zs.separate(wave, ["cello", "flute"], steps=STEPS, inv_prompt="null")
+    two = zs.separate_detailed(wave, ["cello", "flute"], steps=STEPS, inv_prompt="null", passes=2)
+    # Each stem of pass 1 is its own mixture now: separating it alone with the same prompts and seed is pass 2.
+    again = torch.cat([zs.separate(first[i], [source], steps=STEPS, inv_prompt="null")
+                       for i, source in enumerate(["cello", "flute"])])
+    scale = float(again.abs().max())
+    assert scale > 1e-2
+    torch.testing.assert_close(two.stems, again, rtol=0, atol=1e-4 * scale)
+    assert not torch.allclose(two.stems, first, atol=1e-2 * scale)  # the second pass did change the stems
+    # Pass 1 shares the null inversion; pass 2 inverts each source's own stem.
+    assert two.details["unet_evaluations_per_pass"] == [(STEPS - 1) + 2 * STEPS, 2 * (STEPS - 1) + 2 * STEPS]
+    assert two.unet_evaluations == sum(two.details["unet_evaluations_per_pass"])
+
+
+def test_later_passes_keep_c_rev_and_c_inv_and_take_the_previous_stems_as_input(zs, wave, monkeypatch):
+    features_inputs, prompts = [], []
+    real_log_mel, real_predict = mel.log_mel, zs._predict
+    monkeypatch.setattr(mel, "log_mel", lambda w: features_inputs.append(w.clone()) or real_log_mel(w))
+    monkeypatch.setattr(zs, "_predict", lambda x, t, p: prompts.append(list(p)) or real_predict(x, t, p))
+    seen = []
+    result = zs.separate_detailed(wave, ["cello", "flute"], steps=STEPS, passes=3, progress=lambda *a: seen.append(a))
+
+    # c_inv = the other source: all inversion timesteps in one forward, then one forward per reverse step.
+    one_pass = [["flute", "cello"] * (STEPS - 1)] + [["cello", "flute"]] * STEPS
+    assert prompts == one_pass * 3
+    assert result.inversion_prompts == ["flute", "cello"]
+    assert len(features_inputs) == 1 + 2 + 2  # the mixture, then each source's stem in passes 2 and 3
+    monkeypatch.undo()
+    pass_two = zs.separate(wave, ["cello", "flute"], steps=STEPS, passes=2)  # pass 2's stems are pass 3's input
+    expected = [mel.pad_to_multiple(mel.normalise(stem)[0], zs.frame_multiple) for stem in pass_two]
+    for seen_input, stem in zip(features_inputs[3:], expected):
+        torch.testing.assert_close(seen_input, stem, rtol=0, atol=1e-6)
+    assert seen[-1] == (6 * STEPS, 6 * STEPS) and len(seen) == 6 * STEPS
+    assert result.unet_evaluations == 3 * (2 * (STEPS - 1) + 2 * STEPS)
 
 
 @pytest.mark.parametrize("inversion, inversion_evaluations", [("ddpm", STEPS - 1), ("ddim", STEPS)])
@@ -308,6 +403,8 @@ def test_detailed_result_reports_prompts_retries_work_and_progress(zs, wave):
         (dict(guidance=float("nan")), "guidance must be"),
         (dict(inv_prompt="target"), "others, null"),
         (dict(seed="forty-two"), "seed must be"),
+        (dict(passes=0), "passes must be"),
+        (dict(passes=1.5), "passes must be"),
         (dict(sample_rate=44_100), "resample"),
         (dict(wave=torch.zeros(2, 1_000)), "must be mono, .*got 2 channels"),
         (dict(wave=torch.zeros(0)), "empty"),

@@ -241,3 +241,21 @@ def test_the_distilled_stable_audio_3_warns_and_is_sampled_deterministically(tin
     wave = stereo(0.3)
     first = zs.separate(wave, ["cello"], steps=3, seed=5)
     assert torch.equal(first, zs.separate(wave, ["cello"], steps=3, seed=5))
+
+
+@pytest.mark.parametrize("layout", ["stereo", "mono"])
+def test_full_band_pass_two_separates_each_stem_of_pass_one_again(sa3, layout):
+    wave = stereo() if layout == "stereo" else stereo()[0]
+    sources = ["cello", "flute"]
+    first = sa3.separate(wave, sources, steps=3, inv_prompt="null")
+    seen = []
+    two = sa3.separate_detailed(wave, sources, steps=3, inv_prompt="null", passes=2,
+                                progress=lambda done, total: seen.append((done, total)))
+    assert two.stems.shape == first.shape
+    again = torch.cat([sa3.separate(first[i], [source], steps=3, inv_prompt="null")
+                       for i, source in enumerate(sources)])
+    scale = float(again.abs().max())
+    torch.testing.assert_close(two.stems, again, rtol=0, atol=1e-4 * scale)
+    assert two.details["passes"] == 2 and len(two.details["unet_evaluations_per_pass"]) == 2
+    assert two.unet_evaluations == sum(two.details["unet_evaluations_per_pass"])
+    assert seen[-1] == (3 * 2 * 3, 3 * 2 * 3)  # pass 1, then each of the 2 stems: 2 x 3 steps each
