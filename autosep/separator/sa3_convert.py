@@ -332,7 +332,7 @@ def convert_into_cache(checkpoint_folder: Path, target: Path, local_files_only: 
     """Convert the original checkpoint in ``checkpoint_folder`` into the pipeline folder ``target`` (once)."""
     from safetensors.torch import load_file
 
-    from .loading import library_quiet
+    from autosep.logs import library_quiet
 
     if (target / "model_index.json").is_file():
         return target
