@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 
 from .cli_options import add_ray_arguments, add_run_arguments, make_progress, options_from_args
-from .errors import EXIT_INTERRUPTED, EXIT_USAGE, AutosepError, SettingsError
-from .logs import quiet_library_progress_bars
+from .errors import EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USAGE, AutosepError, SettingsError
+from .logs import quiet_library_progress_bars, route_library_output
 from .pipeline.api import AutoSep
 from .pipeline.batch import BatchOutcome
 
@@ -115,10 +117,11 @@ def _run(argv: list[str]) -> int:
     from rich.console import Console
 
     console = Console(stderr=True)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.ERROR if args.quiet else logging.WARNING,
-                        format="autosep: %(message)s")
+    level = logging.DEBUG if args.verbose else logging.ERROR if args.quiet else logging.WARNING
+    logging.basicConfig(level=level, format="autosep: %(message)s")
     # huggingface_hub prints through its own handler and also propagates to ours: keep a single copy.
     logging.getLogger("huggingface_hub").propagate = False
+    route_library_output(level)  # -q hides the libraries' warnings too, -v shows their notices
     try:
         settings = options_from_args(args).settings()
     except (AutosepError, ValueError) as exc:
@@ -140,8 +143,9 @@ def _run(argv: list[str]) -> int:
         _print_plans(outcome, Console())  # the plans are the result of a dry run: stdout, unlike progress
     _print_summary(outcome, console, args.quiet)
     if outcome.interrupted:
-        print("autosep: interrupted; finished recordings are kept, rerun the same command to resume",
-              file=sys.stderr)
+        what = "terminated (SIGTERM)" if _terminated.is_set() else "interrupted"
+        print(f"autosep: {what}; finished recordings are kept, rerun the same command to resume", file=sys.stderr)
+        return EXIT_TERMINATED if _terminated.is_set() else EXIT_INTERRUPTED
     return outcome.exit_code
 
 
@@ -185,8 +189,35 @@ def main(argv: list[str] | None = None) -> int:
         from .web.command import main as web_main
 
         return web_main(argv[1:])
-    try:
-        return _run(argv)
-    except KeyboardInterrupt:  # during model loading or argument handling
-        print("autosep: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    with _sigterm_as_interrupt():
+        try:
+            return _run(argv)
+        except KeyboardInterrupt:  # during model loading or argument handling
+            print("autosep: terminated" if _terminated.is_set() else "autosep: interrupted", file=sys.stderr)
+            return EXIT_TERMINATED if _terminated.is_set() else EXIT_INTERRUPTED
+
+
+_terminated = threading.Event()  # SIGTERM arrived during this run
+
+
+class _sigterm_as_interrupt:
+    """SIGTERM (a scheduler ending the job, ``kill``) stops the run the way Ctrl-C does: the recording being
+    written loses its temporary files, finished ones are kept, and the exit code is 143 (128 + 15)."""
+
+    def __enter__(self):
+        _terminated.clear()
+        self.previous = None
+        try:
+            self.previous = signal.signal(signal.SIGTERM, self._handle)
+        except ValueError:  # not the main thread: leave signals alone
+            pass
+        return self
+
+    @staticmethod
+    def _handle(signum, frame) -> None:
+        _terminated.set()
+        raise KeyboardInterrupt
+
+    def __exit__(self, *exc) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)

@@ -1,12 +1,12 @@
 """Exceptions that carry a message meant for the user, not a traceback, and the exit codes of the commands.
 
 Exit codes (``autosep``, ``autosep tag``, ``autosep models``): 0 all done, 1 nothing could run, 2 usage error,
-3 some inputs failed and the rest were done, 130 interrupted (Ctrl-C).
+3 some inputs failed and the rest were done, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
 
-EXIT_OK, EXIT_NOTHING_RAN, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_OK, EXIT_NOTHING_RAN, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 3, 130, 143
 
 
 class AutosepError(Exception):

@@ -1,10 +1,47 @@
-"""How the libraries autosep drives (diffusers, transformers) report: their progress bars and warnings are
-silenced while autosep loads and casts models, so autosep's own progress and messages stay readable.
+"""How autosep and the libraries it drives report.
+
+The command line sets one level (``-q``: errors only, ``-v``: everything, else warnings) with
+:func:`route_library_output`; from then on Python warnings and the loggers of transformers, diffusers and
+accelerate all go through ``logging`` with autosep's format, so the level applies to them too (transformers and
+diffusers install handlers of their own when they are imported: :func:`apply_library_level` replaces them, and
+runs whenever autosep loads a model). Their per-component progress bars are silenced while models load, so
+autosep's own progress stays readable. Nothing here imports those libraries before a model loads.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
+import sys
+
+_LIBRARIES = ("transformers", "diffusers")
+_level: int | None = None  # the command line's level; None: leave the libraries as they are (the Python API)
+_bars_off = False  # the command line turned the libraries' progress bars off
+
+
+def route_library_output(level: int) -> None:
+    """Send Python warnings and the libraries' logs through ``logging`` at ``level``."""
+    global _level
+    _level = level
+    logging.captureWarnings(True)
+    for name in ("py.warnings", "accelerate", *_LIBRARIES):
+        logging.getLogger(name).setLevel(level)
+    apply_library_level()
+
+
+def apply_library_level() -> None:
+    """Route transformers' and diffusers' own loggers (once they are imported) to autosep's handler and level,
+    and turn their progress bars off when the command line asked."""
+    for name in _LIBRARIES:
+        library = sys.modules.get(f"{name}.utils.logging")
+        if library is None:
+            continue  # not imported yet: nothing of theirs to route
+        if _bars_off:
+            library.disable_progress_bar()
+        if _level is not None:
+            library.disable_default_handler()
+            library.enable_propagation()
+            library.set_verbosity(_level)
 
 
 @contextlib.contextmanager
@@ -16,6 +53,7 @@ def library_quiet(progress_bars: bool = True, warnings: bool = False):
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
 
+    apply_library_level()
     saved = [(lib, lib.is_progress_bar_enabled(), lib.get_verbosity())
              for lib in (diffusers_logging, transformers_logging)]
     for lib, _, _ in saved:
@@ -33,15 +71,12 @@ def library_quiet(progress_bars: bool = True, warnings: bool = False):
 
 
 def quiet_library_progress_bars() -> None:
-    """Turn off the libraries' own download and loading bars for the whole run (they would drown autosep's)."""
+    """Turn off the libraries' own download and loading bars for the whole run (they would drown autosep's):
+    now for huggingface_hub (through its environment variable), and for transformers and diffusers as soon as
+    they are imported (:func:`apply_library_level`), so nothing heavy is imported here."""
     import os
 
+    global _bars_off
+    _bars_off = True
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    try:
-        from diffusers.utils import logging as diffusers_logging
-        from transformers.utils import logging as transformers_logging
-
-        diffusers_logging.disable_progress_bar()
-        transformers_logging.disable_progress_bar()
-    except ImportError:  # either library missing: nothing of theirs to silence
-        pass
+    apply_library_level()

@@ -56,21 +56,34 @@ def list_models(models: list[KnownModel]) -> None:
 
 
 def download_model(model: KnownModel) -> str:
-    """Fetch ``model`` and return where it is. Raises AutosepError subclasses with a clear message."""
+    """Fetch ``model`` and return where it is. Raises AutosepError subclasses with a message that says what is
+    wrong (offline mode, no network, the hub's own refusal) and what to do; never advice to run this again."""
     from .errors import DownloadError
     from .paths import offline_mode
 
-    if model.fetch is not None:
-        return str(model.fetch())
-    if offline_mode():
-        raise DownloadError(f"cannot download {model.alias} ({model.source}): offline mode is on "
-                            "(HF_HUB_OFFLINE/AUTOSEP_OFFLINE); unset it on a machine with internet access")
-    from huggingface_hub import snapshot_download
-
     try:
-        return snapshot_download(model.source)
-    except Exception as exc:  # network, auth, disk: all reported the same way
-        raise DownloadError(f"could not download {model.alias} ({model.source}): {exc}") from None
+        if model.fetch is not None:
+            return str(model.fetch())  # offline, a complete copy in the cache is found and kept
+        from huggingface_hub import snapshot_download
+
+        return snapshot_download(model.source, local_files_only=offline_mode())
+    except Exception as exc:  # offline, network, auth, disk: say which
+        if offline_mode():
+            raise DownloadError(f"cannot download {model.alias} ({model.source}): offline mode is on "
+                                "(HF_HUB_OFFLINE / AUTOSEP_OFFLINE) and it is not in the cache; unset it on a "
+                                "machine with network access") from None
+        raise DownloadError(f"could not download {model.alias} ({model.source}): {_root_cause(exc)}") from None
+
+
+def _root_cause(error: BaseException) -> str:
+    """The innermost reason behind a download error (a library's wrapper text points at a traceback the user
+    never sees); a connection failure is named as such."""
+    while error.__cause__ is not None or (error.__context__ is not None and not error.__suppress_context__):
+        error = error.__cause__ or error.__context__
+    text = " ".join(str(error).split()) or type(error).__name__
+    if isinstance(error, (ConnectionError, TimeoutError)) or "connect" in type(error).__name__.lower():
+        return f"no connection to the Hugging Face hub ({text[:200]}); check the network and try again"
+    return text[:300]
 
 
 def main(argv: list[str]) -> int:

@@ -7,6 +7,7 @@ Set ``AUTOSEP_CACHE`` to move it.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 
@@ -33,3 +34,9 @@ def unavailable_because(error: BaseException) -> str:
     if offline_mode():
         return "offline mode is on (HF_HUB_OFFLINE / AUTOSEP_OFFLINE)"
     return f"the download failed ({error})"
+
+
+def converted_root(source: str) -> Path:
+    """autosep's folder for checkpoints it converted from ``source`` (a hub id, or ``local-<hash>`` for a folder)."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "--", source).strip("-")
+    return cache_dir() / "converted" / safe

@@ -1,4 +1,4 @@
-"""Test-wide guards: no network, no wget, an isolated home and cache, AudioSet metadata from ../shared.
+"""Test-wide guards: no network, no wget, an isolated home and cache (the AudioSet metadata ships in the package).
 
 Everything here runs before any test module imports autosep, transformers or panns_inference.
 """
@@ -27,12 +27,6 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-if not os.environ.get("AUTOSEP_AUDIOSET_DIR"):
-    shared = REPO.parent / "shared" / "audioset"
-    if (shared / "ontology.json").is_file():
-        os.environ["AUTOSEP_AUDIOSET_DIR"] = str(shared)
-
 
 class NetworkAccessError(RuntimeError):
     """Raised when a test tries to reach anything beyond this machine."""
@@ -106,14 +100,11 @@ def sandbox() -> Path:
 
 @pytest.fixture(scope="session")
 def audioset_dir() -> Path:
-    """The folder with ontology.json and class_labels_indices.csv (``AUTOSEP_AUDIOSET_DIR``)."""
-    configured = os.environ.get("AUTOSEP_AUDIOSET_DIR")
-    if not configured or not (Path(configured) / "ontology.json").is_file():
-        pytest.fail(
-            "AudioSet metadata not found: set AUTOSEP_AUDIOSET_DIR to a folder with ontology.json and "
-            "class_labels_indices.csv (../shared/audioset in this project's checkout)"
-        )
-    return Path(configured)
+    """The folder the AudioSet metadata is read from: the copies shipped in the package (or
+    ``AUTOSEP_AUDIOSET_DIR`` when set)."""
+    from autosep.taggers.audioset import metadata_folder
+
+    return metadata_folder()
 
 
 # Tiny random-weight model fixtures, one module per area (each registers its own session-scoped fixtures).

@@ -222,7 +222,9 @@ def test_silence_and_a_very_short_recording_through_the_tagger(tmp_path, capsys,
                                   short)
 
 
-def test_resume_skips_finished_work_without_loading_models(tmp_path, capsys, model_args):
+def test_resume_skips_finished_work_without_loading_models(tmp_path, capsys, model_args, monkeypatch):
+    from autosep.pipeline import batch
+
     write_wave(tmp_path / "in" / "a.wav")
     write_wave(tmp_path / "in" / "sub" / "b.wav", seed=1)
     args = [tmp_path / "in", "-o", tmp_path / "out", "-s", "dog barking", "--format", "flac", "--bit-depth", "24"]
@@ -230,11 +232,13 @@ def test_resume_skips_finished_work_without_loading_models(tmp_path, capsys, mod
     assert code == 0, output
     assert sf.info(tmp_path / "out" / "sub" / "b" / "dog_barking.flac").subtype == "PCM_24"
     stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "out").rglob("*") if p.is_file()}
-    # Everything is done: a rerun does not even need the model (a broken --model path still exits 0).
-    broken = [a if a != model_args[1] else str(tmp_path / "no-such-model") for a in model_args]
-    code, output = run(capsys, *args, *broken)
+    # Everything is done (the same request): a rerun loads no model at all.
+    with monkeypatch.context() as patched:
+        patched.setattr(batch.Pipeline, "load", lambda *a, **k: pytest.fail("a model was loaded"))
+        code, output = run(capsys, *args, *model_args)
     assert code == 0, output
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    broken = [a if a != model_args[1] else str(tmp_path / "no-such-model") for a in model_args]
     # --overwrite needs the model again, and a bad one means nothing could run.
     code, output = run(capsys, *args, *broken, "--overwrite")
     assert code == 1 and "no-such-model" in output

@@ -138,11 +138,16 @@ def test_keep_and_remove_exclude_each_other(tmp_path, capsys):
     assert code == 2 and "not allowed with" in output
 
 
-def test_rerun_with_keep_only_remixes_and_an_unknown_name_fails_naming_the_stems(separated, tmp_path, capsys):
+def test_rerun_with_keep_only_remixes_and_an_unknown_name_fails_naming_the_stems(separated, tmp_path, capsys,
+                                                                                 tiny_audioldm2_dir, monkeypatch):
+    from autosep.pipeline.recording import Pipeline
+
+    monkeypatch.setattr(Pipeline, "load", classmethod(lambda *a, **k: pytest.fail("a model was loaded")))
     mix_path, folder = separated
     out = tmp_path / "out"
     shutil.copytree(folder.parent, out)
-    args = [mix_path, "-o", out, "-s", "cello", "-s", "flute", "--model", "unused-no-model-loads", "-q"]
+    args = [mix_path, "-o", out, "-s", "cello", "-s", "flute", "--model", tiny_audioldm2_dir, "--steps", "1",
+            "--window", "2.56", "-q"]  # the request the stems were made for
     code, output = run(capsys, *args, "--keep", "flute")  # done already: no model is loaded, only the remix
     assert code == 0, output
     assert np.array_equal(read(out / "duet" / "remix.wav"), read(folder / "flute.wav"))

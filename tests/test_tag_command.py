@@ -244,3 +244,27 @@ def test_tag_all_says_why_each_source_is_planned(recordings, tiny_cnn14_checkpoi
         assert f"{i}. {source['label']}: {source['why']}" in out
     assert main(args) == 0
     assert sources[0]["why"] not in capsys.readouterr().out  # only with --all
+
+
+def test_tag_streams_long_files_in_blocks_like_the_main_run(tmp_path, tiny_cnn14_checkpoint, capsys, monkeypatch):
+    # Issue 14, item 7: autosep tag read the whole file into memory (877 MB for 10 minutes); it now tags in the
+    # main run's blocks (60 s plus the tagger's window overlap), with the same window grid.
+    from autosep.taggers.base import Tagger
+
+    seen: list[float] = []
+    real_tag = Tagger.tag
+
+    def spy(self, wave, sample_rate):
+        seen.append(len(wave) / sample_rate)
+        return real_tag(self, wave, sample_rate)
+
+    monkeypatch.setattr(Tagger, "tag", spy)
+    rate = 8000
+    long = tmp_path / "long.wav"
+    sf.write(long, 0.1 * np.random.default_rng(0).standard_normal(75 * rate).astype(np.float32), rate)
+    code = main([str(long), "--tagger-model", str(tiny_cnn14_checkpoint), "--device", "cpu", "--json",
+                 "--threshold", "0"])
+    assert code == 0
+    (entry,) = json.loads(capsys.readouterr().out)["files"]
+    assert len(seen) == 2 and max(seen) <= 60 + 10  # two blocks, never the whole 75 s at once
+    assert entry["duration"] == pytest.approx(75.0) and entry["windows"] == 14  # 10 s windows every 5 s

@@ -20,6 +20,7 @@ from .naming import is_inside
 from .progress import Progress
 from .recording import Pipeline, RecordingResult, output_folder, write_remix
 from .settings import RunSettings
+from .write import DiskFullError
 
 
 @dataclass
@@ -93,7 +94,13 @@ def _decide(work: _Work, settings: RunSettings) -> RecordingResult | None:
         return RecordingResult.failed(
             work.item.path, f"{work.item.path}: {work.folder} already holds the results for another input "
                             f"({previous.input_path}); use a different --out, or --overwrite to replace them")
-    return None if settings.output.overwrite else RecordingResult.skipped(work.item, previous)
+    if settings.output.overwrite:
+        return None
+    differs = previous.differences(settings.request(), work.item.path)
+    if differs:  # never reported as done: the stems there answer another request
+        return RecordingResult.failed(work.item.path, f"{work.item.path}: done with other settings "
+                                                      f"({', '.join(differs)}); pass --overwrite to redo it")
+    return RecordingResult.skipped(work.item, previous)
 
 
 def run_batch(inputs: list[str], settings: RunSettings, progress: Progress | None = None,
@@ -111,9 +118,15 @@ def run_batch(inputs: list[str], settings: RunSettings, progress: Progress | Non
     # a file named directly, or -o pointing at the input folder itself, is still processed.
     # Stems of earlier runs written into the input folder itself (autosep music/ -o music/) are not inputs either.
     earlier_output = _EarlierOutput(out_root)
-    files = [item for item in files if not _inside_output_below_root(item, out_root) and not earlier_output(item)]
+    found, files = files, [item for item in files
+                           if not _inside_output_below_root(item, out_root) and not earlier_output(item)]
     for absent in missing:
         outcome.results.append(RecordingResult.failed(Path(absent.given), f"{absent.given}: {absent.reason}"))
+    kept = {item.given for item in files}
+    for given in [g for g in dict.fromkeys(item.given for item in found) if g not in kept]:
+        outcome.results.append(RecordingResult.failed(
+            Path(given), f"{given}: holds only autosep's own output (the stems and manifest.json of an earlier run), "
+                         "no recordings; give the folder of the recordings instead"))
     if not files:
         outcome.exit_code = EXIT_NOTHING_RAN
         outcome.error = "no input found: " + "; ".join(r.message for r in outcome.results) if outcome.results \
@@ -182,6 +195,9 @@ def run_batch(inputs: list[str], settings: RunSettings, progress: Progress | Non
     except KeyboardInterrupt:
         outcome.interrupted = True
         outcome.exit_code = EXIT_INTERRUPTED
+        return outcome
+    except DiskFullError as exc:  # every later recording would fail the same way
+        outcome.exit_code, outcome.error = EXIT_NOTHING_RAN, str(exc)
         return outcome
     finally:
         progress.close()

@@ -9,6 +9,7 @@ way. The per-stem facts travel as :class:`StemReport` / :class:`ResidualReport` 
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import platform
 import re
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from typing import Any
 
 from ..taggers.sources import Source
 from .naming import RESIDUAL
-from .write import read_json, write_json
+from .write import choose_subtype, read_json, write_json
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1
@@ -83,6 +84,27 @@ def hub_revision(*candidates: object) -> str | None:
     return None
 
 
+def input_fingerprint(path: Path, block: int = 1 << 20) -> str:
+    """The size and the first and last MiB of a file, hashed: changes whenever the recording does (a copy
+    with a new modification time does not count as a change)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        size = handle.seek(0, 2)
+        digest.update(str(size).encode())
+        handle.seek(0)
+        digest.update(handle.read(block))
+        handle.seek(max(0, size - block))
+        digest.update(handle.read(block))
+    return digest.hexdigest()
+
+
+# What a request's names are called in the one-line message about a manifest done with other settings.
+_REQUEST_NAMES = {"sources": "sources", "tagger": "tagger", "tagger_model": "tagger model", "planner": "planner",
+                  "model": "model", "inversion": "inversion", "steps": "steps", "guidance": "guidance", "passes": "passes",
+                  "inv_prompt": "inv-prompt", "seed": "seed", "render": "render", "window_s": "window",
+                  "overlap": "overlap", "margin_s": "margin", "format": "format", "bit_depth": "bit depth"}
+
+
 def detection_entry(source: Source) -> dict[str, Any]:
     entry = {"label": source.label, "mid": source.mid,
              "score": None if source.score is None else round(float(source.score), 4), "prompt": source.prompt,
@@ -129,6 +151,38 @@ class Manifest:
             return recorded is not None and recorded.resolve() == Path(path).resolve()
         except OSError:
             return False
+
+    def differences(self, request: dict[str, Any], path: Path) -> list[str]:
+        """What about this recording's results differs from ``request`` (``RunSettings.request()``) and the input
+        file at ``path`` now; empty when they are the results this run asks for. Values a manifest of an earlier
+        version does not record are taken as they were then (the defaults), so it is still recognised."""
+        settings = self.data.get("settings") or {}
+        recorded = dict(settings)
+        if "sources" not in recorded:  # manifest_version 1 before the request was recorded
+            given = self.data.get("source_mode") == "given"
+            recorded["sources"] = [d.get("prompt") for d in self.data.get("detections") or []] if given else None
+        recorded.setdefault("window_given", settings.get("window_s"))
+        differs = []
+        fingerprint = (self.data.get("input") or {}).get("fingerprint")
+        if fingerprint is not None and fingerprint != input_fingerprint(path):
+            differs.append("input")
+        for key, wanted in request.items():
+            if key == "window_s":
+                if wanted is not None and wanted != recorded.get("window_s") or \
+                        wanted is None and recorded.get("window_given") not in (None, recorded.get("window_s")):
+                    differs.append(key)
+            elif key == "bit_depth":
+                subtype = recorded.get("subtype")
+                expected = choose_subtype(request["format"], wanted, (self.data.get("input") or {}).get("subtype"))
+                if subtype is not None and subtype != expected:
+                    differs.append(key)
+            elif key == "planner":
+                had = recorded.get("planner") or {}
+                if wanted is not None and any(_jsonable(wanted[k]) != had[k] for k in wanted if k in had):
+                    differs.append(key)
+            elif key in recorded and _jsonable(wanted) != recorded[key]:
+                differs.append(key)
+        return [_REQUEST_NAMES.get(key, key) for key in differs]
 
     @property
     def files(self) -> dict[str, Path]:
@@ -193,6 +247,8 @@ class Manifest:
                 "container": recording.container,
                 "peak": round(float(peak), 6),
                 "non_finite_samples": non_finite,
+                "header_frames": recording.header_frames,  # set when the data stops short of the header
+                "fingerprint": input_fingerprint(recording.path),
             },
             "tagger": None if tagger is None else {
                 "name": getattr(tagger, "name", None),
@@ -227,9 +283,19 @@ class Manifest:
                 "silent_stems": [s.name for s in stems if s.silent],
                 "clipped_output": clipped,
                 "non_finite_input": non_finite > 0,
+                "truncated_input": recording.truncated,
             },
             "warnings": warnings,
         }
         if check is not None:
             data["check"] = check  # the stems checked by the tagger (check.py)
         return cls(folder, data)
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` as it reads back from JSON (tuples become lists), for comparing with a manifest."""
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value

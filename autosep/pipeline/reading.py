@@ -5,11 +5,18 @@ else (m4a/aac, opus in mp4, wma, the soundtrack of video files) is decoded whole
 with the length of those files only. NaN and infinite samples are replaced by 0 as they are read (and counted
 by :meth:`Recording.scan`), so every later stage sees finite audio. Any file that cannot be read raises
 :class:`AudioDecodeError` naming the file and what to do, never a library traceback.
+
+How long a recording is: for PCM WAV/AIFF and FLAC the header says it exactly, so data that stops short of it
+(a half-copied file) is a truncation, reported by ``header_frames`` and processed at the length really there.
+For compressed formats (mp3, ogg/vorbis, opus) the header's frame count is only an estimate (an mp3 without a
+Xing header has none at all): the decoded length is the truth, silently. :meth:`Recording.scan`, the first full
+read, settles ``frames``.
 """
 
 from __future__ import annotations
 
 import os
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,15 +48,20 @@ class ScanResult:
     non_finite: int
 
 
+EXACT_LENGTH_CONTAINERS = frozenset({"WAV", "WAVEX", "AIFF", "FLAC", "W64", "RF64", "CAF"})
+
+
 class Recording:
     """An open recording: its format, and float32 ``[frames, channels]`` blocks read on demand."""
 
     path: Path
     sample_rate: int
     channels: int
-    frames: int
+    frames: int  # the real length once scanned (before: what the header says)
     subtype: str | None  # soundfile subtype ("PCM_16", "FLOAT", ...), None when decoded by PyAV
     container: str | None  # soundfile format ("WAV", "FLAC", ...) or the FFmpeg container name
+    header_frames: int | None = None  # the length an exact header promises, when the data falls short of it
+    _estimated = False  # the header's length is an estimate (compressed formats): the decoded length decides
 
     @property
     def duration(self) -> float:
@@ -68,24 +80,63 @@ class Recording:
         """One streaming pass: the peak level and the number of NaN/inf samples. ``on_block(start, block)`` sees
         every (sanitized) block, so the tagger can ride along on the same pass."""
         peak, non_finite = 0.0, 0
-        for start in range(0, self.frames, block_frames):
+        start = 0
+        while start < self.frames:
             count = min(block_frames, self.frames - start)
-            raw = self._read(start, count)
-            if len(raw) < count:
-                raise AudioDecodeError(f"{self.path}: the file ends early (truncated?); re-export or re-copy it")
+            raw = self._read_until_end(start, count)
+            if len(raw) < count:  # the data ends before the header said it would
+                if not self._estimated:
+                    self.header_frames = self.header_frames or self.frames
+                self.frames = start + len(raw)
+                self._reopen()  # a decoder that hit the damage may not seek any more
             bad = ~np.isfinite(raw)
             if bad.any():
                 non_finite += int(bad.sum())
                 raw = np.where(bad, 0.0, raw).astype(np.float32)
             if raw.size:
                 peak = max(peak, float(np.abs(raw).max()))
-            if on_block is not None:
+            if on_block is not None and len(raw):
                 on_block(start, raw)
+            start += len(raw)
+            if len(raw) < count:
+                break
+        if self.frames == 0:
+            raise AudioDecodeError(f"{self.path}: the file holds no audio samples")
         return ScanResult(peak, non_finite)
+
+    @property
+    def truncated(self) -> bool:
+        """Whether the data stops short of the length the file's (exact) header promises."""
+        return self.header_frames is not None and self.header_frames > self.frames
+
+    def _read_until_end(self, start: int, count: int) -> np.ndarray:
+        """Up to ``count`` frames from ``start``; fewer where the data ends, even when the decoder fails there
+        (a cut-off FLAC frame)."""
+        try:
+            return self._read(start, count)
+        except (sf.LibsndfileError, RuntimeError) as exc:
+            error = exc
+        # The decoder failed inside this block: keep what decodes before the damage, in small steps.
+        pieces, step = [], 4096
+        for offset in range(start, start + count, step):
+            try:
+                piece = self._read(offset, min(step, start + count - offset))
+            except (sf.LibsndfileError, RuntimeError):
+                break
+            pieces.append(piece)
+            if len(piece) < step:
+                break
+        if start == 0 and not pieces:
+            raise AudioDecodeError(f"{self.path}: cannot decode the audio ({error}); re-export or re-copy it") \
+                from None
+        return np.concatenate(pieces) if pieces else np.zeros((0, self.channels), dtype=np.float32)
 
     def _read(self, start: int, count: int) -> np.ndarray:
         """Up to ``count`` frames as stored (NaN kept), fewer at the end of the file."""
         raise NotImplementedError
+
+    def _reopen(self) -> None:
+        """Start reading afresh (after the data turned out to end early)."""
 
     def close(self) -> None:
         pass
@@ -104,12 +155,21 @@ class _FileRecording(Recording):
         self.path, self._file = path, handle
         self.sample_rate, self.channels, self.frames = int(handle.samplerate), int(handle.channels), int(handle.frames)
         self.subtype, self.container = handle.subtype, handle.format
+        self._estimated = handle.format not in EXACT_LENGTH_CONTAINERS
+        # libsndfile quietly shortens a WAV/AIFF whose data stops early to the data there: the header says more.
+        declared = _declared_frames(path, handle.format)
+        if declared is not None and declared > self.frames:
+            self.header_frames = declared
 
     def _read(self, start: int, count: int) -> np.ndarray:
         if count <= 0:
             return np.zeros((0, self.channels), dtype=np.float32)
         self._file.seek(start)
         return self._file.read(count, dtype="float32", always_2d=True)
+
+    def _reopen(self) -> None:
+        self._file.close()
+        self._file = sf.SoundFile(str(self.path))
 
     def close(self) -> None:
         self._file.close()
@@ -126,6 +186,48 @@ class _DecodedRecording(Recording):
 
     def _read(self, start: int, count: int) -> np.ndarray:
         return np.asarray(self._samples[start : start + max(count, 0)], dtype=np.float32)
+
+
+def _declared_frames(path: Path, container: str) -> int | None:
+    """The frame count a WAV's ``data`` chunk or an AIFF's ``COMM`` chunk declares (None when unknown)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(12)
+            if container in ("WAV", "WAVEX") and head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+                return _riff_frames(handle)
+            if container == "AIFF" and head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+                return _aiff_frames(handle)
+    except (OSError, struct.error):
+        pass
+    return None
+
+
+def _riff_frames(handle) -> int | None:
+    block_align = None
+    while True:
+        header = handle.read(8)
+        if len(header) < 8:
+            return None
+        name, size = header[:4], struct.unpack("<I", header[4:])[0]
+        if name == b"fmt ":
+            body = handle.read(size + (size & 1))
+            block_align = struct.unpack("<H", body[12:14])[0]
+            continue
+        if name == b"data":
+            # 0 and 0xFFFFFFFF are placeholders of streamed writers: no promise made.
+            return size // block_align if block_align and size not in (0, 0xFFFFFFFF) else None
+        handle.seek(size + (size & 1), 1)
+
+
+def _aiff_frames(handle) -> int | None:
+    while True:
+        header = handle.read(8)
+        if len(header) < 8:
+            return None
+        name, size = header[:4], struct.unpack(">I", header[4:])[0]
+        if name == b"COMM":
+            return struct.unpack(">I", handle.read(6)[2:6])[0]
+        handle.seek(size + (size & 1), 1)
 
 
 def open_audio(path: str | os.PathLike) -> Recording:

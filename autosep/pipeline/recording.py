@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import socket
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +25,7 @@ import numpy as np
 import soundfile as sf
 
 from ..errors import AutosepError
+from ..logs import apply_library_level
 from ..taggers.sources import Source
 from .inputs import InputFile
 from .manifest import MANIFEST_NAME, Manifest, ResidualReport
@@ -36,7 +37,7 @@ from .separate import WindowedSeparation
 from .settings import RunSettings
 from .check import check_stems, fold_into_residual
 from .tagging import TaggedRecording, plan_recording, tag_recording
-from .write import OutputError, StemWriters, check_output_format, remove_partials
+from .write import DiskFullError, OutputError, StemWriters, check_output_format, remove_partials
 
 MIN_DURATION_S = 0.1
 
@@ -45,14 +46,55 @@ class InputError(AutosepError):
     """This recording cannot be processed (too short, unreadable...); the batch goes on."""
 
 
-class StemFiles(Mapping):
-    """Stems by source name, each read from its file (float32 ``[frames, channels]``) when accessed."""
+class StemNotFound(KeyError):
+    """No stem answers to the name asked for; the message lists the ones there are."""
 
-    def __init__(self, files: dict[str, Path]):
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class StemFiles(Mapping):
+    """Stems by source name, each read from its file (float32 ``[frames, channels]``) when accessed.
+
+    The keys are the source names (``plan[i].label``, and ``"residual"``); a stem is also found by its prompt
+    (``"dog barking"`` for the class ``"Bark"``), its AudioSet mid or its file name with or without extension
+    (``"dog_barking"``), in any case. A name that matches none raises a KeyError listing what there is.
+    """
+
+    def __init__(self, files: dict[str, Path], plan: Sequence[Source] = ()):
         self.files = dict(files)
+        self._names: dict[str, str] = {}
+        for source in plan:  # the weaker aliases first: a source's own name always wins
+            if source.label in self.files:
+                for alias in (source.prompt, source.mid):
+                    if alias:
+                        self._names.setdefault(alias.casefold(), source.label)
+        for name, path in self.files.items():
+            for alias in (path.stem, path.name):
+                self._names[alias.casefold()] = name
+        for name in self.files:
+            self._names[name.casefold()] = name
+
+    def key_for(self, name: str) -> str:
+        """The source name a stem is stored under, for any name it answers to."""
+        if name in self.files:
+            return name
+        key = self._names.get(str(name).strip().casefold())
+        if key is None:
+            known = ", ".join(f"{n!r} ({p.name})" for n, p in self.files.items()) or "none (no stems were written)"
+            raise StemNotFound(f"no stem named {name!r}; this recording's stems are: {known}. Look a stem up by "
+                               "its source name, its prompt or its file name")
+        return key
 
     def __getitem__(self, name: str) -> np.ndarray:
-        return sf.read(str(self.files[name]), dtype="float32", always_2d=True)[0]
+        return sf.read(str(self.files[self.key_for(name)]), dtype="float32", always_2d=True)[0]
+
+    def __contains__(self, name: object) -> bool:
+        try:
+            self.key_for(str(name))
+        except KeyError:
+            return False
+        return True
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.files)
@@ -84,7 +126,7 @@ class RecordingResult:
     def stems(self) -> Mapping[str, np.ndarray]:
         """The written stems by source name (and ``"residual"``), read from the files when accessed, so a batch
         of long recordings never holds every stem in memory."""
-        return StemFiles(self.files)
+        return StemFiles(self.files, self.plan)
 
     @classmethod
     def skipped(cls, item: InputFile, manifest: Manifest) -> "RecordingResult":
@@ -95,6 +137,12 @@ class RecordingResult:
     @classmethod
     def failed(cls, path: Path, message: str) -> "RecordingResult":
         return cls(path, None, "failed", message)
+
+
+def _check_length(item: InputFile, recording: Recording) -> None:
+    if recording.duration < MIN_DURATION_S:
+        raise InputError(f"{item.path}: too short ({recording.duration * 1000:.0f} ms); autosep needs at least "
+                         f"{MIN_DURATION_S} s of audio")
 
 
 def output_folder(out_root: Path, item: InputFile) -> Path:
@@ -138,6 +186,7 @@ class Pipeline:
             progress.stage(f"loading separator {models.separator}")
             separator = ZeroSep.from_pretrained(models.separator, device=models.device, dtype=models.dtype,
                                                 batch_size=models.batch_size, settings=settings.separation)
+        apply_library_level()  # the libraries imported while loading speak at the run's level
         return cls(settings, tagger, separator, progress)
 
     def process(self, item: InputFile, folder: Path | None = None, previous: Manifest | None = None,
@@ -158,6 +207,8 @@ class Pipeline:
             result = self._process(item, folder, previous, started, plan, top_tags)
             if result.status == "done":
                 write_remix(result, self.settings.output, self.progress)
+        except DiskFullError:
+            raise  # not about this recording: the batch stops
         except (AutosepError, OSError) as exc:
             message = str(exc) if isinstance(exc, AutosepError) else f"{item.path}: {exc.strerror or exc}"
             result = RecordingResult.failed(item.path, message)
@@ -174,9 +225,7 @@ class Pipeline:
         # 1. decode
         with open_audio(item.path) as recording:
             timings["open"] = time.perf_counter() - started
-            if recording.duration < MIN_DURATION_S:
-                raise InputError(f"{item.path}: too short ({recording.duration * 1000:.0f} ms); autosep needs at "
-                                 f"least {MIN_DURATION_S} s of audio")
+            _check_length(item, recording)
             renderer = RENDERERS[output.render](recording, self.model_rate, self.model_channels)
             try:
                 subtype = output.subtype(recording.subtype)
@@ -190,6 +239,12 @@ class Pipeline:
             planning = self._tag_and_plan(recording) if given_plan is None else self._given(recording, given_plan)
             timings["scan_and_tag"] = time.perf_counter() - t0
             plan = planning.plan
+            if recording.truncated:  # a half-copied file is still worth separating, but never silently
+                rate = recording.sample_rate
+                warnings.append(f"{item.path}: the file is shorter than its header says "
+                                f"({recording.header_frames / rate:.2f} s promised, {recording.frames / rate:.2f} s "
+                                "of audio there; cut off while copying?); processed at its real length")
+            _check_length(item, recording)  # the audio really there may be shorter than the header said
             notes = planning.result.notes if planning.result is not None else []
             warnings.extend(f"{item.path}: {note}" for note in dict.fromkeys(notes))
             if planning.non_finite:
@@ -249,7 +304,7 @@ class Pipeline:
             peak=planning.peak,
             tagger=self.tagger, separator=self.separator, plan=plan,
             source_mode="edited" if given_plan is not None else "tagged" if settings.tagged else "given",
-            settings=settings.record(subtype, settings.planning, self.windows), work=work,
+            settings=settings.record(subtype, self.windows), work=work,
             stems=report.stems if report else [], residual=report.residual if report else None, windows=windows,
             timings=timings, warnings=warnings, top_tags=top_tags, check=check_record,
             processed_by=self.processed_by,

@@ -50,6 +50,7 @@ class ModelSettings:
 
 
 DEFAULT_WINDOW_S = 10.24  # AudioLDM/AudioLDM2's training length, for a separator that does not name its own
+MIN_HOP_S = 0.5  # windows overlapping more than this would separate the same audio many times over
 
 
 DEFAULT_OVERLAP_S = 1.0  # benchmarks/overlap_seams.txt: longer fades cost windows and did not lower the seam error
@@ -97,6 +98,14 @@ class WindowSettings:
         if self.window_s is not None and self.overlap_s >= self.window_s:
             raise SettingsError(f"--overlap {self.overlap} must be shorter than the {self.window_s:g} s window",
                                 "--overlap")
+        hop = None if self.window_s is None else self.window_s - self.overlap_s
+        if self.overlap_s > 0 and hop is not None and hop < MIN_HOP_S:
+            raise SettingsError(
+                f"--overlap {self.overlap} with --window {self.window_s:g} leaves {hop:.3g} s between windows "
+                f"(every {hop:.3g} s of audio would be separated again); keep the hop at {MIN_HOP_S} s or more: "
+                f"--overlap at most {self.window_s - MIN_HOP_S:.3g}s" if self.window_s > MIN_HOP_S else
+                f"--overlap {self.overlap} with --window {self.window_s:g} leaves {hop:.3g} s between windows; "
+                f"use --overlap 0 with windows this short", "--overlap")
         if not _finite(self.margin_s) or self.margin_s < 0:
             raise SettingsError(f"the margin must be >= 0 seconds, got {self.margin_s}")
         if self.window_batch is not None and (isinstance(self.window_batch, bool) or not isinstance(
@@ -323,19 +332,32 @@ class RunSettings:
         """Whether the sources come from tagging (no -s given)."""
         return self.sources is None
 
-    def record(self, subtype: str, planning: PlanningSettings, windows: WindowSettings) -> dict[str, Any]:
-        """The manifest's ``settings``: everything needed to reproduce the run (``planning`` and ``windows`` as
-        resolved for the loaded models)."""
-        separation, models, output = self.separation, self.models, self.output
+    def request(self) -> dict[str, Any]:
+        """What a recording's results depend on, as asked for: a manifest that records other values is not done
+        for this run (:meth:`autosep.pipeline.manifest.Manifest.differences`). Device, precision and batch size
+        only change rounding, so they are not part of it."""
+        separation, output = self.separation, self.output
         return {
-            "seed": separation.seed, "steps": separation.steps, "inversion": separation.inversion,
+            "sources": None if self.sources is None else list(self.sources),
+            "tagger": self.tagging.tagger if self.tagged else None,
+            "tagger_model": None if self.tagging.model is None else str(self.tagging.model),
+            "planner": self.planning.as_dict() if self.tagged else None,
+            "model": self.models.separator, "inversion": separation.inversion, "steps": separation.steps,
             "guidance": separation.guidance, "passes": separation.passes, "inv_prompt": separation.inv_prompt,
-            "render": output.render,
-            "window_s": windows.window_s, "overlap": windows.overlap, "overlap_s": round(windows.overlap_s, 6),
-            "margin_s": windows.margin_s, "window_batch": windows.window_batch,
-            "model": models.separator, "device": models.device, "dtype": models.dtype,
-            "batch_size": models.batch_size, "tagger": self.tagging.tagger if self.tagged else None,
-            "planner": planning.as_dict() if self.tagged else {}, "format": output.format, "subtype": subtype,
+            "seed": separation.seed,
+            "render": output.render, "window_s": self.windows.window_s, "overlap": self.windows.overlap,
+            "margin_s": self.windows.margin_s, "format": output.format, "bit_depth": output.bit_depth,
+        }
+
+    def record(self, subtype: str, windows: WindowSettings) -> dict[str, Any]:
+        """The manifest's ``settings``: everything needed to reproduce the run and to tell whether a later run
+        asks for the same (``windows`` as resolved for the loaded separator; ``window_given``: as asked)."""
+        request, models = self.request(), self.models
+        return {
+            **request, "window_s": windows.window_s, "window_given": self.windows.window_s,
+            "overlap_s": round(windows.overlap_s, 6), "window_batch": windows.window_batch,
+            "planner": request["planner"] or {}, "device": models.device, "dtype": models.dtype,
+            "batch_size": models.batch_size, "subtype": subtype,
         }
 
 

@@ -7,8 +7,10 @@ which the next run removes.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import uuid
 from pathlib import Path
 
@@ -31,6 +33,29 @@ _PCM_BITS = {"PCM_16": 16, "PCM_24": 24}
 
 class OutputError(AutosepError):
     """The stems cannot be written as asked (format limits, unwritable folder)."""
+
+
+class DiskFullError(OutputError):
+    """No space is left where the output goes: every later recording would fail the same way, so the batch
+    stops (exit 1) after removing this recording's temporary files."""
+
+
+_LOW_SPACE = 1 << 20  # bytes: below this, a failed write is taken to be the disk filling up
+
+
+def write_failure(path: Path, error: BaseException) -> OutputError:
+    """What a failed write of ``path`` means for the user. libsndfile reports a full disk only as "System error",
+    so the free space is looked at too."""
+    full = getattr(error, "errno", None) == errno.ENOSPC
+    if not full:
+        try:
+            full = shutil.disk_usage(path.parent).free < _LOW_SPACE
+        except OSError:
+            full = False
+    if full:
+        return DiskFullError(f"no space left on device while writing {path}; free some space (or pass -o a folder "
+                             "on another disk) and rerun the same command to resume")
+    return OutputError(f"{path}: cannot write the file ({error})")
 
 
 def choose_subtype(fmt: str, bit_depth: str | None, input_subtype: str | None) -> str:
@@ -141,13 +166,19 @@ class StemWriter:
             block = integers.astype(np.int16) if self._bits == 16 else integers << (32 - self._bits)
         else:
             stored = block
-        self._file.write(block)
+        try:
+            self._file.write(block)
+        except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+            raise write_failure(self.path, exc) from None
         self.frames += len(block)
         return stored
 
     def commit(self) -> None:
-        self._file.close()
-        os.replace(self.temporary, self.path)
+        try:
+            self._file.close()  # flushes the last buffered samples: a full disk can show only here
+            os.replace(self.temporary, self.path)
+        except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+            raise write_failure(self.path, exc) from None
 
     def abort(self) -> None:
         try:
@@ -204,6 +235,8 @@ def write_json(path: Path, data: dict) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
+    except OSError as exc:
+        raise write_failure(path, exc) from None
     finally:
         temporary.unlink(missing_ok=True)
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from autosep.errors import ModelNotAvailableError
 from autosep.logs import library_quiet
-from autosep.paths import offline_mode, unavailable_because
+from autosep.paths import converted_root, offline_mode, unavailable_because
 from autosep.registry import KnownModel
 
 DEFAULT_MODEL = "audioldm2"
@@ -126,23 +126,41 @@ def _converted(convert) -> Path | None:
 
 
 def pipeline_is_cached(model: str) -> bool:
-    """True when the files ``locate_pipeline`` needs for this hub model are already in the Hugging Face cache."""
-    from diffusers import DiffusionPipeline
+    """True when the files ``locate_pipeline`` needs for this hub model are already in the Hugging Face cache.
 
-    from . import tango
+    Answered from the cache itself (huggingface_hub only, no torch or diffusers), so ``autosep models list``
+    stays fast: the snapshot must hold ``model_index.json`` and, for every component it names, a folder with
+    that component's config and (for the networks) weights. Tango checkpoints are checked file by file, and a
+    Stable Audio 3 checkpoint converted once counts as cached.
+    """
+    from huggingface_hub import try_to_load_from_cache
 
     model_id = resolve_model_name(model)
-    if tango.is_tango_repo(model_id):
-        return tango.is_cached(model_id)
-    from .sa3_convert import converted_root
+    if model_id.lower().startswith("declare-lab/tango"):
+        if not isinstance(try_to_load_from_cache(model_id, "main_config.json"), str):
+            return False  # not even its config: no need to import the Tango loader (and torch) to say so
+        from . import tango
 
+        return tango.is_cached(model_id)
     if any(converted_root(model_id).glob("*/model_index.json")):  # converted from the original checkpoint
         return True
-    try:
-        with library_quiet(progress_bars=True, warnings=True):
-            DiffusionPipeline.download(model_id, local_files_only=True)
-    except Exception:  # any flavour of "not (completely) in the cache"
+    index = try_to_load_from_cache(model_id, "model_index.json")
+    if not isinstance(index, str):
         return False
+    snapshot = Path(index).parent
+    try:
+        components = json.loads(Path(index).read_text())
+    except (OSError, ValueError):
+        return False
+    for name, spec in components.items():
+        if name.startswith("_") or not isinstance(spec, list) or not spec or spec[0] is None:
+            continue
+        files = [p.name for p in (snapshot / name).glob("*")] if (snapshot / name).is_dir() else []
+        if not any(f.endswith(".json") for f in files):
+            return False
+        if name not in ("tokenizer", "tokenizer_2", "scheduler", "feature_extractor") and not any(
+                f.endswith((".safetensors", ".bin")) for f in files):
+            return False
     return True
 
 

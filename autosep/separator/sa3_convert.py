@@ -52,6 +52,8 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
+
+from autosep.paths import converted_root
 from typing import Any
 
 import torch
@@ -315,14 +317,6 @@ def text_encoder_source(model_config: dict) -> str:
     return DEFAULT_TEXT_ENCODER
 
 
-def converted_root(source: str) -> Path:
-    """autosep's folder for conversions of ``source`` (a hub id, or ``local-<hash>`` for a folder)."""
-    from autosep.paths import cache_dir
-
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "--", source).strip("-")
-    return Path(cache_dir()) / "converted" / safe
-
-
 def local_original_checkpoint(folder: Path, local_files_only: bool) -> Path:
     """The converted pipeline for a local folder holding an original checkpoint (converted on first use; a
     changed checkpoint file is converted again)."""
@@ -338,7 +332,7 @@ def convert_into_cache(checkpoint_folder: Path, target: Path, local_files_only: 
     """Convert the original checkpoint in ``checkpoint_folder`` into the pipeline folder ``target`` (once)."""
     from safetensors.torch import load_file
 
-    from .loading import library_quiet
+    from autosep.logs import library_quiet
 
     if (target / "model_index.json").is_file():
         return target

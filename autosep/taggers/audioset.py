@@ -1,9 +1,9 @@
 """AudioSet metadata: the ontology (632 nodes, with hierarchy and restrictions) and the 527-class label list.
 
-The files come from ``AUTOSEP_AUDIOSET_DIR`` when it is set, otherwise from autosep's cache, where they are
-downloaded on first use with the same atomic download the model checkpoints use. Google publishes no checksum
-for either file, so a download is checked by parsing it (the ontology must hold its nodes, the class list its
-527 rows with ``index,mid,display_name``) and removed again when it does not parse.
+Both files ship inside the package (``autosep/taggers/data``, with their licences in ``NOTICE`` there: the ontology
+is CC BY-SA 4.0, the class list CC BY 4.0, both by Google), so nothing is downloaded and a fresh install works
+offline. ``AUTOSEP_AUDIOSET_DIR`` names a folder with other copies to use instead. Either way a file is checked
+by parsing it (the ontology must hold its nodes, the class list its 527 rows with ``index,mid,display_name``).
 """
 
 from __future__ import annotations
@@ -15,9 +15,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from ..downloads import ensure_file
 from ..errors import AutosepError
-from ..paths import cache_dir
 
 ONTOLOGY_URL = "https://raw.githubusercontent.com/audioset/ontology/master/ontology.json"
 CLASS_LABELS_URL = "https://storage.googleapis.com/us_audioset/youtube_corpus/v1/csv/class_labels_indices.csv"
@@ -25,6 +23,7 @@ ONTOLOGY_FILE = "ontology.json"
 CLASS_LABELS_FILE = "class_labels_indices.csv"
 AUDIOSET_DIR_ENV = "AUTOSEP_AUDIOSET_DIR"
 AUDIOSET_CLASS_COUNT = 527
+PACKAGE_DATA = Path(__file__).resolve().parent / "data"  # the shipped copies (and their NOTICE)
 
 _SOURCES = {ONTOLOGY_FILE: ONTOLOGY_URL, CLASS_LABELS_FILE: CLASS_LABELS_URL}
 
@@ -143,18 +142,23 @@ def _depths(records: list[dict], parents: dict[str, list[str]]) -> dict[str, int
     return depth
 
 
-def metadata_file(name: str) -> Path:
-    """Path to ``ontology.json`` or ``class_labels_indices.csv``, downloading it on first use."""
+def metadata_folder() -> Path:
+    """Where the metadata is read from: ``AUTOSEP_AUDIOSET_DIR`` when set, else the copies in the package."""
     configured = os.environ.get(AUDIOSET_DIR_ENV)
-    if configured:
-        path = Path(configured).expanduser() / name
-        if not path.is_file():
+    return Path(configured).expanduser() if configured else PACKAGE_DATA
+
+
+def metadata_file(name: str) -> Path:
+    """Path to ``ontology.json`` or ``class_labels_indices.csv``."""
+    path = metadata_folder() / name
+    if not path.is_file():
+        if os.environ.get(AUDIOSET_DIR_ENV):
             raise AudioSetMetadataError(
-                f"{AUDIOSET_DIR_ENV} is set to {configured}, but {path} does not exist. Put {name} there "
-                f"(from {_SOURCES[name]}) or unset {AUDIOSET_DIR_ENV} to let autosep download it."
+                f"{AUDIOSET_DIR_ENV} is set to {os.environ[AUDIOSET_DIR_ENV]}, but {path} does not exist. Put {name} "
+                f"there (from {_SOURCES[name]}) or unset {AUDIOSET_DIR_ENV} to use the copy shipped with autosep."
             )
-        return path
-    return ensure_file(_SOURCES[name], cache_dir() / "audioset" / name, description=f"AudioSet {name}")
+        raise AudioSetMetadataError(f"{path} is missing from the autosep package; reinstall autosep")
+    return path
 
 
 def read_class_labels(path: Path) -> list[tuple[int, str, str]]:
@@ -174,8 +178,6 @@ def _load_checked(name: str, parse):
     try:
         return parse(path)
     except (AudioSetMetadataError, ValueError, IndexError, KeyError, UnicodeDecodeError) as exc:
-        if not os.environ.get(AUDIOSET_DIR_ENV):
-            path.unlink(missing_ok=True)  # a bad download is not kept; the next run fetches it again
         if isinstance(exc, AudioSetMetadataError):
             raise
         raise AudioSetMetadataError(f"{path}: unreadable AudioSet metadata ({exc}); replace the file") from None
@@ -197,11 +199,11 @@ def _load_ontology_cached(key: str | None) -> Ontology:
 
 def load_ontology() -> Ontology:
     """The ontology with the 527-class list, loaded once per metadata folder."""
-    return _load_ontology_cached(os.environ.get(AUDIOSET_DIR_ENV) or str(cache_dir() / "audioset"))
+    return _load_ontology_cached(str(metadata_folder()))
 
 
 def class_labels_csv() -> Path:
-    """Path to ``class_labels_indices.csv`` (downloaded on first use)."""
+    """Path to ``class_labels_indices.csv``, checked."""
     path = metadata_file(CLASS_LABELS_FILE)
     read_class_labels(path)
     return path

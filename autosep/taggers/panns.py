@@ -12,9 +12,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
-from torch import nn
+
+if TYPE_CHECKING:  # torch is imported when a model is built, so `autosep models list` does not pay for it
+    import torch
+    from torch import nn
 
 from ..devices import resolve_device
 from ..downloads import copy_into_place, ensure_file, verify_file
@@ -95,6 +99,7 @@ def build_cnn14(classes_num: int = 527, widths: tuple[int, ...] = CNN14_WIDTHS) 
 
 
 def _narrow_cnn14(models, classes_num: int, widths: tuple[int, ...]) -> nn.Module:
+    from torch import nn
     from torchlibrosa.augmentation import SpecAugmentation
     from torchlibrosa.stft import LogmelFilterBank, Spectrogram
 
@@ -121,6 +126,8 @@ def _narrow_cnn14(models, classes_num: int, widths: tuple[int, ...]) -> nn.Modul
 
 def load_cnn14(checkpoint: str | Path, device: str | torch.device = "cpu") -> nn.Module:
     """Build Cnn14 for ``checkpoint`` (``{'model': state_dict}`` as published) and load it, weights only."""
+    import torch
+
     path = Path(checkpoint)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
@@ -174,9 +181,11 @@ class PannsTagger(Tagger):
                 f"Fetch it with `autosep models download panns` while online."
             ) from None
 
-    @torch.inference_mode()
     def score_windows(self, windows: list[np.ndarray]) -> np.ndarray:
         # Whole 10 s windows (Tagger.windows pads a short recording): Cnn14's pooling fails under ~0.3 s.
         batch = np.stack(windows).astype(np.float32, copy=False)
-        output = self.model(torch.from_numpy(batch).to(self.device), None)
+        import torch
+
+        with torch.inference_mode():
+            output = self.model(torch.from_numpy(batch).to(self.device), None)
         return output["clipwise_output"].float().cpu().numpy()

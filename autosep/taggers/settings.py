@@ -69,8 +69,9 @@ class PlanningSettings:
     def __post_init__(self) -> None:
         if self.threshold is not None:
             threshold = _number(self.threshold, "threshold", "--threshold")
-            if threshold < 0:
-                raise SettingsError(f"threshold must be a probability >= 0, got {self.threshold!r}", "--threshold")
+            if not 0 <= threshold <= 1:
+                raise SettingsError(f"threshold must be a probability from 0 to 1, got {self.threshold!r}",
+                                    "--threshold")
             object.__setattr__(self, "threshold", threshold)
         if self.max_sources is not None:
             if isinstance(self.max_sources, bool) or int(self.max_sources) != self.max_sources \

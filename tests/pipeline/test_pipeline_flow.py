@@ -188,7 +188,7 @@ def test_resume_skips_and_overwrite_redoes(tmp_path):
 def test_ctrl_c_leaves_no_final_named_partial_files_and_rerun_resumes(tmp_path):
     _write(tmp_path / "in" / "a.wav", seconds=1.5)
     _write(tmp_path / "in" / "b.wav", seconds=3.0)
-    pipeline = _pipeline(BandSeparatorDouble(interrupt_on_call=4), sources=["low hum"], window=1.0,
+    pipeline = _pipeline(BandSeparatorDouble(interrupt_on_call=4), sources=["low hum"], window=1.0, steps=2,
                          out=str(tmp_path / "out"))
     files, _ = collect_inputs([str(tmp_path / "in")])
     assert pipeline.process(files[0]).status == "done"  # a.wav: 2 windows, calls 1-2

@@ -1,10 +1,9 @@
-"""AudioSet metadata loading (folder, download, bad files) and the prompt mapping."""
+"""AudioSet metadata loading (shipped copies, a folder override, bad files) and the prompt mapping."""
 
 from __future__ import annotations
 
 import pytest
 
-from autosep.errors import DownloadError
 from autosep.taggers import audioset
 from autosep.taggers.audioset import AudioSetMetadataError, load_ontology
 from autosep.taggers.prompts import (PromptFileError, clean_phrase, load_prompt_overrides, match_audioset_class,
@@ -32,42 +31,27 @@ def test_audioset_dir_without_the_files_is_a_clear_error(tmp_path, monkeypatch):
         load_ontology()
 
 
-def test_offline_without_metadata_names_the_file(tmp_path, monkeypatch):
-    monkeypatch.delenv("AUTOSEP_AUDIOSET_DIR")
+def test_the_metadata_ships_with_the_package_and_needs_no_download(tmp_path, monkeypatch):
+    # Issue 14, item 3: a fresh clone (no AUTOSEP_AUDIOSET_DIR, empty cache, offline) has the ontology.
+    monkeypatch.delenv("AUTOSEP_AUDIOSET_DIR", raising=False)
     monkeypatch.setenv("AUTOSEP_CACHE", str(tmp_path / "cache"))
-    with pytest.raises(DownloadError, match="ontology.json.*offline"):
-        load_ontology()
-
-
-def _download_from(base: str, cache, monkeypatch) -> None:
-    """Online, no metadata folder: the AudioSet files are fetched from ``base`` (the loopback server) into
-    ``cache``."""
-    monkeypatch.delenv("AUTOSEP_AUDIOSET_DIR")
-    monkeypatch.setenv("AUTOSEP_CACHE", str(cache))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
-    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "0")
-    for name in ("ontology.json", "class_labels_indices.csv"):
-        monkeypatch.setitem(audioset._SOURCES, name, f"{base}/{name}")
-
-
-def test_metadata_downloads_once_into_the_cache(tmp_path, monkeypatch, http_folder, audioset_dir):
-    served, base = http_folder
-    for name in ("ontology.json", "class_labels_indices.csv"):
-        (served / name).write_bytes((audioset_dir / name).read_bytes())
-    _download_from(base, tmp_path / "cache", monkeypatch)
     ontology = load_ontology()
-    assert len(ontology.class_mids) == 527
-    assert (tmp_path / "cache" / "audioset" / "ontology.json").is_file()
+    assert len(ontology) == 632 and len(ontology.class_mids) == 527
+    for name in ("ontology.json", "class_labels_indices.csv"):
+        assert audioset.metadata_file(name).parent == audioset.PACKAGE_DATA
+    assert not (tmp_path / "cache").exists()  # nothing fetched, nothing written
+    notice = (audioset.PACKAGE_DATA / "NOTICE").read_text(encoding="utf-8")
+    assert "CC BY-SA 4.0" in notice and "CC BY 4.0" in notice and "Google" in notice
+    assert "https://github.com/audioset/ontology" in notice and "class_labels_indices.csv" in notice
 
 
-def test_a_corrupt_download_is_rejected_and_removed(tmp_path, monkeypatch, http_folder, audioset_dir):
-    served, base = http_folder
-    (served / "ontology.json").write_bytes((audioset_dir / "ontology.json").read_bytes())
-    (served / "class_labels_indices.csv").write_text("<html>quota exceeded</html>")
-    _download_from(base, tmp_path / "cache", monkeypatch)
+def test_a_metadata_folder_override_is_used_and_checked(tmp_path, monkeypatch, audioset_dir):
+    monkeypatch.setenv("AUTOSEP_AUDIOSET_DIR", str(tmp_path))
+    (tmp_path / "ontology.json").write_bytes((audioset_dir / "ontology.json").read_bytes())
+    (tmp_path / "class_labels_indices.csv").write_text("<html>quota exceeded</html>")
     with pytest.raises(AudioSetMetadataError, match="class_labels_indices.csv"):
         load_ontology()
-    assert not (tmp_path / "cache" / "audioset" / "class_labels_indices.csv").exists()
+    assert (tmp_path / "class_labels_indices.csv").exists()  # the user's own file is never deleted
 
 
 def test_prompt_mapping_rule():
