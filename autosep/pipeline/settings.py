@@ -103,7 +103,7 @@ class WindowSettings:
             raise SettingsError(
                 f"--overlap {self.overlap} with --window {self.window_s:g} leaves {hop:.3g} s between windows "
                 f"(every {hop:.3g} s of audio would be separated again); keep the hop at {MIN_HOP_S} s or more: "
-                f"--overlap at most {self.window_s - MIN_HOP_S:.3g}s" if self.window_s > MIN_HOP_S else
+                f"--overlap at most {_largest_overlap(self.overlap, self.window_s)}" if self.window_s > MIN_HOP_S else
                 f"--overlap {self.overlap} with --window {self.window_s:g} leaves {hop:.3g} s between windows; "
                 f"use --overlap 0 with windows this short", "--overlap")
         if not _finite(self.margin_s) or self.margin_s < 0:
@@ -359,6 +359,13 @@ class RunSettings:
             "planner": request["planner"] or {}, "device": models.device, "dtype": models.dtype,
             "batch_size": models.batch_size, "subtype": subtype,
         }
+
+
+def _largest_overlap(overlap: float | str | None, window_s: float) -> str:
+    """The longest overlap that keeps MIN_HOP_S between windows, in the form the overlap was given."""
+    if isinstance(overlap, float):
+        return f"{1 - MIN_HOP_S / window_s:.2f}"
+    return f"{window_s - MIN_HOP_S:.3g}s"
 
 
 def _finite(value: Any) -> bool:
