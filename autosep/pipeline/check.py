@@ -28,7 +28,7 @@ import numpy as np
 from ..taggers.base import Tagger, TagResult
 from .reading import Recording, open_audio
 from .tagging import tag_recording
-from .write import StemWriter
+from .write import StemWriters
 
 CHECK_BLOCK_FRAMES = 1 << 16  # frames per block when the residual is written again
 
@@ -143,22 +143,20 @@ def fold_into_residual(reader: Recording, kept: Sequence[Path], dropped: Sequenc
     """
     info = None
     if residual is not None:
-        writer = StemWriter(residual, fmt, subtype, sample_rate, channels)
         handles = [open_audio(path) for path in kept]
         try:
-            for start in range(0, reader.frames, CHECK_BLOCK_FRAMES):
-                count = min(CHECK_BLOCK_FRAMES, reader.frames - start)
-                rest = reader.read(start, count).astype(np.float64)
-                for handle in handles:
-                    rest -= handle.read(start, count).astype(np.float64)
-                writer.write(rest.astype(np.float32))
-            writer.commit()
-        except BaseException:
-            writer.abort()
-            raise
+            with StemWriters([residual], fmt, subtype, sample_rate, channels) as writers:  # removed unless committed
+                for start in range(0, reader.frames, CHECK_BLOCK_FRAMES):
+                    count = min(CHECK_BLOCK_FRAMES, reader.frames - start)
+                    rest = reader.read(start, count).astype(np.float64)
+                    for handle in handles:
+                        rest -= handle.read(start, count).astype(np.float64)
+                    writers.write(0, rest.astype(np.float32))
+                writers.commit()
         finally:
             for handle in handles:
                 handle.close()
+        writer = writers[0]
         info = {"file": residual.name, "peak": round(writer.peak, 6), "clipped_samples": writer.clipped_samples}
     for path in dropped:
         path.unlink(missing_ok=True)

@@ -202,32 +202,35 @@ def _declared_frames(path: Path, container: str) -> int | None:
     return None
 
 
-def _riff_frames(handle) -> int | None:
-    block_align = None
+def _chunks(handle, order: str):
+    """(name, size) of each chunk of a RIFF (``order`` "<") or IFF (">") file from the current position; the
+    caller reads a chunk's body or the generator skips it."""
     while True:
         header = handle.read(8)
         if len(header) < 8:
-            return None
-        name, size = header[:4], struct.unpack("<I", header[4:])[0]
+            return
+        name, size = header[:4], struct.unpack(order + "I", header[4:])[0]
+        start = handle.tell()
+        yield name, size
+        handle.seek(start + size + (size & 1))
+
+
+def _riff_frames(handle) -> int | None:
+    block_align = None
+    for name, size in _chunks(handle, "<"):
         if name == b"fmt ":
-            body = handle.read(size + (size & 1))
-            block_align = struct.unpack("<H", body[12:14])[0]
-            continue
-        if name == b"data":
+            block_align = struct.unpack("<H", handle.read(size)[12:14])[0]
+        elif name == b"data":
             # 0 and 0xFFFFFFFF are placeholders of streamed writers: no promise made.
             return size // block_align if block_align and size not in (0, 0xFFFFFFFF) else None
-        handle.seek(size + (size & 1), 1)
+    return None
 
 
 def _aiff_frames(handle) -> int | None:
-    while True:
-        header = handle.read(8)
-        if len(header) < 8:
-            return None
-        name, size = header[:4], struct.unpack(">I", header[4:])[0]
+    for name, _ in _chunks(handle, ">"):
         if name == b"COMM":
             return struct.unpack(">I", handle.read(6)[2:6])[0]
-        handle.seek(size + (size & 1), 1)
+    return None
 
 
 def open_audio(path: str | os.PathLike) -> Recording:

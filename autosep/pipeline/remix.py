@@ -26,7 +26,7 @@ import soundfile as sf
 from ..errors import AutosepError
 from .manifest import MANIFEST_NAME
 from .naming import REMIX, RESIDUAL
-from .write import FORMATS, OutputError, StemWriter, check_output_format, choose_subtype, read_json
+from .write import FORMATS, OutputError, StemWriters, check_output_format, choose_subtype, read_json
 
 BLOCK_FRAMES = 1 << 18  # about 6 s at 44.1 kHz per read: memory stays flat for any length
 
@@ -193,9 +193,8 @@ def remix(folder: str | os.PathLike | ResultFolder, gains: Mapping[str, float], 
         check_output_format(fmt, subtype, rate, channels)
         out.parent.mkdir(parents=True, exist_ok=True)
         weights = [db_to_linear(resolved[stem.name]) for stem in result.stems]
-        writer = StemWriter(out, fmt, subtype, rate, channels)
         beyond = 0
-        try:
+        with StemWriters([out], fmt, subtype, rate, channels) as writers:  # removed unless committed
             for start in range(0, max(frames, 1), BLOCK_FRAMES):
                 count = min(BLOCK_FRAMES, frames - start)
                 if count <= 0:
@@ -208,11 +207,9 @@ def remix(folder: str | os.PathLike | ResultFolder, gains: Mapping[str, float], 
                     block = handle.read(count, dtype="float64", always_2d=True)
                     mixed += block if weight == 1.0 else weight * block
                 beyond += int(np.count_nonzero(np.abs(mixed) > 1.0))
-                writer.write(mixed)
-            writer.commit()
-        except BaseException:
-            writer.abort()
-            raise
+                writers.write(0, mixed)
+            writers.commit()
+        writer = writers[0]
     finally:
         for handle in handles:
             handle.close()

@@ -193,14 +193,7 @@ class ZeroSep:
         groups: dict[int, list[int]] = {}
         for j, x in enumerate(padded):
             groups.setdefault(int(x.shape[0]), []).append(j)
-        total = 2 * steps * len(groups) * passes
-        done = 0
-
-        def step_done() -> None:
-            nonlocal done
-            done += 1
-            if progress is not None:
-                progress(min(done, total), total)
+        step_done = _step_counter(2 * steps * len(groups) * passes, progress)
 
         stems: list[torch.Tensor | None] = [None] * len(waves)
         retried: list[list[bool]] = [[] for _ in waves]
@@ -346,14 +339,7 @@ class ZeroSep:
                            backbone.default_window)
         padded = torch.nn.functional.pad(samples, (0, backbone.padded_length(length) - length))
         evaluations_before = self._evaluations
-        total = 2 * steps
-        done = 0
-
-        def step_done() -> None:
-            nonlocal done
-            done += 1
-            if progress is not None:
-                progress(min(done, total), total)
+        step_done = _step_counter(2 * steps, progress)
 
         def run(rows: list[int], on_step) -> tuple[torch.Tensor, GuidedNoise]:
             chosen = [sources[i] for i in rows]
@@ -660,6 +646,19 @@ _OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 def _rows(timestep: torch.Tensor, start: int, count: int) -> torch.Tensor:
     """The timesteps of samples start..start+count: the same one for all, or their own (a 1-D tensor)."""
     return timestep[start:start + count] if timestep.ndim == 1 else timestep
+
+
+def _step_counter(total: int, progress: Progress | None) -> Callable[[], None]:
+    """A callback for every inversion and denoising step that reports ``progress(done, total)``."""
+    done = 0
+
+    def step_done() -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(min(done, total), total)
+
+    return step_done
 
 
 def _cast(module: torch.nn.Module, dtype: torch.dtype) -> None:
