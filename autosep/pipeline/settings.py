@@ -87,7 +87,8 @@ class WindowSettings:
     device, see :func:`default_window_batch`)."""
 
     window_s: float | None = None
-    overlap: float | str | None = None  # None: DEFAULT_OVERLAP_S, or a quarter of a window shorter than 4 s
+    overlap: float | str | None = None  # None: DEFAULT_OVERLAP_S, a quarter of a window shorter than 4 s, and
+    # never more than leaves MIN_HOP_S between windows
     margin_s: float = 1.0
     window_batch: int | None = None
 
@@ -117,8 +118,8 @@ class WindowSettings:
     def overlap_s(self) -> float:
         """The overlap (the cross-fade) in seconds, of resolved settings when given as a fraction."""
         window_s = self.window_s or DEFAULT_WINDOW_S
-        if self.overlap is None:
-            return min(DEFAULT_OVERLAP_S, window_s / 4)
+        if self.overlap is None:  # never so long that the default itself breaks the minimum hop
+            return min(DEFAULT_OVERLAP_S, window_s / 4, max(0.0, window_s - MIN_HOP_S))
         if isinstance(self.overlap, str):
             return float(self.overlap[:-1])
         return self.overlap * window_s

@@ -342,7 +342,6 @@ def mel_images(stems: Mapping[str, Path], folder: Path, width_px: int = 900, hei
     matplotlib.use("Agg")  # no display on a server
     import librosa.display
     import matplotlib.pyplot as plt
-    import numpy as np
     import soundfile as sf
 
     folder.mkdir(parents=True, exist_ok=True)

@@ -268,6 +268,9 @@ def test_the_default_overlap_is_one_second_or_a_quarter_of_a_short_window():
     assert WindowSettings().resolved(10.24).overlap == "1s"
     assert WindowSettings().resolved(10.24).frames(16000)[2] == 16000
     assert WindowSettings(window_s=1.0).resolved(None).overlap == "0.25s"  # no window is all fade
+    # Very short windows: the default fade shrinks rather than breaking the minimum hop (a usage error when given).
+    assert WindowSettings(window_s=0.6).resolved(None).overlap == "0.1s"
+    assert WindowSettings(window_s=0.4).resolved(None).overlap == "0s"
 
 
 def test_the_window_batch_defaults_to_one_on_a_cpu():
