@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import struct
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -39,51 +37,32 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
+from real_audio import render_midi, speak  # noqa: E402
+
 RATE = 16_000
 WINDOW_S = 10.24
 SOURCES = ["piano", "drums", "speech"]
-SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
 SENTENCE = "The quick brown fox jumps over the lazy dog, while the band keeps playing in the next room."
 
 
-def _varlen(value: int) -> bytes:
-    out = [value & 0x7F]
-    while value > 0x7F:
-        value >>= 7
-        out.insert(0, (value & 0x7F) | 0x80)
-    return bytes(out)
-
-
-def write_midi(path: Path, seconds: float) -> None:
-    """A format-0 MIDI file: a piano melody (channel 0) over a rock drum pattern (channel 9), 120 bpm."""
-    ticks = 480  # per quarter note, 0.5 s at 120 bpm
-    events: list[tuple[int, bytes]] = [(0, bytes([0xC0, 0]))]  # program 0: acoustic grand piano
+def music(seconds: float) -> list[tuple[int, int, list]]:
+    """A piano melody (program 0, channel 0) over a rock drum pattern (channel 9), a beat every 0.5 s."""
     melody = [60, 64, 67, 72, 71, 67, 64, 62, 60, 65, 69, 72, 70, 65, 62, 59]
-    beats = int(seconds / 0.5)
-    for beat in range(beats):
-        start = beat * ticks
-        note = melody[beat % len(melody)]
-        events += [(start, bytes([0x90, note, 90])), (start + ticks - 40, bytes([0x80, note, 0]))]
-        for offset, drum in ((0, 36 if beat % 2 == 0 else 38), (0, 42), (ticks // 2, 42)):
-            events += [(start + offset, bytes([0x99, drum, 100])), (start + offset + 60, bytes([0x89, drum, 0]))]
-    events.sort(key=lambda e: e[0])
-    track, now = b"", 0
-    for tick, message in events:
-        track += _varlen(tick - now) + message
-        now = tick
-    track += b"\x00\xff\x2f\x00"  # end of track
-    path.write_bytes(b"MThd" + struct.pack(">IHHH", 6, 0, 1, ticks) + b"MTrk" + struct.pack(">I", len(track)) + track)
+    piano, drums = [], []
+    for beat in range(int(seconds / 0.5)):
+        start = beat * 0.5
+        piano.append((start, 0.5 - 40 / 960, melody[beat % len(melody)], 90))
+        for offset, drum in ((0.0, 36 if beat % 2 == 0 else 38), (0.0, 42), (0.25, 42)):
+            drums.append((start + offset, 60 / 960, drum, 100))
+    return [(0, 0, piano), (0, 9, drums)]
 
 
 def render_clip(folder: Path, seconds: float) -> np.ndarray:
     """The clip C (mono float32 at 16 kHz): fluidsynth music plus espeak-ng speech."""
     from autosep.frames import resample
 
-    midi, music_wav, speech_wav = folder / "music.mid", folder / "music.wav", folder / "speech.wav"
-    write_midi(midi, seconds)
-    subprocess.run(["fluidsynth", "-ni", "-g", "0.8", "-r", "44100", "-F", str(music_wav), str(SOUNDFONT), str(midi)],
-                   check=True, capture_output=True)
-    subprocess.run(["espeak-ng", "-s", "150", "-w", str(speech_wav), SENTENCE], check=True, capture_output=True)
+    music_wav = render_midi(music(seconds), folder / "music.wav", 44100)
+    speech_wav = speak(SENTENCE, folder / "speech.wav", words_per_minute=150)
     parts = []
     for path in (music_wav, speech_wav):
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)

@@ -34,7 +34,6 @@ import csv
 import importlib.util
 import math
 import shutil
-import struct
 import subprocess
 import sys
 import tempfile
@@ -47,14 +46,15 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))
 
 from autosep.taggers.audioset import load_ontology  # noqa: E402
 from autosep.taggers.planner import plan_sources, resolve_threshold  # noqa: E402
+from real_audio import render_midi, speak  # noqa: E402
 
 OLD_PLANNER_COMMIT = "f86ecf9"
 RATE = 16000
 MIX_SECONDS = 10.0
-SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
 FREEDESKTOP = Path("/usr/share/sounds/freedesktop/stereo")
 YAMNET_WINDOW, YAMNET_HOP = 0.96, 0.48
 YAMNET_DEFAULT_THRESHOLD = 0.25  # clip-level operating point of an AudioSet-trained sigmoid tagger
@@ -113,33 +113,6 @@ SENTENCES = [
 
 # -- rendering ---------------------------------------------------------------------------------------------------
 
-def _varlen(value: int) -> bytes:
-    out = [value & 0x7F]
-    value >>= 7
-    while value:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    return bytes(reversed(out))
-
-
-def write_midi(path: Path, notes: list[tuple[float, float, int, int]], program: int, channel: int) -> None:
-    """A one-track MIDI file: ``notes`` are (start s, length s, pitch, velocity) at 120 bpm (960 ticks/s)."""
-    tick = 960  # ticks per second at 120 bpm with 480 ticks per beat
-    events: list[tuple[int, bytes]] = []
-    if channel != 9:
-        events.append((0, bytes([0xC0 | channel, program])))
-    for start, length, pitch, velocity in notes:
-        events.append((int(start * tick), bytes([0x90 | channel, pitch, velocity])))
-        events.append((int((start + length) * tick), bytes([0x80 | channel, pitch, 0])))
-    events.sort(key=lambda e: (e[0], e[1][0] & 0xF0 == 0x90))
-    track, now = b"", 0
-    for at, data in events:
-        track += _varlen(at - now) + data
-        now = at
-    track += b"\x00\xff\x2f\x00"
-    path.write_bytes(b"MThd" + struct.pack(">IHHH", 6, 0, 1, 480) + b"MTrk" + struct.pack(">I", len(track)) + track)
-
-
 def _melody(rng: np.random.Generator, program: int, seconds: float) -> list[tuple[float, float, int, int]]:
     if program >= 120:  # sound effects: long held notes retriggered
         return [(t, 1.8, 60, 110) for t in np.arange(0.0, seconds, 2.0)]
@@ -177,15 +150,11 @@ def _read(path: Path) -> np.ndarray:
 def render(source: Source, rng: np.random.Generator, work: Path, seconds: float) -> np.ndarray:
     out = work / f"{source.name.replace(' ', '_')}_{rng.integers(1 << 30)}.wav"
     if source.kind in ("gm", "drums"):
-        mid = out.with_suffix(".mid")
         notes = _drums(seconds) if source.kind == "drums" else _melody(rng, int(source.arg), seconds)
-        write_midi(mid, notes, int(source.arg), 9 if source.kind == "drums" else 0)
-        subprocess.run(["fluidsynth", "-ni", "-q", "-g", "0.8", "-r", str(RATE), "-F", str(out), str(SOUNDFONT),
-                       str(mid)], check=True, capture_output=True)
+        render_midi([(int(source.arg), 9 if source.kind == "drums" else 0, notes)], out, RATE)
     elif source.kind == "speech":
-        text = " ".join(rng.permutation(SENTENCES))
-        subprocess.run(["espeak-ng", "-v", source.arg, "-s", str(int(rng.integers(140, 180))), "-w", str(out), text],
-                       check=True, capture_output=True)
+        speak(" ".join(rng.permutation(SENTENCES)), out, voice=source.arg,
+              words_per_minute=int(rng.integers(140, 180)))
     else:
         one = _read(FREEDESKTOP / source.arg)
         gap = np.zeros(int(RATE * rng.uniform(0.2, 1.0)), dtype=np.float32)

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import math
-import shutil
-import struct
-import subprocess
 from pathlib import Path
 
 import librosa
@@ -16,27 +13,7 @@ import torch
 from autosep.registry import KnownModel
 from autosep.separator import KNOWN_MODELS, MODEL_ALIASES, inversion_prompts, resolve_model_name
 from autosep.separator import mel
-
-SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")  # Debian's fluid-soundfont-gm
-
-
-def _midi(notes: list[tuple[int, int]], program: int) -> bytes:
-    """A one-track standard MIDI file: (pitch, duration in ticks at 480 per beat, 120 bpm) notes on one program."""
-
-    def vlq(value: int) -> bytes:
-        out = [value & 0x7F]
-        value >>= 7
-        while value:
-            out.append((value & 0x7F) | 0x80)
-            value >>= 7
-        return bytes(reversed(out))
-
-    events = bytearray(vlq(0) + bytes([0xFF, 0x51, 3]) + (500_000).to_bytes(3, "big"))  # tempo
-    events += vlq(0) + bytes([0xC0, program])
-    for pitch, ticks in notes:
-        events += vlq(0) + bytes([0x90, pitch, 100]) + vlq(ticks) + bytes([0x80, pitch, 0])
-    events += vlq(0) + bytes([0xFF, 0x2F, 0])
-    return b"MThd" + struct.pack(">IHHH", 6, 0, 1, 480) + b"MTrk" + struct.pack(">I", len(events)) + bytes(events)
+from real_audio import INSTALL_HINT, missing_tools, render_midi, speak
 
 
 def _read_16k(path: Path) -> np.ndarray:
@@ -52,20 +29,17 @@ def _read_16k(path: Path) -> np.ndarray:
 @pytest.fixture(scope="module")
 def recordings(tmp_path_factory) -> tuple[np.ndarray, np.ndarray]:
     """Real audio rendered here: a violin line by FluidSynth (General MIDI soundfont) and speech by eSpeak NG."""
-    missing = [name for name in ("fluidsynth", "espeak-ng") if shutil.which(name) is None]
-    if not SOUNDFONT.is_file():
-        missing.append(f"fluid-soundfont-gm ({SOUNDFONT})")
+    missing = missing_tools()
     if missing:
-        pytest.skip(f"needs {', '.join(missing)} to render real audio: apt-get install fluidsynth fluid-soundfont-gm "
-                    "espeak-ng (as .ci/run does)")
+        pytest.skip(f"needs {', '.join(missing)} to render real audio: {INSTALL_HINT} (as .ci/run does)")
     folder = tmp_path_factory.mktemp("rendered")
-    melody = [(pitch, 240 if i % 3 else 480) for i, pitch in enumerate([55, 59, 62, 67, 66, 64, 62, 71, 69, 67] * 3)]
-    (folder / "violin.mid").write_bytes(_midi(melody, program=40))
-    subprocess.run(["fluidsynth", "-ni", "-q", "-r", "16000", "-F", str(folder / "violin.wav"), str(SOUNDFONT),
-                    str(folder / "violin.mid")], check=True, capture_output=True, timeout=120)
-    subprocess.run(["espeak-ng", "-w", str(folder / "speech.wav"),
-                    "The quick brown fox jumps over the lazy dog, while a violin plays a slow melody."],
-                   check=True, capture_output=True, timeout=120)
+    notes, start = [], 0.0
+    for i, pitch in enumerate([55, 59, 62, 67, 66, 64, 62, 71, 69, 67] * 3):
+        length = 0.25 if i % 3 else 0.5
+        notes.append((start, length, pitch, 100))
+        start += length
+    render_midi([(40, 0, notes)], folder / "violin.wav", rate=16000, gain=0.2)  # program 40: violin
+    speak("The quick brown fox jumps over the lazy dog, while a violin plays a slow melody.", folder / "speech.wav")
     return _read_16k(folder / "violin.wav"), _read_16k(folder / "speech.wav")
 
 
