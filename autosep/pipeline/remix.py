@@ -25,7 +25,7 @@ import soundfile as sf
 
 from ..errors import AutosepError
 from .manifest import MANIFEST_NAME
-from .naming import RESIDUAL
+from .naming import REMIX, RESIDUAL  # noqa: F401  (REMIX re-exported: the remix file's name, for its callers)
 from .write import FORMATS, OutputError, StemWriters, check_output_format, choose_subtype, read_json
 
 BLOCK_FRAMES = 1 << 18  # about 6 s at 44.1 kHz per read: memory stays flat for any length
