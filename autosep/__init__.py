@@ -13,7 +13,7 @@ _LAZY = {
     "AutoSep": ("autosep.pipeline.api", "AutoSep"),
     "separate_file": ("autosep.pipeline.api", "separate_file"),
     "PipelineOptions": ("autosep.pipeline.settings", "PipelineOptions"),
-    "RecordingResult": ("autosep.pipeline.recording", "RecordingResult"),
+    "RecordingResult": ("autosep.pipeline.pipeline", "RecordingResult"),
 }
 
 

@@ -5,7 +5,7 @@ app, ``pip install "autosep[web]"``).
 Built on the Python API: the options become the run's checked settings (``PipelineOptions.settings``) and an
 :class:`autosep.AutoSep` processes the inputs; this module only parses, displays and returns the exit code.
 The subcommands live beside it (``tag_command``, ``models_command``, and ``eval.command``), and the options they
-share in ``cli_options``.
+share in ``commands.options``.
 Exit codes: 0 all inputs done; 1 nothing could run (bad model, no input found, output folder unusable);
 2 usage error; 3 some inputs failed and the rest were done; 130 interrupted by Ctrl-C (rerun to resume).
 """
@@ -18,9 +18,9 @@ import signal
 import sys
 import threading
 
-from .cli_options import add_ray_arguments, add_run_arguments, make_progress, options_from_args
+from .commands.options import add_ray_arguments, add_run_arguments, make_progress, options_from_args
 from .errors import EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USAGE, AutosepError, SettingsError
-from .logs import quiet_library_progress_bars, route_library_output
+from .logs import quiet_library_progress_bars, setup_logging
 from .pipeline.api import AutoSep
 from .pipeline.batch import BatchOutcome
 
@@ -117,11 +117,7 @@ def _run(argv: list[str]) -> int:
     from rich.console import Console
 
     console = Console(stderr=True)
-    level = logging.DEBUG if args.verbose else logging.ERROR if args.quiet else logging.WARNING
-    logging.basicConfig(level=level, format="autosep: %(message)s")
-    # huggingface_hub prints through its own handler and also propagates to ours: keep a single copy.
-    logging.getLogger("huggingface_hub").propagate = False
-    route_library_output(level)  # -q hides the libraries' warnings too, -v shows their notices
+    setup_logging(verbose=args.verbose, quiet=args.quiet)
     try:
         settings = options_from_args(args).settings()
     except (AutosepError, ValueError) as exc:
@@ -170,7 +166,7 @@ def _print_plans(outcome: BatchOutcome, console) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "tag":
-        from .tag_command import main as tag_main
+        from .commands.tag import main as tag_main
 
         return tag_main(argv[1:])
     if argv and argv[0] == "eval":
@@ -178,11 +174,11 @@ def main(argv: list[str] | None = None) -> int:
 
         return eval_main(argv[1:])
     if argv and argv[0] == "models":
-        from .models_command import main as models_main
+        from .commands.models import main as models_main
 
         return models_main(argv[1:])
     if argv and argv[0] == "remix":
-        from .remix_command import main as remix_main
+        from .commands.remix import main as remix_main
 
         return remix_main(argv[1:])
     if argv and argv[0] == "web":

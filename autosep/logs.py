@@ -19,6 +19,17 @@ _level: int | None = None  # the command line's level; None: leave the libraries
 _bars_off = False  # the command line turned the libraries' progress bars off
 
 
+def setup_logging(verbose: bool = False, quiet: bool = False) -> int:
+    """The one logging setup of every command: ``-v`` everything, ``-q`` errors only, else warnings, in autosep's
+    format, with the libraries routed through it (:func:`route_library_output`). Returns the level."""
+    level = logging.DEBUG if verbose else logging.ERROR if quiet else logging.WARNING
+    logging.basicConfig(level=level, format="autosep: %(message)s")
+    # huggingface_hub prints through its own handler and also propagates to ours: keep a single copy.
+    logging.getLogger("huggingface_hub").propagate = False
+    route_library_output(level)  # -q hides the libraries' warnings too, -v shows their notices
+    return level
+
+
 def route_library_output(level: int) -> None:
     """Send Python warnings and the libraries' logs through ``logging`` at ``level``."""
     global _level

@@ -59,7 +59,7 @@ def music(seconds: float) -> list[tuple[int, int, list]]:
 
 def render_clip(folder: Path, seconds: float) -> np.ndarray:
     """The clip C (mono float32 at 16 kHz): fluidsynth music plus espeak-ng speech."""
-    from autosep.frames import resample
+    from autosep.waveforms import resample
 
     music_wav = render_midi(music(seconds), folder / "music.wav", 44100)
     speech_wav = speak(SENTENCE, folder / "speech.wav", words_per_minute=150)
@@ -93,7 +93,7 @@ def separate(model: Path, wave: np.ndarray, folder: Path, name: str, window_s: f
 def seam_zone(frames: int, overlap_s: float) -> np.ndarray:
     """Frames where windowing can show: every overlap, and 0.5 s either side of every window edge inside the
     recording (the separator hears padding or a cut there)."""
-    from autosep.frames import plan_windows
+    from autosep.waveforms import plan_windows
 
     window = round(WINDOW_S * RATE)
     windows = plan_windows(frames, window, max(1, window - round(overlap_s * RATE)))
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from autosep.frames import plan_windows
+    from autosep.waveforms import plan_windows
     from tiny_models.audioldm2 import build_tiny_audioldm2
 
     torch.set_num_threads(args.threads)

@@ -48,7 +48,7 @@ from autosep.separator import ZeroSep, mel  # noqa: E402
 from autosep.separator.guidance import GuidedNoise  # noqa: E402
 from autosep.separator.inversion import auxiliary_noise, ddpm_invert, make_scheduler, reverse  # noqa: E402
 from autosep.separator.prompts import inversion_prompts  # noqa: E402
-from autosep.frames import plan_windows  # noqa: E402
+from autosep.waveforms import plan_windows  # noqa: E402
 
 SOURCES = ["cello", "flute", "violin"]
 SECONDS = 10.24

@@ -435,7 +435,7 @@ def responsive_cnn14(tiny_cnn14_checkpoint, tmp_path_factory) -> Path:
 
 def _class_the_tagger_hears_in(mix: Path, checkpoint: Path) -> tuple[str, float]:
     """A class the tagger scores clearly higher on ``mix`` than on silence, and a threshold between the two."""
-    from autosep.pipeline.reading import open_audio
+    from autosep.pipeline.recording import open_audio
     from autosep.pipeline.tagging import tag_recording
     from autosep.taggers import load_tagger
 
@@ -491,8 +491,8 @@ def test_a_source_heard_only_in_the_residual_is_separated_in_a_second_round(tmp_
     from dataclasses import replace
 
     from autosep.pipeline.inputs import collect_inputs
-    from autosep.pipeline.reading import open_audio
-    from autosep.pipeline.recording import Pipeline
+    from autosep.pipeline.recording import open_audio
+    from autosep.pipeline.pipeline import Pipeline
     from autosep.pipeline.settings import PipelineOptions
     from autosep.pipeline.tagging import tag_recording
     from autosep.taggers.audioset import load_ontology

@@ -95,8 +95,8 @@ def test_sigterm_stops_like_ctrl_c_and_exits_143(tmp_path, capsys, monkeypatch, 
 _NOISY_RUN = textwrap.dedent("""
     import logging, sys, warnings
     from transformers.utils import logging as transformers_logging
-    from autosep.pipeline import recording
-    real_load = recording.Pipeline.load.__func__
+    from autosep.pipeline import pipeline as pipeline_module
+    real_load = pipeline_module.Pipeline.load.__func__
 
     def noisy_load(cls, settings, progress=None):
         pipeline = real_load(cls, settings, progress)  # a run's models load here
@@ -105,7 +105,7 @@ _NOISY_RUN = textwrap.dedent("""
         logging.getLogger("accelerate.utils").warning("accelerate says something")
         return pipeline
 
-    recording.Pipeline.load = classmethod(noisy_load)
+    pipeline_module.Pipeline.load = classmethod(noisy_load)
     from autosep.cli import main
     sys.exit(main(sys.argv[1:]))
 """)

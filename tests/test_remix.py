@@ -140,7 +140,7 @@ def test_keep_and_remove_exclude_each_other(tmp_path, capsys):
 
 def test_rerun_with_keep_only_remixes_and_an_unknown_name_fails_naming_the_stems(separated, tmp_path, capsys,
                                                                                  tiny_audioldm2_dir, monkeypatch):
-    from autosep.pipeline.recording import Pipeline
+    from autosep.pipeline.pipeline import Pipeline
 
     monkeypatch.setattr(Pipeline, "load", classmethod(lambda *a, **k: pytest.fail("a model was loaded")))
     mix_path, folder = separated

@@ -12,8 +12,8 @@ import soundfile as sf
 
 from autosep.cli import main as cli_main
 from autosep.pipeline.inputs import collect_inputs
-from autosep.cli_options import add_tagging_arguments, planning_settings
-from autosep.tag_command import main
+from autosep.commands.options import add_tagging_arguments, planning_settings
+from autosep.commands.tag import main
 from autosep.taggers import PlanningSettings
 
 
@@ -194,7 +194,7 @@ def test_names_with_brackets_are_printed_verbatim(tmp_path, tiny_cnn14_checkpoin
 def test_tag_and_dry_run_plan_a_file_through_the_same_streamed_blocks(tmp_path, tiny_cnn14_checkpoint, capsys,
                                                                       monkeypatch):
     import autosep.pipeline.tagging as tagging
-    from autosep.pipeline.recording import Pipeline
+    from autosep.pipeline.pipeline import Pipeline
     from autosep.pipeline.settings import PipelineOptions
     from autosep.taggers import load_tagger
 

@@ -9,7 +9,7 @@ a set of recordings) and :mod:`.command` (the ``autosep eval`` command line). Th
 
 Python use::
 
-    from autosep.eval import EvalSettings, evaluate, pair_recordings, read_estimates, read_references
+    from . import EvalSettings, evaluate, pair_recordings, read_estimates, read_references
 
     pairs, missing, _ = pair_recordings(read_estimates("separated"), read_references("references"))
     report = evaluate(pairs, EvalSettings(match="best"), missing=missing)

@@ -19,7 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ..cli_options import number_at_least
+from ..commands.options import number_at_least
+from ..logs import setup_logging
 
 EXIT_OK, EXIT_NOTHING, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 EVAL_FILE = "eval.json"
@@ -88,7 +89,7 @@ def build_parser(run: bool) -> argparse.ArgumentParser:
     group.add_argument("--output", metavar="FILE",
                        help=f"where to write the report (default: {EVAL_FILE} in ESTIMATES, or in -o with --run)")
     if run:
-        from ..cli_options import add_run_arguments
+        from ..commands.options import add_run_arguments
 
         add_run_arguments(parser)  # -o, --model, --tagger, --steps, --render, --device, -q, -v, ...
     else:
@@ -169,21 +170,15 @@ def print_report(report: dict, console) -> None:
     console.print(table)
 
 
-def _configure_logging(verbose: bool, quiet: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.ERROR if quiet else logging.WARNING,
-                        format="autosep: %(message)s")
-    logging.getLogger("huggingface_hub").propagate = False
-
-
 def _separate(args, dataset: Path, references: dict, console) -> list[str]:
     """Separate each recording's mixture into ``<out>/<recording>/mixture/`` (what ``autosep`` writes for a file
     given by name, one output root per recording), loading the models once. Returns the failure messages."""
     from dataclasses import replace
 
-    from ..cli_options import make_progress, options_from_args
+    from ..commands.options import make_progress, options_from_args
     from ..pipeline.batch import run_batch
     from ..pipeline.manifest import MANIFEST_NAME
-    from ..pipeline.recording import Pipeline
+    from ..pipeline.pipeline import Pipeline
     from ..taggers.audioset import load_ontology
 
     ontology = load_ontology()
@@ -244,7 +239,7 @@ def main(argv: list[str]) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0)
-    _configure_logging(args.verbose, args.quiet)
+    setup_logging(args.verbose, args.quiet)
     try:
         return _main(args, run)
     except KeyboardInterrupt:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..pipeline.reading import AudioDecodeError, open_audio
+from ..pipeline.recording import AudioDecodeError, open_audio
 from ..pipeline.manifest import hub_revision, package_versions
 from ..taggers.audioset import load_ontology
 from .discovery import score_discovery, summarise_discovery

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..pipeline.reading import is_media_file
+from ..pipeline.recording import is_media_file
 from ..errors import AutosepError
 from ..pipeline.manifest import MANIFEST_NAME
 from ..pipeline.naming import RESIDUAL, slugify

@@ -13,7 +13,7 @@ from pathlib import Path
 from ..errors import AutosepError
 from .batch import BatchOutcome, run_batch
 from .progress import Progress
-from .recording import RecordingResult
+from .pipeline import RecordingResult
 from .settings import PipelineOptions, RunSettings
 
 

@@ -18,7 +18,7 @@ from .inputs import InputFile, collect_inputs
 from .manifest import Manifest
 from .naming import is_inside
 from .progress import Progress
-from .recording import Pipeline, RecordingResult, output_folder, write_remix
+from .pipeline import Pipeline, RecordingResult, output_folder, write_remix
 from .settings import RunSettings
 from .write import DiskFullError
 

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..taggers.base import Tagger, TagResult
-from .reading import Recording, open_audio
+from .recording import Recording, open_audio
 from .tagging import tag_recording
 from .write import StemWriters
 

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .reading import MEDIA_EXTENSIONS, is_media_file
+from .recording import MEDIA_EXTENSIONS, is_media_file
 
 _GLOB_CHARS = frozenset("*?[")
 

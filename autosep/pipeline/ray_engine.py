@@ -117,7 +117,7 @@ class RecordingWorker:
     config: tuple[RunSettings, str]  # (the run's settings, the state folder), bound by :func:`run_on_ray`
 
     def __init__(self):
-        from .recording import Pipeline
+        from .pipeline import Pipeline
 
         settings, state = self.config
         self.pipeline = Pipeline.load(settings)
@@ -143,7 +143,7 @@ class RecordingWorker:
         return self.pipeline.process(item, folder, previous)
 
     def _one(self, index: int, item: InputFile, folder: Path, previous: Manifest | None):
-        from .recording import RecordingResult
+        from .pipeline import RecordingResult
 
         attempt = self._count_attempt(index)
         if attempt > self.retries + 1:

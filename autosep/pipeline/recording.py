@@ -1,419 +1,312 @@
-"""The automatic stem pipeline for one recording, in numbered steps (:meth:`Pipeline.process`):
+"""Reading a recording: one :class:`Recording` type, read in blocks so long files never sit in memory whole.
 
-    1. decode   open the file for block reads; check its length and that the stems can be written as asked
-    2. tag      one streaming pass: peak level, NaN count and (unless sources were given) tags per block
-    3. plan     the sources to separate: planned from the tags, or the prompts given
-    4. separate window by window, only the sources active in each window
-    5. render   each window's stems into the output (projected masks on the original, or the raw stems)
-    6. write    stems streamed to temporary files, renamed when complete; then ``manifest.json``, last
+Files libsndfile can open and seek (wav, flac, ogg, mp3, aiff...) are read block by block from disk. Everything
+else (m4a/aac, opus in mp4, wma, the soundtrack of video files) is decoded whole through PyAV; memory then grows
+with the length of those files only. NaN and infinite samples are replaced by 0 as they are read (and counted
+by :meth:`Recording.scan`), so every later stage sees finite audio. Any file that cannot be read raises
+:class:`AudioDecodeError` naming the file and what to do, never a library traceback.
 
-Models are loaded once (:meth:`Pipeline.load`) and reused for every recording. The recording is read in blocks
-and the stems are written as windows finish, so memory stays flat however long the file is. Whether a
-recording needs processing at all (done already, or another input's folder) is the batch's decision.
+How long a recording is: for PCM WAV/AIFF and FLAC the header says it exactly, so data that stops short of it
+(a half-copied file) is a truncation, reported by ``header_frames`` and processed at the length really there.
+For compressed formats (mp3, ogg/vorbis, opus) the header's frame count is only an estimate (an mp3 without a
+Xing header has none at all): the decoded length is the truth, silently. :meth:`Recording.scan`, the first full
+read, settles ``frames``.
 """
 
 from __future__ import annotations
 
-import math
-import socket
-import time
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+import os
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
 from ..errors import AutosepError
-from ..logs import apply_library_level
-from ..taggers.sources import Source
-from .inputs import InputFile
-from .manifest import MANIFEST_NAME, Manifest, ResidualReport
-from .naming import RESIDUAL, is_inside
-from .progress import Progress
-from .reading import Recording, open_audio
-from .render import RENDERERS, StemPaths
-from .separate import WindowedSeparation
-from .settings import RunSettings
-from .check import check_stems, fold_into_residual
-from .tagging import TaggedRecording, plan_recording, tag_recording
-from .write import DiskFullError, OutputError, StemWriters, check_output_format, remove_partials
 
-MIN_DURATION_S = 0.1
+AUDIO_EXTENSIONS = frozenset(
+    ".wav .wave .flac .ogg .oga .opus .mp3 .m4a .aac .wma .aif .aiff .aifc .caf .w64 .rf64 .mka .ac3".split()
+)
+VIDEO_EXTENSIONS = frozenset(".mp4 .m4v .mkv .mov .webm .avi .wmv .flv .3gp .mpg .mpeg .ts".split())
+MEDIA_EXTENSIONS = AUDIO_EXTENSIONS | VIDEO_EXTENSIONS
+SILENCE_PEAK = 1e-4  # -80 dBFS: a recording, window or stem whose peak stays below this counts as silence
 
 
-class InputError(AutosepError):
-    """This recording cannot be processed (too short, unreadable...); the batch goes on."""
+class AudioDecodeError(AutosepError):
+    """The file could not be read as audio; the message names it and says what to do."""
 
 
-class StemNotFound(KeyError):
-    """No stem answers to the name asked for; the message lists the ones there are."""
-
-    def __str__(self) -> str:
-        return str(self.args[0])
-
-
-class StemFiles(Mapping):
-    """Stems by source name, each read from its file (float32 ``[frames, channels]``) when accessed.
-
-    The keys are the source names (``plan[i].label``, and ``"residual"``); a stem is also found by its prompt
-    (``"dog barking"`` for the class ``"Bark"``), its AudioSet mid or its file name with or without extension
-    (``"dog_barking"``), in any case. A name that matches none raises a KeyError listing what there is.
-    """
-
-    def __init__(self, files: dict[str, Path], plan: Sequence[Source] = ()):
-        self.files = dict(files)
-        self._names: dict[str, str] = {}
-        for source in plan:  # the weaker aliases first: a source's own name always wins
-            if source.label in self.files:
-                for alias in (source.prompt, source.mid):
-                    if alias:
-                        self._names.setdefault(alias.casefold(), source.label)
-        for name, path in self.files.items():
-            for alias in (path.stem, path.name):
-                self._names[alias.casefold()] = name
-        for name in self.files:
-            self._names[name.casefold()] = name
-
-    def key_for(self, name: str) -> str:
-        """The source name a stem is stored under, for any name it answers to."""
-        if name in self.files:
-            return name
-        key = self._names.get(str(name).strip().casefold())
-        if key is None:
-            known = ", ".join(f"{n!r} ({p.name})" for n, p in self.files.items()) or "none (no stems were written)"
-            raise StemNotFound(f"no stem named {name!r}; this recording's stems are: {known}. Look a stem up by "
-                               "its source name, its prompt or its file name")
-        return key
-
-    def __getitem__(self, name: str) -> np.ndarray:
-        return sf.read(str(self.files[self.key_for(name)]), dtype="float32", always_2d=True)[0]
-
-    def __contains__(self, name: object) -> bool:
-        try:
-            self.key_for(str(name))
-        except KeyError:
-            return False
-        return True
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.files)
-
-    def __len__(self) -> int:
-        return len(self.files)
+def is_media_file(path: str | os.PathLike) -> bool:
+    return Path(path).suffix.lower() in MEDIA_EXTENSIONS
 
 
 @dataclass
-class RecordingResult:
-    input: Path
-    output: Path | None
-    status: str  # "done", "skipped" (already done), "planned" (dry run), "failed"
-    message: str = ""
-    warnings: list[str] = field(default_factory=list)
-    plan: list[Source] = field(default_factory=list)
-    manifest: dict | None = None
-    files: dict[str, Path] = field(default_factory=dict)  # source name (and "residual") -> stem file
-    sample_rate: int | None = None
-    seconds: float = 0.0
-    top_tags: list[dict] = field(default_factory=list)  # the tagger's strongest classes (label, mid, max_score)
-    processed_by: dict | None = None  # where a Ray worker processed it (engine, host, pid, node id, attempt)
+class ScanResult:
+    peak: float
+    non_finite: int
+
+
+EXACT_LENGTH_CONTAINERS = frozenset({"WAV", "WAVEX", "AIFF", "FLAC", "W64", "RF64", "CAF"})
+
+
+class Recording:
+    """An open recording: its format, and float32 ``[frames, channels]`` blocks read on demand."""
+
+    path: Path
+    sample_rate: int
+    channels: int
+    frames: int  # the real length once scanned (before: what the header says)
+    subtype: str | None  # soundfile subtype ("PCM_16", "FLOAT", ...), None when decoded by PyAV
+    container: str | None  # soundfile format ("WAV", "FLAC", ...) or the FFmpeg container name
+    header_frames: int | None = None  # the length an exact header promises, when the data falls short of it
+    _estimated = False  # the header's length is an estimate (compressed formats): the decoded length decides
 
     @property
-    def ok(self) -> bool:
-        return self.status in ("done", "skipped", "planned")
+    def duration(self) -> float:
+        return self.frames / float(self.sample_rate)
 
-    @property
-    def stems(self) -> Mapping[str, np.ndarray]:
-        """The written stems by source name (and ``"residual"``), read from the files when accessed, so a batch
-        of long recordings never holds every stem in memory."""
-        return StemFiles(self.files, self.plan)
+    def read(self, start: int, count: int) -> np.ndarray:
+        """float32 ``[count, channels]`` from frame ``start`` (zero-padded past the end), non-finite -> 0."""
+        block = self._read(start, max(0, min(count, self.frames - start)))
+        if len(block) < count:
+            block = np.concatenate([block, np.zeros((count - len(block), self.channels), dtype=np.float32)])
+        if not np.isfinite(block).all():
+            block = np.nan_to_num(block, nan=0.0, posinf=0.0, neginf=0.0)
+        return block
 
-    @classmethod
-    def skipped(cls, item: InputFile, manifest: Manifest) -> "RecordingResult":
-        """A recording done by an earlier run, as its manifest records it."""
-        return cls(item.path, manifest.folder, "skipped", "already done (manifest.json exists)", plan=manifest.plan,
-                   manifest=manifest.data, files=manifest.files, sample_rate=manifest.sample_rate)
-
-    @classmethod
-    def failed(cls, path: Path, message: str) -> "RecordingResult":
-        return cls(path, None, "failed", message)
-
-
-def _check_length(item: InputFile, recording: Recording) -> None:
-    if recording.duration < MIN_DURATION_S:
-        raise InputError(f"{item.path}: too short ({recording.duration * 1000:.0f} ms); autosep needs at least "
-                         f"{MIN_DURATION_S} s of audio")
-
-
-def output_folder(out_root: Path, item: InputFile) -> Path:
-    """``<out>/<input path relative to the folder given, without extension>``; never outside ``out_root``."""
-    folder = out_root / item.relative
-    if not is_inside(folder, out_root) or folder.resolve() == out_root.resolve():
-        raise OutputError(f"{item.path}: its output folder {folder} would fall outside {out_root}")
-    return folder
-
-
-class Pipeline:
-    """Holds the loaded tagger and separator and processes recordings one after another."""
-
-    def __init__(self, settings: RunSettings, tagger=None, separator=None, progress: Progress | None = None):
-        self.settings = settings
-        self.tagger = tagger if settings.tagged else None
-        # A separator loaded for another run (the web page, an AutoSep reused) gets this run's settings bound.
-        self.separator = separator.bound_to(settings.separation) if hasattr(separator, "bound_to") else separator
-        self.progress = progress or Progress()
-        # What the separator works at (no separator in a dry run: AudioLDM's 16 kHz mono and window).
-        self.model_rate = int(getattr(separator, "sample_rate", 16000))
-        self.model_channels = int(getattr(separator, "channels", 1))
-        self.windows = settings.windows.resolved(getattr(separator, "default_window", None),
-                                                 getattr(separator, "device", None))
-        self.processed_by: dict = {"engine": "local", "host": socket.gethostname()}  # the Ray engine sets its own
-
-    @classmethod
-    def load(cls, settings: RunSettings, progress: Progress | None = None) -> "Pipeline":
-        """Load the models this run needs, once. Raises AutosepError (e.g. ModelNotAvailableError)."""
-        progress = progress or Progress()
-        tagger = separator = None
-        if settings.tagged:
-            from ..taggers import load_tagger_for
-
-            progress.stage(f"loading tagger {settings.tagging.tagger}")
-            tagger = load_tagger_for(settings.tagging, device=settings.models.device)
-        if not settings.dry_run:
-            from ..separator import ZeroSep
-
-            models = settings.models
-            progress.stage(f"loading separator {models.separator}")
-            separator = ZeroSep.from_pretrained(models.separator, device=models.device, dtype=models.dtype,
-                                                batch_size=models.batch_size, settings=settings.separation)
-        apply_library_level()  # the libraries imported while loading speak at the run's level
-        return cls(settings, tagger, separator, progress)
-
-    def process(self, item: InputFile, folder: Path | None = None, previous: Manifest | None = None,
-                plan: list[Source] | None = None, top_tags: list[dict] | None = None) -> RecordingResult:
-        """Process one recording into ``folder`` (by default its place under the output folder). ``previous`` is
-        the manifest already there (read here when not given), whose stems are replaced. Errors about this
-        recording come back as a failed result; Ctrl-C propagates (after removing this recording's temporary
-        files).
-
-        ``plan`` (e.g. a dry run's plan edited by hand) replaces tagging and planning; ``top_tags`` then goes to
-        the manifest as the tags it came from.
-        """
-        started = time.perf_counter()
-        try:
-            folder = folder or output_folder(self.settings.output.out, item)
-            if previous is None and folder.is_dir():
-                previous = Manifest.read(folder)
-            result = self._process(item, folder, previous, started, plan, top_tags)
-            if result.status == "done":
-                write_remix(result, self.settings.output, self.progress)
-        except DiskFullError:
-            raise  # not about this recording: the batch stops
-        except (AutosepError, OSError) as exc:
-            message = str(exc) if isinstance(exc, AutosepError) else f"{item.path}: {exc.strerror or exc}"
-            result = RecordingResult.failed(item.path, message)
-        except Exception as exc:  # from torch/diffusers/the models/decoders: say which file, go on (not Ctrl-C)
-            result = RecordingResult.failed(item.path, f"{item.path}: {type(exc).__name__}: {exc}")
-        result.seconds = time.perf_counter() - started
-        return result
-
-    def _process(self, item: InputFile, folder: Path, previous: Manifest | None, started: float,
-                 given_plan: list[Source] | None, given_top_tags: list[dict] | None) -> RecordingResult:
-        settings, output = self.settings, self.settings.output
-        timings: dict[str, float] = {}
-        warnings: list[str] = []
-        # 1. decode
-        with open_audio(item.path) as recording:
-            timings["open"] = time.perf_counter() - started
-            _check_length(item, recording)
-            renderer = RENDERERS[output.render](recording, self.model_rate, self.model_channels)
-            try:
-                subtype = output.subtype(recording.subtype)
-                check_output_format(output.format, subtype, *renderer.shape)
-            except OutputError as exc:
-                raise OutputError(f"{item.path}: {exc}") from None
-
-            # 2-3. tag and plan
-            t0 = time.perf_counter()
-            self.progress.stage("tagging" if self.tagger is not None else "reading")
-            planning = self._tag_and_plan(recording) if given_plan is None else self._given(recording, given_plan)
-            timings["scan_and_tag"] = time.perf_counter() - t0
-            plan = planning.plan
-            if recording.truncated:  # a half-copied file is still worth separating, but never silently
-                rate = recording.sample_rate
-                warnings.append(f"{item.path}: the file is shorter than its header says "
-                                f"({recording.header_frames / rate:.2f} s promised, {recording.frames / rate:.2f} s "
-                                "of audio there; cut off while copying?); processed at its real length")
-            _check_length(item, recording)  # the audio really there may be shorter than the header said
-            notes = planning.result.notes if planning.result is not None else []
-            warnings.extend(f"{item.path}: {note}" for note in dict.fromkeys(notes))
-            if planning.non_finite:
-                warnings.append(f"{item.path}: {planning.non_finite} NaN/infinite samples were replaced by silence")
-            if planning.silent:
-                warnings.append(f"{item.path}: the recording is silent; no sources, no stems written")
-            elif not plan:
-                warnings.append(f"{item.path}: no source passed the threshold; no stems written "
-                                "(try a lower --threshold, or name sources with -s)")
-            for warning in warnings:
-                self.progress.warn(warning)
-            top_tags = planning.top_tags() if given_plan is None else list(given_top_tags or [])
-            if settings.dry_run:
-                return RecordingResult(item.path, folder, "planned", plan=plan, warnings=warnings, top_tags=top_tags)
-
-            # 4-6. separate, render and write, window by window
-            folder.mkdir(parents=True, exist_ok=True)
-            remove_partials(folder)
-            # the old stems, and a remix made of them: never left beside new ones
-            stale = {*previous.files.values(), *filter(None, [previous.remix_file])} if previous is not None else set()
-            (folder / MANIFEST_NAME).unlink(missing_ok=True)  # from here on the folder is not "done"
-            t0 = time.perf_counter()
-            paths = renderer.paths(folder, [s.label for s in plan], output.format)
-            report = self._separate(recording, plan, renderer, paths, subtype) if plan else None
-            timings["separate_and_write"] = time.perf_counter() - t0
-            check_record = None
-            if report is not None and self.tagger is not None and planning.result is not None:
-                t0 = time.perf_counter()
-                plan, paths, report, check_record = self._check(recording, plan, renderer, paths, subtype, report,
-                                                                planning.result, folder)
-                timings["check"] = time.perf_counter() - t0
-
-        files = {source.label: path for source, path in zip(plan, paths.sources)}
-        if paths.residual is not None:
-            files[RESIDUAL] = paths.residual
-        for old in stale - set(files.values()):
-            if is_inside(old, folder) and old.name != MANIFEST_NAME:
-                old.unlink(missing_ok=True)
-        late: list[str] = []
-        for stem in report.stems if report else []:
-            if stem.silent:
-                late.append(f"{item.path}: the stem for {stem.name!r} is silent")
-            if stem.clipped_samples:
-                late.append(f"{item.path}: {stem.clipped_samples} samples of {stem.file} were clipped "
-                            "(write float stems with --format wav --bit-depth 32f to keep them)")
-        for warning in late:
-            self.progress.warn(warning)
-        warnings.extend(late)
-
-        # 7. the manifest, last: it marks the recording done
-        timings["total"] = time.perf_counter() - started
-        windows = report.windows if report else []
-        work = {"windows": len(windows), "separated_windows": report.separated_windows if report else 0,
-                "unet_evaluations": report.unet_evaluations if report else 0}
-        manifest = Manifest.build(
-            folder, recording=recording, input_given=item.given, non_finite=planning.non_finite,
-            peak=planning.peak,
-            tagger=self.tagger, separator=self.separator, plan=plan,
-            source_mode="edited" if given_plan is not None else "tagged" if settings.tagged else "given",
-            settings=settings.record(subtype, self.windows), work=work,
-            stems=report.stems if report else [], residual=report.residual if report else None, windows=windows,
-            timings=timings, warnings=warnings, top_tags=top_tags, check=check_record,
-            processed_by=self.processed_by,
-        )
-        manifest.write()
-        return RecordingResult(item.path, folder, "done", plan=plan, manifest=manifest.data, files=files,
-                               warnings=warnings, sample_rate=renderer.shape[0], top_tags=top_tags)
-
-    def _tag_and_plan(self, recording: Recording) -> TaggedRecording:
-        """Steps 2 and 3: one streaming pass (``tagging``, the path ``autosep tag`` takes too), then the plan:
-        the prompts given, or planned from the tags. A silent recording holds no source, whatever was asked for."""
-        if self.tagger is None:
-            tagged = tag_recording(recording, None)
-            if self.settings.sources is not None and not tagged.silent:
-                tagged.plan = [Source.given(p, recording.duration) for p in self.settings.sources]
-            return tagged
-        return plan_recording(recording, self.tagger, self.settings.planning.as_dict())
-
-    def _given(self, recording: Recording, given_plan: list[Source]) -> TaggedRecording:
-        """A plan chosen beforehand (e.g. edited in ``autosep web``), its segments clipped to this recording; the
-        file is still scanned once for its peak and NaN count. No tags, so no stem check either."""
-        tagged = tag_recording(recording, None)
-        for source in given_plan:
-            segments = [(max(0.0, float(a)), min(recording.duration, float(b))) for a, b in source.segments]
-            tagged.plan.append(Source(label=source.label, prompt=source.prompt, mid=source.mid, score=source.score,
-                                      segments=[(a, b) for a, b in segments if b > a], origin="given"))
-        return tagged
-
-    def _separate(self, recording: Recording, plan: list[Source], renderer, paths, subtype: str):
-        """Steps 4-6 for ``plan``: window by window into ``paths``, renamed to their final names when complete."""
-        output = self.settings.output
-        with StemWriters(paths.all, output.format, subtype, *renderer.shape) as writers:
-            report = WindowedSeparation(self.separator, self.windows, self.progress).run(
-                recording, plan, renderer, paths, writers)
-            writers.commit()
-        return report
-
-    def _check(self, recording: Recording, plan: list[Source], renderer, paths, subtype: str, report,
-               mixture, folder: Path):
-        """The stems checked by the tagger (check.py): confirm each stem and find sources left in the residual;
-        with ``rounds`` > 1 separate again with those (up to ``max_sources``); with ``drop_unconfirmed`` fold the
-        unconfirmed stems into the residual (the sum stays exact)."""
-        check_settings, output = self.settings.check, self.settings.output
-        planner = self.settings.planning.as_dict()
-        max_sources = self.settings.planning.max_sources
-        unet_evaluations = report.unet_evaluations
-        added_in = {source.label: 1 for source in plan}
-        round_no = 1
-        while True:
-            self.progress.stage("checking stems" if round_no == 1 else f"checking stems (round {round_no})")
-            check = check_stems(self.tagger, plan, paths.sources, paths.residual, mixture, planner)
-            room = len(check.discovered) if max_sources is None else max_sources - len(plan)
-            if round_no >= check_settings.rounds or not check.discovered or room <= 0:
+    def scan(self, block_frames: int, on_block: Callable[[int, np.ndarray], None] | None = None) -> ScanResult:
+        """One streaming pass: the peak level and the number of NaN/inf samples. ``on_block(start, block)`` sees
+        every (sanitized) block, so the tagger can ride along on the same pass."""
+        peak, non_finite = 0.0, 0
+        start = 0
+        while start < self.frames:
+            count = min(block_frames, self.frames - start)
+            raw = self._read_until_end(start, count)
+            if len(raw) < count:  # the data ends before the header said it would
+                if not self._estimated:
+                    self.header_frames = self.header_frames or self.frames
+                self.frames = start + len(raw)
+                self._reopen()  # a decoder that hit the damage may not seek any more
+            bad = ~np.isfinite(raw)
+            if bad.any():
+                non_finite += int(bad.sum())
+                raw = np.where(bad, 0.0, raw).astype(np.float32)
+            if raw.size:
+                peak = max(peak, float(np.abs(raw).max()))
+            if on_block is not None and len(raw):
+                on_block(start, raw)
+            start += len(raw)
+            if len(raw) < count:
                 break
-            round_no += 1
-            added = check.discovered[:room]
-            added_in.update((source.label, round_no) for source in added)
-            plan = plan + added
-            old = set(paths.all)
-            paths = renderer.paths(folder, [s.label for s in plan], output.format)
-            for stale in old - set(paths.all):
-                stale.unlink(missing_ok=True)
-            self.progress.stage(f"separating (round {round_no})")
-            report = self._separate(recording, plan, renderer, paths, subtype)
-            unet_evaluations += report.unet_evaluations
-        report.unet_evaluations = unet_evaluations
-        for stem, verdict in zip(report.stems, check.stems):
-            stem.check = {k: verdict[k] for k in ("score_in_stem", "score_in_mixture", "confirmed")}
-            stem.round = added_in.get(stem.name, 1)
-        record = {"rounds": round_no, **check.to_dict(), "dropped": []}
-        if check_settings.drop_unconfirmed and check.unconfirmed:
-            drop = set(check.unconfirmed)
-            keep = [i for i in range(len(plan)) if i not in drop]
-            residual = fold_into_residual(recording, [paths.sources[i] for i in keep],
-                                          [paths.sources[i] for i in sorted(drop)], paths.residual, output.format,
-                                          subtype, *renderer.shape)
-            record["dropped"] = [plan[i].label for i in sorted(drop)]
-            if residual is not None:
-                report.residual = ResidualReport(residual["file"], residual["peak"], residual["clipped_samples"])
-            plan = [plan[i] for i in keep]
-            report.stems = [report.stems[i] for i in keep]
-            paths = StemPaths([paths.sources[i] for i in keep], paths.residual)
-            for entry in report.windows:
-                entry["sources"] = [name for name in entry["sources"] if name not in record["dropped"]]
-        return plan, paths, report, record
+        if self.frames == 0:
+            raise AudioDecodeError(f"{self.path}: the file holds no audio samples")
+        return ScanResult(peak, non_finite)
+
+    @property
+    def truncated(self) -> bool:
+        """Whether the data stops short of the length the file's (exact) header promises."""
+        return self.header_frames is not None and self.header_frames > self.frames
+
+    def _read_until_end(self, start: int, count: int) -> np.ndarray:
+        """Up to ``count`` frames from ``start``; fewer where the data ends, even when the decoder fails there
+        (a cut-off FLAC frame)."""
+        try:
+            return self._read(start, count)
+        except (sf.LibsndfileError, RuntimeError) as exc:
+            error = exc
+        # The decoder failed inside this block: keep what decodes before the damage, in small steps.
+        pieces, step = [], 4096
+        for offset in range(start, start + count, step):
+            try:
+                piece = self._read(offset, min(step, start + count - offset))
+            except (sf.LibsndfileError, RuntimeError):
+                break
+            pieces.append(piece)
+            if len(piece) < step:
+                break
+        if start == 0 and not pieces:
+            raise AudioDecodeError(f"{self.path}: cannot decode the audio ({error}); re-export or re-copy it") \
+                from None
+        return np.concatenate(pieces) if pieces else np.zeros((0, self.channels), dtype=np.float32)
+
+    def _read(self, start: int, count: int) -> np.ndarray:
+        """Up to ``count`` frames as stored (NaN kept), fewer at the end of the file."""
+        raise NotImplementedError
+
+    def _reopen(self) -> None:
+        """Start reading afresh (after the data turned out to end early)."""
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "Recording":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
-def write_remix(result: RecordingResult, output, progress: Progress) -> None:
-    """``--keep``/``--remove``: write remix.<format> beside the finished (or earlier) stems, and record it in the
-    manifest."""
-    if not (output.keep or output.remove) or not result.files or result.output is None:
-        return
-    from .remix import REMIX, UnknownStemError, open_result, remix
+class _FileRecording(Recording):
+    """Read from disk through libsndfile, block by block."""
 
-    stems = open_result(result.output)
+    def __init__(self, path: Path, handle: sf.SoundFile):
+        self.path, self._file = path, handle
+        self.sample_rate, self.channels, self.frames = int(handle.samplerate), int(handle.channels), int(handle.frames)
+        self.subtype, self.container = handle.subtype, handle.format
+        self._estimated = handle.format not in EXACT_LENGTH_CONTAINERS
+        # libsndfile quietly shortens a WAV/AIFF whose data stops early to the data there: the header says more.
+        declared = _declared_frames(path, handle.format)
+        if declared is not None and declared > self.frames:
+            self.header_frames = declared
+
+    def _read(self, start: int, count: int) -> np.ndarray:
+        if count <= 0:
+            return np.zeros((0, self.channels), dtype=np.float32)
+        self._file.seek(start)
+        return self._file.read(count, dtype="float32", always_2d=True)
+
+    def _reopen(self) -> None:
+        self._file.close()
+        self._file = sf.SoundFile(str(self.path))
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class _DecodedRecording(Recording):
+    """Decoded whole (PyAV, or a libsndfile file that cannot seek) and held in memory."""
+
+    def __init__(self, path: Path, samples: np.ndarray, sample_rate: int, subtype: str | None,
+                 container: str | None):
+        self.path, self._samples = path, samples
+        self.sample_rate, self.channels, self.frames = int(sample_rate), int(samples.shape[1]), int(samples.shape[0])
+        self.subtype, self.container = subtype, container
+
+    def _read(self, start: int, count: int) -> np.ndarray:
+        return np.asarray(self._samples[start : start + max(count, 0)], dtype=np.float32)
+
+
+def _declared_frames(path: Path, container: str) -> int | None:
+    """The frame count a WAV's ``data`` chunk or an AIFF's ``COMM`` chunk declares (None when unknown)."""
     try:
-        named = {stems.find(name).name for name in (output.keep or output.remove)}
-    except UnknownStemError as exc:
-        raise UnknownStemError(f"{result.input}: {exc}; the stems are written, rerun with a valid name to write "
-                               "only the remix") from None
-    if output.keep:
-        gains = {stem.name: (0.0 if stem.name in named else -math.inf) for stem in stems.stems}
+        with open(path, "rb") as handle:
+            head = handle.read(12)
+            if container in ("WAV", "WAVEX") and head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+                return _riff_frames(handle)
+            if container == "AIFF" and head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+                return _aiff_frames(handle)
+    except (OSError, struct.error):
+        pass
+    return None
+
+
+def _chunks(handle, order: str):
+    """(name, size) of each chunk of a RIFF (``order`` "<") or IFF (">") file from the current position; the
+    caller reads a chunk's body or the generator skips it."""
+    while True:
+        header = handle.read(8)
+        if len(header) < 8:
+            return
+        name, size = header[:4], struct.unpack(order + "I", header[4:])[0]
+        start = handle.tell()
+        yield name, size
+        handle.seek(start + size + (size & 1))
+
+
+def _riff_frames(handle) -> int | None:
+    block_align = None
+    for name, size in _chunks(handle, "<"):
+        if name == b"fmt ":
+            block_align = struct.unpack("<H", handle.read(size)[12:14])[0]
+        elif name == b"data":
+            # 0 and 0xFFFFFFFF are placeholders of streamed writers: no promise made.
+            return size // block_align if block_align and size not in (0, 0xFFFFFFFF) else None
+    return None
+
+
+def _aiff_frames(handle) -> int | None:
+    for name, _ in _chunks(handle, ">"):
+        if name == b"COMM":
+            return struct.unpack(">I", handle.read(6)[2:6])[0]
+    return None
+
+
+def open_audio(path: str | os.PathLike) -> Recording:
+    """Open ``path`` for block reading.
+
+    Raises :class:`AudioDecodeError` for a missing, empty, truncated or non-audio file, with a message that
+    names the file.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise AudioDecodeError(f"{path}: no such file; check the path")
+    if path.is_dir():
+        raise AudioDecodeError(f"{path}: is a folder, not an audio file")
+    if path.stat().st_size == 0:
+        raise AudioDecodeError(f"{path}: the file is empty (0 bytes); re-export or re-copy it")
+    try:
+        handle = sf.SoundFile(str(path))
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as sf_error:
+        return _decode_with_pyav(path, sf_error)
+    if handle.frames > 0 and handle.seekable():
+        return _FileRecording(path, handle)
+    with handle:
+        samples = handle.read(dtype="float32", always_2d=True)
+    if len(samples) == 0:
+        raise AudioDecodeError(f"{path}: the file holds no audio samples")
+    return _DecodedRecording(path, samples, int(handle.samplerate), handle.subtype, handle.format)
+
+
+def _decode_with_pyav(path: Path, sf_error: BaseException) -> Recording:
+    try:
+        recording = _pyav_decode(path)
+    except AudioDecodeError:
+        raise
+    except Exception as av_error:  # PyAV raises many kinds of errors for unreadable input
+        raise AudioDecodeError(
+            f"{path}: not a readable audio or video file ({_short(sf_error)}; {_short(av_error)}). "
+            "Convert it to WAV or FLAC, e.g. with ffmpeg or sox, and try again"
+        ) from None
+    if recording.frames == 0:
+        raise AudioDecodeError(f"{path}: the file holds no audio samples")
+    return recording
+
+
+def _short(error: BaseException) -> str:
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return text[:160]
+
+
+def _pyav_decode(path: Path) -> Recording:
+    import av  # imported lazily: only files libsndfile cannot read need FFmpeg
+
+    with av.open(str(path)) as container:
+        streams = container.streams.audio
+        if not streams:
+            raise AudioDecodeError(f"{path}: the file has no audio track")
+        chunks: list[np.ndarray] = []
+        sample_rate = None
+        for frame in container.decode(streams[0]):
+            sample_rate = sample_rate or frame.sample_rate
+            chunks.append(_frame_to_float(frame))
+        if not chunks or sample_rate is None:
+            raise AudioDecodeError(f"{path}: the audio track holds no samples")
+        return _DecodedRecording(path, np.concatenate(chunks, axis=0), int(sample_rate), None, container.format.name)
+
+
+def _frame_to_float(frame) -> np.ndarray:
+    """An ``av.AudioFrame`` as float32 ``[frames, channels]``, whatever its sample format."""
+    data = frame.to_ndarray()
+    channels = len(frame.layout.channels)
+    if frame.format.is_planar:
+        data = data.reshape(channels, -1).T
     else:
-        gains = {stem.name: (-math.inf if stem.name in named else 0.0) for stem in stems.stems}
-    mixed = remix(stems, gains, result.output / f"{REMIX}.{output.format}", bit_depth=output.bit_depth)
-    for warning in mixed.warnings:
-        progress.warn(warning)
-    result.warnings.extend(mixed.warnings)
-    kind = "keep" if output.keep else "remove"
-    manifest = Manifest(result.output, {**stems.manifest, "remix": {**mixed.to_dict(), kind: sorted(named)}})
-    manifest.write()
-    result.manifest = manifest.data
+        data = data.reshape(-1, channels)
+    if data.dtype.kind == "i":
+        data = data.astype(np.float32) / float(np.iinfo(data.dtype).max + 1)
+    elif data.dtype.kind == "u":
+        info = np.iinfo(data.dtype)
+        data = (data.astype(np.float32) - (info.max + 1) / 2) / ((info.max + 1) / 2)
+    return np.ascontiguousarray(data, dtype=np.float32)

@@ -26,12 +26,12 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from ..frames import Window, fit_length, resample
+from ..waveforms import Window, fit_length, resample
 from .naming import RESIDUAL, unique_slugs
 from .windows import scale_windows
 
 if TYPE_CHECKING:
-    from .reading import Recording
+    from .recording import Recording
 
 _EPS = 1e-12
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..taggers.base import Tagger, TagResult
-from .reading import SILENCE_PEAK, Recording
+from .recording import SILENCE_PEAK, Recording
 
 TAG_BLOCK_S = 60.0  # the tagger sees the recording in blocks this long, so tagging memory stays flat too
 TOP_TAGS = 10

@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..frames import Window, fit_length
+from ..waveforms import Window, fit_length
 
 
 def scale_windows(windows: list[Window], ratio: float, total_frames: int) -> list[Window]:

@@ -15,10 +15,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from autosep.errors import ModelNotAvailableError
-from autosep.logs import library_quiet
-from autosep.paths import converted_root, offline_mode, unavailable_because
-from autosep.registry import KnownModel
+from ..errors import ModelNotAvailableError
+from ..logs import library_quiet
+from ..paths import converted_root, offline_mode, unavailable_because
+from ..known_models import KnownModel
 
 DEFAULT_MODEL = "audioldm2"
 

@@ -53,7 +53,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from autosep.paths import converted_root
+from ..paths import converted_root
 from typing import Any
 
 import torch
@@ -332,7 +332,7 @@ def convert_into_cache(checkpoint_folder: Path, target: Path, local_files_only: 
     """Convert the original checkpoint in ``checkpoint_folder`` into the pipeline folder ``target`` (once)."""
     from safetensors.torch import load_file
 
-    from autosep.logs import library_quiet
+    from ..logs import library_quiet
 
     if (target / "model_index.json").is_file():
         return target

@@ -302,7 +302,7 @@ def require_torchsde(folder) -> None:
     """Stable Audio Open's scheduler needs ``torchsde`` (without it diffusers substitutes a dummy that fails)."""
     import importlib.util
 
-    from autosep.errors import ModelNotAvailableError
+    from ..errors import ModelNotAvailableError
 
     if importlib.util.find_spec("torchsde") is None:
         raise ModelNotAvailableError(

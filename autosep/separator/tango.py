@@ -34,8 +34,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from autosep.errors import ModelNotAvailableError
-from autosep.logs import library_quiet
+from ..errors import ModelNotAvailableError
+from ..logs import library_quiet
 
 
 logger = logging.getLogger(__name__)
@@ -310,7 +310,7 @@ def text_encoder_folder(name: str, checkpoint: Path, weights: bool = False) -> P
             return candidate
     from huggingface_hub import snapshot_download
 
-    from autosep.paths import offline_mode, unavailable_because
+    from ..paths import offline_mode, unavailable_because
 
     patterns = list(TEXT_ENCODER_FILES) + (list(TEXT_ENCODER_WEIGHTS) if weights else [])
     offline = offline_mode()

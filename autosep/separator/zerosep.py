@@ -23,8 +23,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from autosep.devices import resolve_device, resolve_dtype
-from autosep.logs import library_quiet
+from ..devices import resolve_device, resolve_dtype
+from ..logs import library_quiet
 
 from . import mel
 from .backbones import Backbone, Conditioning, backbone_for
@@ -414,7 +414,7 @@ class ZeroSep:
         if sample_rate is not None and int(sample_rate) != self.sample_rate:
             raise ValueError(
                 f"the separator works at {self.sample_rate} Hz but got {sample_rate} Hz audio: resample it first "
-                f"(autosep.frames.resample(wave, {sample_rate}, {self.sample_rate}))"
+                f"(autosep.waveforms.resample(wave, {sample_rate}, {self.sample_rate}))"
             )
         if isinstance(wave, np.ndarray):
             wave = torch.from_numpy(np.ascontiguousarray(wave))

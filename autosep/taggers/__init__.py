@@ -1,7 +1,7 @@
 """Audio taggers, AudioSet metadata and the source planner.
 
 ```python
-from autosep.taggers import load_tagger, plan_from_result
+from . import load_tagger, plan_from_result
 tagger = load_tagger("panns")                       # load once, reuse
 result = tagger.tag(wave, sample_rate)              # TagResult: probs [windows, classes], labels, window_times
 plan = plan_from_result(result)                     # plan_sources with the tagger's threshold and window length
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..registry import KnownModel
+from ..known_models import KnownModel
 from .base import Tagger, TagResult
 from .planner import plan_from_result, plan_sources
 from .settings import (

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..frames import fit_length, plan_windows, resample, to_mono
+from ..waveforms import fit_length, plan_windows, resample, to_mono
 
 
 @dataclass

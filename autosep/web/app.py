@@ -15,7 +15,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from ..pipeline.reading import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS
+from ..pipeline.recording import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS
 from ..errors import AutosepError
 from ..pipeline.naming import RESIDUAL
 from ..separator import KNOWN_MODELS as SEPARATOR_MODELS

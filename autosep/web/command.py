@@ -25,7 +25,7 @@ needs the web extra: pip install "autosep[web]"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ..cli_options import add_separation_arguments, add_tagging_arguments, positive_number
+    from ..commands.options import add_separation_arguments, add_tagging_arguments, positive_number
 
     parser = argparse.ArgumentParser(prog="autosep web", formatter_class=argparse.RawDescriptionHelpFormatter,
                                      description="Start the autosep browser app (Gradio).", epilog=_EPILOG)
@@ -56,10 +56,9 @@ def main(argv: list[str]) -> int:
     if not 0 <= args.port <= 65535:
         print(f"autosep web: error: --port must be 0-65535, got {args.port}", file=sys.stderr)
         return 2
-    import logging
+    from ..logs import setup_logging
 
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="autosep: %(message)s")
-    logging.getLogger("huggingface_hub").propagate = False
+    setup_logging(verbose=args.verbose)
     from ..errors import AutosepError
 
     try:
@@ -94,7 +93,7 @@ def main(argv: list[str]) -> int:
 
 def options_for(args: argparse.Namespace):
     """The page's defaults: the main command's options as parsed here (no inputs, output per session)."""
-    from ..cli_options import options_from_args
+    from ..commands.options import options_from_args
 
     args.sources, args.dry_run, args.out, args.overwrite = None, False, "separated", True
     args.keep = args.remove = None

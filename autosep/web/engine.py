@@ -25,8 +25,8 @@ from ..errors import AutosepError
 from ..pipeline.inputs import InputFile
 from ..pipeline.manifest import MANIFEST_NAME
 from ..pipeline.naming import RESIDUAL, slugify
-from ..pipeline.reading import open_audio
-from ..pipeline.recording import Pipeline, RecordingResult
+from ..pipeline.recording import open_audio
+from ..pipeline.pipeline import Pipeline, RecordingResult
 from ..pipeline.settings import PipelineOptions
 from ..pipeline.progress import Progress
 from ..pipeline.remix import REMIX, RemixResult, open_result, remix

@@ -205,7 +205,7 @@ def test_run_separates_a_dataset_and_scores_it(tmp_path, capsys, tiny_audioldm2_
     assert report["overall"]["pairs"] == 4 and report["overall"]["fad"]["clap"]["estimates"] == 4
     assert "overall" in stdout
     # A rerun resumes: everything is separated already (the same request), so no model is loaded and scoring runs.
-    from autosep.pipeline.recording import Pipeline
+    from autosep.pipeline.pipeline import Pipeline
 
     with pytest.MonkeyPatch.context() as patched:
         patched.setattr(Pipeline, "load", classmethod(lambda *a, **k: pytest.fail("a model was loaded")))

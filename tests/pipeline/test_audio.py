@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from autosep.frames import resample
-from autosep.pipeline.reading import AudioDecodeError, open_audio
+from autosep.waveforms import resample
+from autosep.pipeline.recording import AudioDecodeError, open_audio
 
 
 def load_audio(path):

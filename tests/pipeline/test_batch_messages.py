@@ -21,7 +21,7 @@ def test_an_output_folder_given_as_input_is_named_as_such(tmp_path):
     from test_pipeline_flow import BandSeparatorDouble
 
     from autosep.pipeline.batch import run_batch
-    from autosep.pipeline.recording import Pipeline
+    from autosep.pipeline.pipeline import Pipeline
     from autosep.pipeline.settings import PipelineOptions
 
     write_wave(tmp_path / "in" / "mix.wav")
@@ -40,7 +40,7 @@ def test_a_full_disk_is_named_stops_the_batch_and_leaves_no_temporaries(tmp_path
 
     from autosep.pipeline import write
     from autosep.pipeline.batch import run_batch
-    from autosep.pipeline.recording import Pipeline
+    from autosep.pipeline.pipeline import Pipeline
     from autosep.pipeline.settings import PipelineOptions
 
     for name in ("a", "b", "c"):

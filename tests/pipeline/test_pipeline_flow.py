@@ -14,7 +14,7 @@ import soundfile as sf
 from autosep.errors import AutosepError
 from autosep.pipeline.inputs import collect_inputs
 from autosep.pipeline.batch import run_batch
-from autosep.pipeline.recording import Pipeline
+from autosep.pipeline.pipeline import Pipeline
 from autosep.pipeline.settings import PipelineOptions
 from autosep.pipeline.tagging import TaggedRecording
 from autosep.taggers import Source

@@ -12,7 +12,7 @@ import soundfile as sf
 from autosep.pipeline.inputs import collect_inputs
 from autosep.pipeline.naming import slugify, unique_slugs
 from autosep.pipeline.render import project
-from autosep.frames import plan_windows
+from autosep.waveforms import plan_windows
 from autosep.pipeline.windows import CrossFade, OverlapAdd
 from autosep.pipeline.write import OutputError, StemWriter, check_output_format, choose_subtype
 

@@ -13,7 +13,7 @@ import soundfile as sf
 from test_pipeline_flow import BandSeparatorDouble, _write
 
 from autosep.pipeline.batch import run_batch
-from autosep.pipeline.recording import Pipeline
+from autosep.pipeline.pipeline import Pipeline
 from autosep.pipeline.settings import PipelineOptions
 
 

@@ -16,8 +16,8 @@ import soundfile as sf
 from test_pipeline_flow import BandSeparatorDouble
 
 from autosep.pipeline.batch import run_batch
-from autosep.pipeline.reading import open_audio
-from autosep.pipeline.recording import Pipeline
+from autosep.pipeline.recording import open_audio
+from autosep.pipeline.pipeline import Pipeline
 from autosep.pipeline.settings import PipelineOptions
 
 RATE = 16000

@@ -44,7 +44,7 @@ def test_ast_scores_are_sigmoid_of_logits_per_window(tiny_ast_dir):
     assert result.window_times[0] == pytest.approx((0.0, 10.24))
     assert result.window_times[1][1] == pytest.approx(15.0)
     # the first window scored by hand through the model: sigmoid, not softmax
-    from autosep.frames import resample
+    from autosep.waveforms import resample
 
     first = resample(wave, 22050, 16000)[: int(10.24 * 16000)]
     features = tagger.extractor([first], sampling_rate=16000, return_tensors="pt")
@@ -62,7 +62,7 @@ def test_clap_presence_is_calibrated_against_the_neutral_prompt(tiny_clap_dir):
     result = tagger.tag(noise(12, 16000), 16000)
     assert result.probs.shape == (2, 3)
     # recompute the rule for the first window: sigmoid(scale * (cos(audio, text) - cos(audio, neutral)))
-    from autosep.frames import resample
+    from autosep.waveforms import resample
 
     first = resample(noise(12, 16000), 16000, 48000)[:480000]
     features = tagger.processor.feature_extractor([first], sampling_rate=48000, return_tensors="pt",

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from autosep.taggers import plan_sources
-from autosep.frames import plan_windows
+from autosep.waveforms import plan_windows
 from autosep.taggers.base import Tagger
 
 

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..frames import fit_length, plan_windows, resample, to_mono
+from ..waveforms import fit_length, plan_windows, resample, to_mono
 from ..taggers.sources import Source
 from .manifest import ResidualReport, StemReport
 from .progress import Progress
-from .reading import SILENCE_PEAK, Recording
+from .recording import SILENCE_PEAK, Recording
 from .render import Renderer, StemPaths
 from .settings import WindowSettings
 from .windows import OverlapAdd, scale_windows

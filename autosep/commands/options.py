@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import argparse
 
-from .devices import DTYPE_NAMES
-from .pipeline.progress import LogProgress, Progress, RichProgress
-from .pipeline.render import RENDER_MODES
-from .errors import SettingsError
-from .pipeline.settings import PipelineOptions, parse_overlap
-from .pipeline.write import BIT_DEPTHS, FORMATS
-from .separator.settings import INVERSION_PROMPT_CHOICES, INVERSIONS
-from .taggers.prompts import load_prompt_overrides
-from .taggers.settings import TAGGER_NAMES, PlanningSettings, TaggingSettings
+from ..devices import DTYPE_NAMES
+from ..pipeline.progress import LogProgress, Progress, RichProgress
+from ..pipeline.render import RENDER_MODES
+from ..errors import SettingsError
+from ..pipeline.settings import PipelineOptions, parse_overlap
+from ..pipeline.write import BIT_DEPTHS, FORMATS
+from ..separator.settings import INVERSION_PROMPT_CHOICES, INVERSIONS
+from ..taggers.prompts import load_prompt_overrides
+from ..taggers.settings import TAGGER_NAMES, PlanningSettings, TaggingSettings
 
 
 def positive_number(text: str) -> float:

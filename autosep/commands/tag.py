@@ -15,15 +15,15 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .cli_options import add_tagging_arguments, number_at_least, planning_settings
-from .errors import EXIT_NOTHING_RAN, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, AutosepError, SettingsError
-from .pipeline.inputs import collect_inputs
-from .pipeline.reading import open_audio
-from .pipeline.tagging import TaggedRecording, plan_recording
-from .taggers import load_tagger_for
-from .taggers.base import Tagger
-from .taggers.planner import resolve_threshold
-from .taggers.settings import TaggingSettings
+from .options import add_tagging_arguments, number_at_least, planning_settings
+from ..errors import EXIT_NOTHING_RAN, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, AutosepError, SettingsError
+from ..pipeline.inputs import collect_inputs
+from ..pipeline.recording import open_audio
+from ..pipeline.tagging import TaggedRecording, plan_recording
+from ..taggers import load_tagger_for
+from ..taggers.base import Tagger
+from ..taggers.planner import resolve_threshold
+from ..taggers.settings import TaggingSettings
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -22,7 +22,7 @@ exit codes: 0 written, 1 not a result folder / cannot write, 2 usage error (bad 
 
 
 def _gain(text: str) -> tuple[str, float]:
-    from .pipeline.remix import parse_gain
+    from ..pipeline.remix import parse_gain
 
     try:
         return parse_gain(text)
@@ -54,8 +54,8 @@ def main(argv: list[str]) -> int:
         return int(exc.code or 0)
     from pathlib import Path
 
-    from .errors import AutosepError
-    from .pipeline.remix import REMIX, UnknownStemError, open_result, remix, resolve_gains
+    from ..errors import AutosepError
+    from ..pipeline.remix import REMIX, UnknownStemError, open_result, remix, resolve_gains
 
     try:
         result = open_result(args.folder)

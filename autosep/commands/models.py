@@ -6,13 +6,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .registry import KnownModel
+from ..known_models import KnownModel
 
 
 def known_models() -> list[KnownModel]:
     """Separator models first, then taggers, as the two areas declare them."""
-    from .separator import KNOWN_MODELS as separator_models
-    from .taggers import KNOWN_MODELS as tagger_models
+    from ..separator import KNOWN_MODELS as separator_models
+    from ..taggers import KNOWN_MODELS as tagger_models
 
     return list(separator_models) + list(tagger_models)
 
@@ -58,8 +58,8 @@ def list_models(models: list[KnownModel]) -> None:
 def download_model(model: KnownModel) -> str:
     """Fetch ``model`` and return where it is. Raises AutosepError subclasses with a message that says what is
     wrong (offline mode, no network, the hub's own refusal) and what to do; never advice to run this again."""
-    from .errors import DownloadError
-    from .paths import offline_mode
+    from ..errors import DownloadError
+    from ..paths import offline_mode
 
     try:
         if model.fetch is not None:
@@ -106,7 +106,7 @@ def main(argv: list[str]) -> int:
         names = ", ".join(m.alias for m in models)
         print(f"autosep models: unknown model {args.name!r}; known: {names}", file=sys.stderr)
         return 2
-    from .errors import AutosepError
+    from ..errors import AutosepError
 
     print(f"autosep: downloading {model.alias} ({model.source}, {model.size}, licence {model.licence})",
           file=sys.stderr)

@@ -1,0 +1,419 @@
+"""The automatic stem pipeline for one recording, in numbered steps (:meth:`Pipeline.process`):
+
+    1. decode   open the file for block reads; check its length and that the stems can be written as asked
+    2. tag      one streaming pass: peak level, NaN count and (unless sources were given) tags per block
+    3. plan     the sources to separate: planned from the tags, or the prompts given
+    4. separate window by window, only the sources active in each window
+    5. render   each window's stems into the output (projected masks on the original, or the raw stems)
+    6. write    stems streamed to temporary files, renamed when complete; then ``manifest.json``, last
+
+Models are loaded once (:meth:`Pipeline.load`) and reused for every recording. The recording is read in blocks
+and the stems are written as windows finish, so memory stays flat however long the file is. Whether a
+recording needs processing at all (done already, or another input's folder) is the batch's decision.
+"""
+
+from __future__ import annotations
+
+import math
+import socket
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from ..errors import AutosepError
+from ..logs import apply_library_level
+from ..taggers.sources import Source
+from .inputs import InputFile
+from .manifest import MANIFEST_NAME, Manifest, ResidualReport
+from .naming import RESIDUAL, is_inside
+from .progress import Progress
+from .recording import Recording, open_audio
+from .render import RENDERERS, StemPaths
+from .windowed import WindowedSeparation
+from .settings import RunSettings
+from .check import check_stems, fold_into_residual
+from .tagging import TaggedRecording, plan_recording, tag_recording
+from .write import DiskFullError, OutputError, StemWriters, check_output_format, remove_partials
+
+MIN_DURATION_S = 0.1
+
+
+class InputError(AutosepError):
+    """This recording cannot be processed (too short, unreadable...); the batch goes on."""
+
+
+class StemNotFound(KeyError):
+    """No stem answers to the name asked for; the message lists the ones there are."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class StemFiles(Mapping):
+    """Stems by source name, each read from its file (float32 ``[frames, channels]``) when accessed.
+
+    The keys are the source names (``plan[i].label``, and ``"residual"``); a stem is also found by its prompt
+    (``"dog barking"`` for the class ``"Bark"``), its AudioSet mid or its file name with or without extension
+    (``"dog_barking"``), in any case. A name that matches none raises a KeyError listing what there is.
+    """
+
+    def __init__(self, files: dict[str, Path], plan: Sequence[Source] = ()):
+        self.files = dict(files)
+        self._names: dict[str, str] = {}
+        for source in plan:  # the weaker aliases first: a source's own name always wins
+            if source.label in self.files:
+                for alias in (source.prompt, source.mid):
+                    if alias:
+                        self._names.setdefault(alias.casefold(), source.label)
+        for name, path in self.files.items():
+            for alias in (path.stem, path.name):
+                self._names[alias.casefold()] = name
+        for name in self.files:
+            self._names[name.casefold()] = name
+
+    def key_for(self, name: str) -> str:
+        """The source name a stem is stored under, for any name it answers to."""
+        if name in self.files:
+            return name
+        key = self._names.get(str(name).strip().casefold())
+        if key is None:
+            known = ", ".join(f"{n!r} ({p.name})" for n, p in self.files.items()) or "none (no stems were written)"
+            raise StemNotFound(f"no stem named {name!r}; this recording's stems are: {known}. Look a stem up by "
+                               "its source name, its prompt or its file name")
+        return key
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return sf.read(str(self.files[self.key_for(name)]), dtype="float32", always_2d=True)[0]
+
+    def __contains__(self, name: object) -> bool:
+        try:
+            self.key_for(str(name))
+        except KeyError:
+            return False
+        return True
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.files)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+
+@dataclass
+class RecordingResult:
+    input: Path
+    output: Path | None
+    status: str  # "done", "skipped" (already done), "planned" (dry run), "failed"
+    message: str = ""
+    warnings: list[str] = field(default_factory=list)
+    plan: list[Source] = field(default_factory=list)
+    manifest: dict | None = None
+    files: dict[str, Path] = field(default_factory=dict)  # source name (and "residual") -> stem file
+    sample_rate: int | None = None
+    seconds: float = 0.0
+    top_tags: list[dict] = field(default_factory=list)  # the tagger's strongest classes (label, mid, max_score)
+    processed_by: dict | None = None  # where a Ray worker processed it (engine, host, pid, node id, attempt)
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("done", "skipped", "planned")
+
+    @property
+    def stems(self) -> Mapping[str, np.ndarray]:
+        """The written stems by source name (and ``"residual"``), read from the files when accessed, so a batch
+        of long recordings never holds every stem in memory."""
+        return StemFiles(self.files, self.plan)
+
+    @classmethod
+    def skipped(cls, item: InputFile, manifest: Manifest) -> "RecordingResult":
+        """A recording done by an earlier run, as its manifest records it."""
+        return cls(item.path, manifest.folder, "skipped", "already done (manifest.json exists)", plan=manifest.plan,
+                   manifest=manifest.data, files=manifest.files, sample_rate=manifest.sample_rate)
+
+    @classmethod
+    def failed(cls, path: Path, message: str) -> "RecordingResult":
+        return cls(path, None, "failed", message)
+
+
+def _check_length(item: InputFile, recording: Recording) -> None:
+    if recording.duration < MIN_DURATION_S:
+        raise InputError(f"{item.path}: too short ({recording.duration * 1000:.0f} ms); autosep needs at least "
+                         f"{MIN_DURATION_S} s of audio")
+
+
+def output_folder(out_root: Path, item: InputFile) -> Path:
+    """``<out>/<input path relative to the folder given, without extension>``; never outside ``out_root``."""
+    folder = out_root / item.relative
+    if not is_inside(folder, out_root) or folder.resolve() == out_root.resolve():
+        raise OutputError(f"{item.path}: its output folder {folder} would fall outside {out_root}")
+    return folder
+
+
+class Pipeline:
+    """Holds the loaded tagger and separator and processes recordings one after another."""
+
+    def __init__(self, settings: RunSettings, tagger=None, separator=None, progress: Progress | None = None):
+        self.settings = settings
+        self.tagger = tagger if settings.tagged else None
+        # A separator loaded for another run (the web page, an AutoSep reused) gets this run's settings bound.
+        self.separator = separator.bound_to(settings.separation) if hasattr(separator, "bound_to") else separator
+        self.progress = progress or Progress()
+        # What the separator works at (no separator in a dry run: AudioLDM's 16 kHz mono and window).
+        self.model_rate = int(getattr(separator, "sample_rate", 16000))
+        self.model_channels = int(getattr(separator, "channels", 1))
+        self.windows = settings.windows.resolved(getattr(separator, "default_window", None),
+                                                 getattr(separator, "device", None))
+        self.processed_by: dict = {"engine": "local", "host": socket.gethostname()}  # the Ray engine sets its own
+
+    @classmethod
+    def load(cls, settings: RunSettings, progress: Progress | None = None) -> "Pipeline":
+        """Load the models this run needs, once. Raises AutosepError (e.g. ModelNotAvailableError)."""
+        progress = progress or Progress()
+        tagger = separator = None
+        if settings.tagged:
+            from ..taggers import load_tagger_for
+
+            progress.stage(f"loading tagger {settings.tagging.tagger}")
+            tagger = load_tagger_for(settings.tagging, device=settings.models.device)
+        if not settings.dry_run:
+            from ..separator import ZeroSep
+
+            models = settings.models
+            progress.stage(f"loading separator {models.separator}")
+            separator = ZeroSep.from_pretrained(models.separator, device=models.device, dtype=models.dtype,
+                                                batch_size=models.batch_size, settings=settings.separation)
+        apply_library_level()  # the libraries imported while loading speak at the run's level
+        return cls(settings, tagger, separator, progress)
+
+    def process(self, item: InputFile, folder: Path | None = None, previous: Manifest | None = None,
+                plan: list[Source] | None = None, top_tags: list[dict] | None = None) -> RecordingResult:
+        """Process one recording into ``folder`` (by default its place under the output folder). ``previous`` is
+        the manifest already there (read here when not given), whose stems are replaced. Errors about this
+        recording come back as a failed result; Ctrl-C propagates (after removing this recording's temporary
+        files).
+
+        ``plan`` (e.g. a dry run's plan edited by hand) replaces tagging and planning; ``top_tags`` then goes to
+        the manifest as the tags it came from.
+        """
+        started = time.perf_counter()
+        try:
+            folder = folder or output_folder(self.settings.output.out, item)
+            if previous is None and folder.is_dir():
+                previous = Manifest.read(folder)
+            result = self._process(item, folder, previous, started, plan, top_tags)
+            if result.status == "done":
+                write_remix(result, self.settings.output, self.progress)
+        except DiskFullError:
+            raise  # not about this recording: the batch stops
+        except (AutosepError, OSError) as exc:
+            message = str(exc) if isinstance(exc, AutosepError) else f"{item.path}: {exc.strerror or exc}"
+            result = RecordingResult.failed(item.path, message)
+        except Exception as exc:  # from torch/diffusers/the models/decoders: say which file, go on (not Ctrl-C)
+            result = RecordingResult.failed(item.path, f"{item.path}: {type(exc).__name__}: {exc}")
+        result.seconds = time.perf_counter() - started
+        return result
+
+    def _process(self, item: InputFile, folder: Path, previous: Manifest | None, started: float,
+                 given_plan: list[Source] | None, given_top_tags: list[dict] | None) -> RecordingResult:
+        settings, output = self.settings, self.settings.output
+        timings: dict[str, float] = {}
+        warnings: list[str] = []
+        # 1. decode
+        with open_audio(item.path) as recording:
+            timings["open"] = time.perf_counter() - started
+            _check_length(item, recording)
+            renderer = RENDERERS[output.render](recording, self.model_rate, self.model_channels)
+            try:
+                subtype = output.subtype(recording.subtype)
+                check_output_format(output.format, subtype, *renderer.shape)
+            except OutputError as exc:
+                raise OutputError(f"{item.path}: {exc}") from None
+
+            # 2-3. tag and plan
+            t0 = time.perf_counter()
+            self.progress.stage("tagging" if self.tagger is not None else "reading")
+            planning = self._tag_and_plan(recording) if given_plan is None else self._given(recording, given_plan)
+            timings["scan_and_tag"] = time.perf_counter() - t0
+            plan = planning.plan
+            if recording.truncated:  # a half-copied file is still worth separating, but never silently
+                rate = recording.sample_rate
+                warnings.append(f"{item.path}: the file is shorter than its header says "
+                                f"({recording.header_frames / rate:.2f} s promised, {recording.frames / rate:.2f} s "
+                                "of audio there; cut off while copying?); processed at its real length")
+            _check_length(item, recording)  # the audio really there may be shorter than the header said
+            notes = planning.result.notes if planning.result is not None else []
+            warnings.extend(f"{item.path}: {note}" for note in dict.fromkeys(notes))
+            if planning.non_finite:
+                warnings.append(f"{item.path}: {planning.non_finite} NaN/infinite samples were replaced by silence")
+            if planning.silent:
+                warnings.append(f"{item.path}: the recording is silent; no sources, no stems written")
+            elif not plan:
+                warnings.append(f"{item.path}: no source passed the threshold; no stems written "
+                                "(try a lower --threshold, or name sources with -s)")
+            for warning in warnings:
+                self.progress.warn(warning)
+            top_tags = planning.top_tags() if given_plan is None else list(given_top_tags or [])
+            if settings.dry_run:
+                return RecordingResult(item.path, folder, "planned", plan=plan, warnings=warnings, top_tags=top_tags)
+
+            # 4-6. separate, render and write, window by window
+            folder.mkdir(parents=True, exist_ok=True)
+            remove_partials(folder)
+            # the old stems, and a remix made of them: never left beside new ones
+            stale = {*previous.files.values(), *filter(None, [previous.remix_file])} if previous is not None else set()
+            (folder / MANIFEST_NAME).unlink(missing_ok=True)  # from here on the folder is not "done"
+            t0 = time.perf_counter()
+            paths = renderer.paths(folder, [s.label for s in plan], output.format)
+            report = self._separate(recording, plan, renderer, paths, subtype) if plan else None
+            timings["separate_and_write"] = time.perf_counter() - t0
+            check_record = None
+            if report is not None and self.tagger is not None and planning.result is not None:
+                t0 = time.perf_counter()
+                plan, paths, report, check_record = self._check(recording, plan, renderer, paths, subtype, report,
+                                                                planning.result, folder)
+                timings["check"] = time.perf_counter() - t0
+
+        files = {source.label: path for source, path in zip(plan, paths.sources)}
+        if paths.residual is not None:
+            files[RESIDUAL] = paths.residual
+        for old in stale - set(files.values()):
+            if is_inside(old, folder) and old.name != MANIFEST_NAME:
+                old.unlink(missing_ok=True)
+        late: list[str] = []
+        for stem in report.stems if report else []:
+            if stem.silent:
+                late.append(f"{item.path}: the stem for {stem.name!r} is silent")
+            if stem.clipped_samples:
+                late.append(f"{item.path}: {stem.clipped_samples} samples of {stem.file} were clipped "
+                            "(write float stems with --format wav --bit-depth 32f to keep them)")
+        for warning in late:
+            self.progress.warn(warning)
+        warnings.extend(late)
+
+        # 7. the manifest, last: it marks the recording done
+        timings["total"] = time.perf_counter() - started
+        windows = report.windows if report else []
+        work = {"windows": len(windows), "separated_windows": report.separated_windows if report else 0,
+                "unet_evaluations": report.unet_evaluations if report else 0}
+        manifest = Manifest.build(
+            folder, recording=recording, input_given=item.given, non_finite=planning.non_finite,
+            peak=planning.peak,
+            tagger=self.tagger, separator=self.separator, plan=plan,
+            source_mode="edited" if given_plan is not None else "tagged" if settings.tagged else "given",
+            settings=settings.record(subtype, self.windows), work=work,
+            stems=report.stems if report else [], residual=report.residual if report else None, windows=windows,
+            timings=timings, warnings=warnings, top_tags=top_tags, check=check_record,
+            processed_by=self.processed_by,
+        )
+        manifest.write()
+        return RecordingResult(item.path, folder, "done", plan=plan, manifest=manifest.data, files=files,
+                               warnings=warnings, sample_rate=renderer.shape[0], top_tags=top_tags)
+
+    def _tag_and_plan(self, recording: Recording) -> TaggedRecording:
+        """Steps 2 and 3: one streaming pass (``tagging``, the path ``autosep tag`` takes too), then the plan:
+        the prompts given, or planned from the tags. A silent recording holds no source, whatever was asked for."""
+        if self.tagger is None:
+            tagged = tag_recording(recording, None)
+            if self.settings.sources is not None and not tagged.silent:
+                tagged.plan = [Source.given(p, recording.duration) for p in self.settings.sources]
+            return tagged
+        return plan_recording(recording, self.tagger, self.settings.planning.as_dict())
+
+    def _given(self, recording: Recording, given_plan: list[Source]) -> TaggedRecording:
+        """A plan chosen beforehand (e.g. edited in ``autosep web``), its segments clipped to this recording; the
+        file is still scanned once for its peak and NaN count. No tags, so no stem check either."""
+        tagged = tag_recording(recording, None)
+        for source in given_plan:
+            segments = [(max(0.0, float(a)), min(recording.duration, float(b))) for a, b in source.segments]
+            tagged.plan.append(Source(label=source.label, prompt=source.prompt, mid=source.mid, score=source.score,
+                                      segments=[(a, b) for a, b in segments if b > a], origin="given"))
+        return tagged
+
+    def _separate(self, recording: Recording, plan: list[Source], renderer, paths, subtype: str):
+        """Steps 4-6 for ``plan``: window by window into ``paths``, renamed to their final names when complete."""
+        output = self.settings.output
+        with StemWriters(paths.all, output.format, subtype, *renderer.shape) as writers:
+            report = WindowedSeparation(self.separator, self.windows, self.progress).run(
+                recording, plan, renderer, paths, writers)
+            writers.commit()
+        return report
+
+    def _check(self, recording: Recording, plan: list[Source], renderer, paths, subtype: str, report,
+               mixture, folder: Path):
+        """The stems checked by the tagger (check.py): confirm each stem and find sources left in the residual;
+        with ``rounds`` > 1 separate again with those (up to ``max_sources``); with ``drop_unconfirmed`` fold the
+        unconfirmed stems into the residual (the sum stays exact)."""
+        check_settings, output = self.settings.check, self.settings.output
+        planner = self.settings.planning.as_dict()
+        max_sources = self.settings.planning.max_sources
+        unet_evaluations = report.unet_evaluations
+        added_in = {source.label: 1 for source in plan}
+        round_no = 1
+        while True:
+            self.progress.stage("checking stems" if round_no == 1 else f"checking stems (round {round_no})")
+            check = check_stems(self.tagger, plan, paths.sources, paths.residual, mixture, planner)
+            room = len(check.discovered) if max_sources is None else max_sources - len(plan)
+            if round_no >= check_settings.rounds or not check.discovered or room <= 0:
+                break
+            round_no += 1
+            added = check.discovered[:room]
+            added_in.update((source.label, round_no) for source in added)
+            plan = plan + added
+            old = set(paths.all)
+            paths = renderer.paths(folder, [s.label for s in plan], output.format)
+            for stale in old - set(paths.all):
+                stale.unlink(missing_ok=True)
+            self.progress.stage(f"separating (round {round_no})")
+            report = self._separate(recording, plan, renderer, paths, subtype)
+            unet_evaluations += report.unet_evaluations
+        report.unet_evaluations = unet_evaluations
+        for stem, verdict in zip(report.stems, check.stems):
+            stem.check = {k: verdict[k] for k in ("score_in_stem", "score_in_mixture", "confirmed")}
+            stem.round = added_in.get(stem.name, 1)
+        record = {"rounds": round_no, **check.to_dict(), "dropped": []}
+        if check_settings.drop_unconfirmed and check.unconfirmed:
+            drop = set(check.unconfirmed)
+            keep = [i for i in range(len(plan)) if i not in drop]
+            residual = fold_into_residual(recording, [paths.sources[i] for i in keep],
+                                          [paths.sources[i] for i in sorted(drop)], paths.residual, output.format,
+                                          subtype, *renderer.shape)
+            record["dropped"] = [plan[i].label for i in sorted(drop)]
+            if residual is not None:
+                report.residual = ResidualReport(residual["file"], residual["peak"], residual["clipped_samples"])
+            plan = [plan[i] for i in keep]
+            report.stems = [report.stems[i] for i in keep]
+            paths = StemPaths([paths.sources[i] for i in keep], paths.residual)
+            for entry in report.windows:
+                entry["sources"] = [name for name in entry["sources"] if name not in record["dropped"]]
+        return plan, paths, report, record
+
+
+def write_remix(result: RecordingResult, output, progress: Progress) -> None:
+    """``--keep``/``--remove``: write remix.<format> beside the finished (or earlier) stems, and record it in the
+    manifest."""
+    if not (output.keep or output.remove) or not result.files or result.output is None:
+        return
+    from .remix import REMIX, UnknownStemError, open_result, remix
+
+    stems = open_result(result.output)
+    try:
+        named = {stems.find(name).name for name in (output.keep or output.remove)}
+    except UnknownStemError as exc:
+        raise UnknownStemError(f"{result.input}: {exc}; the stems are written, rerun with a valid name to write "
+                               "only the remix") from None
+    if output.keep:
+        gains = {stem.name: (0.0 if stem.name in named else -math.inf) for stem in stems.stems}
+    else:
+        gains = {stem.name: (-math.inf if stem.name in named else 0.0) for stem in stems.stems}
+    mixed = remix(stems, gains, result.output / f"{REMIX}.{output.format}", bit_depth=output.bit_depth)
+    for warning in mixed.warnings:
+        progress.warn(warning)
+    result.warnings.extend(mixed.warnings)
+    kind = "keep" if output.keep else "remove"
+    manifest = Manifest(result.output, {**stems.manifest, "remix": {**mixed.to_dict(), kind: sorted(named)}})
+    manifest.write()
+    result.manifest = manifest.data
