@@ -31,12 +31,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ..errors import AutosepError
 from .inputs import InputFile
 from .manifest import Manifest
 from .ray_connect import LOCAL, RayConnectError, RayUsageError, connect, import_ray
 from .ray_placement import SharedStorageError, check_visible, live_nodes, pool_size
 from .ray_state import STATE_FOLDER, RunState
+from .ray_stream import is_client, stream, stream_through_client
 from .settings import RunSettings
 from .write import remove_partials
 
@@ -168,13 +168,18 @@ def run_on_ray(work: Sequence[tuple[InputFile, Path, Manifest | None]], settings
         state = RunState.create(settings.output.out)
         check_visible(ray, nodes, state.folder, [item.path for item, _, _ in work])
         progress.stage(f"ray: {workers} worker(s), {cpus:g} CPU and {gpus:g} GPU each, {len(nodes)} live node(s)")
+        args = (work, settings, str(state.folder), worker, (ready, workers, cpus, gpus), os.getcwd())
+        per_worker: Counter[str] = Counter()
         with _RetryReporter(state, work, settings.ray.retries):
-            for index, result in _results(ray, work, settings, state, worker, (ready, workers, cpus, gpus),
-                                            progress):
+            for index, result in (stream_through_client if is_client(ray) else stream)(ray, *args):
                 finished.add(index)
+                per_worker[worker_label(result)] += 1
                 for warning in result.warnings:
                     progress.warn(warning)
                 yield index, result
+        if per_worker:
+            progress.stage("ray: recordings per worker: "
+                           + "; ".join(f"{w}: {n}" for w, n in sorted(per_worker.items())))
         for index in sorted(set(range(len(work))) - finished):  # a block Ray Data dropped: never silent
             yield index, _no_result(work[index][0])
     except (KeyboardInterrupt, GeneratorExit):
@@ -189,35 +194,6 @@ def run_on_ray(work: Sequence[tuple[InputFile, Path, Manifest | None]], settings
             remove_partials(work[index][1], any_process=True)
         if state is not None:
             state.remove()
-
-
-def _results(ray, work, settings: RunSettings, state: RunState, worker: type[RecordingWorker],
-             pool: tuple[int, int, float, float], progress: Any) -> Iterator[tuple[int, Any]]:
-    """The Ray Data pipeline over ``work``, streamed: each result as soon as its recording is done."""
-    ready, workers, cpus, gpus = pool
-    context = ray.data.DataContext.get_current()
-    context.enable_progress_bars = False
-    context.print_on_execution_start = False
-    context.max_errored_blocks = -1  # an escaped error loses one recording (reported), never the batch
-    dataset = ray.data.from_items([{"index": i, "work": pickle.dumps(entry)} for i, entry in enumerate(work)],
-                                  override_num_blocks=len(work))
-    # The run's settings travel inside the class (pickled with it) rather than as constructor arguments,
-    # which Ray would keep in the object store, where a restarted actor might no longer find them.
-    bound = type(worker.__name__, (worker,), {"config": (settings, str(state.folder), os.getcwd())})
-    strategy = ray.data.ActorPoolStrategy(min_size=ready, max_size=workers, max_tasks_in_flight_per_actor=1)
-    results = dataset.map_batches(bound, batch_size=1, compute=strategy, num_cpus=cpus, num_gpus=gpus)
-    per_worker: Counter[str] = Counter()
-    try:
-        for batch in results.iter_batches(batch_size=1, prefetch_batches=0, batch_format="numpy"):
-            for index, blob in zip(batch["index"], batch["result"]):
-                result = pickle.loads(blob)
-                per_worker[worker_label(result)] += 1
-                yield int(index), result
-    except ray.exceptions.RayError as exc:
-        raise AutosepError(f"the Ray workers could not run ({_first_line(exc)}); check that the models load "
-                           "on the workers' nodes (autosep models download ...)") from None
-    if per_worker:
-        progress.stage("ray: recordings per worker: " + "; ".join(f"{w}: {n}" for w, n in sorted(per_worker.items())))
 
 
 def _stop_workers(state: RunState, folders: list[Path]) -> None:
@@ -278,8 +254,3 @@ def _absolute(settings: RunSettings) -> RunSettings:
     (Model paths stay as given, as the manifests record them; the workers resolve them from the driver's working
     directory when their node has it.)"""
     return replace(settings, output=replace(settings.output, out=Path(os.path.abspath(settings.output.out))))
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return next((line.strip() for line in reversed(text) if line.strip()), type(exc).__name__)

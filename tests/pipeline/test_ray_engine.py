@@ -310,3 +310,37 @@ def test_ray_missing_is_a_usage_error_with_the_install_hint(tmp_path, capsys, mo
     assert code == 2, output
     assert 'pip install "autosep[ray]"' in output
     assert not (tmp_path / "out").exists() or not manifests(tmp_path / "out")
+
+
+def test_a_ray_client_address_runs_the_batch(tmp_path, model_args):
+    """``--ray ray://HOST:PORT`` through a Ray client server (the one ``ray start --head`` runs on port 10001)
+    in front of this module's cluster."""
+    import socket
+    import subprocess
+    import time
+
+    from autosep.pipeline.ray_connect import wait_for_port
+
+    pytest.importorskip("grpc", reason="the Ray client needs grpcio: pip install 'autosep[ray]'")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    # The server joins this loopback-only cluster as a Ray driver: it needs Ray's switch (autosep does not).
+    server_env = dict(os.environ, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
+    server = subprocess.Popen([sys.executable, "-m", "ray.util.client.server", "--mode", "legacy", "--host",
+                               "127.0.0.1", "--port", str(port), "--address", ray.get_runtime_context().gcs_address],
+                              env=server_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port("client server", "127.0.0.1", port, time.monotonic() + 60)
+        (tmp_path / "in").mkdir()
+        write_recordings(tmp_path / "in", count=1)
+        done = subprocess.run([sys.executable, "-m", "autosep", str(tmp_path / "in"), "-o", str(tmp_path / "out"),
+                               *model_args, "--ray", f"ray://127.0.0.1:{port}"],
+                              capture_output=True, text=True, timeout=300)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert done.returncode == 0, done.stderr
+    (manifest,) = manifests(tmp_path / "out").values()
+    assert manifest["processed_by"]["engine"] == "ray" and manifest["processed_by"]["node_ip"] == "127.0.0.1"
+    assert not leftovers(tmp_path / "out")

@@ -16,11 +16,10 @@ import pytest
 pytest.importorskip("ray", reason="the Ray engine's tests need the ray extra: pip install 'autosep[ray]'")
 
 from autosep.errors import SettingsError  # noqa: E402
-from autosep.pipeline.ray_connect import RayConnectError, connect, is_loopback  # noqa: E402
+from autosep.pipeline.ray_connect import RayConnectError, RayUsageError, connect, is_loopback  # noqa: E402
 from autosep.pipeline.ray_placement import Node, SharedStorageError, check_visible, pool_size  # noqa: E402
 from autosep.pipeline.ray_state import STATE_FOLDER, RunState  # noqa: E402
 from autosep.pipeline.settings import RaySettings  # noqa: E402
-from autosep.pipeline.ray_connect import RayUsageError  # noqa: E402
 
 
 def nodes(*sizes: tuple[float, float]) -> list[Node]:
@@ -133,7 +132,8 @@ def test_ray_client_address_without_the_client_is_refused_up_front(monkeypatch):
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "grpc" else real(name, *a))
-    with pytest.raises(SettingsError, match=r'ray://head:10001 goes through the Ray client.*pip install "autosep\[ray\]"'):
+    refused = r'ray://head:10001 goes through the Ray client.*pip install "autosep\[ray\]"'
+    with pytest.raises(SettingsError, match=refused):
         RaySettings(address="ray://head:10001")
     RaySettings(address="head:6379")  # a GCS address needs no client
 
