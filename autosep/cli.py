@@ -4,8 +4,8 @@ app, ``pip install "autosep[web]"``).
 
 Built on the Python API: the options become the run's checked settings (``PipelineOptions.settings``) and an
 :class:`autosep.AutoSep` processes the inputs; this module only parses, displays and returns the exit code.
-The subcommands are modules named in ``SUBCOMMANDS`` (``commands/``, ``eval.command``, ``web.command``), and the
-options they share are in ``commands.options``.
+The subcommands are the modules named in ``SUBCOMMANDS`` (``commands/``: tag, models, remix; ``eval.command`` and
+``web.command``), and the options they share are in ``commands.options``.
 Exit codes: 0 all inputs done; 1 nothing could run (bad model, no input found, output folder unusable);
 2 usage error; 3 some inputs failed and the rest were done; 130 interrupted by Ctrl-C (rerun to resume).
 """
