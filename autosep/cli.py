@@ -4,7 +4,7 @@ app, ``pip install "autosep[web]"``).
 
 Built on the Python API: the options become the run's checked settings (``PipelineOptions.settings``) and an
 :class:`autosep.AutoSep` processes the inputs; this module only parses, displays and returns the exit code.
-The subcommands live beside it (``tag_command``, ``models_command``, and ``eval.command``), and the options they
+The subcommands live beside it (``commands/``: tag, models, remix; ``eval.command`` and ``web.command``), and the options they
 share in ``commands.options``.
 Exit codes: 0 all inputs done; 1 nothing could run (bad model, no input found, output folder unusable);
 2 usage error; 3 some inputs failed and the rest were done; 130 interrupted by Ctrl-C (rerun to resume).
