@@ -70,6 +70,8 @@ def test_the_readme_test_command_is_the_one_ci_runs():
     ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()]
     assert commands == [line for line in ci if line.startswith("python3 ")]
     assert commands[-1] == "python3 -m pytest"  # the default run: slow tests included
+    addopts = re.findall(r"^addopts\s*=.*$", (ROOT / "pyproject.toml").read_text(encoding="utf-8"), flags=re.M)
+    assert addopts and not any("slow" in line for line in addopts)  # nothing deselects them by default
 
 
 @pytest.mark.slow
