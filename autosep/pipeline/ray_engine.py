@@ -132,8 +132,9 @@ class RecordingWorker:
         driver asks the workers to stop."""
         while not self.state.stop_requested:
             time.sleep(STOP_POLL_S)
-        if self.busy:
-            _thread.interrupt_main()
+        while not self.busy:  # idle now: a recording taken just as the request came is interrupted too
+            time.sleep(STOP_POLL_S)
+        _thread.interrupt_main()
 
 
 def worker_label(result: Any) -> str:
