@@ -96,7 +96,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     d = PipelineOptions
     sources = parser.add_argument_group("sources")
     sources.add_argument("-s", "--source", dest="sources", action="append", metavar="TEXT",
-                         help="separate this prompt (repeatable); skips tagging")
+                         help="separate this prompt (repeatable); skips tagging. PROMPT@12-18 or PROMPT@0:12-0:18 "
+                              "(spans comma separated, 40- to the end) keeps it to those times: its stem is "
+                              "silent elsewhere and that audio stays in the residual")
     sources.add_argument("--dry-run", action="store_true", help="show the plan for every input, separate nothing")
     add_tagging_arguments(parser)  # --tagger --tagger-model --threshold --max-sources ... (shared with `autosep tag`)
     add_separation_arguments(parser)

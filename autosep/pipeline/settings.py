@@ -22,17 +22,8 @@ from ..separator.loading import DEFAULT_MODEL
 from ..separator.settings import SeparationSettings, check_batch_size
 from ..taggers.settings import PlanningSettings, TaggingSettings
 from .render import RENDERERS
+from .spans import Span, SpanPrompt, given_span_prompts
 from .write import choose_subtype
-
-
-def given_prompts(sources: list[str]) -> tuple[str, ...]:
-    """The ``-s`` prompts, stripped, repeats dropped, in order; at least one."""
-    if isinstance(sources, str):
-        sources = [sources]
-    prompts = tuple(dict.fromkeys(str(s).strip() for s in sources if str(s).strip()))
-    if not prompts:
-        raise SettingsError("--source needs a non-empty prompt")
-    return prompts
 
 
 @dataclass(frozen=True)
@@ -248,8 +239,8 @@ class PipelineOptions:
     """Every knob of a run. Field names match the command line's long options; the defaults are the stages'
     own (the command line shows these)."""
 
-    # Sources: given prompts skip tagging.
-    sources: list[str] | None = None
+    # Sources: given prompts skip tagging; "dog barking@12-18" (or ("dog barking", [(12, 18)])) keeps one to spans.
+    sources: list[str | tuple] | None = None
     tagger: str = TaggingSettings.tagger
     tagger_model: str | None = None
     vocab: str | None = None
@@ -297,8 +288,11 @@ class PipelineOptions:
         ray = None if self.engine == "local" else RaySettings(
             self.ray_address or "local", self.ray_workers, self.ray_cpus_per_worker, self.ray_gpus_per_worker,
             self.ray_retries)
+        given = None if self.sources is None else given_span_prompts(
+            [self.sources] if isinstance(self.sources, str) else self.sources)
         return RunSettings(
-            sources=None if self.sources is None else given_prompts(self.sources),
+            sources=None if given is None else tuple(g.prompt for g in given),
+            spans={g.prompt: g.spans for g in given or () if g.spans},
             tagging=TaggingSettings(self.tagger, self.tagger_model, self.vocab if self.sources is None else None),
             planning=planning,
             separation=SeparationSettings(self.inversion, self.steps, self.guidance, self.inv_prompt, self.seed,
@@ -327,6 +321,8 @@ class RunSettings:
     check: CheckSettings = CheckSettings()
     dry_run: bool = False
     ray: RaySettings | None = None  # the recordings processed on a Ray cluster (--ray), else in this process
+    # The given prompts kept to time spans ("dog barking@12-18"), by prompt; the others cover the whole recording.
+    spans: dict[str, tuple[Span, ...]] = field(default_factory=dict)
 
     @property
     def tagged(self) -> bool:
@@ -340,6 +336,7 @@ class RunSettings:
         separation, output = self.separation, self.output
         return {
             "sources": None if self.sources is None else list(self.sources),
+            "spans": {prompt: SpanPrompt(prompt, spans).text for prompt, spans in self.spans.items()},
             "tagger": self.tagging.tagger if self.tagged else None,
             "tagger_model": None if self.tagging.model is None else str(self.tagging.model),
             "planner": self.planning.as_dict() if self.tagged else None,
