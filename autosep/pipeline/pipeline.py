@@ -36,6 +36,7 @@ from .render import RENDERERS, StemPaths
 from .windowed import WindowedSeparation
 from .settings import RunSettings
 from .spans import gated, given_plan
+from .video_out import write_video_out
 from .check import check_stems, fold_into_residual
 from .tagging import TaggedRecording, plan_recording, tag_recording
 from .write import DiskFullError, OutputError, StemWriters, check_output_format, remove_partials
@@ -189,6 +190,7 @@ class Pipeline:
             result = self._process(item, folder, previous, started, plan, top_tags)
             if result.status == "done":
                 write_remix(result, self.settings.output, self.progress)
+                write_video_out(result, self.settings.output, self.progress)
         except DiskFullError:
             raise  # not about this recording: the batch stops
         except (AutosepError, OSError) as exc:

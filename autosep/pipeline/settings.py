@@ -21,6 +21,7 @@ from ..errors import SettingsError
 from ..separator.loading import DEFAULT_MODEL
 from ..separator.settings import SeparationSettings, check_batch_size
 from ..taggers.settings import PlanningSettings, TaggingSettings
+from .naming import REMIX
 from .render import RENDERERS
 from .spans import Span, SpanPrompt, given_span_prompts
 from .write import choose_subtype
@@ -171,6 +172,9 @@ class OutputSettings:
     # names; "residual" too).
     keep: tuple[str, ...] | None = None
     remove: tuple[str, ...] | None = None
+    # A video input written back with a new soundtrack (video_out.py): "remix" (the --keep/--remove remix) or a
+    # stem's name; None: no video.
+    video_out: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "format", str(self.format).lower())
@@ -183,6 +187,11 @@ class OutputSettings:
                 if not any(names):
                     raise SettingsError(f"{flag} needs a source name", flag)
                 object.__setattr__(self, name, tuple(n for n in names if n))
+        if self.video_out is not None:
+            object.__setattr__(self, "video_out", str(self.video_out).strip() or REMIX)
+            if self.video_out == REMIX and self.keep is None and self.remove is None:
+                raise SettingsError("--video-out needs a soundtrack: a remix (--keep or --remove SOURCE), or one "
+                                    "stem (--video-out STEM)", "--video-out")
         if self.render not in RENDERERS:
             raise SettingsError(f"--render must be one of {', '.join(RENDERERS)}, got {self.render!r}", "--render")
         choose_subtype(self.format, self.bit_depth, None)  # raises for impossible format/bit-depth pairs
@@ -272,6 +281,7 @@ class PipelineOptions:
     overwrite: bool = OutputSettings.overwrite
     keep: list[str] | None = None
     remove: list[str] | None = None
+    video_out: bool | str | None = None  # True: the video with the remix as soundtrack; a stem's name: that stem
     # Engine: "local" (this process) or "ray" (a Ray cluster; the ray_* fields are RaySettings').
     engine: str = "local"
     ray_address: str | None = None  # None: a local Ray instance
@@ -301,7 +311,7 @@ class PipelineOptions:
             windows=WindowSettings(self.window, self.overlap, self.margin, self.window_batch),
             check=CheckSettings(bool(self.drop_unconfirmed), self.rounds),
             output=OutputSettings(Path(self.out), self.format, self.bit_depth, self.render, self.overwrite,
-                                  self.keep, self.remove),
+                                  self.keep, self.remove, _video_out(self.video_out)),
             dry_run=bool(self.dry_run),
             ray=ray,
         )
@@ -357,6 +367,13 @@ class RunSettings:
             "planner": request["planner"] or {}, "device": models.device, "dtype": models.dtype,
             "batch_size": models.batch_size, "subtype": subtype,
         }
+
+
+def _video_out(value: bool | str | None) -> str | None:
+    """``video_out`` as OutputSettings holds it: True -> "remix", False/None -> None, a stem's name as given."""
+    if value is None or value is False:
+        return None
+    return REMIX if value is True else str(value)
 
 
 def _largest_overlap(overlap: float | str | None, window_s: float) -> str:
