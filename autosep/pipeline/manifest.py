@@ -307,6 +307,25 @@ class RemixRecord:
 
 
 @dataclass
+class VideoOutRecord:
+    """The video input written back beside the stems with a new soundtrack (``--video-out``)."""
+
+    file: str
+    soundtrack: str | None = None  # "remix", or the stem's name
+    audio_codec: str | None = None
+    video_streams: int = 0
+    video_packets: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "VideoOutRecord":
+        values = _fields(cls, data)
+        return cls(**{**values, "file": str(values.get("file") or "")})
+
+
+@dataclass
 class Flags:
     """What a reader should know at a glance."""
 
@@ -370,7 +389,7 @@ _REQUEST_NAMES = {"sources": "sources", "tagger": "tagger", "tagger_model": "tag
 # The top-level keys in the order they are written; any other key read is kept in ``Manifest.extra``.
 _KEYS = ("manifest_version", "status", "created", "input", "tagger", "separator", "versions", "source_mode",
          "detections", "top_tags", "sources", "residual", "windows", "settings", "work", "timings_s", "processed_by",
-         "flags", "warnings", "check", "remix")
+         "flags", "warnings", "check", "remix", "video_out")
 
 
 @dataclass
@@ -400,6 +419,7 @@ class Manifest:
     warnings: list[str] = field(default_factory=list)
     check: CheckRecord | None = None  # the stems checked by the tagger (check.py), when they were
     remix: RemixRecord | None = None
+    video_out: VideoOutRecord | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # keys of other versions, kept as they were read
 
     # -- the JSON object and the file ---------------------------------------------------------------------------
@@ -422,6 +442,8 @@ class Manifest:
             data["check"] = self.check.to_dict()
         if self.remix is not None:
             data["remix"] = self.remix.to_dict()
+        if self.video_out is not None:
+            data["video_out"] = self.video_out.to_dict()
         return {**data, **self.extra}
 
     @classmethod
@@ -446,6 +468,7 @@ class Manifest:
             flags=Flags.from_dict(data.get("flags")),
             warnings=[str(w) for w in data.get("warnings") or [] if isinstance(w, str)],
             check=record(CheckRecord, "check"), remix=record(RemixRecord, "remix"),
+            video_out=record(VideoOutRecord, "video_out"),
             extra={k: v for k, v in data.items() if k not in _KEYS})
 
     @property
@@ -510,9 +533,19 @@ class Manifest:
         """The remix written beside the stems (``--keep``/``--remove``, ``autosep remix``), if any."""
         return trusted_file(self.folder, self.remix.file) if self.remix is not None else None
 
+    @property
+    def video_file(self) -> Path | None:
+        """The video written back beside the stems (``--video-out``), if any."""
+        return trusted_file(self.folder, self.video_out.file) if self.video_out is not None else None
+
+    @property
+    def outputs(self) -> list[Path]:
+        """Every file of these results this manifest lists: the stems, the remix and the video, if written."""
+        return [path for path in [*self.files.values(), self.remix_file, self.video_file] if path is not None]
+
     def lists(self, file_name: str) -> bool:
-        """Whether ``file_name`` is one of the files (stems, remix) this manifest lists."""
-        return file_name in {path.name for path in [*self.files.values(), self.remix_file] if path is not None}
+        """Whether ``file_name`` is one of the files (stems, remix, video) this manifest lists."""
+        return file_name in {path.name for path in self.outputs}
 
     def find_stem(self, name: str) -> str:
         """The source name (a key of :attr:`files`) of the stem ``name`` names: its source name (label, or

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import socket
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -247,8 +247,8 @@ class Pipeline:
             # 4-6. separate, render and write, window by window
             folder.mkdir(parents=True, exist_ok=True)
             remove_partials(folder)
-            # the old stems, and a remix made of them: never left beside new ones
-            stale = {*previous.files.values(), *filter(None, [previous.remix_file])} if previous is not None else set()
+            # the old stems, and a remix or video made of them: never left beside new ones
+            stale = set(previous.outputs) if previous is not None else set()
             (folder / MANIFEST_NAME).unlink(missing_ok=True)  # from here on the folder is not "done"
             t0 = time.perf_counter()
             paths = renderer.paths(folder, [s.label for s in plan], output.format)

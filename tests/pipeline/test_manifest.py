@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from autosep.pipeline.manifest import (MANIFEST_NAME, CheckRecord, Detection, Manifest, ManifestError, RemixRecord,
-                                       StemReport, UnknownStemError, trusted_file)
+                                       StemReport, UnknownStemError, VideoOutRecord, trusted_file)
 from autosep.pipeline.remix import open_result
 
 # A manifest as autosep 0.1.0 wrote it (manifest_version 1, the keys of its build_manifest): no fingerprint or
@@ -104,6 +104,8 @@ def test_a_current_manifest_round_trips_through_to_dict_and_from_dict(tmp_path):
                                   "segments": [[0.0, 1.0]]}], "dropped": ["Speech"]},
         "remix": {"file": "remix.wav", "gains_db": {"Bark": None, "residual": 0.0}, "subtype": "PCM_24",
                   "peak": 0.2, "clipped_samples": 0, "remove": ["Bark"]},
+        "video_out": {"file": "remix.mov", "soundtrack": "remix", "audio_codec": "pcm_s16le", "video_streams": 1,
+                      "video_packets": 30},
         "written_by_a_later_version": {"kept": True},
     }))
     manifest = Manifest.from_dict(data, tmp_path)
@@ -153,6 +155,8 @@ def test_a_manifest_naming_files_outside_its_folder_lists_them_inside_it(tmp_pat
     manifest = Manifest.from_dict(data, tmp_path)
     assert manifest.files == {"Bark": tmp_path / "bark.wav", "residual": tmp_path / "residual.wav"}
     assert manifest.remix_file == tmp_path / "remix.wav" and manifest.lists("remix.wav")
+    manifest.video_out = VideoOutRecord(file="../remix.mov")
+    assert manifest.video_file == tmp_path / "remix.mov" and manifest.lists("remix.mov")
 
 
 @pytest.mark.parametrize("name", [
