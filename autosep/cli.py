@@ -120,14 +120,15 @@ def _run(argv: list[str]) -> int:
     setup_logging(verbose=args.verbose, quiet=args.quiet)
     try:
         settings = options_from_args(args).settings()
+        separator = AutoSep(settings=settings)  # every check that needs no model, before any loads
     except (AutosepError, ValueError) as exc:
         message = exc.for_command_line() if isinstance(exc, SettingsError) else str(exc)
         print(f"autosep: error: {message}", file=sys.stderr)
         return EXIT_USAGE
     if not args.verbose:  # the libraries' own download/loading bars would drown autosep's progress
         quiet_library_progress_bars()
-    progress = make_progress(args.quiet, console)
-    outcome = AutoSep(settings=settings, progress=progress).process(args.inputs)
+    separator.progress = progress = make_progress(args.quiet, console)
+    outcome = separator.process(args.inputs)
     if outcome.error:
         progress.close()
         for result in outcome.results:

@@ -200,8 +200,11 @@ def _separate(args, dataset: Path, references: dict, console) -> list[str]:
     if args.dry_run:
         raise _Usage("--dry-run separates nothing, so there is nothing to score; see the plans with "
                      "`autosep tag DATASET` instead")
+    from ..pipeline.preflight import check_before_loading
+
     options = options_from_args(args)
-    options.settings()  # every option checked once, before any model loads
+    for warning in check_before_loading(options.settings()):  # every option checked once, before any model loads
+        print(f"autosep: warning: {warning}", file=sys.stderr)
     out_root = Path(options.out)
 
     def options_for(recording):

@@ -26,13 +26,15 @@ from .write import choose_subtype
 
 
 def given_prompts(sources: list[str]) -> tuple[str, ...]:
-    """The ``-s`` prompts, stripped, repeats dropped, in order; at least one."""
+    """The ``-s`` prompts, stripped, repeats dropped, in order; at least one, and none empty (an empty ``-s ""``
+    is a mistake to say, not to drop)."""
     if isinstance(sources, str):
         sources = [sources]
-    prompts = tuple(dict.fromkeys(str(s).strip() for s in sources if str(s).strip()))
-    if not prompts:
-        raise SettingsError("--source needs a non-empty prompt")
-    return prompts
+    stripped = [str(s).strip() for s in sources]
+    if not stripped or not all(stripped):
+        raise SettingsError("--source got an empty prompt; give each -s a phrase naming the sound (\"dog barking\")",
+                            "--source")
+    return tuple(dict.fromkeys(stripped))
 
 
 @dataclass(frozen=True)
@@ -74,8 +76,9 @@ def parse_overlap(value: float | str | None) -> float | str | None:
         raise SettingsError(f"--overlap must be a fade length in seconds (1s) or a fraction of the window (0.25 or "
                             f"25%), got {value!r}", "--overlap") from None
     if not math.isfinite(fraction) or not 0 <= fraction < 1:
-        raise SettingsError(f"--overlap as a fraction must be at least 0 and below 1 (0%-99%), got {value!r}",
-                            "--overlap")
+        seconds = f"; for a fade of {value} s write --overlap {value}s" if fraction >= 1 else ""
+        raise SettingsError(f"--overlap as a fraction must be at least 0 and below 1 (0%-99%), got {value!r}"
+                            f"{seconds}", "--overlap")
     return fraction
 
 

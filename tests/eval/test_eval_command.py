@@ -155,7 +155,7 @@ def test_usage_errors_name_the_problem(tmp_path, capsys):
     assert code == 2 and "missing-estimates: not a folder" in err
     code, _, err = run(capsys, "eval", "--run", tmp_path / "data", "-o", tmp_path / "o", "--oracle-sources",
                        "--model", tmp_path / "no-such-model", "--no-clap")
-    assert code == 1 and "could not load the models" in err and "no-such-model" in err
+    assert code == 2 and "no such folder" in err and "no-such-model" in err  # refused before any model loads
 
 
 def test_without_clap_the_waveform_metrics_are_scored_and_the_skipped_ones_named(dataset, capsys, tmp_path):
