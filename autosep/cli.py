@@ -18,7 +18,7 @@ import signal
 import sys
 import threading
 
-from .commands.options import add_ray_arguments, add_run_arguments, make_progress, options_from_args
+from .commands.options import add_ray_arguments, add_run_arguments, dash_file_hint, make_progress, options_from_args
 from .errors import EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USAGE, AutosepError, SettingsError
 from .logs import quiet_library_progress_bars, setup_logging
 from .pipeline.api import AutoSep
@@ -112,6 +112,9 @@ def _run(argv: list[str]) -> int:
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+        hint = dash_file_hint(parser, argv) if exc.code else None
+        if hint:
+            print(f"autosep: hint: {hint}", file=sys.stderr)
         return int(exc.code or 0)
 
     from rich.console import Console
@@ -132,7 +135,7 @@ def _run(argv: list[str]) -> int:
     if outcome.error:
         progress.close()
         for result in outcome.results:
-            if not result.ok:
+            if not result.ok and result.message not in outcome.error:  # each error said once
                 print(f"autosep: error: {result.message}", file=sys.stderr)
         print(f"autosep: error: {outcome.error}", file=sys.stderr)
         return outcome.exit_code
