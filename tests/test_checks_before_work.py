@@ -105,3 +105,22 @@ def test_the_model_s_own_window_comes_from_its_configs(tiny_stable_audio_open_di
     with pytest.raises(SettingsError, match="must be shorter than"):
         check_before_loading(PipelineOptions(sources=["dog"], model=str(tiny_stable_audio_open_dir),
                                              overlap=f"{window + 1:g}s").settings())
+
+
+def test_only_autosep_s_own_download_is_offered_for_deletion(tmp_path):
+    from autosep.errors import ModelNotAvailableError
+    from autosep.taggers.panns import cnn14_checkpoint_path, load_cnn14
+
+    users = tmp_path / "my-model.pth"
+    users.write_bytes(b"not a checkpoint")
+    with pytest.raises(ModelNotAvailableError) as caught:
+        load_cnn14(users)
+    assert "Delete" not in str(caught.value) and "--tagger-model takes a Cnn14 .pth" in str(caught.value)
+    ours = cnn14_checkpoint_path()  # the tests' own cache folder (conftest)
+    ours.parent.mkdir(parents=True, exist_ok=True)
+    ours.write_bytes(b"a broken download")
+    try:
+        with pytest.raises(ModelNotAvailableError, match="Delete it and run `autosep models download panns`"):
+            load_cnn14(ours)
+    finally:
+        ours.unlink()
