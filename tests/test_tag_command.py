@@ -103,7 +103,7 @@ def test_nothing_could_run(tmp_path, capsys, tiny_cnn14_checkpoint):
 
 
 def test_no_existing_input_exits_1_without_loading_the_tagger(tmp_path, capsys, monkeypatch):
-    from autosep import tag_command as command
+    from autosep.commands import tag as command
 
     monkeypatch.setattr(command, "load_tagger_for", lambda *a, **k: pytest.fail("the tagger was loaded"))
     empty = tmp_path / "empty"
@@ -116,7 +116,7 @@ def test_no_existing_input_exits_1_without_loading_the_tagger(tmp_path, capsys, 
 
 def test_missing_inputs_are_named_before_the_tagger_loads_once(recordings, tiny_cnn14_checkpoint, tmp_path,
                                                                capsys, monkeypatch):
-    from autosep import tag_command as command
+    from autosep.commands import tag as command
 
     real_load = command.load_tagger_for
     stderr_when_loading = []

@@ -112,7 +112,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     d = PipelineOptions
     sources = parser.add_argument_group("sources")
     sources.add_argument("-s", "--source", dest="sources", action="append", metavar="TEXT",
-                         help="separate this prompt (repeatable); skips tagging")
+                         help="separate this prompt (repeatable); skips tagging. PROMPT@12-18 or PROMPT@0:12-0:18 "
+                              "(spans comma separated, 40- to the end) keeps it to those times: its stem is "
+                              "silent elsewhere and that audio stays in the residual")
     sources.add_argument("--dry-run", action="store_true", help="show the plan for every input, separate nothing")
     add_tagging_arguments(parser)  # --tagger --tagger-model --threshold --max-sources ... (shared with `autosep tag`)
     add_separation_arguments(parser)
@@ -136,6 +138,10 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                      help="also write remix.<format> with only this source (repeatable; name, prompt or stem file name)")
     mix.add_argument("--remove", action="append", metavar="SOURCE",
                      help="also write remix.<format> without this source (repeatable; \"residual\" too)")
+    out.add_argument("--video-out", nargs="?", const=True, default=None, metavar="STEM",
+                     help="for a video input, also write the video back beside the stems (the picture copied "
+                          "untouched) with the --keep/--remove remix as its soundtrack (remix.<ext>), or with one "
+                          "stem (--video-out=STEM writes <stem>.<ext>)")
     out.add_argument("-q", "--quiet", action="store_true", help="only errors")
     out.add_argument("-v", "--verbose", action="store_true", help="more detail")
 
@@ -206,6 +212,7 @@ def options_from_args(args: argparse.Namespace) -> PipelineOptions:
         render=args.render,
         drop_unconfirmed=args.drop_unconfirmed, rounds=args.rounds,
         keep=getattr(args, "keep", None), remove=getattr(args, "remove", None),
+        video_out=getattr(args, "video_out", None),
         out=args.out, format=args.format, bit_depth=args.bit_depth, overwrite=args.overwrite,
         **_engine_options(args),
     )
