@@ -26,9 +26,10 @@ def check_before_loading(settings: RunSettings) -> list[str]:
     warnings: list[str] = []
     if settings.tagged:
         _check_tagger_model(settings.tagging)
-        if settings.planning.max_sources == 0:
-            raise SettingsError("--max-sources 0 keeps no source, so nothing would be separated; use 1 or more "
-                                "(--dry-run shows the plan without separating)", "--max-sources")
+        if settings.planning.max_sources == 0 and not settings.planning.include:  # --include is kept anyway
+            raise SettingsError("--max-sources 0 keeps no source, so nothing would be separated; use 1 or more, "
+                                "or name the sources to keep with --include (--dry-run shows the plan)",
+                                "--max-sources")
     else:
         _check_given_prompts(settings)
         warnings.extend(_ignored_with_prompts(settings))
