@@ -61,6 +61,16 @@ def test_relative_links_resolve(page: Path):
             assert anchor in slugs, f"{page.name} links {target}: no such heading in {linked.name}"
 
 
+def test_every_option_in_the_readme_options_table_exists():
+    """The options table is the user's reference: each option it names is one `autosep --help` lists."""
+    from autosep.cli import build_parser
+
+    section = README.read_text(encoding="utf-8").split("## Options", 1)[1].split("\n## ", 1)[0]
+    named = set(re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", section))
+    known = {flag for action in build_parser()._actions for flag in action.option_strings}
+    assert len(named) > 30 and not named - known, f"not options of autosep: {sorted(named - known)}"
+
+
 def test_the_readme_test_command_is_the_one_ci_runs():
     """CI (.ci/run) runs exactly the commands of the README's "Running the tests" block, so they cannot drift."""
     readme = README.read_text(encoding="utf-8")

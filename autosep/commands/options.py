@@ -19,7 +19,8 @@ from ..pipeline.settings import PipelineOptions, parse_overlap
 from ..pipeline.write import BIT_DEPTHS, FORMATS
 from ..separator.settings import INVERSION_PROMPT_CHOICES, INVERSIONS
 from ..taggers.prompts import load_prompt_overrides
-from ..taggers.settings import TAGGER_NAMES, PlanningSettings, TaggingSettings
+from ..taggers import registry as taggers
+from ..taggers.settings import PlanningSettings, TaggingSettings
 
 
 def positive_number(text: str) -> float:
@@ -64,8 +65,9 @@ def dash_file_hint(parser: argparse.ArgumentParser, argv: list[str]) -> str | No
 def add_tagging_arguments(parser: argparse.ArgumentParser) -> None:
     """The tagger and planner options, shared by ``autosep tag`` and the main ``autosep`` command."""
     group = parser.add_argument_group("tagging and source planning")
-    group.add_argument("--tagger", choices=TAGGER_NAMES, default=TaggingSettings.tagger,
-                       help=f"audio tagger (default: {TaggingSettings.tagger})")
+    # no argparse choices: the registry checks the name (aliases too) and names the valid ones (exit 2)
+    group.add_argument("--tagger", metavar="|".join(taggers.tagger_names()), default=TaggingSettings.tagger,
+                       help=f"audio tagger (default: {TaggingSettings.tagger}); {taggers.help_text()}")
     group.add_argument("--tagger-model", metavar="ID_OR_PATH",
                        help="tagger weights: Hugging Face id, local folder, or a Cnn14 .pth for panns")
     group.add_argument("--threshold", type=float, metavar="P",
