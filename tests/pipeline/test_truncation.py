@@ -101,5 +101,5 @@ def test_a_cut_mp3_gets_autosep_s_own_warning_and_not_the_decoder_s_raw_lines(tm
     assert result.status == "done", result.message
     (warning,) = [w for w in result.warnings if "shorter than its header" in w]
     assert "cut.mp3" in warning and "12.0" in warning  # about 12 s promised
-    assert result.manifest["flags"]["truncated_input"]
+    assert result.manifest.flags.truncated_input
     assert "Xing" not in capfd.readouterr().err
