@@ -9,6 +9,7 @@ once, when the settings are built. The defaults shown are the stages' own.
 from __future__ import annotations
 
 import argparse
+import os
 
 from ..devices import DTYPE_NAMES
 from ..pipeline.progress import LogProgress, Progress, RichProgress
@@ -18,7 +19,8 @@ from ..pipeline.settings import PipelineOptions, parse_overlap
 from ..pipeline.write import BIT_DEPTHS, FORMATS
 from ..separator.settings import INVERSION_PROMPT_CHOICES, INVERSIONS
 from ..taggers.prompts import load_prompt_overrides
-from ..taggers.settings import TAGGER_NAMES, PlanningSettings, TaggingSettings
+from ..taggers import registry as taggers
+from ..taggers.settings import PlanningSettings, TaggingSettings
 
 
 def positive_number(text: str) -> float:
@@ -45,11 +47,27 @@ def number_at_least(minimum: int):
     return parse
 
 
+def dash_file_hint(parser: argparse.ArgumentParser, argv: list[str]) -> str | None:
+    """After a usage error: a hint when an argument that starts with ``-`` is a file (``-mix.wav``), which
+    argparse can only read as an option."""
+    from ..pipeline.recording import is_media_file
+
+    for token in argv:
+        if token == "--":
+            return None  # everything after it is an input already
+        if (token.startswith("-") and token not in parser._option_string_actions
+                and (os.path.exists(token) or is_media_file(token))):
+            return (f"{token} starts with '-', so it is read as an option; to give it as an input write "
+                    f"./{token}, or put -- before the inputs (autosep -- {token})")
+    return None
+
+
 def add_tagging_arguments(parser: argparse.ArgumentParser) -> None:
     """The tagger and planner options, shared by ``autosep tag`` and the main ``autosep`` command."""
     group = parser.add_argument_group("tagging and source planning")
-    group.add_argument("--tagger", choices=TAGGER_NAMES, default=TaggingSettings.tagger,
-                       help=f"audio tagger (default: {TaggingSettings.tagger})")
+    # no argparse choices: the registry checks the name (aliases too) and names the valid ones (exit 2)
+    group.add_argument("--tagger", metavar="|".join(taggers.tagger_names()), default=TaggingSettings.tagger,
+                       help=f"audio tagger (default: {TaggingSettings.tagger}); {taggers.help_text()}")
     group.add_argument("--tagger-model", metavar="ID_OR_PATH",
                        help="tagger weights: Hugging Face id, local folder, or a Cnn14 .pth for panns")
     group.add_argument("--threshold", type=float, metavar="P",
