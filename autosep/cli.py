@@ -4,8 +4,8 @@ app, ``pip install "autosep[web]"``).
 
 Built on the Python API: the options become the run's checked settings (``PipelineOptions.settings``) and an
 :class:`autosep.AutoSep` processes the inputs; this module only parses, displays and returns the exit code.
-The subcommands live beside it (``tag_command``, ``models_command``, and ``eval.command``), and the options they
-share in ``commands.options``.
+The subcommands are the modules named in ``SUBCOMMANDS`` (``commands/``: tag, models, remix; ``eval.command`` and
+``web.command``), and the options they share are in ``commands.options``.
 Exit codes: 0 all inputs done; 1 nothing could run (bad model, no input found, output folder unusable);
 2 usage error; 3 some inputs failed and the rest were done; 130 interrupted by Ctrl-C (rerun to resume).
 """
@@ -13,6 +13,7 @@ Exit codes: 0 all inputs done; 1 nothing could run (bad model, no input found, o
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import signal
 import sys
@@ -163,28 +164,22 @@ def _print_plans(outcome: BatchOutcome, console) -> None:
         console.print(table)
 
 
+# The subcommands: a first argument named here runs that module's ``main(argv) -> exit code`` on the rest. Each is
+# imported only when used, so the main run never pays for the web app or the metrics. (A file named like one is
+# given as ``./tag``.) To add one, see CONTRIBUTING.md, "Adding a subcommand".
+SUBCOMMANDS = {
+    "tag": "autosep.commands.tag",
+    "models": "autosep.commands.models",
+    "remix": "autosep.commands.remix",
+    "eval": "autosep.eval.command",
+    "web": "autosep.web.command",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "tag":
-        from .commands.tag import main as tag_main
-
-        return tag_main(argv[1:])
-    if argv and argv[0] == "eval":
-        from .eval.command import main as eval_main
-
-        return eval_main(argv[1:])
-    if argv and argv[0] == "models":
-        from .commands.models import main as models_main
-
-        return models_main(argv[1:])
-    if argv and argv[0] == "remix":
-        from .commands.remix import main as remix_main
-
-        return remix_main(argv[1:])
-    if argv and argv[0] == "web":
-        from .web.command import main as web_main
-
-        return web_main(argv[1:])
+    if argv and argv[0] in SUBCOMMANDS:
+        return importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:])
     with _sigterm_as_interrupt():
         try:
             return _run(argv)

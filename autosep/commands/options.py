@@ -19,7 +19,8 @@ from ..pipeline.write import BIT_DEPTHS, FORMATS
 from ..separator.loading import default_model, model_aliases
 from ..separator.settings import INVERSION_PROMPT_CHOICES, INVERSIONS
 from ..taggers.prompts import load_prompt_overrides
-from ..taggers.settings import TAGGER_NAMES, PlanningSettings, TaggingSettings
+from ..taggers import registry as taggers
+from ..taggers.settings import PlanningSettings, TaggingSettings
 
 
 def positive_number(text: str) -> float:
@@ -49,8 +50,9 @@ def number_at_least(minimum: int):
 def add_tagging_arguments(parser: argparse.ArgumentParser) -> None:
     """The tagger and planner options, shared by ``autosep tag`` and the main ``autosep`` command."""
     group = parser.add_argument_group("tagging and source planning")
-    group.add_argument("--tagger", choices=TAGGER_NAMES, default=TaggingSettings.tagger,
-                       help=f"audio tagger (default: {TaggingSettings.tagger})")
+    # no argparse choices: the registry checks the name (aliases too) and names the valid ones (exit 2)
+    group.add_argument("--tagger", metavar="|".join(taggers.tagger_names()), default=TaggingSettings.tagger,
+                       help=f"audio tagger (default: {TaggingSettings.tagger}); {taggers.help_text()}")
     group.add_argument("--tagger-model", metavar="ID_OR_PATH",
                        help="tagger weights: Hugging Face id, local folder, or a Cnn14 .pth for panns")
     group.add_argument("--threshold", type=float, metavar="P",
@@ -97,7 +99,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     d = PipelineOptions
     sources = parser.add_argument_group("sources")
     sources.add_argument("-s", "--source", dest="sources", action="append", metavar="TEXT",
-                         help="separate this prompt (repeatable); skips tagging")
+                         help="separate this prompt (repeatable); skips tagging. PROMPT@12-18 or PROMPT@0:12-0:18 "
+                              "(spans comma separated, 40- to the end) keeps it to those times: its stem is "
+                              "silent elsewhere and that audio stays in the residual")
     sources.add_argument("--dry-run", action="store_true", help="show the plan for every input, separate nothing")
     add_tagging_arguments(parser)  # --tagger --tagger-model --threshold --max-sources ... (shared with `autosep tag`)
     add_separation_arguments(parser)
@@ -121,6 +125,10 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                      help="also write remix.<format> with only this source (repeatable; name, prompt or stem file name)")
     mix.add_argument("--remove", action="append", metavar="SOURCE",
                      help="also write remix.<format> without this source (repeatable; \"residual\" too)")
+    out.add_argument("--video-out", nargs="?", const=True, default=None, metavar="STEM",
+                     help="for a video input, also write the video back beside the stems (the picture copied "
+                          "untouched) with the --keep/--remove remix as its soundtrack (remix.<ext>), or with one "
+                          "stem (--video-out=STEM writes <stem>.<ext>)")
     out.add_argument("-q", "--quiet", action="store_true", help="only errors")
     out.add_argument("-v", "--verbose", action="store_true", help="more detail")
 
@@ -193,6 +201,7 @@ def options_from_args(args: argparse.Namespace) -> PipelineOptions:
         render=args.render,
         drop_unconfirmed=args.drop_unconfirmed, rounds=args.rounds,
         keep=getattr(args, "keep", None), remove=getattr(args, "remove", None),
+        video_out=getattr(args, "video_out", None),
         out=args.out, format=args.format, bit_depth=args.bit_depth, overwrite=args.overwrite,
         **_engine_options(args),
     )

@@ -19,6 +19,7 @@ from .manifest import Manifest
 from .naming import is_inside
 from .progress import Progress
 from .pipeline import Pipeline, RecordingResult, output_folder, write_remix
+from .video_out import write_video_out
 from .settings import RunSettings
 from .write import DiskFullError
 
@@ -210,6 +211,7 @@ def _settled(result: RecordingResult, settings: RunSettings, progress: Progress)
     if result.status == "skipped":  # --keep/--remove on stems an earlier run wrote
         try:
             write_remix(result, settings.output, progress)
+            write_video_out(result, settings.output, progress)
         except AutosepError as exc:
             return RecordingResult.failed(result.input, str(exc))
     return result

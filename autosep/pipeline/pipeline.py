@@ -35,6 +35,8 @@ from .recording import Recording, open_audio
 from .render import RENDERERS, StemPaths
 from .windowed import WindowedSeparation
 from .settings import RunSettings
+from .spans import gated, given_plan
+from .video_out import write_video_out
 from .check import check_stems, fold_into_residual
 from .tagging import TaggedRecording, plan_recording, tag_recording
 from .write import DiskFullError, OutputError, StemWriters, check_output_format, remove_partials
@@ -207,6 +209,7 @@ class Pipeline:
             result = self._process(item, folder, previous, started, plan, top_tags)
             if result.status == "done":
                 write_remix(result, self.settings.output, self.progress)
+                write_video_out(result, self.settings.output, self.progress)
         except DiskFullError:
             raise  # not about this recording: the batch stops
         except (AutosepError, OSError) as exc:
@@ -319,7 +322,7 @@ class Pipeline:
         if self.tagger is None:
             tagged = tag_recording(recording, None)
             if self.settings.sources is not None and not tagged.silent:
-                tagged.plan = [Source.given(p, recording.duration) for p in self.settings.sources]
+                tagged.plan = given_plan(self.settings.sources, self.settings.spans, recording.duration)
             return tagged
         return plan_recording(recording, self.tagger, self.settings.planning.as_dict())
 
@@ -338,7 +341,7 @@ class Pipeline:
         output = self.settings.output
         with StemWriters(paths.all, output.format, subtype, *renderer.shape) as writers:
             report = WindowedSeparation(self.separator, self.windows, self.progress).run(
-                recording, plan, renderer, paths, writers)
+                recording, plan, gated(renderer, plan, self.settings.spans), paths, writers)
             writers.commit()
         return report
 

@@ -21,18 +21,10 @@ from ..errors import SettingsError
 from ..separator.loading import DEFAULT_MODEL
 from ..separator.settings import SeparationSettings, check_batch_size
 from ..taggers.settings import PlanningSettings, TaggingSettings
+from .naming import REMIX
 from .render import RENDERERS
+from .spans import Span, SpanPrompt, given_span_prompts
 from .write import choose_subtype
-
-
-def given_prompts(sources: list[str]) -> tuple[str, ...]:
-    """The ``-s`` prompts, stripped, repeats dropped, in order; at least one."""
-    if isinstance(sources, str):
-        sources = [sources]
-    prompts = tuple(dict.fromkeys(str(s).strip() for s in sources if str(s).strip()))
-    if not prompts:
-        raise SettingsError("--source needs a non-empty prompt")
-    return prompts
 
 
 @dataclass(frozen=True)
@@ -180,6 +172,9 @@ class OutputSettings:
     # names; "residual" too).
     keep: tuple[str, ...] | None = None
     remove: tuple[str, ...] | None = None
+    # A video input written back with a new soundtrack (video_out.py): "remix" (the --keep/--remove remix) or a
+    # stem's name; None: no video.
+    video_out: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "format", str(self.format).lower())
@@ -192,6 +187,11 @@ class OutputSettings:
                 if not any(names):
                     raise SettingsError(f"{flag} needs a source name", flag)
                 object.__setattr__(self, name, tuple(n for n in names if n))
+        if self.video_out is not None:
+            object.__setattr__(self, "video_out", str(self.video_out).strip() or REMIX)
+            if self.video_out == REMIX and self.keep is None and self.remove is None:
+                raise SettingsError("--video-out needs a soundtrack: a remix (--keep or --remove SOURCE), or one "
+                                    "stem (--video-out STEM)", "--video-out")
         if self.render not in RENDERERS:
             raise SettingsError(f"--render must be one of {', '.join(RENDERERS)}, got {self.render!r}", "--render")
         choose_subtype(self.format, self.bit_depth, None)  # raises for impossible format/bit-depth pairs
@@ -248,8 +248,8 @@ class PipelineOptions:
     """Every knob of a run. Field names match the command line's long options; the defaults are the stages'
     own (the command line shows these)."""
 
-    # Sources: given prompts skip tagging.
-    sources: list[str] | None = None
+    # Sources: given prompts skip tagging; "dog barking@12-18" (or ("dog barking", [(12, 18)])) keeps one to spans.
+    sources: list[str | tuple] | None = None
     tagger: str = TaggingSettings.tagger
     tagger_model: str | None = None
     vocab: str | None = None
@@ -281,6 +281,7 @@ class PipelineOptions:
     overwrite: bool = OutputSettings.overwrite
     keep: list[str] | None = None
     remove: list[str] | None = None
+    video_out: bool | str | None = None  # True: the video with the remix as soundtrack; a stem's name: that stem
     # Engine: "local" (this process) or "ray" (a Ray cluster; the ray_* fields are RaySettings').
     engine: str = "local"
     ray_address: str | None = None  # None: a local Ray instance
@@ -297,8 +298,11 @@ class PipelineOptions:
         ray = None if self.engine == "local" else RaySettings(
             self.ray_address or "local", self.ray_workers, self.ray_cpus_per_worker, self.ray_gpus_per_worker,
             self.ray_retries)
+        given = None if self.sources is None else given_span_prompts(
+            [self.sources] if isinstance(self.sources, str) else self.sources)
         return RunSettings(
-            sources=None if self.sources is None else given_prompts(self.sources),
+            sources=None if given is None else tuple(g.prompt for g in given),
+            spans={g.prompt: g.spans for g in given or () if g.spans},
             tagging=TaggingSettings(self.tagger, self.tagger_model, self.vocab if self.sources is None else None),
             planning=planning,
             separation=SeparationSettings(self.inversion, self.steps, self.guidance, self.inv_prompt, self.seed,
@@ -307,7 +311,7 @@ class PipelineOptions:
             windows=WindowSettings(self.window, self.overlap, self.margin, self.window_batch),
             check=CheckSettings(bool(self.drop_unconfirmed), self.rounds),
             output=OutputSettings(Path(self.out), self.format, self.bit_depth, self.render, self.overwrite,
-                                  self.keep, self.remove),
+                                  self.keep, self.remove, _video_out(self.video_out)),
             dry_run=bool(self.dry_run),
             ray=ray,
         )
@@ -327,6 +331,8 @@ class RunSettings:
     check: CheckSettings = CheckSettings()
     dry_run: bool = False
     ray: RaySettings | None = None  # the recordings processed on a Ray cluster (--ray), else in this process
+    # The given prompts kept to time spans ("dog barking@12-18"), by prompt; the others cover the whole recording.
+    spans: dict[str, tuple[Span, ...]] = field(default_factory=dict)
 
     @property
     def tagged(self) -> bool:
@@ -340,6 +346,7 @@ class RunSettings:
         separation, output = self.separation, self.output
         return {
             "sources": None if self.sources is None else list(self.sources),
+            "spans": {prompt: SpanPrompt(prompt, spans).text for prompt, spans in self.spans.items()},
             "tagger": self.tagging.tagger if self.tagged else None,
             "tagger_model": None if self.tagging.model is None else str(self.tagging.model),
             "planner": self.planning.as_dict() if self.tagged else None,
@@ -360,6 +367,13 @@ class RunSettings:
             "planner": request["planner"] or {}, "device": models.device, "dtype": models.dtype,
             "batch_size": models.batch_size, "subtype": subtype,
         }
+
+
+def _video_out(value: bool | str | None) -> str | None:
+    """``video_out`` as OutputSettings holds it: True -> "remix", False/None -> None, a stem's name as given."""
+    if value is None or value is False:
+        return None
+    return REMIX if value is True else str(value)
 
 
 def _largest_overlap(overlap: float | str | None, window_s: float) -> str:

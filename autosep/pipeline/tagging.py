@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..taggers.base import Tagger, TagResult
+from ..taggers.base import Tagger, TagResult, WindowGrid
 from .recording import SILENCE_PEAK, Recording
 
 TAG_BLOCK_S = 60.0  # the tagger sees the recording in blocks this long, so tagging memory stays flat too
@@ -63,7 +63,7 @@ def _join(tagger: Tagger, tagged: list[tuple[float, TagResult]]) -> TagResult:
         np.concatenate(blocks, axis=0), labels, [(offset + a, offset + b) for offset, r in tagged
                                                  for a, b in r.window_times],
         first.tagger, first.model_id, first.default_threshold, notes,
-        window_seconds=first.window_seconds or float(getattr(tagger, "window_seconds", 0.0) or 0.0) or None,
+        window_seconds=first.window_seconds or WindowGrid.of(tagger).window_seconds,
     )
 
 
@@ -73,11 +73,9 @@ def tag_recording(reader: Recording, tagger: Tagger | None) -> TaggedRecording:
     if tagger is None:
         result = reader.scan(max(1, int(TAG_BLOCK_S * rate)))
         return TaggedRecording(None, [], result.peak, result.non_finite)
-    window_s = float(getattr(tagger, "window_seconds", 10.0) or 10.0)
-    hop_s = float(getattr(tagger, "hop_seconds", None) or window_s / 2)
-    hop = max(1, round(hop_s * rate))
+    window, hop = WindowGrid.of(tagger).frames(rate)  # the grid the tagger scores on (one place decides it)
     block = max(hop, round(TAG_BLOCK_S * rate / hop) * hop)
-    extra = max(0, max(1, round(window_s * rate)) - hop)
+    extra = max(0, window - hop)
     tagged: list[tuple[float, TagResult]] = []
     covered = 0  # frames already scored (a block's extension may reach the end of the file)
 

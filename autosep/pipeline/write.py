@@ -121,7 +121,7 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def _temporary_name(final: Path) -> Path:
+def temporary_name(final: Path) -> Path:
     return final.with_name(f".{final.name}{PARTIAL_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}")
 
 
@@ -133,7 +133,7 @@ class StemWriter:
 
     def __init__(self, path: Path, fmt: str, subtype: str, sample_rate: int, channels: int):
         self.path = path
-        self.temporary = _temporary_name(path)
+        self.temporary = temporary_name(path)
         self.clips = subtype not in ("FLOAT", "DOUBLE")
         # Integer PCM is written as integers we round ourselves, so callers see exactly what is stored (``write``
         # returns it) and can make stems + residual add up to the input bit for bit.
@@ -227,7 +227,7 @@ class StemWriters:
 
 def write_json(path: Path, data: dict) -> None:
     """Write ``data`` as JSON atomically (temporary file, then rename)."""
-    temporary = _temporary_name(path)
+    temporary = temporary_name(path)
     try:
         with open(temporary, "w", encoding="utf-8") as handle:
             json.dump(data, handle, indent=2, ensure_ascii=False)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from .audioset import Ontology, load_ontology
 
 OPEN_SET_PREFIX = "open:"
-ORIGINS = ("tagged", "given", "manifest")
+ORIGINS = ("tagged", "given", "manifest")  # planned from tags, named by the user (-s), restored from a manifest
 
 Segment = tuple[float, float]
 
@@ -42,6 +42,10 @@ class Source:
     classes: list[tuple[str, str | None, float]] = field(default_factory=list)
     why: str = ""
     active: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.origin not in ORIGINS:
+            raise ValueError(f"Source origin must be one of {', '.join(ORIGINS)}, got {self.origin!r}")
 
     @classmethod
     def given(cls, prompt: str, duration_s: float) -> "Source":

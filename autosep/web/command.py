@@ -26,6 +26,7 @@ needs the web extra: pip install "autosep[web]"
 
 def build_parser() -> argparse.ArgumentParser:
     from ..commands.options import add_separation_arguments, add_tagging_arguments, positive_number
+    from ..pipeline.write import BIT_DEPTHS, FORMATS
 
     parser = argparse.ArgumentParser(prog="autosep web", formatter_class=argparse.RawDescriptionHelpFormatter,
                                      description="Start the autosep browser app (Gradio).", epilog=_EPILOG)
@@ -38,8 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="longest recording accepted, in seconds (default 600)")
     server.add_argument("--max-upload-mb", type=positive_number, default=500.0,
                         help="largest upload accepted, in MB (default 500)")
-    server.add_argument("--format", choices=("wav", "flac", "ogg", "mp3"), default="wav", help="stem format (wav)")
-    server.add_argument("--bit-depth", choices=("16", "24", "32f"), default=None,
+    server.add_argument("--format", choices=tuple(FORMATS), default="wav", help="stem format (wav)")
+    server.add_argument("--bit-depth", choices=tuple(BIT_DEPTHS), default=None,
                         help="default: the input's where the format allows")
     server.add_argument("-v", "--verbose", action="store_true", help="more detail in the server log")
     add_tagging_arguments(parser)

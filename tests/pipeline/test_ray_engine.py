@@ -94,6 +94,7 @@ def local_reference(tmp_path_factory, model_args):
     return root
 
 
+@pytest.mark.slow  # starts a local Ray instance and its workers: about a minute
 def test_ray_batch_survives_a_killed_worker_and_equals_the_local_run(tmp_path, capsys, model_args, local_reference,
                                                                      monkeypatch):
     import cloudpickle
@@ -152,6 +153,7 @@ def test_ray_batch_survives_a_killed_worker_and_equals_the_local_run(tmp_path, c
     assert not leftovers(tmp_path / "out")  # no temporaries of the dead worker, no engine state
 
 
+@pytest.mark.slow  # starts a local Ray instance and its workers: about a minute
 def test_rerun_skips_finished_recordings_and_overwrite_redoes_them(tmp_path, capsys, model_args,
                                                                   tiny_audioldm2_dir, tiny_cnn14_checkpoint):
     import autosep
@@ -176,6 +178,7 @@ def test_rerun_skips_finished_recordings_and_overwrite_redoes_them(tmp_path, cap
     assert {name: m["created"] + str(m["timings_s"]) for name, m in manifests(tmp_path / "out").items()} != first
 
 
+@pytest.mark.slow  # starts a local Ray instance and its workers: about a minute
 def test_a_corrupt_recording_fails_alone(tmp_path, capsys, model_args):
     (tmp_path / "in").mkdir()
     write_recordings(tmp_path / "in", count=1)

@@ -56,6 +56,7 @@ def test_loading_puts_the_checkpoint_weights_in_place_without_initialising_them(
     assert torch.equal(pipe.unet.state_dict()[name], value)
 
 
+@pytest.mark.slow  # two fresh Python processes importing torch: about 20 s
 def test_the_mel_filterbank_is_computed_once_and_later_runs_skip_librosa_filters(tmp_path):
     # librosa.filters imports numba (about a second per start); the Slaney filterbank is computed by it once and
     # read from autosep's cache after that. The cached matrix is exactly librosa's.
