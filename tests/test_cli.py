@@ -239,9 +239,9 @@ def test_resume_skips_finished_work_without_loading_models(tmp_path, capsys, mod
     assert code == 0, output
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     broken = [a if a != model_args[1] else str(tmp_path / "no-such-model") for a in model_args]
-    # --overwrite needs the model again, and a bad one means nothing could run.
+    # --overwrite needs the model again, and a folder that is not there is refused before anything loads.
     code, output = run(capsys, *args, *broken, "--overwrite")
-    assert code == 1 and "no-such-model" in output
+    assert code == 2 and "no-such-model" in output and "no such folder" in output
 
 
 def test_ctrl_c_mid_batch_keeps_finished_work_and_rerun_resumes(tmp_path, capsys, model_args, monkeypatch):

@@ -20,6 +20,7 @@ from ..errors import ModelNotAvailableError
 from ..known_models import KnownModel
 from ..paths import offline_mode, unavailable_because
 from .backbones import Backbone, families, family_for_folder, family_for_repo, model_cards
+from .lookup import check_model_name
 
 
 def model_aliases() -> dict[str, str]:
@@ -64,11 +65,7 @@ def locate_pipeline(model: str | os.PathLike | None) -> tuple[str, Path]:
                 f"{candidate} holds no model autosep loads: pass {layouts}, or a model name{_hints(str(candidate))}"
             )
         return str(candidate), family.prepare_folder(candidate)
-    if model_id.count("/") != 1 or model_id.startswith((".", "/", "~")):
-        raise ModelNotAvailableError(
-            f"model {model_id!r} is neither a known name ({', '.join(model_aliases())}), a Hugging Face id "
-            "(owner/name) nor an existing folder"
-        )
+    check_model_name(model_id, list(model_aliases()))
     family = family_for_repo(model_id) or Backbone  # an unknown hub id: a diffusers pipeline repository
     try:
         folder = family.download(model_id, offline_mode())

@@ -85,3 +85,21 @@ def test_an_mp3_without_a_xing_header_is_read_at_its_decoded_length(tmp_path):
     assert result.status == "done", result.message
     assert result.manifest["input"]["frames"] == decoded and not result.manifest["flags"]["truncated_input"]
     assert not any("header" in w or "truncated" in w for w in result.warnings)
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg (Debian package ffmpeg)")
+def test_a_cut_mp3_gets_autosep_s_own_warning_and_not_the_decoder_s_raw_lines(tmp_path, capfd):
+    """The Xing header states the frame count; data cut short of it is a truncation, said once in autosep's words.
+    mpg123's own line ("Warning: Xing stream size off...") stays out of the terminal."""
+    (tmp_path / "in").mkdir()
+    path = tmp_path / "in" / "cut.mp3"
+    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", "sine=frequency=440:duration=12",
+                    "-ar", "16000", "-c:a", "libmp3lame", str(path)], check=True)
+    _cut(path, 0.3)
+    capfd.readouterr()
+    (result,) = _run(tmp_path).results
+    assert result.status == "done", result.message
+    (warning,) = [w for w in result.warnings if "shorter than its header" in w]
+    assert "cut.mp3" in warning and "12.0" in warning  # about 12 s promised
+    assert result.manifest["flags"]["truncated_input"]
+    assert "Xing" not in capfd.readouterr().err

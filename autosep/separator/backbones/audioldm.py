@@ -28,6 +28,11 @@ class MelBackbone(Backbone, ABC):
     """A 16 kHz mono log-mel latent diffusion model with a UNet, a VAE and a vocoder (see the module docstring)."""
 
     samplers = {"ddpm": "ddpm edit-friendly (ddim scheduler, eta 1)", "ddim": "ddim (eta 0)"}
+    WINDOW = 10.24  # seconds: the 1024 mel frames (100 a second) AudioLDM, AudioLDM2 and Tango were trained on
+
+    @classmethod
+    def known_window(cls, folder: Path | None = None) -> float | None:
+        return cls.WINDOW
 
     @property
     def sample_rate(self) -> int:
@@ -41,7 +46,7 @@ class MelBackbone(Backbone, ABC):
 
     @property
     def default_window(self) -> float:
-        return 10.24  # the 1024 mel frames (at 100 per second) the UNets were trained on
+        return self.WINDOW
 
     @property
     def float32_modules(self) -> list["nn.Module"]:

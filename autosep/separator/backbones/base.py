@@ -150,6 +150,12 @@ class Backbone(ABC):
         return pipe
 
     @classmethod
+    def known_window(cls, folder: Path | None = None) -> float | None:
+        """The default window (seconds) before the model loads: from the configs in ``folder``, or with no folder
+        the published checkpoints'; None when only the loaded model can tell (no torch, no weights read)."""
+        return None
+
+    @classmethod
     def hint(cls, model: str) -> str:
         """Advice for a folder or hub id that holds no model autosep loads but that this family nearly
         recognises (e.g. an unconverted checkpoint); "" when it has none."""

@@ -78,6 +78,24 @@ class StableAudioOpenBackbone(FullBandBackbone):
         "Stable Audio Open 1.0: 44.1 kHz stereo, up to 47 s windows (1.06B DiT, T5-base, Oobleck VAE); full-band "
         "stems of music and effects. Gated: needs torchsde and an accepted licence", STABILITY_LICENCE),)
 
+    # The published checkpoint's window: transformer/config.json sample_size 1024 latent frames, vae/config.json
+    # downsampling_ratios [2, 4, 4, 8, 8] (2048 samples a frame) at sampling_rate 44100: 47.55 s.
+    PUBLISHED_WINDOW = 1024 * 2048 / 44100
+
+    @classmethod
+    def known_window(cls, folder: Path | None = None) -> float | None:
+        if folder is None:
+            return cls.PUBLISHED_WINDOW
+        import json
+
+        try:  # the DiT's training length: sample_size latent frames
+            transformer = json.loads((folder / "transformer" / "config.json").read_text())
+            vae = json.loads((folder / "vae" / "config.json").read_text())
+            return int(transformer["sample_size"]) * math.prod(int(r) for r in vae["downsampling_ratios"]) \
+                / int(vae["sampling_rate"])
+        except (OSError, ValueError, TypeError, KeyError):
+            return None
+
     def __init__(self, pipe: Any):
         super().__init__(pipe)
         from diffusers import CosineDPMSolverMultistepScheduler
@@ -255,9 +273,7 @@ class StableAudio3Backbone(FullBandBackbone):
 
     @classmethod
     def claims_folder(cls, folder: Path) -> bool:
-        from .. import sa3_convert
-
-        return super().claims_folder(folder) or sa3_convert.is_original_checkpoint(folder)
+        return super().claims_folder(folder) or is_original_checkpoint(folder)
 
     @classmethod
     def claims_repo(cls, model_id: str) -> bool:
@@ -268,7 +284,7 @@ class StableAudio3Backbone(FullBandBackbone):
         from .. import sa3_convert
         from ...paths import offline_mode
 
-        if not sa3_convert.is_original_checkpoint(folder):
+        if not is_original_checkpoint(folder):
             return folder
         return _converted(lambda: sa3_convert.local_original_checkpoint(folder, offline_mode()))
 
@@ -283,6 +299,10 @@ class StableAudio3Backbone(FullBandBackbone):
     @classmethod
     def hint(cls, model: str) -> str:
         return _hint(model)
+
+    @classmethod
+    def known_window(cls, folder: Path | None = None) -> float | None:
+        return cls.DEFAULT_WINDOW
 
     @classmethod
     def is_cached(cls, model_id: str) -> bool:
@@ -352,6 +372,13 @@ class StableAudio3Backbone(FullBandBackbone):
         scheduler = fi.flow_scheduler(self.pipe.scheduler.config, run.steps, device=start.x_top.device)
         return fi.flow_reverse(scheduler, start.x_top, self._model_fn(run, prompts), start.noise_maps,
                                on_step=run.step_done)
+
+
+def is_original_checkpoint(folder: Path) -> bool:
+    """A folder holding Stable Audio 3 as Stability publishes it (stable-audio-tools layout), not a pipeline."""
+    folder = Path(folder)
+    return ((folder / "model.safetensors").is_file() and (folder / "model_config.json").is_file()
+            and not (folder / "model_index.json").is_file())
 
 
 def _converted(convert) -> Path | None:
