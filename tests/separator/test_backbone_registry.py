@@ -88,8 +88,8 @@ def test_a_registered_family_is_listed_named_and_runs_through_the_pipeline(toy_f
     result = autosep.separate_file(tmp_path / "mix.wav", sources=["hum", "whole mix"], model=str(folder),
                                    render="generative", out=str(tmp_path / "out"), device="cpu", steps=3)
 
-    separator = result.manifest["separator"]
-    assert (separator["backbone"], separator["sampler"], separator["sample_rate"]) == ("toy", "toy gain", RATE)
+    separator = result.manifest.separator
+    assert (separator.backbone, separator.sampler, separator.sample_rate) == ("toy", "toy gain", RATE)
     hum, whole = result.stems["hum"][:, 0], result.stems["whole mix"][:, 0]
     np.testing.assert_allclose(whole, mix, atol=1e-4)  # the pipeline's windows, fades and writes add nothing
     np.testing.assert_allclose(hum, 0.25 * mix, atol=1e-4)
