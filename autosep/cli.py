@@ -58,21 +58,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _source_names(result, empty: str) -> str:
     """The sources of a result, each with the tagger's verdict on its stem (check.py) when it was checked."""
-    manifest = result.manifest or {}
-    verdicts = {entry.get("name"): entry["check"]["confirmed"] for entry in manifest.get("sources") or []
-                if isinstance(entry, dict) and isinstance(entry.get("check"), dict)}
+    manifest = result.manifest
+    verdicts = {stem.name: stem.confirmed for stem in manifest.sources} if manifest is not None else {}
     names = []
     for source in result.plan:
         verdict = verdicts.get(source.label)
         names.append(source.label if verdict is None else
                      f"{source.label} ({'confirmed' if verdict else 'not confirmed'})")
     text = ", ".join(names) or empty
-    check = manifest.get("check") if isinstance(manifest.get("check"), dict) else {}
-    if check.get("dropped"):
-        text += f"; folded into the residual: {', '.join(check['dropped'])}"
-    heard = [d.get("label") for d in check.get("discovered") or [] if isinstance(d, dict)]
-    if heard:
-        text += f"; also heard in the residual: {', '.join(map(str, heard))}"
+    check = manifest.check if manifest is not None else None
+    if check is not None and check.dropped:
+        text += f"; folded into the residual: {', '.join(check.dropped)}"
+    if check is not None and check.discovered:
+        text += f"; also heard in the residual: {', '.join(d.label for d in check.discovered)}"
     return text
 
 

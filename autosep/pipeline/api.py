@@ -46,7 +46,8 @@ class AutoSep:
     def run(self, paths: str | os.PathLike | list[str | os.PathLike]) -> list[RecordingResult]:
         """Process files, folders or globs; one :class:`RecordingResult` per recording (failed ones included).
 
-        Each done result carries ``files``, ``sample_rate``, ``plan`` and ``manifest``; ``result.stems`` maps
+        Each done result carries ``files``, ``sample_rate``, ``plan`` and ``manifest`` (a typed
+        :class:`~autosep.pipeline.manifest.Manifest`, as written to manifest.json); ``result.stems`` maps
         source names to the written stems as float32 arrays ``[frames, channels]``, read from the files when
         accessed (so a batch of long recordings does not hold every stem in memory). Raises AutosepError if
         nothing could run.
