@@ -78,6 +78,7 @@ class VisualEvidence:
                 warnings.append(f"{path}: the describe model gave no answer for {description!r}; its words are "
                                 "used as the prompt")
             prompt = answer or description
+            self.progress.stage(f"{description!r} described as {prompt!r}")
             plan.append(Source(label=description, prompt=prompt, segments=[(0.0, float(duration_s))],
                                origin="given", why=f"described on screen: {description!r} -> {prompt!r}"))
             entries.append({"description": description, "answer": answer, "prompt": prompt, "frames_shown": shown})
