@@ -9,6 +9,7 @@ once, when the settings are built. The defaults shown are the stages' own.
 from __future__ import annotations
 
 import argparse
+import os
 
 from ..devices import DTYPE_NAMES
 from ..pipeline.progress import LogProgress, Progress, RichProgress
@@ -45,6 +46,21 @@ def number_at_least(minimum: int):
             raise argparse.ArgumentTypeError(f"expected at least {minimum}, got {text!r}")
         return value
     return parse
+
+
+def dash_file_hint(parser: argparse.ArgumentParser, argv: list[str]) -> str | None:
+    """After a usage error: a hint when an argument that starts with ``-`` is a file (``-mix.wav``), which
+    argparse can only read as an option."""
+    from ..pipeline.recording import is_media_file
+
+    for token in argv:
+        if token == "--":
+            return None  # everything after it is an input already
+        if (token.startswith("-") and token not in parser._option_string_actions
+                and (os.path.exists(token) or is_media_file(token))):
+            return (f"{token} starts with '-', so it is read as an option; to give it as an input write "
+                    f"./{token}, or put -- before the inputs (autosep -- {token})")
+    return None
 
 
 def add_tagging_arguments(parser: argparse.ArgumentParser) -> None:

@@ -15,7 +15,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .options import add_tagging_arguments, add_visual_arguments, number_at_least, planning_settings
+from .options import (add_tagging_arguments, add_visual_arguments, dash_file_hint, number_at_least,
+                      planning_settings)
 from ..errors import EXIT_NOTHING_RAN, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, AutosepError, SettingsError
 from ..pipeline.inputs import collect_inputs
 from ..pipeline.recording import open_audio
@@ -44,9 +45,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+        args = parser.parse_args(argv)
     except SystemExit as exit_:
+        hint = dash_file_hint(parser, argv) if exit_.code else None
+        if hint:
+            print(f"autosep: hint: {hint.replace('autosep --', 'autosep tag --')}", file=sys.stderr)
         return int(exit_.code or 0)
     err = Console(stderr=True, highlight=False)
     try:

@@ -54,15 +54,16 @@ def _inside_output_below_root(item: InputFile, out_root: Path) -> bool:
 
 
 class _EarlierOutput:
-    """Whether a file found by walking a folder or glob is a stem an earlier run wrote (its folder's manifest
-    lists it). Each folder's manifest is read once."""
+    """Whether a file found by walking a folder or glob (not named itself) is a stem an earlier run wrote (its
+    folder's manifest lists it), in this run's output folder or any other: ``"**/*.wav"`` must not take the
+    stems of another output folder as recordings. Each folder's manifest is read once."""
 
     def __init__(self, out_root: Path):
         self.out_root = out_root
         self._manifests: dict[Path, Manifest | None] = {}
 
     def __call__(self, item: InputFile) -> bool:
-        if item.path.parent == item.root or not is_inside(item.path, self.out_root):
+        if Path(item.given).expanduser().is_file():  # named on the command line: an input whatever it is
             return False
         folder = item.path.parent
         if folder not in self._manifests:

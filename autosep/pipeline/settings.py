@@ -67,8 +67,9 @@ def parse_overlap(value: float | str | None) -> float | str | None:
         raise SettingsError(f"--overlap must be a fade length in seconds (1s) or a fraction of the window (0.25 or "
                             f"25%), got {value!r}", "--overlap") from None
     if not math.isfinite(fraction) or not 0 <= fraction < 1:
-        raise SettingsError(f"--overlap as a fraction must be at least 0 and below 1 (0%-99%), got {value!r}",
-                            "--overlap")
+        seconds = f"; for a fade of {value} s write --overlap {value}s" if fraction >= 1 else ""
+        raise SettingsError(f"--overlap as a fraction must be at least 0 and below 1 (0%-99%), got {value!r}"
+                            f"{seconds}", "--overlap")
     return fraction
 
 

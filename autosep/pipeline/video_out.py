@@ -164,7 +164,7 @@ def write_video_out(result, output, progress) -> None:
     input with no video stream gets a warning, not a failure."""
     if output.video_out is None or not result.files or result.output is None:
         return
-    from .manifest import Manifest
+    from .manifest import VideoOutRecord
     from .remix import open_result
 
     if not has_video_stream(result.input):
@@ -174,16 +174,17 @@ def write_video_out(result, output, progress) -> None:
         return
     stems = open_result(result.output)
     if output.video_out == REMIX:
-        remix = (stems.manifest.get("remix") or {}).get("file")
-        if not remix:  # OutputSettings requires --keep/--remove with it, so write_remix has run
+        remix = stems.manifest.remix_file
+        if remix is None:  # OutputSettings requires --keep/--remove with it, so write_remix has run
             raise VideoOutError(f"{result.output}: no remix was written for --video-out")
-        soundtrack, label = result.output / Path(str(remix)).name, REMIX
+        soundtrack, label = remix, REMIX
     else:
         stem = stems.find(output.video_out)
         soundtrack, label = stem.path, stem.name
     out = result.output / f"{soundtrack.stem}{result.input.suffix.lower()}"
     progress.stage(f"writing {out.name}")
     report = remux_with_soundtrack(result.input, soundtrack, out, label)
-    manifest = Manifest(result.output, {**stems.manifest, "video_out": report.to_dict()})
+    manifest = stems.manifest
+    manifest.video_out = VideoOutRecord.from_dict(report.to_dict())
     manifest.write()
-    result.manifest = manifest.data
+    result.manifest = manifest

@@ -240,12 +240,3 @@ def write_json(path: Path, data: dict) -> None:
     finally:
         temporary.unlink(missing_ok=True)
 
-
-def read_json(path: Path) -> dict | None:
-    """A manifest, or None if it is missing or unreadable (an unreadable one does not mark the work done)."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-        return data if isinstance(data, dict) else None
-    except (OSError, ValueError):
-        return None

@@ -19,6 +19,7 @@ from ..errors import ModelNotAvailableError
 from ..logs import library_quiet
 from ..paths import converted_root, offline_mode, unavailable_because
 from ..known_models import KnownModel
+from .lookup import check_model_name
 
 DEFAULT_MODEL = "audioldm2"
 
@@ -77,11 +78,7 @@ def locate_pipeline(model: str | os.PathLike | None) -> tuple[str, Path]:
                 f"downloaded from the hub, a Tango folder, or a model name{original_checkpoint_hint(candidate)}"
             )
         return str(candidate), candidate
-    if model_id.count("/") != 1 or model_id.startswith((".", "/", "~")):
-        raise ModelNotAvailableError(
-            f"model {model_id!r} is neither a known name ({', '.join(MODEL_ALIASES)}), a Hugging Face id "
-            "(owner/name) nor an existing folder"
-        )
+    check_model_name(model_id, list(MODEL_ALIASES))
     from diffusers import DiffusionPipeline
 
     from . import tango

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ..errors import AutosepError
 from ..pipeline.inputs import InputFile
-from ..pipeline.manifest import MANIFEST_NAME
+from ..pipeline.manifest import MANIFEST_NAME, Manifest
 from ..pipeline.naming import RESIDUAL, slugify
 from ..pipeline.recording import open_audio
 from ..pipeline.pipeline import Pipeline, RecordingResult
@@ -77,7 +77,7 @@ class Separated:
     stems: dict[str, Path]
     spectrograms: dict[str, Path]
     archive: Path
-    manifest: dict
+    manifest: Manifest | None
     warnings: list[str]
 
 
@@ -288,7 +288,7 @@ class Engine:
         spectrograms = mel_images(result.files, pictures)
         archive = self._archive(session, result)
         session.separated = Separated(result.output, dict(result.files), spectrograms, archive,
-                                      result.manifest or {}, [session.tell(w) for w in result.warnings])
+                                      result.manifest, [session.tell(w) for w in result.warnings])
         return session.separated
 
     def _archive(self, session: Session, result: RecordingResult) -> Path:

@@ -165,7 +165,7 @@ def test_rerun_skips_finished_recordings_and_overwrite_redoes_them(tmp_path, cap
                           steps=1, window=2.56, device="cpu", planner={"threshold": 0, "max_sources": 2},
                           out=str(tmp_path / "out"))
     (result,) = api.run(tmp_path / "in")
-    assert result.status == "done" and result.manifest["processed_by"]["engine"] == "ray", result.message
+    assert result.status == "done" and result.manifest.processed_by["engine"] == "ray", result.message
     assert result.stems and all(stem.shape[1] == 2 for stem in result.stems.values())
     args = [tmp_path / "in", "-o", tmp_path / "out", *model_args, "--ray"]
     first = {name: m["created"] + str(m["timings_s"]) for name, m in manifests(tmp_path / "out").items()}
