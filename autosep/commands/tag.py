@@ -88,15 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Console(highlight=False)
     for path in (item.path for item in found):
         try:
-            # the streamed block tagging the main run and --dry-run use, so all three plan a file alike
-            with err.status(f"tagging {path.name}...", spinner="dots"), open_audio(path) as reader:
-                duration = reader.duration
-                tagged = plan_recording(reader, tagger, options)
-            notes: list[str] = []
-            with err.status(f"looking at {path.name}...", spinner="dots"):
-                on_screen = visual.apply(path, duration, tagged, options, notes)  # None unless a video
-            for note in notes:
-                err.print(note, style="yellow", markup=False, soft_wrap=True)
+            duration, tagged, on_screen = _tag_file(path, tagger, options, visual, err)
         except AutosepError as exc:
             failures.append({"file": str(path), "error": str(exc)})
             err.print(str(exc), style="red", markup=False, soft_wrap=True)
@@ -126,6 +118,20 @@ def main(argv: list[str] | None = None) -> int:
     if not reports:
         return EXIT_NOTHING_RAN
     return EXIT_PARTIAL if failures else EXIT_OK
+
+
+def _tag_file(path: Path, tagger: Tagger, options: dict, visual, err: Console):
+    """(duration, tagged and planned recording, on-screen record or None) of one file: the streamed block
+    tagging the main run and --dry-run use, so all three plan a file alike, then what is on screen in a video."""
+    with err.status(f"tagging {path.name}...", spinner="dots"), open_audio(path) as reader:
+        duration = reader.duration
+        tagged = plan_recording(reader, tagger, options)
+    notes: list[str] = []
+    with err.status(f"looking at {path.name}...", spinner="dots"):
+        on_screen = visual.apply(path, duration, tagged, options, notes)
+    for note in notes:
+        err.print(note, style="yellow", markup=False, soft_wrap=True)
+    return duration, tagged, on_screen
 
 
 def _visual(args: argparse.Namespace):

@@ -300,7 +300,7 @@ class Pipeline:
             processed_by=self.processed_by,
         )
         if visual is not None:
-            manifest.data["visual"] = visual
+            manifest.visual = visual
         manifest.write()
         return RecordingResult(item.path, folder, "done", plan=plan, manifest=manifest, files=files,
                                warnings=warnings, sample_rate=renderer.shape[0], top_tags=top_tags)
