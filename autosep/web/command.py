@@ -99,7 +99,6 @@ def options_for(args: argparse.Namespace):
     args.sources, args.dry_run, args.out, args.overwrite = None, False, "separated", True
     args.keep = args.remove = None
     args.drop_unconfirmed, args.rounds = False, 1  # the stem check needs the whole-file pipeline, not the page
-    args.visual = False  # the page does not show on-screen evidence yet (issue 22, item 5)
     options = options_from_args(args)
     options.settings()  # every option checked once, before any model loads
     return options
