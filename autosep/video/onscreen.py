@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import ModelNotAvailableError
-from ..paths import offline_mode
+from ..paths import model_unavailable
 from . import DEFAULT_VISUAL_MODEL
 from .frames import Frame
 
@@ -132,15 +132,8 @@ def load_id(model: str | None, default: str) -> str:
 def load_pretrained(load, model_id: str, alias: str, option: str, instead: str):
     """``load(model_id)`` (a ``from_pretrained``), with "not found" turned into ModelNotAvailableError saying what
     to do: download ``alias``, pass ``option`` a local folder, or run without it (``instead``)."""
-    from pathlib import Path
-
     try:
         return load(model_id)
     except (OSError, ValueError) as exc:
-        where = "is not a model folder" if Path(model_id).exists() else (
-            "is not in the Hugging Face cache and offline mode is on" if offline_mode() else "could not be downloaded")
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else repr(exc)
-        raise ModelNotAvailableError(
-            f"{option.lstrip('-').replace('-', ' ')} {model_id} {where} ({first}). Fetch it while online with "
-            f"`autosep models download {alias}` (or `hf download {model_id}`), pass {option} with a local "
-            f"folder that holds it, or leave it out with {instead}") from None
+        what = option.lstrip("-").replace("-", " ")  # "visual model", "describe model"
+        raise model_unavailable(what, model_id, exc, alias, option, f"leave it out with {instead}") from None
