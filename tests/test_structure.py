@@ -37,7 +37,6 @@ LONG_FUNCTION_EXCEPTIONS: dict[str, str] = {
     "autosep.eval.evaluate:evaluate": _BEING_SPLIT,
     "autosep.pipeline.batch:run_batch": _BEING_SPLIT,
     "autosep.pipeline.pipeline:Pipeline._process": _BEING_SPLIT,
-    "autosep.separator.zerosep:ZeroSep.separate_windows": _BEING_SPLIT,
     "autosep.web.app:build_app": _BEING_SPLIT,
 }
 
