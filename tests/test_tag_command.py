@@ -47,13 +47,32 @@ def test_tag_inputs(recordings, tmp_path, monkeypatch):
     assert paths("*.wav") == ([Path("a.wav")], [])
 
 
-def test_tag_prints_a_table_per_file(recordings, tiny_cnn14_checkpoint, capsys):
-    code = main([str(recordings), "--tagger-model", str(tiny_cnn14_checkpoint), "--device", "cpu",
-                 "--threshold", "0", "--max-sources", "2", "--all", "--top", "3"])
+def test_tag_prints_a_table_per_file(recordings, tiny_cnn14_checkpoint, capsys, monkeypatch):
+    """Each file's table is its plan: one row per planned source with the score, active time, prompt and
+    segments that --json reports for the same run, then its top classes."""
+    monkeypatch.setenv("COLUMNS", "240")  # one line per row: long labels ("Accelerating, revving, vroom") not wrapped
+    args = [str(recordings), "--tagger-model", str(tiny_cnn14_checkpoint), "--device", "cpu",
+            "--threshold", "0", "--max-sources", "2", "--all", "--top", "3"]
+    assert main([*args, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    code = main(args)
     out = capsys.readouterr().out
     assert code == 0
-    assert "a.wav" in out and "b.flac" in out
-    assert "prompt" in out and "top classes" in out
+    tables = {}
+    for line in out.splitlines():
+        if line.endswith(")") and "(" in line and not line.startswith(("│", " ")):
+            current = tables.setdefault(line.split("  (")[0], [])
+        elif line.startswith("│") and line.split("│")[1].strip().isdigit():
+            current.append([cell.strip() for cell in line.strip("│").split("│")])
+    assert sorted(tables) == sorted(entry["file"] for entry in report["files"]) and len(tables) == 2
+    for entry in report["files"]:
+        rows = tables[entry["file"]]
+        assert [row[1] for row in rows] == [s["label"] for s in entry["sources"]] and len(rows) == 2
+        for row, source in zip(rows, entry["sources"]):
+            assert float(row[2]) == pytest.approx(source["score"], abs=0.005)
+            assert float(row[3].removesuffix(" s")) == pytest.approx(source["active_seconds"], abs=0.05)
+            assert row[4] == source["prompt"]
+    assert out.count("top classes") == 2
 
 
 def test_tag_json_output(recordings, tiny_cnn14_checkpoint, capsys):
@@ -103,7 +122,7 @@ def test_nothing_could_run(tmp_path, capsys, tiny_cnn14_checkpoint):
 
 
 def test_no_existing_input_exits_1_without_loading_the_tagger(tmp_path, capsys, monkeypatch):
-    from autosep import tag_command as command
+    from autosep.commands import tag as command
 
     monkeypatch.setattr(command, "load_tagger_for", lambda *a, **k: pytest.fail("the tagger was loaded"))
     empty = tmp_path / "empty"
@@ -116,7 +135,7 @@ def test_no_existing_input_exits_1_without_loading_the_tagger(tmp_path, capsys, 
 
 def test_missing_inputs_are_named_before_the_tagger_loads_once(recordings, tiny_cnn14_checkpoint, tmp_path,
                                                                capsys, monkeypatch):
-    from autosep import tag_command as command
+    from autosep.commands import tag as command
 
     real_load = command.load_tagger_for
     stderr_when_loading = []

@@ -21,18 +21,11 @@ from ..errors import SettingsError
 from ..separator.loading import DEFAULT_MODEL
 from ..separator.settings import SeparationSettings, check_batch_size
 from ..taggers.settings import PlanningSettings, TaggingSettings
+from ..video.settings import VisualSettings
+from .naming import REMIX
 from .render import RENDERERS
+from .spans import Span, SpanPrompt, given_span_prompts
 from .write import choose_subtype
-
-
-def given_prompts(sources: list[str]) -> tuple[str, ...]:
-    """The ``-s`` prompts, stripped, repeats dropped, in order; at least one."""
-    if isinstance(sources, str):
-        sources = [sources]
-    prompts = tuple(dict.fromkeys(str(s).strip() for s in sources if str(s).strip()))
-    if not prompts:
-        raise SettingsError("--source needs a non-empty prompt")
-    return prompts
 
 
 @dataclass(frozen=True)
@@ -74,8 +67,9 @@ def parse_overlap(value: float | str | None) -> float | str | None:
         raise SettingsError(f"--overlap must be a fade length in seconds (1s) or a fraction of the window (0.25 or "
                             f"25%), got {value!r}", "--overlap") from None
     if not math.isfinite(fraction) or not 0 <= fraction < 1:
-        raise SettingsError(f"--overlap as a fraction must be at least 0 and below 1 (0%-99%), got {value!r}",
-                            "--overlap")
+        seconds = f"; for a fade of {value} s write --overlap {value}s" if fraction >= 1 else ""
+        raise SettingsError(f"--overlap as a fraction must be at least 0 and below 1 (0%-99%), got {value!r}"
+                            f"{seconds}", "--overlap")
     return fraction
 
 
@@ -180,6 +174,9 @@ class OutputSettings:
     # names; "residual" too).
     keep: tuple[str, ...] | None = None
     remove: tuple[str, ...] | None = None
+    # A video input written back with a new soundtrack (video_out.py): "remix" (the --keep/--remove remix) or a
+    # stem's name; None: no video.
+    video_out: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "format", str(self.format).lower())
@@ -192,6 +189,11 @@ class OutputSettings:
                 if not any(names):
                     raise SettingsError(f"{flag} needs a source name", flag)
                 object.__setattr__(self, name, tuple(n for n in names if n))
+        if self.video_out is not None:
+            object.__setattr__(self, "video_out", str(self.video_out).strip() or REMIX)
+            if self.video_out == REMIX and self.keep is None and self.remove is None:
+                raise SettingsError("--video-out needs a soundtrack: a remix (--keep or --remove SOURCE), or one "
+                                    "stem (--video-out STEM)", "--video-out")
         if self.render not in RENDERERS:
             raise SettingsError(f"--render must be one of {', '.join(RENDERERS)}, got {self.render!r}", "--render")
         choose_subtype(self.format, self.bit_depth, None)  # raises for impossible format/bit-depth pairs
@@ -201,7 +203,21 @@ class OutputSettings:
 
 
 RAY_INSTALL_HINT = 'pip install "autosep[ray]"'
-_RAY_ADDRESS = re.compile(r"^(auto|local|ray://[^\s/]+(:\d+)?|[\w.\-]+:\d+)$")
+_RAY_ADDRESS = re.compile(r"^(auto|local|ray://[^\s/]+(:\d+)?|[\w.\-]+:\d+|\[[0-9a-fA-F:.]+\]:\d+)$")
+DEFAULT_RAY_TIMEOUT_S = 30.0
+
+
+def ray_client_refusal(address: str) -> str | None:
+    """Why ``address`` cannot be used here: a ``ray://`` address needs Ray Client (grpcio); None when it can."""
+    if not address.startswith("ray://"):
+        return None
+    try:
+        if importlib.util.find_spec("grpc") is not None:
+            return None
+    except (ImportError, ValueError):
+        pass
+    return (f"--ray {address} goes through the Ray client, which is not installed here: {RAY_INSTALL_HINT} "
+            '(it installs ray[data,client]), or pip install "ray[client]"')
 
 
 @dataclass(frozen=True)
@@ -214,6 +230,7 @@ class RaySettings:
     cpus_per_worker: float = 1.0
     gpus_per_worker: float | None = None  # None: 1 when the cluster has GPUs, else 0
     retries: int = 2  # re-runs of a recording whose worker died
+    timeout_s: float = DEFAULT_RAY_TIMEOUT_S  # how long to wait for the cluster at ``address`` to answer
 
     def __post_init__(self) -> None:
         if not isinstance(self.address, str) or not _RAY_ADDRESS.match(self.address):
@@ -232,8 +249,14 @@ class RaySettings:
                                 "--ray-gpus-per-worker")
         if isinstance(self.retries, bool) or int(self.retries) != self.retries or self.retries < 0:
             raise SettingsError(f"--ray-retries must be a whole number >= 0, got {self.retries}", "--ray-retries")
+        if not _finite(self.timeout_s) or self.timeout_s <= 0:
+            raise SettingsError(f"--ray-timeout must be a number of seconds above 0, got {self.timeout_s}",
+                                "--ray-timeout")
         if not _ray_installed():
             raise SettingsError(f"--ray needs Ray, which is not installed here: {RAY_INSTALL_HINT}", "--ray")
+        refusal = ray_client_refusal(self.address)
+        if refusal:
+            raise SettingsError(refusal, "--ray")
 
 
 def _ray_installed() -> bool:
@@ -248,8 +271,8 @@ class PipelineOptions:
     """Every knob of a run. Field names match the command line's long options; the defaults are the stages'
     own (the command line shows these)."""
 
-    # Sources: given prompts skip tagging.
-    sources: list[str] | None = None
+    # Sources: given prompts skip tagging; "dog barking@12-18" (or ("dog barking", [(12, 18)])) keeps one to spans.
+    sources: list[str | tuple] | None = None
     tagger: str = TaggingSettings.tagger
     tagger_model: str | None = None
     vocab: str | None = None
@@ -281,6 +304,13 @@ class PipelineOptions:
     overwrite: bool = OutputSettings.overwrite
     keep: list[str] | None = None
     remove: list[str] | None = None
+    video_out: bool | str | None = None  # True: the video with the remix as soundtrack; a stem's name: that stem
+    # Video inputs (video/): on-screen evidence for the sources heard, objects described in words as sources.
+    visual: bool = VisualSettings.enabled
+    visual_model: str | None = VisualSettings.model
+    visual_threshold: float = VisualSettings.threshold
+    describe: list[str] | None = None
+    describe_model: str | None = VisualSettings.describe_model
     # Engine: "local" (this process) or "ray" (a Ray cluster; the ray_* fields are RaySettings').
     engine: str = "local"
     ray_address: str | None = None  # None: a local Ray instance
@@ -288,6 +318,7 @@ class PipelineOptions:
     ray_cpus_per_worker: float = RaySettings.cpus_per_worker
     ray_gpus_per_worker: float | None = RaySettings.gpus_per_worker
     ray_retries: int = RaySettings.retries
+    ray_timeout: float = RaySettings.timeout_s
 
     def settings(self) -> "RunSettings":
         """The checked settings of every stage. Raises AutosepError (a usage error) for a bad value."""
@@ -296,9 +327,12 @@ class PipelineOptions:
             raise SettingsError(f"engine must be 'local' or 'ray', got {self.engine!r}")
         ray = None if self.engine == "local" else RaySettings(
             self.ray_address or "local", self.ray_workers, self.ray_cpus_per_worker, self.ray_gpus_per_worker,
-            self.ray_retries)
+            self.ray_retries, self.ray_timeout)
+        given = None if self.sources is None else given_span_prompts(
+            [self.sources] if isinstance(self.sources, str) else self.sources)
         return RunSettings(
-            sources=None if self.sources is None else given_prompts(self.sources),
+            sources=None if given is None else tuple(g.prompt for g in given),
+            spans={g.prompt: g.spans for g in given or () if g.spans},
             tagging=TaggingSettings(self.tagger, self.tagger_model, self.vocab if self.sources is None else None),
             planning=planning,
             separation=SeparationSettings(self.inversion, self.steps, self.guidance, self.inv_prompt, self.seed,
@@ -307,9 +341,11 @@ class PipelineOptions:
             windows=WindowSettings(self.window, self.overlap, self.margin, self.window_batch),
             check=CheckSettings(bool(self.drop_unconfirmed), self.rounds),
             output=OutputSettings(Path(self.out), self.format, self.bit_depth, self.render, self.overwrite,
-                                  self.keep, self.remove),
+                                  self.keep, self.remove, _video_out(self.video_out)),
             dry_run=bool(self.dry_run),
             ray=ray,
+            visual=VisualSettings(bool(self.visual), self.visual_model, self.visual_threshold,
+                                  describe=tuple(self.describe or ()), describe_model=self.describe_model),
         )
 
 
@@ -327,6 +363,9 @@ class RunSettings:
     check: CheckSettings = CheckSettings()
     dry_run: bool = False
     ray: RaySettings | None = None  # the recordings processed on a Ray cluster (--ray), else in this process
+    # The given prompts kept to time spans ("dog barking@12-18"), by prompt; the others cover the whole recording.
+    spans: dict[str, tuple[Span, ...]] = field(default_factory=dict)
+    visual: VisualSettings = VisualSettings()  # what is on screen in a video input, and --describe
 
     @property
     def tagged(self) -> bool:
@@ -340,6 +379,10 @@ class RunSettings:
         separation, output = self.separation, self.output
         return {
             "sources": None if self.sources is None else list(self.sources),
+            "spans": {prompt: SpanPrompt(prompt, spans).text for prompt, spans in self.spans.items()},
+            # each description adds a source; on-screen evidence is left out: it only applies to video inputs,
+            # so an audio file done without it is done with it too
+            "describe": list(self.visual.describe),
             "tagger": self.tagging.tagger if self.tagged else None,
             "tagger_model": None if self.tagging.model is None else str(self.tagging.model),
             "planner": self.planning.as_dict() if self.tagged else None,
@@ -360,6 +403,13 @@ class RunSettings:
             "planner": request["planner"] or {}, "device": models.device, "dtype": models.dtype,
             "batch_size": models.batch_size, "subtype": subtype,
         }
+
+
+def _video_out(value: bool | str | None) -> str | None:
+    """``video_out`` as OutputSettings holds it: True -> "remix", False/None -> None, a stem's name as given."""
+    if value is None or value is False:
+        return None
+    return REMIX if value is True else str(value)
 
 
 def _largest_overlap(overlap: float | str | None, window_s: float) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..taggers.base import Tagger, TagResult
+from ..taggers.base import Tagger, TagResult, WindowGrid
 from .recording import SILENCE_PEAK, Recording
 
 TAG_BLOCK_S = 60.0  # the tagger sees the recording in blocks this long, so tagging memory stays flat too
@@ -41,11 +41,13 @@ class TaggedRecording:
     def top_tags(self, count: int = TOP_TAGS) -> list[dict]:
         """The ``count`` strongest classes, ``{"label", "mid", "max_score"}``, for the manifest and reports."""
         from ..taggers import describe_label
+        from ..taggers.sources import SCORE_DIGITS, by_score_then_name
 
         if self.result is None:
             return []
-        return [dict(zip(("label", "mid"), describe_label(label)), max_score=round(score, 4))
-                for label, score in self.result.top(count)]
+        entries = [dict(zip(("label", "mid"), describe_label(label)), max_score=round(score, SCORE_DIGITS))
+                   for label, score in self.result.top(len(self.result.labels))]
+        return sorted(entries, key=lambda e: by_score_then_name(e["max_score"], e["label"]))[:count]
 
 
 def _join(tagger: Tagger, tagged: list[tuple[float, TagResult]]) -> TagResult:
@@ -63,7 +65,7 @@ def _join(tagger: Tagger, tagged: list[tuple[float, TagResult]]) -> TagResult:
         np.concatenate(blocks, axis=0), labels, [(offset + a, offset + b) for offset, r in tagged
                                                  for a, b in r.window_times],
         first.tagger, first.model_id, first.default_threshold, notes,
-        window_seconds=first.window_seconds or float(getattr(tagger, "window_seconds", 0.0) or 0.0) or None,
+        window_seconds=first.window_seconds or WindowGrid.of(tagger).window_seconds,
     )
 
 
@@ -73,11 +75,9 @@ def tag_recording(reader: Recording, tagger: Tagger | None) -> TaggedRecording:
     if tagger is None:
         result = reader.scan(max(1, int(TAG_BLOCK_S * rate)))
         return TaggedRecording(None, [], result.peak, result.non_finite)
-    window_s = float(getattr(tagger, "window_seconds", 10.0) or 10.0)
-    hop_s = float(getattr(tagger, "hop_seconds", None) or window_s / 2)
-    hop = max(1, round(hop_s * rate))
+    window, hop = WindowGrid.of(tagger).frames(rate)  # the grid the tagger scores on (one place decides it)
     block = max(hop, round(TAG_BLOCK_S * rate / hop) * hop)
-    extra = max(0, max(1, round(window_s * rate)) - hop)
+    extra = max(0, window - hop)
     tagged: list[tuple[float, TagResult]] = []
     covered = 0  # frames already scored (a block's extension may reach the end of the file)
 

@@ -7,21 +7,29 @@ multi-label: sigmoid on the logits (the transformers audio-classification pipeli
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from ..devices import resolve_device
 from ..errors import ModelNotAvailableError
+from ..known_models import KnownModel
 from .audioset import load_ontology
 from .base import Tagger
 from .hub import from_pretrained, resolve_model_id
+
+if TYPE_CHECKING:  # torch is imported when the model is built, so listing the taggers does not pay for it
+    import torch
 
 AST_MODEL_ID = "MIT/ast-finetuned-audioset-10-10-0.4593"
 
 
 class ASTTagger(Tagger):
     name = "ast"
+    weights = KnownModel(
+        alias="ast", role="tagger", source=AST_MODEL_ID, size="346 MB", licence="BSD-3-Clause",
+        description="Audio Spectrogram Transformer AudioSet tagger (mAP 0.459), 16 kHz",
+    )
     sample_rate = 16000
     window_seconds = 10.24
     default_threshold = 0.25  # same sigmoid operating point as PANNs (both trained with BCE on AudioSet)
@@ -42,9 +50,11 @@ class ASTTagger(Tagger):
         if not any(ontology.lookup(label) for label in self.labels):
             raise ModelNotAvailableError(f"{self.model_id}: its labels are not AudioSet classes")
 
-    @torch.inference_mode()
     def score_windows(self, windows: list[np.ndarray]) -> np.ndarray:
+        import torch
+
         features = self.extractor(windows, sampling_rate=self.sample_rate, return_tensors="pt")
-        values = features["input_values"].to(self.device, dtype=self.model.dtype)
-        logits = self.model(input_values=values).logits
-        return torch.sigmoid(logits.float()).cpu().numpy()
+        with torch.inference_mode():
+            values = features["input_values"].to(self.device, dtype=self.model.dtype)
+            logits = self.model(input_values=values).logits
+            return torch.sigmoid(logits.float()).cpu().numpy()

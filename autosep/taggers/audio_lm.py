@@ -13,15 +13,19 @@ import json
 import logging
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from ..devices import resolve_device, resolve_dtype
+from ..known_models import KnownModel
 from .base import Tagger, TagResult
 from .hub import from_pretrained, resolve_model_id
 from .sources import OPEN_SET_PREFIX
 from .prompts import clean_phrase
+
+if TYPE_CHECKING:  # torch is imported when the model is built, so listing the taggers does not pay for it
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +103,11 @@ def _listed_lines(body: str) -> list[str] | None:
 
 class AudioLMTagger(Tagger):
     name = "audio-lm"
+    aliases = ("qwen2-audio",)
+    weights = KnownModel(
+        alias="audio-lm", role="tagger", source=AUDIO_LM_MODEL_ID, size="16.8 GB", licence="Apache-2.0",
+        description="Qwen2-Audio instruction model asked for the sound sources (open set)",
+    )
     sample_rate = 16000
     window_seconds = 30.0  # Qwen2-Audio's Whisper encoder hears at most 30 s
     hop_seconds = 30.0  # every window costs a generation: no overlap
@@ -141,14 +150,19 @@ class AudioLMTagger(Tagger):
             for phrase in window_phrases:
                 probs[i, column[phrase]] = 1.0
         return TagResult(probs, [OPEN_SET_PREFIX + p for p in phrases], times, self.name, self.model_id,
-                         self.default_threshold, notes, window_seconds=float(self.window_seconds))
+                         self.default_threshold, notes, window_seconds=self.grid.window_seconds)
 
     def score_windows(self, windows: list[np.ndarray]) -> np.ndarray:  # not used: tag() is open-set
         raise NotImplementedError("AudioLMTagger scores through tag()")
 
-    @torch.inference_mode()
     def ask(self, audio: np.ndarray) -> str:
         """The model's raw answer to ``INSTRUCTION`` for one window."""
+        import torch
+
+        with torch.inference_mode():
+            return self._generate(audio)
+
+    def _generate(self, audio: np.ndarray) -> str:
         conversation = [{"role": "user", "content": [
             {"type": "audio", "audio_url": "window.wav"}, {"type": "text", "text": INSTRUCTION},
         ]}]

@@ -11,10 +11,42 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from ..known_models import KnownModel
 from ..waveforms import fit_length, plan_windows, resample, to_mono
+from . import registry
+
+if TYPE_CHECKING:
+    import torch
+
+    from .settings import TaggingSettings
+
+
+@dataclass(frozen=True)
+class WindowGrid:
+    """A tagger's window length and hop in seconds. ``WindowGrid.of`` is the one place the hop's default (half a
+    window) is decided: the tagger's own scoring and the pipeline's block tagging both read the grid from here."""
+
+    window_seconds: float
+    hop_seconds: float
+
+    @classmethod
+    def of(cls, tagger: Any) -> "WindowGrid":
+        """The grid of a tagger class or instance (``window_seconds``, ``hop_seconds``; None: half a window)."""
+        window = float(getattr(tagger, "window_seconds", None) or 10.0)
+        hop = getattr(tagger, "hop_seconds", None)
+        return cls(window, float(hop) if hop else window / 2)
+
+    def frames(self, sample_rate: int) -> tuple[int, int]:
+        """Window and hop in frames at ``sample_rate`` (at least one each)."""
+        return (max(1, int(round(self.window_seconds * sample_rate))),
+                max(1, int(round(self.hop_seconds * sample_rate))))
+
+    def describe(self) -> str:
+        return f"{self.window_seconds:g} s windows every {self.hop_seconds:g} s"
 
 
 @dataclass
@@ -45,9 +77,17 @@ class TagResult:
 
 
 class Tagger(ABC):
-    """Base for all taggers: subclasses set the class attributes and implement ``score_windows``."""
+    """Base for all taggers: subclasses set the class attributes and implement ``score_windows``.
 
-    name: str = ""
+    A subclass with a ``name`` is registered when it is defined (:mod:`autosep.taggers.registry`): ``--tagger``
+    accepts its name and ``aliases``, ``autosep models`` lists its ``weights``, and ``load_tagger`` builds it
+    through ``from_settings``.
+    """
+
+    name: ClassVar[str] = ""
+    aliases: ClassVar[tuple[str, ...]] = ()
+    weights: ClassVar[KnownModel | None] = None  # the default weights, for `autosep models`
+    takes_vocab: ClassVar[bool] = False  # whether the tagger scores a vocabulary of the user's own (--vocab)
     sample_rate: int = 16000
     window_seconds: float = 10.0
     hop_seconds: float | None = None  # None: half a window
@@ -55,6 +95,21 @@ class Tagger(ABC):
     default_threshold: float = 0.25
     model_id: str = ""
     labels: list[str] = []
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.name:
+            registry.register(cls)
+
+    @classmethod
+    def from_settings(cls, settings: "TaggingSettings", device: "str | torch.device" = "auto") -> "Tagger":
+        """Build the tagger ``settings`` ask for (a tagger with more options than its weights overrides this)."""
+        return cls(settings.model, device)
+
+    @property
+    def grid(self) -> WindowGrid:
+        """This tagger's window grid (a loaded model may have set its window from its feature extractor)."""
+        return WindowGrid.of(self)
 
     @abstractmethod
     def score_windows(self, windows: list[np.ndarray]) -> np.ndarray:
@@ -68,9 +123,7 @@ class Tagger(ABC):
         """
         mono = resample(to_mono(wave), int(sample_rate), self.sample_rate)
         duration = np.shape(wave)[0] / int(sample_rate)
-        window = max(1, int(round(self.window_seconds * self.sample_rate)))
-        hop_seconds = self.hop_seconds if self.hop_seconds else self.window_seconds / 2
-        hop = max(1, int(round(hop_seconds * self.sample_rate)))
+        window, hop = self.grid.frames(self.sample_rate)
         grid = plan_windows(len(mono), window, hop)
         pieces = [fit_length(mono[w.start:w.end], window) for w in grid]
         times = [(min(w.start / self.sample_rate, duration), min(w.end / self.sample_rate, duration)) for w in grid]
@@ -89,7 +142,7 @@ class Tagger(ABC):
             rows.append(scores)
         probs = np.concatenate(rows, axis=0) if rows else np.zeros((0, len(self.labels)), dtype=np.float32)
         return TagResult(probs, list(self.labels), times, self.name, self.model_id, self.default_threshold,
-                         self.take_notes(), window_seconds=float(self.window_seconds))
+                         self.take_notes(), window_seconds=self.grid.window_seconds)
 
     def take_notes(self) -> list[str]:
         """Warnings collected while scoring (cleared once read)."""

@@ -19,17 +19,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from ..devices import resolve_device
 from ..errors import AutosepError
+from ..known_models import KnownModel
 from .audioset import load_ontology
 from .base import Tagger
 from .hub import from_pretrained, resolve_model_id
 from .sources import OPEN_SET_PREFIX
 from .prompts import clean_phrase, prompt_for
+
+if TYPE_CHECKING:  # torch is imported when the model is built, so listing the taggers does not pay for it
+    import torch
+
+    from .settings import TaggingSettings
 
 CLAP_MODEL_ID = "laion/clap-htsat-unfused"
 NEUTRAL_PROMPT = "background noise"
@@ -59,6 +65,12 @@ def read_vocabulary(vocab: str | Path | Sequence[str]) -> list[str]:
 
 class ClapTagger(Tagger):
     name = "clap"
+    aliases = ("laion-clap",)
+    weights = KnownModel(
+        alias="clap", role="tagger", source=CLAP_MODEL_ID, size="615 MB", licence="Apache-2.0",
+        description="LAION CLAP zero-shot tagger over AudioSet names or your own vocabulary, 48 kHz",
+    )
+    takes_vocab = True
     sample_rate = 48000
     window_seconds = 10.0
     default_threshold = 0.75
@@ -80,6 +92,10 @@ class ClapTagger(Tagger):
         self.text_embeddings = self._embed_texts(texts)
         self.neutral_embedding = self._embed_texts([NEUTRAL_PROMPT])[0]
 
+    @classmethod
+    def from_settings(cls, settings: TaggingSettings, device: str | torch.device = "auto") -> ClapTagger:
+        return cls(settings.model, device, settings.vocab)
+
     @staticmethod
     def _vocabulary(vocab) -> tuple[list[str], list[str]]:
         ontology = load_ontology()
@@ -93,16 +109,26 @@ class ClapTagger(Tagger):
             texts.append(prompt_for(node.name, node.id) if node is not None else phrase)
         return labels, texts
 
-    @torch.inference_mode()
     def _embed_texts(self, texts: list[str], batch: int = 64) -> torch.Tensor:
-        chunks = []
-        for i in range(0, len(texts), batch):
-            tokens = self.processor.tokenizer(texts[i:i + batch], padding=True, return_tensors="pt").to(self.device)
-            chunks.append(_pooled(self.model.get_text_features(**tokens)))
-        return torch.nn.functional.normalize(torch.cat(chunks).float(), dim=-1)
+        import torch
 
-    @torch.inference_mode()
+        chunks = []
+        with torch.inference_mode():
+            for i in range(0, len(texts), batch):
+                tokens = self.processor.tokenizer(texts[i:i + batch], padding=True,
+                                                  return_tensors="pt").to(self.device)
+                chunks.append(_pooled(self.model.get_text_features(**tokens)))
+            return torch.nn.functional.normalize(torch.cat(chunks).float(), dim=-1)
+
     def score_windows(self, windows: list[np.ndarray]) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            return self._score(windows)
+
+    def _score(self, windows: list[np.ndarray]) -> np.ndarray:
+        import torch
+
         extractor = self.processor.feature_extractor
         fused = bool(getattr(self.model.config.audio_config, "enable_fusion", False))
         features = extractor(windows, sampling_rate=self.sample_rate, return_tensors="pt",
@@ -117,4 +143,6 @@ class ClapTagger(Tagger):
 
 def _pooled(output) -> torch.Tensor:
     """``get_*_features`` returns a tensor in transformers 4.x and a model output in 5.x."""
+    import torch
+
     return output if isinstance(output, torch.Tensor) else output.pooler_output

@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # torch is imported when a model is built, so `autosep models
 from ..devices import resolve_device
 from ..downloads import copy_into_place, ensure_file, verify_file
 from ..errors import DownloadError, ModelNotAvailableError
+from ..known_models import KnownModel
 from ..paths import cache_dir
 from .audioset import class_labels_csv, load_ontology, read_class_labels
 from .base import Tagger
@@ -132,9 +133,12 @@ def load_cnn14(checkpoint: str | Path, device: str | torch.device = "cpu") -> nn
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # unpickling errors come in many types
+        ours = path.resolve() in (cnn14_checkpoint_path().resolve(), legacy_checkpoint_path().resolve())
+        advice = (f"Delete it and run `autosep models download panns`, or download {CNN14_URL} to that path by hand"
+                  if ours else  # never advise deleting a file of the user's own
+                  "--tagger-model takes a Cnn14 .pth checkpoint for panns (leave it out for autosep's download)")
         raise ModelNotAvailableError(
-            f"{path}: not a readable PANNs checkpoint ({type(exc).__name__}: {str(exc)[:200]}). Delete it and "
-            f"run `autosep models download panns`, or download {CNN14_URL} to that path by hand."
+            f"{path}: not a readable PANNs checkpoint ({type(exc).__name__}: {str(exc)[:200]}). {advice}."
         ) from None
     state = payload.get("model", payload) if isinstance(payload, dict) else None
     if not isinstance(state, dict) or "fc_audioset.weight" not in state:
@@ -149,6 +153,12 @@ class PannsTagger(Tagger):
     """Cnn14 over 10 s windows at 32 kHz, 5 s hop; outputs are the model's own sigmoid probabilities."""
 
     name = "panns"
+    aliases = ("cnn14",)
+    weights = KnownModel(
+        alias="panns", role="tagger", source=CNN14_URL, size="327 MB", licence="CC BY 4.0",
+        description="PANNs Cnn14 AudioSet tagger (mAP 0.431), 32 kHz; the default tagger",
+        fetch=fetch_cnn14, is_cached=cnn14_is_cached,
+    )
     sample_rate = SAMPLE_RATE
     window_seconds = 10.0
     default_threshold = 0.25  # PANNs' recommended tagging operating point is 0.2-0.3 (clip-level sigmoid)

@@ -74,7 +74,7 @@ import numpy as np
 from .audioset import AudioSetNode, Ontology, load_ontology
 from .prompts import clean_phrase, match_audioset_class, prompt_for
 from .settings import DEFAULT_MAX_SOURCES, DEFAULT_THRESHOLD, parse_hierarchy
-from .sources import OPEN_SET_PREFIX, Segment, Source
+from .sources import OPEN_SET_PREFIX, Segment, Source, by_score_then_name
 
 PlannedSource = Source  # the planner's output is the one Source type (origin "tagged")
 
@@ -350,7 +350,9 @@ def _combine(into: dict[str, _Candidate], candidate: _Candidate, as_node: AudioS
 
 
 def _group_by_source(present: dict[str, _Candidate], planner: _Planner, threshold: float) -> list[_Source]:
-    shape, ontology = planner.shape, planner.ontology
+    """Rule 4 (``hierarchy="leaf"``): one-source nodes gather their sounds, families join or stand, headings
+    stand alone only above the heading bar."""
+    shape = planner.shape
     by_mid = {c.node.id: c for c in present.values() if c.node is not None}
     sources: list[_Source] = [_Source([c], None, ["open-set phrase with no AudioSet class"])
                               for c in present.values() if c.node is None]
@@ -359,6 +361,19 @@ def _group_by_source(present: dict[str, _Candidate], planner: _Planner, threshol
     families = [c for c in by_mid.values() if shape.is_family(c.node) and not c.forced
                 and shape.one_source_ancestor(c.node.id) is None]
     grouped = [c for c in by_mid.values() if c not in headings and c not in families and c not in forced_alone]
+    for root_mid, members in _one_source_roots(grouped, by_mid, planner).items():
+        sources.extend(_sounds_of_one_source(planner.ontology.nodes[root_mid], members))
+    _join_families(sources, families, planner)
+    sources.extend(_headings_alone(headings, set(by_mid), planner, threshold))
+    sources.extend(_Source([c], c.node, []) for c in forced_alone)
+    return sources
+
+
+def _one_source_roots(grouped: list[_Candidate], by_mid: dict[str, _Candidate],
+                      planner: _Planner) -> dict[str, list[_Candidate]]:
+    """Each grouped class under its one-source node: a ONE_SOURCE ancestor, itself, or the parent with the best
+    evidence (a class with several parents)."""
+    shape, ontology = planner.shape, planner.ontology
 
     def evidence(parent: str, child: _Candidate) -> float:
         """The parent's best score, or its other present children's, in the windows where ``child`` is active."""
@@ -371,7 +386,6 @@ def _group_by_source(present: dict[str, _Candidate], planner: _Planner, threshol
             best = max(best, float(column[child.active].max(initial=0.0)))
         return best
 
-    # each grouped class goes to its one-source node: a ONE_SOURCE ancestor, itself, or its best parent
     roots: dict[str, list[_Candidate]] = {}
     for c in grouped:
         mid = c.node.id
@@ -384,34 +398,34 @@ def _group_by_source(present: dict[str, _Candidate], planner: _Planner, threshol
             if best is not None and best[0] > 0:
                 root = best[2]
         roots.setdefault(root or mid, []).append(c)
+    return roots
 
-    for root_mid, members in roots.items():
-        root = ontology.nodes[root_mid]
-        # members active in a common window are one source (connected components over shared windows)
-        parent = list(range(len(members)))
 
-        def find(i: int) -> int:
-            while parent[i] != i:
-                parent[i] = parent[parent[i]]
-                i = parent[i]
-            return i
+def _sounds_of_one_source(root: AudioSetNode, members: list[_Candidate]) -> list[_Source]:
+    """Members of one one-source node active in a common window are one source (connected components)."""
+    parent = list(range(len(members)))
 
-        for i in range(len(members)):
-            for j in range(i + 1, len(members)):
-                if np.any(members[i].active & members[j].active):
-                    parent[find(i)] = find(j)
-        components: dict[int, list[_Candidate]] = {}
-        for i, member in enumerate(members):
-            components.setdefault(find(i), []).append(member)
-        for component in components.values():
-            notes = []
-            if len(component) > 1:
-                notes.append(f"sounds of one source ({root.name}), active together")
-            sources.append(_Source(component, root, notes))
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
 
-    # a family joins its only detected source below it; with several below it is dropped, with none it stands
-    for family in sorted(families, key=lambda c: -shape.depth[c.node.id]):
-        below = ontology.descendants(family.node.id)
+    for i in range(len(members)):
+        for j in range(i + 1, len(members)):
+            if np.any(members[i].active & members[j].active):
+                parent[find(i)] = find(j)
+    components: dict[int, list[_Candidate]] = {}
+    for i, member in enumerate(members):
+        components.setdefault(find(i), []).append(member)
+    return [_Source(component, root, [f"sounds of one source ({root.name}), active together"]
+                    if len(component) > 1 else []) for component in components.values()]
+
+
+def _join_families(sources: list[_Source], families: list[_Candidate], planner: _Planner) -> None:
+    """A family joins its only detected source below it; with several below it is dropped, with none it stands."""
+    for family in sorted(families, key=lambda c: -planner.shape.depth[c.node.id]):
+        below = planner.ontology.descendants(family.node.id)
         holders = [s for s in sources if s.mids() & below]
         if len(holders) == 1:
             holders[0].members.append(family)
@@ -421,17 +435,14 @@ def _group_by_source(present: dict[str, _Candidate], planner: _Planner, threshol
         else:
             log.debug("family %s dropped: %d distinct sources below it", family.node.name, len(holders))
 
-    # a heading is never a source beside a class below it; alone it needs the higher bar
+
+def _headings_alone(headings: list[_Candidate], present_mids: set[str], planner: _Planner,
+                    threshold: float) -> list[_Source]:
+    """A heading is never a source beside a class below it; alone it needs the higher bar."""
     heading_bar = _scaled_odds(threshold, HEADING_ODDS)
-    present_mids = set(by_mid)
-    for heading in headings:
-        if present_mids & ontology.descendants(heading.node.id):
-            continue
-        if heading.score >= heading_bar:
-            sources.append(_Source([heading], heading.node,
-                                   [f"category heading alone, above the heading bar {heading_bar:.2f}"]))
-    sources.extend(_Source([c], c.node, []) for c in forced_alone)
-    return sources
+    return [_Source([h], h.node, [f"category heading alone, above the heading bar {heading_bar:.2f}"])
+            for h in headings
+            if not present_mids & planner.ontology.descendants(h.node.id) and h.score >= heading_bar]
 
 
 def _label_member(source: _Source, planner: _Planner) -> _Candidate:
@@ -466,7 +477,7 @@ def _finish(source: _Source, planner: _Planner, windows: list[Segment], spans: n
     name = _label_member(source, planner)
     active = source.active
     classes = sorted(((m.label, m.node.id if m.node is not None else None, m.score) for m in source.members),
-                     key=lambda item: (-item[2], item[0]))
+                     key=lambda item: by_score_then_name(item[2], item[0]))
     why = list(source.notes)
     if any(m.forced for m in source.members):
         why.insert(0, "kept by --include")
@@ -500,7 +511,7 @@ def _merge_kin(finished: list[tuple[_Candidate, dict]], planner: _Planner,
     (their deepest common ancestor is a source and no heading), active in a window they share, joins it.
     """
     kept: list[list] = []  # [candidate, info] of the sources kept so far, strongest first
-    for candidate, info in sorted(finished, key=lambda pair: -pair[0].score):
+    for candidate, info in sorted(finished, key=lambda pair: by_score_then_name(pair[0].score, pair[0].label)):
         target = None
         for entry in kept:
             strong = entry[0]
@@ -521,7 +532,8 @@ def _merge_kin(finished: list[tuple[_Candidate, dict]], planner: _Planner,
         column = None if strong.column is None or candidate.column is None else np.maximum(strong.column,
                                                                                              candidate.column)
         entry[0] = replace(strong, active=active, column=column)
-        entry[1] = {"classes": sorted(strong_info["classes"] + info["classes"], key=lambda item: (-item[2], item[0])),
+        entry[1] = {"classes": sorted(strong_info["classes"] + info["classes"],
+                                      key=lambda item: by_score_then_name(item[2], item[0])),
                     "why": f"{strong_info['why']}; {candidate.label} ({candidate.score:.2f}) joined: a weaker "
                            f"{family.name} kind in the same windows",
                     "active": float(spans[active].sum())}
@@ -550,34 +562,74 @@ def plan_sources(
     overrides the prompt of a class (keys: display names, mids or open-set phrases). Returns the plan highest
     score first (forced ``include`` sources first); an empty list when nothing is detected.
     """
-    scores = np.nan_to_num(np.asarray(probs, dtype=np.float64), nan=0.0)  # a NaN score is no evidence
+    scores = _score_table(probs, labels, window_times)
+    mode, level = parse_hierarchy(hierarchy)
+    if max_sources is not None and max_sources < 0:
+        raise ValueError(f"max_sources must be >= 0, got {max_sources}")
+    windows = [(float(s), float(e)) for s, e in window_times]
+    threshold = resolve_threshold(threshold, default_threshold, window_seconds, windows)
+    planner = _Planner(ontology or load_ontology(), prompts)
+    names = _Names(include, exclude)
+    if scores.shape[0] == 0 or scores.shape[1] == 0:
+        return []
+    spans = hop_spans(windows)
+    # 1-3. columns, presence, not-sources
+    present = _present(scores, labels, threshold, 0.0 if min_active is None else float(min_active), spans,
+                       planner, names)
+    _add_unscored_includes(present, names, planner, len(windows))
+    # 4. hierarchy
+    if mode == "leaf":
+        sources = _group_by_source(present, planner, threshold)
+    else:
+        sources = _collapse(present, planner, mode, level)
+    finished = [_finish(source, planner, windows, spans) for source in sources if not names.excludes(source, planner)]
+    if mode == "leaf":
+        finished = _merge_kin(finished, planner, spans)
+    # 5. equal prompts; 6. choice
+    chosen = _choose(_merge_equal_prompts(finished, spans), max_sources)
+    return [_planned(candidate, info, windows) for candidate, info in chosen]
+
+
+def _score_table(probs: np.ndarray, labels: Sequence[str], window_times: Sequence[Segment]) -> np.ndarray:
+    """``probs`` as float64 ``[windows, classes]``, checked against the labels and windows; NaN is no evidence."""
+    scores = np.nan_to_num(np.asarray(probs, dtype=np.float64), nan=0.0)
     if scores.ndim == 1:
         scores = scores[None, :]
     if scores.ndim != 2 or scores.shape[1] != len(labels) or scores.shape[0] != len(window_times):
         raise ValueError(
             f"probs must be [windows, classes] = [{len(window_times)}, {len(labels)}], got shape {scores.shape}"
         )
-    mode, level = parse_hierarchy(hierarchy)
-    windows = [(float(s), float(e)) for s, e in window_times]
-    threshold = resolve_threshold(threshold, default_threshold, window_seconds, windows)
-    min_active = 0.0 if min_active is None else float(min_active)
-    if max_sources is not None and max_sources < 0:
-        raise ValueError(f"max_sources must be >= 0, got {max_sources}")
-    planner = _Planner(ontology or load_ontology(), prompts)
-    include_names = {str(n).strip().casefold() for n in include if str(n).strip()}
-    exclude_names = {str(n).strip().casefold() for n in exclude if str(n).strip()}
-    if scores.shape[0] == 0 or scores.shape[1] == 0:
-        return []
-    spans = hop_spans(windows)
+    return scores
 
-    # 1-3. columns, presence, not-sources
+
+class _Names:
+    """The ``include`` and ``exclude`` names, matched ignoring case against a name, a mid or a prompt."""
+
+    def __init__(self, include: Iterable[str], exclude: Iterable[str]):
+        self.include_given = [str(n).strip() for n in include if str(n).strip()]
+        self.include = {n.casefold() for n in self.include_given}
+        self.exclude = {str(n).strip().casefold() for n in exclude if str(n).strip()}
+
+    def excludes(self, source: _Source, planner: _Planner) -> bool:
+        """A source is excluded by any class it holds or by its one-source node (never when forced)."""
+        if source.forced:
+            return False
+        if any(_matches(m, self.exclude) for m in source.members):
+            return True
+        return source.root is not None and _matches(planner.node_candidate(source.root, source.members[0]),
+                                                    self.exclude)
+
+
+def _present(scores: np.ndarray, labels: Sequence[str], threshold: float, min_active: float, spans: np.ndarray,
+             planner: _Planner, names: _Names) -> dict[str, _Candidate]:
+    """Rules 1-3: the columns that name a source and are present (or forced by ``include``), by key."""
     present: dict[str, _Candidate] = {}
     for j, label in enumerate(labels):
         candidate = planner.candidate(label, scores[:, j], threshold)
         if candidate is None:
             continue
-        candidate.forced = _matches(candidate, include_names)
-        if _matches(candidate, exclude_names):
+        candidate.forced = _matches(candidate, names.include)
+        if _matches(candidate, names.exclude):
             continue
         detected = candidate.active.any() and float(spans[candidate.active].sum()) >= min_active - 1e-9
         if not (detected or candidate.forced):
@@ -585,49 +637,43 @@ def plan_sources(
         if not candidate.forced and candidate.node is not None and not planner.is_source(candidate.node):
             continue
         if candidate.forced and not candidate.active.any():
-            candidate.active = np.ones(len(windows), dtype=bool)  # forced but never passing: whole recording
+            candidate.active = np.ones(len(spans), dtype=bool)  # forced but never passing: whole recording
         _combine(present, candidate, None, planner)
+    return present
 
-    # include names that match no column at all: forced sources over the whole recording
-    for name in include:
-        text = str(name).strip()
-        if text and not any(_matches(c, {text.casefold()}) for c in present.values()):
-            node = planner.ontology.lookup(text)
-            label = node.name if node is not None else clean_phrase(text)
-            prompt = planner.prompt(node) if node is not None else planner.prompts.get(label.casefold(), label)
-            forced = _Candidate(label, node, prompt, 0.0, np.ones(len(windows), dtype=bool), True, node is None)
-            _combine(present, forced, None, planner)
 
-    # 4. hierarchy
-    if mode == "leaf":
-        sources = _group_by_source(present, planner, threshold)
-    else:
-        kept = present
-        if mode == "level":
-            collapsed: dict[str, _Candidate] = {}
-            for candidate in present.values():
-                target = planner.level_target(candidate.node, level) if candidate.node is not None else None
-                _combine(collapsed, candidate, target, planner)
-            ancestors: set[str] = set()
-            for candidate in collapsed.values():
-                if candidate.node is not None:
-                    ancestors |= planner.ontology.ancestors(candidate.node.id)
-            kept = {k: c for k, c in collapsed.items() if c.forced or c.node is None or c.node.id not in ancestors}
-        sources = [_Source([c], c.node, [f"collapsed to depth {level}"] if mode == "level" else [])
-                   for c in kept.values()]
-
-    finished: list[tuple[_Candidate, dict]] = []
-    for source in sources:
-        if not source.forced and (any(_matches(m, exclude_names) for m in source.members) or (
-                source.root is not None and _matches(planner.node_candidate(source.root, source.members[0]),
-                                                     exclude_names))):
+def _add_unscored_includes(present: dict[str, _Candidate], names: _Names, planner: _Planner, windows: int) -> None:
+    """``include`` names that match no column at all: forced sources over the whole recording."""
+    for text in names.include_given:
+        if any(_matches(c, {text.casefold()}) for c in present.values()):
             continue
-        finished.append(_finish(source, planner, windows, spans))
+        node = planner.ontology.lookup(text)
+        label = node.name if node is not None else clean_phrase(text)
+        prompt = planner.prompt(node) if node is not None else planner.prompts.get(label.casefold(), label)
+        forced = _Candidate(label, node, prompt, 0.0, np.ones(windows, dtype=bool), True, node is None)
+        _combine(present, forced, None, planner)
 
-    if mode == "leaf":
-        finished = _merge_kin(finished, planner, spans)
 
-    # 5. classes that read as one prompt are one source to the separator, which refuses duplicate prompts
+def _collapse(present: dict[str, _Candidate], planner: _Planner, mode: str, level: int) -> list[_Source]:
+    """``hierarchy="level:N"``: each class collapsed to its depth-N ancestor, ancestors of kept classes dropped;
+    ``"none"``: every class as it is."""
+    kept = present
+    if mode == "level":
+        collapsed: dict[str, _Candidate] = {}
+        for candidate in present.values():
+            target = planner.level_target(candidate.node, level) if candidate.node is not None else None
+            _combine(collapsed, candidate, target, planner)
+        ancestors: set[str] = set()
+        for candidate in collapsed.values():
+            if candidate.node is not None:
+                ancestors |= planner.ontology.ancestors(candidate.node.id)
+        kept = {k: c for k, c in collapsed.items() if c.forced or c.node is None or c.node.id not in ancestors}
+    return [_Source([c], c.node, [f"collapsed to depth {level}"] if mode == "level" else []) for c in kept.values()]
+
+
+def _merge_equal_prompts(finished: list[tuple[_Candidate, dict]],
+                         spans: np.ndarray) -> list[tuple[_Candidate, dict]]:
+    """Rule 5: classes that read as one prompt are one source to the separator, which refuses duplicate prompts."""
     by_prompt: dict[str, tuple[_Candidate, dict]] = {}
     for candidate, info in finished:
         key = candidate.prompt.strip().casefold()
@@ -636,26 +682,30 @@ def plan_sources(
             continue
         other, other_info = by_prompt[key]
         (stronger, strong_info), (weaker, _) = sorted(
-            [(candidate, info), (other, other_info)], key=lambda pair: -pair[0].score)
+            [(candidate, info), (other, other_info)], key=lambda pair: by_score_then_name(pair[0].score, pair[0].label))
         active = candidate.active | other.active
-        classes = sorted(info["classes"] + other_info["classes"], key=lambda item: (-item[2], item[0]))
+        classes = sorted(info["classes"] + other_info["classes"], key=lambda item: by_score_then_name(item[2], item[0]))
         why = f"{strong_info['why']}; {weaker.label} joined: same prompt {stronger.prompt!r}"
         by_prompt[key] = (replace(stronger, active=active, forced=candidate.forced or other.forced),
                           {"classes": classes, "why": why, "active": float(spans[active].sum())})
+    return list(by_prompt.values())
 
-    # 6. choice
-    ordered = sorted(by_prompt.values(), key=lambda pair: (not pair[0].forced, -pair[0].score, pair[0].label))
+
+def _choose(finished: list[tuple[_Candidate, dict]], max_sources: int | None) -> list[tuple[_Candidate, dict]]:
+    """Rule 6: forced sources first, then by score, up to ``max_sources`` (forced ones always kept)."""
+    ordered = sorted(finished, key=lambda pair: (not pair[0].forced, *by_score_then_name(pair[0].score, pair[0].label)))
     if max_sources is not None:
         forced_count = sum(1 for c, _ in ordered if c.forced)
         ordered = ordered[: max(max_sources, forced_count)]
-    return [
-        PlannedSource(
-            label=c.label, mid=c.node.id if c.node is not None else None, score=c.score, prompt=c.prompt,
-            segments=merge_segments(w for w, on in zip(windows, c.active) if on), active=info["active"],
-            classes=info["classes"], why=info["why"],
-        )
-        for c, info in ordered
-    ]
+    return ordered
+
+
+def _planned(candidate: _Candidate, info: dict, windows: list[Segment]) -> PlannedSource:
+    return PlannedSource(
+        label=candidate.label, mid=candidate.node.id if candidate.node is not None else None, score=candidate.score,
+        prompt=candidate.prompt, segments=merge_segments(w for w, on in zip(windows, candidate.active) if on),
+        active=info["active"], classes=info["classes"], why=info["why"],
+    )
 
 
 def plan_from_result(result, **options) -> list[PlannedSource]:

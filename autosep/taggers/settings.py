@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SettingsError
+from . import registry
 
-TAGGER_NAMES: tuple[str, ...] = ("panns", "ast", "clap", "audio-lm")
+TAGGER_NAMES: tuple[str, ...] = registry.tagger_names()  # the built-in taggers, as their classes register
 DEFAULT_TAGGER = "panns"
 DEFAULT_THRESHOLD = 0.25
 DEFAULT_MAX_SOURCES = 4
-HIERARCHY_MODES = ("leaf", "level:N", "none")
 
 
 def parse_hierarchy(hierarchy: str) -> tuple[str, int]:
@@ -39,19 +39,20 @@ def parse_hierarchy(hierarchy: str) -> tuple[str, int]:
 
 @dataclass(frozen=True)
 class TaggingSettings:
-    """Which tagger scores the recording: a name from ``TAGGER_NAMES``, its weights, and (clap) a vocabulary."""
+    """Which tagger scores the recording: a registered name or alias (:mod:`.registry`), its weights, and (for a
+    tagger that ``takes_vocab``, clap) a vocabulary."""
 
     tagger: str = DEFAULT_TAGGER
     model: str | Path | None = None  # hub id, local folder or checkpoint; None: the tagger's default
     vocab: str | Path | Sequence[str] | None = None  # clap only: a file with one phrase per line, or a list
 
     def __post_init__(self) -> None:
-        key = str(self.tagger).strip().lower().replace("_", "-")
-        if key not in TAGGER_NAMES:
-            raise SettingsError(f"unknown tagger {self.tagger!r}: choose one of {', '.join(TAGGER_NAMES)}", "--tagger")
+        key = registry.canonical_name(self.tagger)
         object.__setattr__(self, "tagger", key)
-        if self.vocab is not None and key != "clap":
-            raise SettingsError("--vocab (a vocabulary of your own phrases) is only used by --tagger clap")
+        if self.vocab is not None and not registry.tagger_class(key).takes_vocab:
+            takers = [n for n, cls in registry.tagger_classes().items() if cls.takes_vocab]
+            raise SettingsError("--vocab (a vocabulary of your own phrases) is only used by --tagger "
+                                + " or ".join(takers), "--vocab")
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ every session's files go with it. Exit codes: 0 stopped, 1 could not start, 2 us
 from __future__ import annotations
 
 import argparse
+import atexit
 import importlib.util
 import ipaddress
 import os
@@ -55,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_server_arguments(parser: argparse.ArgumentParser, positive_number) -> None:
+    from ..pipeline.write import BIT_DEPTHS, FORMATS
+
     server = parser.add_argument_group("server")
     server.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine "
                         "only; 0.0.0.0: every network this machine is on)")
@@ -71,8 +74,8 @@ def _add_server_arguments(parser: argparse.ArgumentParser, positive_number) -> N
                         help="longest recording accepted, in seconds (default 600)")
     server.add_argument("--max-upload-mb", type=positive_number, default=500.0,
                         help="largest upload accepted, in MB (default 500)")
-    server.add_argument("--format", choices=("wav", "flac", "ogg", "mp3"), default="wav", help="stem format (wav)")
-    server.add_argument("--bit-depth", choices=("16", "24", "32f"), default=None,
+    server.add_argument("--format", choices=tuple(FORMATS), default="wav", help="stem format (wav)")
+    server.add_argument("--bit-depth", choices=tuple(BIT_DEPTHS), default=None,
                         help="default: the input's where the format allows")
     server.add_argument("-v", "--verbose", action="store_true", help="more detail in the server log")
 
@@ -145,7 +148,12 @@ def _run(config, args: argparse.Namespace, logins: list[tuple[str, str]], say) -
     say("stopping: removing every session's files")
     server.close()
     say("stopped")
-    return 0
+    # Everything is removed and the port is free; tearing down torch, Gradio and their modules takes seconds
+    # more (4-10 s measured on a busy 2-core machine), so the process ends here, after the exit handlers.
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def exposure_warnings(host: str, share: bool, has_auth: bool) -> list[str]:

@@ -18,18 +18,15 @@ import dataclasses
 import json
 import math
 import re
-import shutil
-import tempfile
 import threading
-import time
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import AutosepError
 from ..pipeline.inputs import InputFile
-from ..pipeline.manifest import MANIFEST_NAME, Manifest
+from ..pipeline.manifest import MANIFEST_NAME
 from ..pipeline.naming import RESIDUAL, slugify
 from ..pipeline.pipeline import Pipeline, RecordingResult
 from ..pipeline.progress import Progress
@@ -37,6 +34,7 @@ from ..pipeline.recording import open_audio
 from ..pipeline.remix import REMIX, RemixResult, open_result, remix
 from ..pipeline.settings import PipelineOptions
 from ..taggers.sources import Source
+from .sessions import Found, Separated, Session, SourceRow, scrub
 
 Report = Callable[[float | None, str], None]  # (fraction done or None, what is happening)
 
@@ -78,127 +76,9 @@ class WebConfig:
     taggers: Sequence[str] = ()  # tagger names offered (the first uses options.tagger_model); empty: options.tagger
     keep_hours: float = 1.0  # a session's files go when its tab closes, or after this long without a request
 
-
-@dataclass
-class SourceRow:
-    """One line of the editable source list."""
-
-    label: str
-    prompt: str
-    score: float | None = None
-    active_s: float = 0.0
-    segments: list[tuple[float, float]] = field(default_factory=list)
-    mid: str | None = None
-    separate: bool = True
-
-
-@dataclass
-class Found:
-    """Step 1's result."""
-
-    sources: list[SourceRow]
-    top_tags: list[dict]
-    duration_s: float
-    warnings: list[str]
-
-
-@dataclass
-class Separated:
-    """Step 2's result: stem files by name (residual last), their spectrograms, the zip of stems + manifest."""
-
-    folder: Path
-    stems: dict[str, Path]
-    spectrograms: dict[str, Path]
-    archive: Path
-    warnings: list[str]
-
-
-class Session:
-    """One browser session: a temporary folder holding its upload and results, removed by :meth:`cleanup`."""
-
-    def __init__(self, root: Path, served_root: Path | None = None):
-        root.mkdir(parents=True, exist_ok=True)
-        self.folder = Path(tempfile.mkdtemp(prefix="session-", dir=root))
-        # The copies the page links to (stems, pictures, zip, remixes) live apart from the upload and the
-        # manifests, in the folder the web server serves from (``served_root``); removed with the session.
-        self.served = (Path(served_root) if served_root else self.folder.parent / "served") / self.folder.name
-        self.input: Path | None = None
-        self.source = ""  # the upload's path as the page sent it (moved here, so the same value is not re-adopted)
-        self.display_name = ""
-        self.duration_s = 0.0
-        self.found: Found | None = None
-        self.separated: Separated | None = None
-        self.remix_count = 0
-        self.uploads = 0
-        self.runs = 0
-        self.last_used = time.monotonic()
-
-    def cleanup(self) -> None:
-        self.input = self.found = self.separated = None
-        shutil.rmtree(self.served, ignore_errors=True)
-        shutil.rmtree(self.folder, ignore_errors=True)
-
-    def serve(self, path: Path, run: str) -> Path:
-        """The copy of ``path`` the page links to (a hard link where the file system allows), under ``run``."""
-        target = self.served / run / path.name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.unlink(missing_ok=True)
-        try:
-            target.hardlink_to(path)
-        except OSError:
-            shutil.copyfile(path, target)
-        return target
-
-    def tell(self, message: str) -> str:
-        """``message`` with the server's temporary paths replaced by the upload's own name."""
-        return scrub(message, self.private_paths())
-
-    def private_paths(self) -> dict[str, str]:
-        """Server paths of this session -> what a visitor may see instead."""
-        paths: dict[str, str] = {}
-        if self.input is not None:
-            paths.update({str(self.input.resolve()): self.display_name, str(self.input): self.display_name})
-        for folder in (self.served.resolve(), self.served, self.folder.resolve(), self.folder):
-            paths.update({f"{folder}/": "", str(folder): ""})
-        return paths
-
-    def adopt(self, upload: str | Path, display_name: str | None = None) -> Path:
-        """Move the uploaded file into this session (a fresh subfolder, so earlier results never mix in); the
-        results of the previous recording are dropped."""
-        upload = Path(upload)
-        if not upload.is_file():
-            raise AutosepError("no file received; upload a recording or record one first")
-        name = display_name or upload.name
-        stem, suffix = Path(name).stem, Path(name).suffix.lower()
-        self.forget_results()
-        self.uploads += 1
-        target_dir = self.folder / f"upload-{self.uploads}"
-        target_dir.mkdir(parents=True)
-        target = target_dir / f"{slugify(stem)}{suffix if suffix.isascii() and len(suffix) <= 6 else ''}"
-        shutil.move(str(upload), target)  # Gradio's copy goes: nothing of the upload stays outside the session
-        self.input, self.display_name, self.source = target, name, str(upload)
-        return target
-
-    def forget_results(self) -> None:
-        """Drop every result of the current recording (its files too)."""
-        self.found = self.separated = None
-        for name in ("plan", "separated", "spectrograms", "remixes"):
-            shutil.rmtree(self.folder / name, ignore_errors=True)
-        for old in self.folder.glob("*_stems.zip"):
-            old.unlink(missing_ok=True)
-        shutil.rmtree(self.served, ignore_errors=True)
-        if self.input is not None:
-            shutil.rmtree(self.input.parent, ignore_errors=True)
-            self.input = None
-            self.display_name, self.duration_s = "", 0.0
-
-
-def scrub(text: str, private: Mapping[str, str]) -> str:
-    """``text`` with each private string replaced (longest first, so a folder never leaves half a path)."""
-    for secret in sorted(private, key=len, reverse=True):
-        if secret:
-            text = text.replace(secret, private[secret])
-    return text
+    def __post_init__(self) -> None:
+        # The page does not look at a video's picture yet (issue 22, item 5): its soundtrack only.
+        self.options = dataclasses.replace(self.options, visual=False, describe=None)
 
 
 _INTERNALS = re.compile(r"\s*\((?=[^()]*(?:Errno|Error|error|;))[^()]*\)")
@@ -409,7 +289,11 @@ class Engine:
         with self._lock:
             pipeline = Pipeline(settings_, tagger=tagger, separator=separator,
                                 progress=_ReportProgress(report, "separating"))
-            result = pipeline.process(self._item(session), plan=plan, top_tags=top_tags)
+            try:
+                result = pipeline.process(self._item(session), plan=plan, top_tags=top_tags)
+            finally:
+                del pipeline
+                release_memory()
         if not result.ok:
             raise AutosepError(plain(session.tell(result.message)))
         if not result.files:
@@ -443,8 +327,7 @@ class Engine:
         name = f"{slugify(Path(session.display_name).stem)}_stems.zip"
         target = session.folder / name
         partial = target.with_name(f".{name}.partial")
-        manifest = Manifest.read(result.output)
-        public = public_manifest(manifest.data if manifest else {}, self.private_paths(session))
+        public = public_manifest(result.manifest.to_dict() if result.manifest else {}, self.private_paths(session))
         with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as archive:
             for member in result.files.values():
                 archive.write(member, arcname=f"{result.output.name}/{member.name}")
@@ -473,6 +356,19 @@ class Engine:
     def _item(self, session: Session) -> InputFile:
         assert session.input is not None
         return InputFile(session.input, session.input.parent, session.display_name)
+
+
+def release_memory() -> None:
+    """Hand the memory a finished request freed back to the system (glibc keeps freed heap for reuse otherwise,
+    so a server's footprint would only ever grow)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        pass
 
 
 def check_sources(chosen: Sequence[SourceRow]) -> tuple[list[str], list[str]]:

@@ -44,6 +44,7 @@ def _run_guarded(body: str, home: Path, *args: str) -> subprocess.CompletedProce
                           timeout=240)
 
 
+@pytest.mark.slow  # a fresh Python process loading torch and the tagger: about 25 s
 def test_loading_through_autosep_with_empty_home_never_fetches(tmp_path, tiny_cnn14_checkpoint):
     home = tmp_path / "home"
     home.mkdir()

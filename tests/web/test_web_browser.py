@@ -10,11 +10,16 @@ Skipped, saying why, only where no browser is installed; ``.ci/run`` installs on
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import shutil
+import struct
 import urllib.request
+import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 selenium = pytest.importorskip("selenium", reason='selenium is not installed (pip install -e ".[test,web]")')
@@ -61,6 +66,18 @@ def artifacts() -> Path:
 def fetch(url: str) -> bytes:
     with urllib.request.urlopen(url, timeout=30) as response:
         return response.read()
+
+
+def decoded(data: bytes):
+    """The samples of an audio file the page links to, as float64 [frames, channels]."""
+    import soundfile as sf
+
+    return sf.read(io.BytesIO(data), dtype="float64", always_2d=True)[0]
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +141,7 @@ def two_tabs(server, browser, make_mix, tmp_path):
 def three_steps(browser, wait, make_mix, tmp_path):
     from selenium.webdriver.common.by import By
 
-    make_mix(tmp_path / "garden.wav", seconds=6.0)
+    mix = make_mix(tmp_path / "garden.wav", seconds=6.0)
     find = wait.until(lambda d: d.find_element(By.ID, "find"))
     assert not find.is_enabled()  # nothing to find in yet
     upload(browser, wait, tmp_path / "garden.wav")
@@ -160,19 +177,27 @@ def three_steps(browser, wait, make_mix, tmp_path):
 
     links = wait.until(stem_links)
     assert any("cash_register.wav" in link for link in links) and any("residual.wav" in link for link in links)
-    assert all(fetch(link)[:4] == b"RIFF" for link in links)  # real wav files behind the players
+    # The files behind the players are the stems: the input's length and channels, adding up to the input.
+    stems = {link.rsplit("/", 1)[-1]: decoded(fetch(link)) for link in links}
+    assert all(stem.shape == mix.shape for stem in stems.values())
+    np.testing.assert_allclose(sum(stems.values()), mix, rtol=0, atol=1e-9)
     pictures = wait.until(lambda d: [img.get_attribute("src") for i in range(count)
                                      for img in d.find_elements(By.CSS_SELECTOR, f"#mel-{i} img")] or False)
-    assert len(pictures) == count and all(fetch(src)[:8] == b"\x89PNG\r\n\x1a\n" for src in pictures)
+    assert len(pictures) == count and all(min(png_size(fetch(src))) >= 100 for src in pictures)  # real pictures
     archive = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#archive a[href*='.zip']"))
-    assert fetch(archive[0].get_attribute("href"))[:2] == b"PK"
+    with zipfile.ZipFile(io.BytesIO(fetch(archive[0].get_attribute("href")))) as bundle:  # the same stems + manifest
+        names = {Path(name).name: name for name in bundle.namelist()}
+        assert set(names) == set(stems) | {"manifest.json"}
+        for name, stem in stems.items():
+            np.testing.assert_array_equal(decoded(bundle.read(names[name])), stem)
+        assert {s["file"] for s in json.loads(bundle.read(names["manifest.json"]))["sources"]} <= set(stems)
 
     # Step 3: the remix player, named after the input.
     wait.until(lambda d: d.find_element(By.ID, "remix").is_enabled())
     browser.find_element(By.ID, "remix").click()
     wait.until(lambda d: "Remix" in text_of(d, "remix-status"))
     remix = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#remix-player a[href*='garden_remix.wav']"))
-    assert fetch(remix[0].get_attribute("href"))[:4] == b"RIFF"
+    np.testing.assert_allclose(decoded(fetch(remix[0].get_attribute("href"))), mix, rtol=0, atol=1e-9)  # all at 0 dB
     screenshot(browser)
 
 

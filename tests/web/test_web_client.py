@@ -214,7 +214,8 @@ def test_a_video_s_soundtrack_is_used(server, client, tmp_path):
     write_video(tmp_path / "holiday clip.mp4")
     status, table, _ = find(client, tmp_path / "holiday clip.mp4")
     assert "holiday clip.mp4" in status and "2.0 s" in status
-    assert table_rows(table)  # the tagger heard the soundtrack (threshold 0 in this module)
+    rows = table_rows(table)  # threshold 0 in this module: the planned sources are active all along
+    assert 1 <= len(rows) <= 2 and all(float(row[4]) == pytest.approx(2.0, abs=0.05) for row in rows), rows
 
 
 def test_an_upload_over_the_size_limit_is_refused_with_the_limit(server, tmp_path):
@@ -258,6 +259,7 @@ def rss_mb() -> float:
 RSS_BOUND_MB = 40.0  # growth allowed from after the 1st request to after the 5th (tiny models, one process)
 
 
+@pytest.mark.slow  # five find + separate requests: about 40 s on a busy 2-core machine
 def test_memory_returns_to_its_level_after_each_request(server, make_mix, tmp_path):
     import gc
 
