@@ -180,6 +180,7 @@ def test_only_the_app_s_own_results_are_served(server, client, make_mix, tmp_pat
         assert answer(f"{server.url}gradio_api/file={private}") in (403, 404)
 
 
+@pytest.mark.slow  # Gradio notices a closed tab at its next heartbeat: up to 15 s
 def test_a_closed_tab_s_files_are_removed_and_their_urls_answer_404(server, web_config, make_mix, tmp_path):
     from gradio_client import Client
 
@@ -256,7 +257,10 @@ def rss_mb() -> float:
     pytest.skip("no /proc/self/status on this system")
 
 
-RSS_BOUND_MB = 40.0  # growth allowed from after the 1st request to after the 5th (tiny models, one process)
+# Growth allowed from after the 1st request to after the 5th, and over the last two (tiny models, the test's own
+# process). Measured: +32 to +67 MB from the 1st to the 3rd (first-use caches), then +2 to +6 MB for the 4th and
+# 5th together; before each model was loaded once per server, every request could add a separator.
+RSS_BOUND_MB, RSS_LEVEL_MB = 80.0, 20.0
 
 
 @pytest.mark.slow  # five find + separate requests: about 40 s on a busy 2-core machine
@@ -276,6 +280,7 @@ def test_memory_returns_to_its_level_after_each_request(server, make_mix, tmp_pa
         levels.append(rss_mb())
     print("RSS after each request (MB):", [round(level) for level in levels])
     assert levels[-1] - levels[0] < RSS_BOUND_MB, levels
+    assert levels[-1] - levels[-3] < RSS_LEVEL_MB, levels  # the level is reached: later requests add ~nothing
 
 
 def write_video(path: Path, seconds: float = 2.0, rate: int = 48000) -> None:
