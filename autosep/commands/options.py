@@ -109,8 +109,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     check.add_argument("--drop-unconfirmed", action="store_true",
                        help="fold a stem the tagger does not find its source in into the residual")
     check.add_argument("--rounds", type=int, default=d.rounds, metavar="N",
-                       help="2: separate again with sources found in the residual, up to --max-sources "
-                            f"(default {d.rounds}: report them only)")
+                       help="2: separate again with sources found in the residual, up to --max-sources; "
+                            f"1: report them only (default {d.rounds})")
 
     out = parser.add_argument_group("output")
     out.add_argument("-o", "--out", default=d.out, help=f"output folder (default: {d.out})")
