@@ -19,7 +19,7 @@ import signal
 import sys
 import threading
 
-from .commands.options import add_ray_arguments, add_run_arguments, make_progress, options_from_args
+from .commands.options import add_ray_arguments, add_run_arguments, dash_file_hint, make_progress, options_from_args
 from .errors import EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USAGE, AutosepError, SettingsError
 from .logs import quiet_library_progress_bars, setup_logging
 from .pipeline.api import AutoSep
@@ -58,21 +58,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _source_names(result, empty: str) -> str:
     """The sources of a result, each with the tagger's verdict on its stem (check.py) when it was checked."""
-    manifest = result.manifest or {}
-    verdicts = {entry.get("name"): entry["check"]["confirmed"] for entry in manifest.get("sources") or []
-                if isinstance(entry, dict) and isinstance(entry.get("check"), dict)}
+    manifest = result.manifest
+    verdicts = {stem.name: stem.confirmed for stem in manifest.sources} if manifest is not None else {}
     names = []
     for source in result.plan:
         verdict = verdicts.get(source.label)
         names.append(source.label if verdict is None else
                      f"{source.label} ({'confirmed' if verdict else 'not confirmed'})")
     text = ", ".join(names) or empty
-    check = manifest.get("check") if isinstance(manifest.get("check"), dict) else {}
-    if check.get("dropped"):
-        text += f"; folded into the residual: {', '.join(check['dropped'])}"
-    heard = [d.get("label") for d in check.get("discovered") or [] if isinstance(d, dict)]
-    if heard:
-        text += f"; also heard in the residual: {', '.join(map(str, heard))}"
+    check = manifest.check if manifest is not None else None
+    if check is not None and check.dropped:
+        text += f"; folded into the residual: {', '.join(check.dropped)}"
+    if check is not None and check.discovered:
+        text += f"; also heard in the residual: {', '.join(d.label for d in check.discovered)}"
     return text
 
 
@@ -113,6 +111,9 @@ def _run(argv: list[str]) -> int:
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+        hint = dash_file_hint(parser, argv) if exc.code else None
+        if hint:
+            print(f"autosep: hint: {hint}", file=sys.stderr)
         return int(exc.code or 0)
 
     from rich.console import Console
@@ -121,18 +122,19 @@ def _run(argv: list[str]) -> int:
     setup_logging(verbose=args.verbose, quiet=args.quiet)
     try:
         settings = options_from_args(args).settings()
+        separator = AutoSep(settings=settings)  # every check that needs no model, before any loads
     except (AutosepError, ValueError) as exc:
         message = exc.for_command_line() if isinstance(exc, SettingsError) else str(exc)
         print(f"autosep: error: {message}", file=sys.stderr)
         return EXIT_USAGE
     if not args.verbose:  # the libraries' own download/loading bars would drown autosep's progress
         quiet_library_progress_bars()
-    progress = make_progress(args.quiet, console)
-    outcome = AutoSep(settings=settings, progress=progress).process(args.inputs)
+    separator.progress = progress = make_progress(args.quiet, console)
+    outcome = separator.process(args.inputs)
     if outcome.error:
         progress.close()
         for result in outcome.results:
-            if not result.ok:
+            if not result.ok and result.message not in outcome.error:  # each error said once
                 print(f"autosep: error: {result.message}", file=sys.stderr)
         print(f"autosep: error: {outcome.error}", file=sys.stderr)
         return outcome.exit_code

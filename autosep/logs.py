@@ -91,3 +91,30 @@ def quiet_library_progress_bars() -> None:
     _bars_off = True
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     apply_library_level()
+
+
+@contextlib.contextmanager
+def captured_native_stderr():
+    """Collect what C libraries write to file descriptor 2 inside the block (mpg123's "Warning: Xing stream
+    size off..." from libsndfile's mp3 decoder), instead of letting it reach the user's terminal raw; yields a
+    list that holds the text once the block ends. Python's own writes to ``sys.stderr`` are flushed first.
+    Keep the block short: other threads' writes to the terminal in the meantime are collected too."""
+    import os
+    import tempfile
+
+    lines: list[str] = []
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no real descriptor 2 (an embedding host): leave it alone
+        yield lines
+        return
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            lines.extend(line for line in sink.read().decode("utf-8", "replace").splitlines() if line.strip())

@@ -239,9 +239,9 @@ def test_resume_skips_finished_work_without_loading_models(tmp_path, capsys, mod
     assert code == 0, output
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     broken = [a if a != model_args[1] else str(tmp_path / "no-such-model") for a in model_args]
-    # --overwrite needs the model again, and a bad one means nothing could run.
+    # --overwrite needs the model again, and a folder that is not there is refused before anything loads.
     code, output = run(capsys, *args, *broken, "--overwrite")
-    assert code == 1 and "no-such-model" in output
+    assert code == 2 and "no-such-model" in output and "no such folder" in output
 
 
 def test_ctrl_c_mid_batch_keeps_finished_work_and_rerun_resumes(tmp_path, capsys, model_args, monkeypatch):
@@ -353,7 +353,7 @@ def test_python_api_returns_stems_plan_and_manifest(tmp_path, tiny_audioldm2_dir
     assert set(result.stems) == {"dog barking", "a man speaking", "residual"}
     np.testing.assert_allclose(sum(result.stems.values()), data, atol=1e-4)
     assert_audible_source_stems(result.stems, data)
-    assert result.manifest["sources"][1]["c_inv"][0]["c_inv"]
+    assert result.manifest.sources[1].c_inv[0]["c_inv"]
 
     generative = autosep.separate_file(tmp_path / "mix.wav", **{**options, "render": "generative",
                                                                  "out": str(tmp_path / "gen")})
@@ -530,7 +530,7 @@ def test_a_source_heard_only_in_the_residual_is_separated_in_a_second_round(tmp_
     assert second.status == "done", second.message
     planted_name = ontology.nodes[in_mix.labels[planted]].name
     assert [s.label for s in second.plan] == [ontology.nodes[first_class].name, planted_name]
-    stems = {s["name"]: s for s in second.manifest["sources"]}
-    assert stems[planted_name]["round"] == 2 and second.manifest["check"]["rounds"] == 2
+    stems = {s.name: s for s in second.manifest.sources}
+    assert stems[planted_name].round == 2 and second.manifest.check.rounds == 2
     assert set(second.files) == {ontology.nodes[first_class].name, planted_name, "residual"}
     assert_audible_source_stems(dict(second.stems), sf.read(tmp_path / "in" / "mix.wav", always_2d=True)[0])

@@ -9,6 +9,7 @@ once, when the settings are built. The defaults shown are the stages' own.
 from __future__ import annotations
 
 import argparse
+import os
 
 from ..devices import DTYPE_NAMES
 from ..pipeline.progress import LogProgress, Progress, RichProgress
@@ -16,10 +17,12 @@ from ..pipeline.render import RENDER_MODES
 from ..errors import SettingsError
 from ..pipeline.settings import PipelineOptions, parse_overlap
 from ..pipeline.write import BIT_DEPTHS, FORMATS
+from ..separator.loading import default_model, model_aliases
 from ..separator.settings import INVERSION_PROMPT_CHOICES, INVERSIONS
 from ..taggers.prompts import load_prompt_overrides
 from ..taggers import registry as taggers
 from ..taggers.settings import PlanningSettings, TaggingSettings
+from ..video import DEFAULT_DESCRIBE_MODEL, DEFAULT_VISUAL_MODEL
 
 
 def positive_number(text: str) -> float:
@@ -46,6 +49,21 @@ def number_at_least(minimum: int):
     return parse
 
 
+def dash_file_hint(parser: argparse.ArgumentParser, argv: list[str]) -> str | None:
+    """After a usage error: a hint when an argument that starts with ``-`` is a file (``-mix.wav``), which
+    argparse can only read as an option."""
+    from ..pipeline.recording import is_media_file
+
+    for token in argv:
+        if token == "--":
+            return None  # everything after it is an input already
+        if (token.startswith("-") and token not in parser._option_string_actions
+                and (os.path.exists(token) or is_media_file(token))):
+            return (f"{token} starts with '-', so it is read as an option; to give it as an input write "
+                    f"./{token}, or put -- before the inputs (autosep -- {token})")
+    return None
+
+
 def add_tagging_arguments(parser: argparse.ArgumentParser) -> None:
     """The tagger and planner options, shared by ``autosep tag`` and the main ``autosep`` command."""
     group = parser.add_argument_group("tagging and source planning")
@@ -70,6 +88,25 @@ def add_tagging_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--vocab", metavar="FILE", help="clap: your own phrases, one per line")
     group.add_argument("--prompts", metavar="FILE",
                        help="prompt overrides, lines 'Display name = prompt'")
+
+
+def add_visual_arguments(parser: argparse.ArgumentParser, describe: bool = True) -> None:
+    """What is on screen in a video input (``autosep`` and ``autosep tag``), and ``--describe`` (``autosep``)."""
+    d = PipelineOptions
+    group = parser.add_argument_group("video inputs (see docs/video.md)")
+    group.add_argument("--no-visual", dest="visual", action="store_false",
+                       help="do not look at the picture (on by default for inputs with a video stream)")
+    group.add_argument("--visual-model", default=d.visual_model, metavar="ID_OR_PATH",
+                       help="zero-shot image-text model scoring what is on screen (CLIP or SigLIP; default: "
+                            f"{DEFAULT_VISUAL_MODEL})")
+    group.add_argument("--visual-threshold", type=float, default=d.visual_threshold, metavar="P",
+                       help=f"a frame shows a source at this score (default {d.visual_threshold:g})")
+    if describe:
+        group.add_argument("--describe", action="append", metavar="TEXT",
+                           help='an object on screen to separate, e.g. "the woman with the red guitar" (repeatable): '
+                                "a vision-language model names the sound it makes, and that becomes its prompt")
+        group.add_argument("--describe-model", default=d.describe_model, metavar="ID_OR_PATH",
+                           help=f"image-text-to-text model for --describe (default: {DEFAULT_DESCRIBE_MODEL})")
 
 
 def planning_settings(args: argparse.Namespace) -> PlanningSettings:
@@ -103,6 +140,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                               "silent elsewhere and that audio stays in the residual")
     sources.add_argument("--dry-run", action="store_true", help="show the plan for every input, separate nothing")
     add_tagging_arguments(parser)  # --tagger --tagger-model --threshold --max-sources ... (shared with `autosep tag`)
+    add_visual_arguments(parser)
     add_separation_arguments(parser)
 
     check = parser.add_argument_group("stems checked by the tagger")
@@ -148,13 +186,18 @@ def add_ray_arguments(parser: argparse.ArgumentParser) -> None:
                          help="GPUs per worker (default 1 when the cluster has GPUs, else 0)")
     cluster.add_argument("--ray-retries", type=int, default=d.ray_retries, metavar="N",
                          help=f"re-runs of a recording whose worker died (default {d.ray_retries})")
+    cluster.add_argument("--ray-timeout", type=float, default=d.ray_timeout, metavar="S",
+                         help="seconds to wait for the cluster at ADDRESS to answer before giving up (exit 1; "
+                              f"default {d.ray_timeout:g})")
 
 
 def add_separation_arguments(parser: argparse.ArgumentParser) -> None:
     """--model --inversion --steps ... (shared with ``autosep web``, where they are the page's defaults)."""
     d = PipelineOptions
     sep = parser.add_argument_group("separation")
-    sep.add_argument("--model", default=d.model, help="separator model: alias, Hugging Face id or local folder")
+    sep.add_argument("--model", default=d.model,
+                     help=f"separator model: one of {', '.join(model_aliases())} (default {default_model()}; "
+                          "`autosep models list` says more), a Hugging Face id or a local folder")
     sep.add_argument("--inversion", choices=INVERSIONS, default=d.inversion,
                      help=f"ddpm (edit-friendly) or ddim inversion (default {d.inversion})")
     sep.add_argument("--steps", type=int, default=d.steps, help=f"diffusion steps (default {d.steps})")
@@ -177,8 +220,8 @@ def add_separation_arguments(parser: argparse.ArgumentParser) -> None:
     sep.add_argument("--batch-size", type=int, default=d.batch_size,
                      help="samples per UNet forward (default: a window's sources at once)")
     sep.add_argument("--window", type=float, default=d.window,
-                     help="window length in seconds (default: the model's training length: 10.24 for AudioLDM/2, "
-                          "47.55 for Stable Audio Open, 30 for Stable Audio 3)")
+                     help="window length in seconds (default: the model's own, e.g. 10.24 for the AudioLDM and "
+                          "Tango families; docs/models.md lists each)")
     sep.add_argument("--overlap", type=_overlap, default=d.overlap,
                      help="cross-fade between windows: seconds (1s) or a fraction of the window (0.25, 25%%) "
                           "(default 1s; a quarter of a window shorter than 4 s)")
@@ -199,9 +242,16 @@ def options_from_args(args: argparse.Namespace) -> PipelineOptions:
         drop_unconfirmed=args.drop_unconfirmed, rounds=args.rounds,
         keep=getattr(args, "keep", None), remove=getattr(args, "remove", None),
         video_out=getattr(args, "video_out", None),
+        **_visual_options(args),
         out=args.out, format=args.format, bit_depth=args.bit_depth, overwrite=args.overwrite,
         **_engine_options(args),
     )
+
+
+def _visual_options(args: argparse.Namespace) -> dict:
+    """The video options, where the command has them (``autosep web`` has none: its defaults then)."""
+    names = ("visual", "visual_model", "visual_threshold", "describe", "describe_model")
+    return {name: getattr(args, name) for name in names if hasattr(args, name)}
 
 
 def _engine_options(args: argparse.Namespace) -> dict:
@@ -210,7 +260,7 @@ def _engine_options(args: argparse.Namespace) -> dict:
         return {}
     return {"engine": "ray", "ray_address": args.ray, "ray_workers": args.ray_workers,
             "ray_cpus_per_worker": args.ray_cpus_per_worker, "ray_gpus_per_worker": args.ray_gpus_per_worker,
-            "ray_retries": args.ray_retries}
+            "ray_retries": args.ray_retries, "ray_timeout": args.ray_timeout}
 
 
 def make_progress(quiet: bool, console) -> Progress:

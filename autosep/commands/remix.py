@@ -107,8 +107,8 @@ def _write_video(result, soundtrack, video_out):
     from ..pipeline.remix import RemixError
     from ..pipeline.video_out import remux_with_soundtrack
 
-    source = Path(str((result.manifest.get("input") or {}).get("path") or ""))
-    if not source.name or not source.is_file():
+    source = result.manifest.input_path
+    if source is None or not source.is_file():
         raise RemixError(f"{result.folder}: the recording it was made from ({source}) is not there any more; "
                          "the video is read from it")
     out = Path(soundtrack).with_suffix(source.suffix.lower()) if video_out is True else Path(video_out)

@@ -4,8 +4,9 @@
 (same names, same defaults) into ``<out>/<recording>/mixture/``, loading the models once, then scores the
 result against the dataset's own stems; ``--oracle-sources`` gives each recording its true labels as prompts.
 
-Exit codes: 0 every reference recording was scored; 1 nothing could be scored (no pairs, unusable folders,
-CLAP model unavailable, every separation failed); 2 usage error; 3 some recordings could not be scored or
+Exit codes: 0 every reference recording was scored (without a CLAP model, on the waveform metrics and discovery,
+the skipped metrics named in one line); 1 nothing could be scored (no pairs, unusable folders, a CLAP model that
+was required or named but cannot load, every separation failed); 2 usage error; 3 some recordings could not be scored or
 separated, or some stems could not be read (each named), while the others were; 130 interrupted.
 """
 
@@ -75,14 +76,19 @@ def build_parser(run: bool) -> argparse.ArgumentParser:
                        help="what --match best maximises (default clap-a)")
     group.add_argument("--clap-model", metavar="ID_OR_PATH",
                        help="CLAP for CLAP-A/CLAP-T/FAD/LPAPS (default laion/clap-htsat-unfused; id or local folder)")
-    group.add_argument("--no-clap", action="store_true",
-                       help="skip the CLAP metrics (CLAP-A, CLAP-T, FAD, LPAPS): no CLAP model needed")
+    clap = group.add_mutually_exclusive_group()
+    clap.add_argument("--no-clap", action="store_true",
+                      help="skip the CLAP metrics (CLAP-A, CLAP-T, FAD, LPAPS): no CLAP model needed")
+    clap.add_argument("--require-clap", action="store_true",
+                      help="fail (exit 1) when the CLAP model cannot load, instead of scoring the waveform metrics "
+                           "and naming the skipped ones (for scripts that must have every metric)")
     group.add_argument("--fad-embedding", action="append", choices=("clap", "panns"), metavar="clap|panns",
                        help="embeddings FAD is computed on (repeatable; default clap, as the paper's scripts)")
     group.add_argument("--panns-model", metavar="PTH",
                        help="Cnn14 checkpoint for --fad-embedding panns (default: the PANNs tagger's download)")
-    group.add_argument("--sdr-rate", type=number_at_least(1000), default=16000, metavar="HZ",
-                       help="rate SI-SDR and SDR are computed at (default 16000)")
+    group.add_argument("--sdr-rate", type=number_at_least(1000), default=None, metavar="HZ",
+                       help="rate SI-SDR and SDR are computed at (default: each reference's own rate, as mir_eval "
+                            "and ZeroSep's scripts; the estimate is resampled to it)")
     group.add_argument("--clap-batch-size", type=number_at_least(1), default=8, metavar="N",
                        help="10 s windows per CLAP or PANNs forward (default 8)")
     group.add_argument("--json", action="store_true", help="print the report as JSON instead of tables")
@@ -194,8 +200,11 @@ def _separate(args, dataset: Path, references: dict, console) -> list[str]:
     if args.dry_run:
         raise _Usage("--dry-run separates nothing, so there is nothing to score; see the plans with "
                      "`autosep tag DATASET` instead")
+    from ..pipeline.preflight import check_before_loading
+
     options = options_from_args(args)
-    options.settings()  # every option checked once, before any model loads
+    for warning in check_before_loading(options.settings()):  # every option checked once, before any model loads
+        print(f"autosep: warning: {warning}", file=sys.stderr)
     out_root = Path(options.out)
 
     def options_for(recording):
@@ -259,7 +268,7 @@ def _main(args, run: bool) -> int:
                             clap=not args.no_clap, device=args.device, sdr_rate=args.sdr_rate,
                             batch_size=args.clap_batch_size,
                             fad_embeddings=tuple(args.fad_embedding) if args.fad_embedding else None,
-                            panns_model=args.panns_model)
+                            panns_model=args.panns_model, require_clap=args.require_clap)
     try:
         settings.validate()
         labels = read_labels_file(args.labels) if args.labels else None
@@ -331,6 +340,9 @@ def _main(args, run: bool) -> int:
         return EXIT_NOTHING
     for warning in report["warnings"]:
         print(f"autosep: warning: {warning}", file=sys.stderr)
+    if report["skipped"]:
+        print(f"autosep: note: {', '.join(report['skipped']['metrics'])} skipped: {report['skipped']['reason']} "
+              "(--no-clap skips them without this note; --require-clap makes it an error)", file=sys.stderr)
     if args.json:
         print(json.dumps(report, indent=2))
     else:

@@ -1,9 +1,11 @@
 """Scoring a set of paired recordings: every metric, per stem pair, per recording and overall.
 
 Rule of this module: each metric receives audio at its own rate, converted here explicitly (SI-SDR/SDR at
-``sdr_rate``, 16 kHz by default, the rate autosep's separators and the paper's datasets work at; CLAP at the
-rate its feature extractor declares), and the CLAP model is loaded once and run in batches over every stem of
-the run. The report is plain JSON-ready data; printing and writing it is the command's job.
+each reference's own rate by default, as ZeroSep's scripts and mir_eval compute them, or at ``sdr_rate``; CLAP at
+the rate its feature extractor declares), and the CLAP model is loaded once and run in batches over every stem
+of the run. Without a CLAP model (not cached, offline) the waveform metrics and discovery are still computed and
+the report names what was skipped, unless the settings require CLAP. The report is plain JSON-ready data;
+printing and writing it is the command's job.
 """
 
 from __future__ import annotations
@@ -35,6 +37,14 @@ EVAL_VERSION = 1
 MATCH_METRICS = ("clap-a", "si-sdr")
 FAD_EMBEDDINGS = ("clap", "panns")
 PAIR_METRICS = ("si_sdr", "si_sdri", "sdr", "clap_a", "clap_t", "lpaps")
+CLAP_METRICS = ("CLAP-A", "CLAP-T", "FAD (CLAP)", "LPAPS")
+# What SDR and SI-SDR are, in the report's words (the BSS Eval variant matters: versions differ by decibels).
+METRIC_VARIANTS = {
+    "sdr": "BSS Eval v3 SDR (bss_eval_sources, as mir_eval and museval's v3 compute it): one reference per "
+           "estimate, a 512-tap time-invariant distortion filter, the whole signal at once (not framewise); "
+           "fast_bss_eval's implementation",
+    "si_sdr": "SI-SDR (Le Roux et al. 2019), the whole signal at once; fast_bss_eval's implementation",
+}
 
 
 @dataclass
@@ -44,10 +54,18 @@ class EvalSettings:
     clap_model: str | None = None  # None: laion/clap-htsat-unfused
     clap: bool = True  # False: no CLAP-A/CLAP-T/FAD/LPAPS (no CLAP model needed)
     device: str = "auto"
-    sdr_rate: int = 16000
+    sdr_rate: int | None = None  # None: each reference's own rate (the estimate is resampled to it)
     batch_size: int = 8
     fad_embeddings: tuple[str, ...] | None = None  # "clap", "panns"; None: ("clap",), or none with clap=False
     panns_model: str | None = None  # Cnn14 checkpoint for the PANNs FAD (default: autosep's verified download)
+    require_clap: bool = False  # True: a CLAP model that cannot load is an error, not a skipped set of metrics
+
+    @property
+    def clap_required(self) -> bool:
+        """Whether a CLAP model that cannot load fails the run: asked for (``require_clap``), named
+        (``clap_model``, ``fad_embeddings`` with clap), or needed to pair the stems (``--match best`` on CLAP-A)."""
+        return (self.require_clap or self.clap_model is not None or "clap" in (self.fad_embeddings or ())
+                or (self.match == "best" and self.match_metric == "clap-a"))
 
     @property
     def fad(self) -> tuple[str, ...]:
@@ -69,15 +87,19 @@ class EvalSettings:
             raise LayoutError(f"unknown FAD embedding {unknown[0]!r}; choose from {', '.join(FAD_EMBEDDINGS)}")
         if "clap" in self.fad and not self.clap:
             raise LayoutError("a CLAP FAD needs CLAP: drop --no-clap, or use --fad-embedding panns")
-        if self.sdr_rate < 1000:
+        if self.sdr_rate is not None and self.sdr_rate < 1000:
             raise LayoutError(f"the SDR rate must be at least 1000 Hz, got {self.sdr_rate}")
 
 
 @dataclass
 class _Audio:
-    sdr: np.ndarray  # mono at sdr_rate
+    wave: np.ndarray  # mono at the file's rate (SI-SDR and SDR convert it to the pair's rate)
+    rate: int
     clap: np.ndarray | None  # mono at the CLAP rate
     panns: np.ndarray | None  # mono at Cnn14's 32 kHz, when a PANNs FAD is asked for
+
+    def at(self, rate: int) -> np.ndarray:
+        return resample(self.wave, self.rate, rate)
 
 
 def _versions() -> dict[str, str]:
@@ -112,10 +134,9 @@ def evaluate(pairs: Sequence[tuple[RecordingFolder, RecordingFolder]], settings:
     are kept for FAD, so memory does not grow with the audio of the whole dataset."""
     settings.validate()
     ontology = load_ontology()
+    skipped = None
     if settings.clap and scorer is None:
-        from .clap import ClapScorer
-
-        scorer = ClapScorer(settings.clap_model, device=settings.device, batch_size=settings.batch_size)
+        scorer, skipped = _load_clap(settings)
     if "panns" in settings.fad and panns is None:
         from .panns import PannsEmbedder
 
@@ -124,7 +145,8 @@ def evaluate(pairs: Sequence[tuple[RecordingFolder, RecordingFolder]], settings:
     warnings: list[str] = [f"{name}: no estimates found for this reference recording" for name in missing]
     unreadable: list[str] = []
     texts: dict[str, np.ndarray] = {}  # CLAP text embeddings, once per label
-    fad_sets: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {name: ([], []) for name in settings.fad}
+    fad_sets: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {
+        name: ([], []) for name in settings.fad if name != "clap" or scorer is not None}
 
     def read(path) -> _Audio | None:
         try:
@@ -135,7 +157,7 @@ def evaluate(pairs: Sequence[tuple[RecordingFolder, RecordingFolder]], settings:
             unreadable.append(str(path))
             return None
         mono = mono.astype(np.float32)
-        return _Audio(sdr=resample(mono, rate, settings.sdr_rate),
+        return _Audio(wave=mono, rate=rate,
                       clap=scorer.prepare(mono, rate) if scorer is not None else None,
                       panns=panns.prepare(mono, rate) if "panns" in fad_sets else None)
 
@@ -170,8 +192,8 @@ def evaluate(pairs: Sequence[tuple[RecordingFolder, RecordingFolder]], settings:
             local = match_by_scores(np.array([[est_embedding["clap"][i] @ ref_embedding["clap"][j] for j in usable_r]
                                               for i in usable_e]).reshape(len(usable_e), len(usable_r)))
         else:
-            local = match_by_scores(np.array([[np.nan if (v := si_sdr(est_audio[i].sdr, ref_audio[j].sdr)) is None
-                                               else v for j in usable_r] for i in usable_e]
+            local = match_by_scores(np.array([[np.nan if (v := _si_sdr_pair(est_audio[i], ref_audio[j], settings))
+                                               is None else v for j in usable_r] for i in usable_e]
                                              ).reshape(len(usable_e), len(usable_r)))
         matched = [(usable_e[a], usable_r[b]) for a, b in local]
         record = {
@@ -183,11 +205,14 @@ def evaluate(pairs: Sequence[tuple[RecordingFolder, RecordingFolder]], settings:
         }
         for i, j in matched:
             e, r = est_audio[i], ref_audio[j]
+            rate = settings.sdr_rate or r.rate
+            estimate, reference = e.at(rate), r.at(rate)
             pair = {"estimate": estimates.stems[i].name, "reference": references.stems[j].name,
-                    "label": references.stems[j].label.describe(ontology), "silent_estimate": is_silent(e.sdr)}
-            pair["si_sdr"] = si_sdr(e.sdr, r.sdr)
-            pair["sdr"] = sdr(e.sdr, r.sdr)
-            mix_si_sdr = si_sdr(mixture.sdr, r.sdr) if mixture is not None else None
+                    "label": references.stems[j].label.describe(ontology), "silent_estimate": is_silent(estimate),
+                    "sdr_rate": rate}
+            pair["si_sdr"] = si_sdr(estimate, reference)
+            pair["sdr"] = sdr(estimate, reference)
+            mix_si_sdr = si_sdr(mixture.at(rate), reference) if mixture is not None else None
             pair["si_sdri"] = None if pair["si_sdr"] is None or mix_si_sdr is None else pair["si_sdr"] - mix_si_sdr
             if scorer is not None:
                 text = references.stems[j].label.phrase(ontology)  # CLAP-T's text: the label as written
@@ -241,8 +266,10 @@ def evaluate(pairs: Sequence[tuple[RecordingFolder, RecordingFolder]], settings:
                 "sample_rate": scorer.sample_rate},
             "panns": None if panns is None else {"model_id": panns.model_id, "sample_rate": panns.sample_rate},
         },
-        "rates": {"sdr": settings.sdr_rate, "clap": None if scorer is None else scorer.sample_rate,
+        "rates": {"sdr": settings.sdr_rate or sorted({p["sdr_rate"] for p in all_pairs}) or None, "clap": None if scorer is None else scorer.sample_rate,
                   "panns": None if panns is None else panns.sample_rate},
+        "variants": METRIC_VARIANTS,
+        "skipped": skipped,
         "versions": _versions(),
         "recordings": records,
         "missing_estimates": list(missing),
@@ -250,6 +277,26 @@ def evaluate(pairs: Sequence[tuple[RecordingFolder, RecordingFolder]], settings:
         "overall": overall,
         "warnings": warnings,
     }
+
+
+def _load_clap(settings: EvalSettings) -> "tuple[ClapScorer | None, dict | None]":
+    """The CLAP scorer, or (when CLAP is not required) ``None`` and what was skipped and why: a model that is
+    not cached must not cost the waveform metrics."""
+    from ..errors import ModelNotAvailableError
+    from .clap import ClapScorer
+
+    try:
+        return ClapScorer(settings.clap_model, device=settings.device, batch_size=settings.batch_size), None
+    except ModelNotAvailableError as exc:
+        if settings.clap_required:
+            raise
+        log.debug("CLAP not available: %s", exc)
+        return None, {"metrics": list(CLAP_METRICS), "reason": str(exc)}
+
+
+def _si_sdr_pair(estimate: _Audio, reference: _Audio, settings: EvalSettings) -> float | None:
+    rate = settings.sdr_rate or reference.rate
+    return si_sdr(estimate.at(rate), reference.at(rate))
 
 
 def _embed(model, name: str, audios: list[_Audio]) -> np.ndarray:

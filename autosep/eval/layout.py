@@ -31,7 +31,7 @@ import numpy as np
 
 from ..pipeline.recording import is_media_file
 from ..errors import AutosepError
-from ..pipeline.manifest import MANIFEST_NAME
+from ..pipeline.manifest import MANIFEST_NAME, Manifest, ManifestError, trusted_file
 from ..pipeline.naming import RESIDUAL, slugify
 from ..taggers.audioset import Ontology, load_ontology
 from .discovery import Label, assign, match_strength, resolve_label
@@ -58,7 +58,7 @@ class RecordingFolder:
     folder: Path
     stems: list[Stem] = field(default_factory=list)
     mixture: Path | None = None
-    manifest: dict | None = None
+    manifest: Manifest | None = None
     planned: list[Label] = field(default_factory=list)  # what was planned (manifest detections, else the stems)
 
 
@@ -109,21 +109,20 @@ def read_estimates(root: str | Path, ontology: Ontology | None = None) -> dict[s
     recordings = {}
     for folder in _recording_folders(root):
         recording = RecordingFolder(_name(root, folder), folder)
-        manifest_path = folder / MANIFEST_NAME
-        if manifest_path.is_file():
-            manifest = _read_json(manifest_path, "manifest")
-            if not isinstance(manifest, dict):
-                raise LayoutError(f"{manifest_path}: not an autosep manifest")
+        try:
+            manifest = Manifest.read(folder, strict=True)
+        except ManifestError as exc:
+            raise LayoutError(str(exc)) from None
+        if manifest is not None:
             recording.manifest = manifest
-            for entry in manifest.get("sources") or []:
-                if isinstance(entry, dict) and entry.get("file"):
-                    path = folder / Path(str(entry["file"])).name  # never a path outside the folder
-                    name = str(entry.get("name") or path.stem)
-                    recording.stems.append(Stem(name, path, resolve_label(name, entry.get("mid"), ontology)))
-            recording.planned = [resolve_label(str(d["label"]), d.get("mid"), ontology)
-                                 for d in manifest.get("detections") or [] if isinstance(d, dict) and d.get("label")]
-            source = Path(str((manifest.get("input") or {}).get("path") or ""))
-            recording.mixture = source if source.name and source.is_file() else None
+            for stem in manifest.sources:
+                path = trusted_file(folder, stem.file)
+                if path is not None:
+                    name = stem.name or path.stem
+                    recording.stems.append(Stem(name, path, resolve_label(name, stem.mid, ontology)))
+            recording.planned = [resolve_label(d.label, d.mid, ontology) for d in manifest.detections if d.label]
+            source = manifest.input_path
+            recording.mixture = source if source is not None and source.is_file() else None
         else:
             for path in _audio_files(folder):
                 if path.stem.casefold() == RESIDUAL:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import socket
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +28,7 @@ from ..errors import AutosepError
 from ..logs import apply_library_level
 from ..taggers.sources import Source
 from .inputs import InputFile
-from .manifest import MANIFEST_NAME, Manifest, ResidualReport
+from .manifest import MANIFEST_NAME, Manifest, RemixRecord, ResidualReport, UnknownStemError
 from .naming import RESIDUAL, is_inside
 from .progress import Progress
 from .recording import Recording, open_audio
@@ -37,6 +37,7 @@ from .windowed import WindowedSeparation
 from .settings import RunSettings
 from .spans import gated, given_plan
 from .video_out import write_video_out
+from .visual import VisualEvidence
 from .check import check_stems, fold_into_residual
 from .tagging import TaggedRecording, plan_recording, tag_recording
 from .write import DiskFullError, OutputError, StemWriters, check_output_format, remove_partials
@@ -48,45 +49,26 @@ class InputError(AutosepError):
     """This recording cannot be processed (too short, unreadable...); the batch goes on."""
 
 
-class StemNotFound(KeyError):
-    """No stem answers to the name asked for; the message lists the ones there are."""
-
-    def __str__(self) -> str:
-        return str(self.args[0])
-
-
 class StemFiles(Mapping):
     """Stems by source name, each read from its file (float32 ``[frames, channels]``) when accessed.
 
-    The keys are the source names (``plan[i].label``, and ``"residual"``); a stem is also found by its prompt
-    (``"dog barking"`` for the class ``"Bark"``), its AudioSet mid or its file name with or without extension
-    (``"dog_barking"``), in any case. A name that matches none raises a KeyError listing what there is.
+    The keys are the source names (``plan[i].label``, and ``"residual"``); a stem is also found by any name
+    :meth:`Manifest.find_stem` accepts (its prompt, ``"dog barking"`` for the class ``"Bark"``, its AudioSet mid,
+    its file name with or without extension), in any case. A name that matches none raises
+    :class:`UnknownStemError` (a KeyError) listing what there is.
     """
 
-    def __init__(self, files: dict[str, Path], plan: Sequence[Source] = ()):
-        self.files = dict(files)
-        self._names: dict[str, str] = {}
-        for source in plan:  # the weaker aliases first: a source's own name always wins
-            if source.label in self.files:
-                for alias in (source.prompt, source.mid):
-                    if alias:
-                        self._names.setdefault(alias.casefold(), source.label)
-        for name, path in self.files.items():
-            for alias in (path.stem, path.name):
-                self._names[alias.casefold()] = name
-        for name in self.files:
-            self._names[name.casefold()] = name
+    def __init__(self, manifest: Manifest | None):
+        self.manifest = manifest
+        self.files = manifest.files if manifest is not None else {}
 
     def key_for(self, name: str) -> str:
         """The source name a stem is stored under, for any name it answers to."""
         if name in self.files:
             return name
-        key = self._names.get(str(name).strip().casefold())
-        if key is None:
-            known = ", ".join(f"{n!r} ({p.name})" for n, p in self.files.items()) or "none (no stems were written)"
-            raise StemNotFound(f"no stem named {name!r}; this recording's stems are: {known}. Look a stem up by "
-                               "its source name, its prompt or its file name")
-        return key
+        if self.manifest is None:
+            raise UnknownStemError(f"no stem named {name!r}; no stems were written")
+        return self.manifest.find_stem(name)
 
     def __getitem__(self, name: str) -> np.ndarray:
         return sf.read(str(self.files[self.key_for(name)]), dtype="float32", always_2d=True)[0]
@@ -113,7 +95,7 @@ class RecordingResult:
     message: str = ""
     warnings: list[str] = field(default_factory=list)
     plan: list[Source] = field(default_factory=list)
-    manifest: dict | None = None
+    manifest: Manifest | None = None  # the manifest written (done) or found (skipped)
     files: dict[str, Path] = field(default_factory=dict)  # source name (and "residual") -> stem file
     sample_rate: int | None = None
     seconds: float = 0.0
@@ -128,13 +110,13 @@ class RecordingResult:
     def stems(self) -> Mapping[str, np.ndarray]:
         """The written stems by source name (and ``"residual"``), read from the files when accessed, so a batch
         of long recordings never holds every stem in memory."""
-        return StemFiles(self.files, self.plan)
+        return StemFiles(self.manifest)
 
     @classmethod
     def skipped(cls, item: InputFile, manifest: Manifest) -> "RecordingResult":
         """A recording done by an earlier run, as its manifest records it."""
         return cls(item.path, manifest.folder, "skipped", "already done (manifest.json exists)", plan=manifest.plan,
-                   manifest=manifest.data, files=manifest.files, sample_rate=manifest.sample_rate)
+                   manifest=manifest, files=manifest.files, sample_rate=manifest.sample_rate)
 
     @classmethod
     def failed(cls, path: Path, message: str) -> "RecordingResult":
@@ -170,6 +152,7 @@ class Pipeline:
         self.windows = settings.windows.resolved(getattr(separator, "default_window", None),
                                                  getattr(separator, "device", None))
         self.processed_by: dict = {"engine": "local", "host": socket.gethostname()}  # the Ray engine sets its own
+        self.visual = VisualEvidence(settings.visual, settings.models.device, self.progress)  # loads on first video
 
     @classmethod
     def load(cls, settings: RunSettings, progress: Progress | None = None) -> "Pipeline":
@@ -241,6 +224,10 @@ class Pipeline:
             self.progress.stage("tagging" if self.tagger is not None else "reading")
             planning = self._tag_and_plan(recording) if given_plan is None else self._given(recording, given_plan)
             timings["scan_and_tag"] = time.perf_counter() - t0
+            visual = None
+            if given_plan is None:  # video inputs: on-screen evidence and --describe (pipeline/visual.py)
+                visual = self.visual.apply(item.path, recording.duration, planning,
+                                           settings.planning.as_dict() if self.tagger is not None else None, warnings)
             plan = planning.plan
             if recording.truncated:  # a half-copied file is still worth separating, but never silently
                 rate = recording.sample_rate
@@ -266,8 +253,8 @@ class Pipeline:
             # 4-6. separate, render and write, window by window
             folder.mkdir(parents=True, exist_ok=True)
             remove_partials(folder)
-            # the old stems, and a remix made of them: never left beside new ones
-            stale = {*previous.files.values(), *filter(None, [previous.remix_file])} if previous is not None else set()
+            # the old stems, and a remix or video made of them: never left beside new ones
+            stale = set(previous.outputs) if previous is not None else set()
             (folder / MANIFEST_NAME).unlink(missing_ok=True)  # from here on the folder is not "done"
             t0 = time.perf_counter()
             paths = renderer.paths(folder, [s.label for s in plan], output.format)
@@ -312,8 +299,10 @@ class Pipeline:
             timings=timings, warnings=warnings, top_tags=top_tags, check=check_record,
             processed_by=self.processed_by,
         )
+        if visual is not None:
+            manifest.visual = visual
         manifest.write()
-        return RecordingResult(item.path, folder, "done", plan=plan, manifest=manifest.data, files=files,
+        return RecordingResult(item.path, folder, "done", plan=plan, manifest=manifest, files=files,
                                warnings=warnings, sample_rate=renderer.shape[0], top_tags=top_tags)
 
     def _tag_and_plan(self, recording: Recording) -> TaggedRecording:
@@ -400,7 +389,7 @@ def write_remix(result: RecordingResult, output, progress: Progress) -> None:
     manifest."""
     if not (output.keep or output.remove) or not result.files or result.output is None:
         return
-    from .remix import REMIX, UnknownStemError, open_result, remix
+    from .remix import REMIX, open_result, remix
 
     stems = open_result(result.output)
     try:
@@ -416,7 +405,7 @@ def write_remix(result: RecordingResult, output, progress: Progress) -> None:
     for warning in mixed.warnings:
         progress.warn(warning)
     result.warnings.extend(mixed.warnings)
-    kind = "keep" if output.keep else "remove"
-    manifest = Manifest(result.output, {**stems.manifest, "remix": {**mixed.to_dict(), kind: sorted(named)}})
+    manifest = stems.manifest
+    manifest.remix = RemixRecord.from_dict({**mixed.to_dict(), "keep" if output.keep else "remove": sorted(named)})
     manifest.write()
-    result.manifest = manifest.data
+    result.manifest = manifest

@@ -15,6 +15,7 @@ read, settles ``frames``.
 
 from __future__ import annotations
 
+import logging
 import os
 import struct
 from collections.abc import Callable
@@ -25,6 +26,9 @@ import numpy as np
 import soundfile as sf
 
 from ..errors import AutosepError
+from ..logs import captured_native_stderr
+
+log = logging.getLogger("autosep")
 
 AUDIO_EXTENSIONS = frozenset(
     ".wav .wave .flac .ogg .oga .opus .mp3 .m4a .aac .wma .aif .aiff .aifc .caf .w64 .rf64 .mka .ac3".split()
@@ -151,11 +155,14 @@ class Recording:
 class _FileRecording(Recording):
     """Read from disk through libsndfile, block by block."""
 
-    def __init__(self, path: Path, handle: sf.SoundFile):
+    def __init__(self, path: Path, handle: sf.SoundFile, decoder_lines: list[str] = ()):
         self.path, self._file = path, handle
         self.sample_rate, self.channels, self.frames = int(handle.samplerate), int(handle.channels), int(handle.frames)
         self.subtype, self.container = handle.subtype, handle.format
-        self._estimated = handle.format not in EXACT_LENGTH_CONTAINERS
+        # A compressed file's count is an estimate, unless its decoder says the data falls short of a count its
+        # header states (an mp3's Xing frame count): then the shortfall is a truncation, as for a WAV.
+        self._estimated = handle.format not in EXACT_LENGTH_CONTAINERS and not any(
+            note in line for line in decoder_lines for note in _LENGTH_MISMATCH_NOTES)
         # libsndfile quietly shortens a WAV/AIFF whose data stops early to the data there: the header says more.
         declared = _declared_frames(path, handle.format)
         if declared is not None and declared > self.frames:
@@ -169,7 +176,7 @@ class _FileRecording(Recording):
 
     def _reopen(self) -> None:
         self._file.close()
-        self._file = sf.SoundFile(str(self.path))
+        self._file = _open_soundfile(self.path)[0]
 
     def close(self) -> None:
         self._file.close()
@@ -247,16 +254,30 @@ def open_audio(path: str | os.PathLike) -> Recording:
     if path.stat().st_size == 0:
         raise AudioDecodeError(f"{path}: the file is empty (0 bytes); re-export or re-copy it")
     try:
-        handle = sf.SoundFile(str(path))
+        handle, decoder_lines = _open_soundfile(path)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as sf_error:
         return _decode_with_pyav(path, sf_error)
     if handle.frames > 0 and handle.seekable():
-        return _FileRecording(path, handle)
+        return _FileRecording(path, handle, decoder_lines)
     with handle:
         samples = handle.read(dtype="float32", always_2d=True)
     if len(samples) == 0:
         raise AudioDecodeError(f"{path}: the file holds no audio samples")
     return _DecodedRecording(path, samples, int(handle.samplerate), handle.subtype, handle.format)
+
+
+# mpg123 (libsndfile's mp3 decoder) when the data is shorter than the Xing header's frame count says.
+_LENGTH_MISMATCH_NOTES = ("Xing stream size off",)
+
+
+def _open_soundfile(path: Path) -> tuple[sf.SoundFile, list[str]]:
+    """libsndfile's handle, and what its decoder printed while opening (kept from the user's view: autosep says
+    what it means in its own words; shown with -v)."""
+    with captured_native_stderr() as lines:
+        handle = sf.SoundFile(str(path))
+    for line in lines:
+        log.debug("%s: decoder: %s", path, line)
+    return handle, lines
 
 
 def _decode_with_pyav(path: Path, sf_error: BaseException) -> Recording:

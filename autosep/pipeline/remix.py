@@ -6,9 +6,10 @@ the remix *is* the input: bit for bit for 16/24-bit PCM (the sum of integer samp
 lands on the same grid), and ``-inf`` on a source removes exactly that stem. Samples beyond full scale are
 clipped for integer formats and always counted and reported, never silent.
 
-Names are those of the manifest (``sources[].name``, e.g. "Dog", and ``residual``), the stem file names without
-extension (``dog``) or the separator prompts (``c_rev``, "dog barking"); matching ignores case. An unknown name raises :class:`UnknownStemError` listing
-the valid ones.
+A stem is named as :meth:`Manifest.find_stem <autosep.pipeline.manifest.Manifest.find_stem>` finds it: the
+manifest's source name (e.g. "Dog", and ``residual``), the stem's file name with or without extension (``dog``),
+its separator prompt (``c_rev``, "dog barking") or its AudioSet mid, in any case. An unknown name raises
+:class:`UnknownStemError` listing the valid ones.
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ import numpy as np
 import soundfile as sf
 
 from ..errors import AutosepError
-from .manifest import MANIFEST_NAME
-from .naming import REMIX, RESIDUAL  # noqa: F401  (REMIX re-exported: the remix file's name, for its callers)
-from .write import FORMATS, OutputError, StemWriters, check_output_format, choose_subtype, read_json
+from .manifest import MANIFEST_NAME, Manifest, UnknownStemError  # noqa: F401  (UnknownStemError: for callers)
+from .naming import REMIX  # noqa: F401  (re-exported: the remix file's name, for its callers)
+from .write import FORMATS, OutputError, StemWriters, check_output_format, choose_subtype
 
 BLOCK_FRAMES = 1 << 18  # about 6 s at 44.1 kHz per read: memory stays flat for any length
 
@@ -35,10 +36,6 @@ _GAIN = re.compile(r"^\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+)|[+-]?inf)\s*(?:db)?\s*$",
 
 class RemixError(AutosepError):
     """The folder is not a finished result, or its stems cannot be read or mixed."""
-
-
-class UnknownStemError(RemixError):
-    """A gain names a stem the folder does not have; the message lists the valid names."""
 
 
 def parse_db(text: str) -> float:
@@ -68,11 +65,6 @@ def db_to_linear(db: float) -> float:
 class Stem:
     name: str  # as in the manifest ("Dog", "residual")
     path: Path
-    prompt: str | None = None  # the separator prompt (c_rev), e.g. "dog barking"
-
-    @property
-    def key(self) -> str:  # the file name without extension ("dog")
-        return self.path.stem
 
 
 @dataclass
@@ -80,31 +72,17 @@ class ResultFolder:
     """A finished result folder: its manifest and stems, in manifest order (residual last)."""
 
     folder: Path
-    manifest: dict
+    manifest: Manifest
     stems: list[Stem]
 
     @property
     def names(self) -> list[str]:
         return [stem.name for stem in self.stems]
 
-    def describe_names(self) -> str:
-        parts = []
-        for stem in self.stems:
-            parts.append(stem.name if stem.key == stem.name else f"{stem.name} ({stem.key})")
-        return ", ".join(parts) or "(none)"
-
     def find(self, name: str) -> Stem:
-        wanted = name.strip().casefold()
-        for stem in self.stems:  # the manifest's names first: a label could equal another stem's file name
-            if stem.name.casefold() == wanted:
-                return stem
-        for stem in self.stems:
-            if stem.key.casefold() == wanted:
-                return stem
-        for stem in self.stems:
-            if stem.prompt and stem.prompt.casefold() == wanted:
-                return stem
-        raise UnknownStemError(f"{self.folder}: no stem named {name!r}; valid names: {self.describe_names()}")
+        """The stem ``name`` names (:meth:`Manifest.find_stem`); raises UnknownStemError listing the valid names."""
+        key = self.manifest.find_stem(name)
+        return next(stem for stem in self.stems if stem.name == key)
 
 
 def open_result(folder: str | os.PathLike) -> ResultFolder:
@@ -112,24 +90,15 @@ def open_result(folder: str | os.PathLike) -> ResultFolder:
     folder = Path(folder)
     if not folder.is_dir():
         raise RemixError(f"{folder}: no such folder; pass a folder autosep wrote (it holds {MANIFEST_NAME})")
-    manifest = read_json(folder / MANIFEST_NAME)
-    if manifest is None or "manifest_version" not in manifest:
+    manifest = Manifest.read(folder)
+    if manifest is None or not manifest.is_autosep:
         raise RemixError(f"{folder}: no readable {MANIFEST_NAME}, so not a finished autosep result; "
                          "run autosep on the recording first (or rerun it to finish an interrupted run)")
-    stems: list[Stem] = []
-    entries = [(str(e.get("name")), e.get("file"), e.get("c_rev")) for e in manifest.get("sources") or []
-               if isinstance(e, dict)]
-    residual = manifest.get("residual")
-    if isinstance(residual, dict):
-        entries.append((RESIDUAL, residual.get("file"), None))
-    for name, file, prompt in entries:
-        if not file:
-            continue
-        path = folder / Path(str(file)).name  # never trust a path in the manifest
-        if not path.is_file():
-            raise RemixError(f"{path}: listed in {folder / MANIFEST_NAME} but missing; rerun autosep with "
+    stems = [Stem(name, path) for name, path in manifest.files.items()]
+    for stem in stems:
+        if not stem.path.is_file():
+            raise RemixError(f"{stem.path}: listed in {manifest.path} but missing; rerun autosep with "
                              "--overwrite to write the stems again")
-        stems.append(Stem(name, path, str(prompt) if prompt else None))
     if not stems:
         raise RemixError(f"{folder}: the recording has no stems (no sources were found), nothing to remix")
     return ResultFolder(folder, manifest, stems)

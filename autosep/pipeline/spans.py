@@ -99,8 +99,9 @@ def given_span_prompts(sources: Iterable[str | SpanPrompt | tuple]) -> tuple[Spa
     merged: dict[str, SpanPrompt] = {}
     for value in sources:
         given = _as_span_prompt(value)
-        if not given.prompt:
-            continue
+        if not given.prompt:  # an empty -s "" is a mistake to say, not to drop
+            raise SettingsError("--source got an empty prompt; give each -s a phrase naming the sound "
+                                "(\"dog barking\")", "--source")
         earlier = merged.get(given.prompt)
         if earlier is None:
             merged[given.prompt] = given

@@ -133,9 +133,12 @@ def load_cnn14(checkpoint: str | Path, device: str | torch.device = "cpu") -> nn
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # unpickling errors come in many types
+        ours = path.resolve() in (cnn14_checkpoint_path().resolve(), legacy_checkpoint_path().resolve())
+        advice = (f"Delete it and run `autosep models download panns`, or download {CNN14_URL} to that path by hand"
+                  if ours else  # never advise deleting a file of the user's own
+                  "--tagger-model takes a Cnn14 .pth checkpoint for panns (leave it out for autosep's download)")
         raise ModelNotAvailableError(
-            f"{path}: not a readable PANNs checkpoint ({type(exc).__name__}: {str(exc)[:200]}). Delete it and "
-            f"run `autosep models download panns`, or download {CNN14_URL} to that path by hand."
+            f"{path}: not a readable PANNs checkpoint ({type(exc).__name__}: {str(exc)[:200]}). {advice}."
         ) from None
     state = payload.get("model", payload) if isinstance(payload, dict) else None
     if not isinstance(state, dict) or "fc_audioset.weight" not in state:

@@ -86,7 +86,7 @@ import numpy as np
 from .audioset import AudioSetNode, Ontology, load_ontology
 from .prompts import clean_phrase, match_audioset_class, prompt_for
 from .settings import DEFAULT_MAX_SOURCES, DEFAULT_THRESHOLD, parse_hierarchy
-from .sources import OPEN_SET_PREFIX, Segment, Source
+from .sources import OPEN_SET_PREFIX, Segment, Source, by_score_then_name
 
 PlannedSource = Source  # the planner's output is the one Source type (origin "tagged")
 
@@ -502,7 +502,7 @@ def _finish(source: _Source, planner: _Planner, windows: list[Segment], spans: n
     name = _label_member(source, planner)
     active = source.active
     classes = sorted(((m.label, m.node.id if m.node is not None else None, m.score) for m in source.members),
-                     key=lambda item: (-item[2], item[0]))
+                     key=lambda item: by_score_then_name(item[2], item[0]))
     why = list(source.notes) + [m.note for m in source.members if m.note]
     if any(m.forced for m in source.members):
         why.insert(0, "kept by --include")
@@ -532,7 +532,7 @@ def _merge_weaker(finished: list[tuple[_Candidate, dict]], spans: np.ndarray,
     """Sources strongest first; a weaker one that ``same(weaker, stronger)`` describes (a reason, or None) joins
     the first such stronger one kept, its classes, windows and the reason added to it. Forced ones never join."""
     kept: list[list] = []  # [candidate, info] of the sources kept so far, strongest first
-    for candidate, info in sorted(finished, key=lambda pair: -pair[0].score):
+    for candidate, info in sorted(finished, key=lambda pair: by_score_then_name(pair[0].score, pair[0].label)):
         reason, entry = None, None
         if not candidate.forced:
             entry = next((e for e in kept if (reason := same(candidate, e[0])) is not None), None)
@@ -544,7 +544,8 @@ def _merge_weaker(finished: list[tuple[_Candidate, dict]], spans: np.ndarray,
         column = None if strong.column is None or candidate.column is None else np.maximum(strong.column,
                                                                                              candidate.column)
         entry[0] = replace(strong, active=active, column=column)
-        entry[1] = {"classes": sorted(strong_info["classes"] + info["classes"], key=lambda item: (-item[2], item[0])),
+        entry[1] = {"classes": sorted(strong_info["classes"] + info["classes"],
+                                      key=lambda item: by_score_then_name(item[2], item[0])),
                     "why": f"{strong_info['why']}; {candidate.label} ({candidate.score:.2f}) joined: {reason}",
                     "active": float(spans[active].sum())}
     return [(c, i) for c, i in kept]
@@ -709,7 +710,7 @@ def _family_evidence(scores: np.ndarray, labels: Sequence[str], planner: _Planne
             continue
         evidence[:, j] = 1.0 - np.prod(1.0 - scores[:, [j, *held]], axis=1)
         if evidence[:, j].max() >= threshold > scores[:, j].max():
-            strongest = sorted(held, key=lambda k: -scores[:, k].max())[:3]
+            strongest = sorted(held, key=lambda k: by_score_then_name(scores[:, k].max(), nodes[k].name))[:3]
             notes[j] = (f"{node.name}: family evidence {evidence[:, j].max():.2f} (own {scores[:, j].max():.2f} "
                         f"with {', '.join(f'{nodes[k].name} {scores[:, k].max():.2f}' for k in strongest)})")
     return evidence, notes
@@ -784,9 +785,9 @@ def _merge_equal_prompts(finished: list[tuple[_Candidate, dict]],
             continue
         other, other_info = by_prompt[key]
         (stronger, strong_info), (weaker, _) = sorted(
-            [(candidate, info), (other, other_info)], key=lambda pair: -pair[0].score)
+            [(candidate, info), (other, other_info)], key=lambda pair: by_score_then_name(pair[0].score, pair[0].label))
         active = candidate.active | other.active
-        classes = sorted(info["classes"] + other_info["classes"], key=lambda item: (-item[2], item[0]))
+        classes = sorted(info["classes"] + other_info["classes"], key=lambda item: by_score_then_name(item[2], item[0]))
         why = f"{strong_info['why']}; {weaker.label} joined: same prompt {stronger.prompt!r}"
         by_prompt[key] = (replace(stronger, active=active, forced=candidate.forced or other.forced),
                           {"classes": classes, "why": why, "active": float(spans[active].sum())})
@@ -795,7 +796,7 @@ def _merge_equal_prompts(finished: list[tuple[_Candidate, dict]],
 
 def _choose(finished: list[tuple[_Candidate, dict]], max_sources: int | None) -> list[tuple[_Candidate, dict]]:
     """Rule 6: forced sources first, then by score, up to ``max_sources`` (forced ones always kept)."""
-    ordered = sorted(finished, key=lambda pair: (not pair[0].forced, -pair[0].score, pair[0].label))
+    ordered = sorted(finished, key=lambda pair: (not pair[0].forced, *by_score_then_name(pair[0].score, pair[0].label)))
     if max_sources is not None:
         forced_count = sum(1 for c, _ in ordered if c.forced)
         ordered = ordered[: max(max_sources, forced_count)]

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ..errors import AutosepError
 from ..pipeline.inputs import InputFile
-from ..pipeline.manifest import MANIFEST_NAME
+from ..pipeline.manifest import MANIFEST_NAME, Manifest
 from ..pipeline.naming import RESIDUAL, slugify
 from ..pipeline.recording import open_audio
 from ..pipeline.pipeline import Pipeline, RecordingResult
@@ -44,6 +44,10 @@ class WebConfig:
     options: PipelineOptions
     max_duration_s: float = 600.0  # longer recordings are refused with a message saying so
     max_upload_mb: float = 500.0
+
+    def __post_init__(self) -> None:
+        # The page does not look at a video's picture yet (issue 22, item 5): its soundtrack only.
+        self.options = dataclasses.replace(self.options, visual=False, describe=None)
 
 
 @dataclass
@@ -77,7 +81,7 @@ class Separated:
     stems: dict[str, Path]
     spectrograms: dict[str, Path]
     archive: Path
-    manifest: dict
+    manifest: Manifest | None
     warnings: list[str]
 
 
@@ -288,7 +292,7 @@ class Engine:
         spectrograms = mel_images(result.files, pictures)
         archive = self._archive(session, result)
         session.separated = Separated(result.output, dict(result.files), spectrograms, archive,
-                                      result.manifest or {}, [session.tell(w) for w in result.warnings])
+                                      result.manifest, [session.tell(w) for w in result.warnings])
         return session.separated
 
     def _archive(self, session: Session, result: RecordingResult) -> Path:

@@ -77,7 +77,8 @@ def test_stems_folders_are_scored_by_name_and_the_report_is_written(dataset, cap
     report = json.loads(out)
     assert report == json.loads((root / "est" / "eval.json").read_text())
     assert report["models"]["clap"]["model_id"] == str(Path(tiny_clap_dir).resolve())
-    assert report["rates"] == {"sdr": 16000, "clap": 48000, "panns": None}
+    assert report["rates"] == {"sdr": [16000], "clap": 48000, "panns": None}  # SDR at the references' own rate
+    assert "512-tap" in report["variants"]["sdr"] and report["skipped"] is None
     assert {"torch", "transformers", "fast_bss_eval", "numpy"} <= set(report["versions"])
     assert report["settings"]["match"] == "auto" and report["settings"]["clap_model"] == str(tiny_clap_dir)
     records = {r["name"]: r for r in report["recordings"]}
@@ -154,18 +155,41 @@ def test_usage_errors_name_the_problem(tmp_path, capsys):
     assert code == 2 and "missing-estimates: not a folder" in err
     code, _, err = run(capsys, "eval", "--run", tmp_path / "data", "-o", tmp_path / "o", "--oracle-sources",
                        "--model", tmp_path / "no-such-model", "--no-clap")
-    assert code == 1 and "could not load the models" in err and "no-such-model" in err
+    assert code == 2 and "no such folder" in err and "no-such-model" in err  # refused before any model loads
 
 
-def test_a_missing_clap_model_says_how_to_get_it(dataset, capsys, tmp_path):
+def test_without_clap_the_waveform_metrics_are_scored_and_the_skipped_ones_named(dataset, capsys, tmp_path):
+    root, truth, estimates = dataset
+    code, out, err = run(capsys, "eval", root / "est", root / "refs", "--json")  # CLAP not in the (empty) cache
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["models"]["clap"] is None and report["overall"]["clap_a"] is None
+    assert report["overall"]["si_sdr_n"] == report["overall"]["sdr_n"] == 4
+    pair = report["recordings"][0]["pairs"][0]
+    expected = si_sdr(estimates[(report["recordings"][0]["name"], pair["reference"])],
+                      truth[report["recordings"][0]["name"]][pair["reference"]])
+    assert pair["si_sdr"] == pytest.approx(expected, abs=0.05)
+    assert report["recordings"][0]["discovery"]["f1"] == 1.0
+    assert report["skipped"]["metrics"] == ["CLAP-A", "CLAP-T", "FAD (CLAP)", "LPAPS"]
+    notes = [line for line in err.splitlines() if "skipped" in line]
+    assert len(notes) == 1 and "LPAPS" in notes[0] and "autosep models download clap" in notes[0]
+    assert "--no-clap" in notes[0] and "--require-clap" in notes[0]
+    # --no-clap: the same numbers without the note.
+    code, _, err = run(capsys, "eval", root / "est", root / "refs", "--no-clap", "--output", tmp_path / "n.json")
+    assert code == 0 and "skipped" not in err
+
+
+def test_a_required_or_named_clap_model_that_is_missing_says_how_to_get_it(dataset, capsys, tmp_path):
     root, _, _ = dataset
-    code, _, err = run(capsys, "eval", root / "est", root / "refs")  # the default id, not in the (empty) cache
+    code, _, err = run(capsys, "eval", root / "est", root / "refs", "--require-clap")
     assert code == 1 and "laion/clap-htsat-unfused" in err and "autosep models download clap" in err
     assert "offline" in err and "--clap-model" in err
     (tmp_path / "not-a-model").mkdir()
     code, _, err = run(capsys, "eval", root / "est", root / "refs", "--clap-model", tmp_path / "not-a-model")
     assert code == 1 and "is not a model folder" in err
     assert not (root / "est" / "eval.json").exists()  # nothing written when nothing was scored
+    code, _, err = run(capsys, "eval", root / "est", root / "refs", "--no-clap", "--require-clap")
+    assert code == 2 and "not allowed with" in err
 
 
 def test_a_missing_eval_extra_is_named(dataset, capsys, monkeypatch):
@@ -281,3 +305,35 @@ def test_python_api(dataset):
     report = evaluate(pairs, EvalSettings(clap=False, match="best", match_metric="si-sdr"))
     assert report["overall"]["pairs"] == 4 and report["overall"]["si_sdr"] > 15
     assert report["settings"]["match"] == "best" and report["settings"]["fad_embeddings"] == []
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # mir_eval 0.8 marks bss_eval_sources as deprecated
+def test_sdr_on_8_khz_files_equals_mir_eval_by_default(tmp_path, capsys):
+    """The default rate is the references' own: on 8 kHz files SDR is mir_eval's bss_eval_sources value (an
+    independent implementation, frequency-domain projection) and SI-SDR the textbook formula, not a 16 kHz copy's."""
+    import mir_eval  # the test extra
+    rate, rng = 8000, np.random.default_rng(3)
+    t = np.arange(int(1.2 * rate)) / rate
+    truth = {"tone": 0.3 * np.sin(2 * np.pi * 330 * t) * (1 + 0.5 * np.sin(2 * np.pi * 1.5 * t)),
+             "noise": 0.1 * rng.standard_normal(len(t))}
+    for source, wave in truth.items():
+        _write(tmp_path / "refs" / "r" / f"{source}.wav", wave, rate)
+        smeared = np.convolve(wave, [0.7, 0.2, 0.1])[: len(wave)] + 0.03 * rng.standard_normal(len(wave))
+        _write(tmp_path / "est" / "r" / f"{source}.wav", smeared, rate)
+    code, out, err = run(capsys, "eval", tmp_path / "est", tmp_path / "refs", "--no-clap", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["rates"]["sdr"] == [rate] and "bss_eval_sources" in report["variants"]["sdr"]
+    for pair in report["recordings"][0]["pairs"]:
+        reference = sf.read(tmp_path / "refs" / "r" / f"{pair['reference']}.wav")[0]
+        estimate = sf.read(tmp_path / "est" / "r" / f"{pair['estimate']}.wav")[0]
+        expected_sdr = mir_eval.separation.bss_eval_sources(reference[None], estimate[None])[0][0]
+        assert pair["sdr_rate"] == rate
+        assert abs(pair["sdr"] - expected_sdr) < 1e-3
+        scaled = (estimate @ reference) / (reference @ reference) * reference
+        expected_si_sdr = 10 * np.log10(np.sum(scaled ** 2) / np.sum((scaled - estimate) ** 2))
+        assert abs(pair["si_sdr"] - expected_si_sdr) < 1e-3
+    # --sdr-rate 16000 (the old default) computes on a resampled copy: a different number, and recorded as such.
+    code, out, _ = run(capsys, "eval", tmp_path / "est", tmp_path / "refs", "--no-clap", "--json", "--sdr-rate", "16000")
+    resampled = json.loads(out)
+    assert resampled["rates"]["sdr"] == 16000 and resampled["recordings"][0]["pairs"][0]["sdr_rate"] == 16000

@@ -33,6 +33,29 @@ def test_an_output_folder_given_as_input_is_named_as_such(tmp_path):
     assert "separated: holds only autosep's own output" in outcome.error and "recordings instead" in outcome.error
 
 
+def test_a_glob_over_everything_skips_the_stems_of_any_earlier_output_folder(tmp_path, monkeypatch):
+    """``"**/*.wav"`` reaches another run's output folder too: its stems are not recordings, a stem named on the
+    command line still is."""
+    from test_pipeline_flow import BandSeparatorDouble
+
+    from autosep.pipeline.batch import run_batch
+    from autosep.pipeline.pipeline import Pipeline
+    from autosep.pipeline.settings import PipelineOptions
+
+    write_wave(tmp_path / "in" / "mix.wav")
+    earlier = PipelineOptions(sources=["low hum"], window=1.0, out=str(tmp_path / "first")).settings()
+    assert run_batch([str(tmp_path / "in")], earlier, pipeline=Pipeline(earlier, separator=BandSeparatorDouble())
+                     ).exit_code == 0
+    monkeypatch.chdir(tmp_path)
+    settings = PipelineOptions(sources=["low hum"], window=1.0, out="second").settings()
+    pipeline = Pipeline(settings, separator=BandSeparatorDouble())
+    outcome = run_batch(["**/*.wav"], settings, pipeline=pipeline)
+    assert outcome.exit_code == 0, outcome.error
+    assert [r.input for r in outcome.results] == [Path("in/mix.wav")]
+    named = run_batch(["first/mix/low_hum.wav"], settings, pipeline=pipeline)
+    assert [r.status for r in named.results] == ["done"]
+
+
 # -- disk full -----------------------------------------------------------------------------------------------------
 
 def test_a_full_disk_is_named_stops_the_batch_and_leaves_no_temporaries(tmp_path, monkeypatch):

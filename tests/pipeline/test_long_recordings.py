@@ -114,10 +114,10 @@ def test_windows_batched_together_give_the_stems_of_one_window_at_a_time(tmp_pat
         result = autosep.separate_file(tmp_path / "mix.wav", sources=["cello", "flute"], model=str(tiny_audioldm2_dir),
                                        steps=3, window=1.28, overlap="0.32s", window_batch=batch, device="cpu",
                                        out=str(tmp_path / f"out{batch}"), format="wav", bit_depth="32f")
-        assert result.manifest["settings"]["window_batch"] == batch
-        assert result.manifest["work"]["windows"] == 4
+        assert result.manifest.settings["window_batch"] == batch
+        assert result.manifest.work["windows"] == 4
         stems[batch] = {name: result.stems[name] for name in ("cello", "flute")}
-        work = result.manifest["work"]["unet_evaluations"]
+        work = result.manifest.work["unet_evaluations"]
         if batch == 1:
             alone_work = work
     assert calls == [1, 1, 1, 1, 3, 1]  # one window per call; then three together and the last one

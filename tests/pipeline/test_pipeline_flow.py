@@ -131,7 +131,7 @@ def test_sources_only_run_in_windows_where_they_are_active(tmp_path):
     assert separator.calls == [["low hum"], ["low hum"], ["high whistle"], ["high whistle"]]
     stems = dict(result.stems)
     assert not stems["low hum"][2 * 44100:].any() and not stems["high whistle"][:4 * 44100].any()
-    assert result.manifest["windows"][2]["sources"] == []  # 2-3 s and 3-4 s: nothing active, all residual
+    assert result.manifest.windows[2].sources == []  # 2-3 s and 3-4 s: nothing active, all residual
 
 
 def test_generative_render_is_16k_mono_trimmed(tmp_path):
@@ -148,7 +148,7 @@ def test_silence_gives_no_sources_and_no_stems(tmp_path):
     _, (result,) = _run(tmp_path)
     assert result.status == "done" and result.files == {}
     assert [p.name for p in result.output.iterdir()] == ["manifest.json"]
-    assert result.manifest["flags"]["no_sources"] and "silent" in " ".join(result.warnings)
+    assert result.manifest.flags.no_sources and "silent" in " ".join(result.warnings)
 
 
 def test_nan_samples_become_silence_and_are_flagged(tmp_path):
@@ -158,7 +158,7 @@ def test_nan_samples_become_silence_and_are_flagged(tmp_path):
     sf.write(tmp_path / "in" / "nan.wav", data, 44100, subtype="FLOAT")
     _, (result,) = _run(tmp_path)
     assert result.status == "done"
-    assert result.manifest["input"]["non_finite_samples"] == 21 and result.manifest["flags"]["non_finite_input"]
+    assert result.manifest.input.non_finite_samples == 21 and result.manifest.flags.non_finite_input
     stems = dict(result.stems)
     assert all(np.isfinite(s).all() for s in stems.values())
     np.testing.assert_allclose(sum(stems.values()), np.nan_to_num(data, nan=0, posinf=0), atol=1e-5)
@@ -222,7 +222,7 @@ def test_silent_windows_skip_the_separator(tmp_path):
     separator = BandSeparatorDouble()
     _, (result,) = _run(tmp_path, sources=("low hum",), separator=separator, overlap=0.0)
     assert len(separator.calls) == 1  # 4 one-second windows, only the last one holds sound
-    assert [w.get("silent", False) for w in result.manifest["windows"]] == [True, True, True, False]
+    assert [w.silent for w in result.manifest.windows] == [True, True, True, False]
     np.testing.assert_allclose(sum(result.stems.values()), data, atol=1e-6)
 
 
@@ -282,19 +282,19 @@ def test_tagged_sources_are_separated_only_where_the_planner_found_them(tmp_path
     labels = {s.label: s for s in result.plan}
     assert set(labels) == {"Dog", "Speech"}
     # the manifest says why each source was planned and which classes it holds
-    detections = {d["label"]: d for d in result.manifest["detections"]}
-    assert detections["Dog"]["why"] == "detected class"
-    assert [c["label"] for c in detections["Dog"]["classes"]] == ["Dog"]
+    detections = {d.label: d for d in result.manifest.detections}
+    assert detections["Dog"].why == "detected class"
+    assert [c["label"] for c in detections["Dog"].classes] == ["Dog"]
     dog, speech = labels["Dog"].segments, labels["Speech"].segments
     assert dog[0][0] == 0.0 and 20.0 <= dog[-1][1] <= 30.0 and 60.0 <= speech[0][0] <= 70.0
-    windows = result.manifest["windows"]
-    assert any(w.get("silent") for w in windows)  # 20-70 s is digital silence: no model run there
-    for window in (w for w in windows if not w.get("silent")):
-        expect_dog = window["start_s"] < dog[-1][1]
-        expect_speech = window["end_s"] > speech[0][0]
-        assert ("Dog" in window["sources"], "Speech" in window["sources"]) == (expect_dog, expect_speech)
-    assert result.manifest["tagger"]["name"] == "band-tagger-test-double"
-    assert result.manifest["detections"][0]["segments"]
+    windows = result.manifest.windows
+    assert any(w.silent for w in windows)  # 20-70 s is digital silence: no model run there
+    for window in (w for w in windows if not w.silent):
+        expect_dog = window.start_s < dog[-1][1]
+        expect_speech = window.end_s > speech[0][0]
+        assert ("Dog" in window.sources, "Speech" in window.sources) == (expect_dog, expect_speech)
+    assert result.manifest.tagger.name == "band-tagger-test-double"
+    assert result.manifest.detections[0].segments
 
 
 @pytest.mark.parametrize("fmt,subtype", [("flac", "PCM_16"), ("ogg", "VORBIS"), ("mp3", "MPEG_LAYER_III")])
@@ -331,8 +331,8 @@ def test_compressed_input_decoded_by_pyav_keeps_its_rate_and_channels(tmp_path):
             container.mux(packet)
     _, (result,) = _run(tmp_path)
     assert result.status == "done", result.message
-    decoded = result.manifest["input"]["frames"]
-    assert abs(decoded - data.shape[1]) < 4096 and result.manifest["input"]["sample_rate"] == rate
+    decoded = result.manifest.input.frames
+    assert abs(decoded - data.shape[1]) < 4096 and result.manifest.input.sample_rate == rate
     for path in result.files.values():
         info = sf.info(path)
         assert (info.samplerate, info.channels, info.frames, info.subtype) == (rate, 2, decoded, "PCM_16")
@@ -350,9 +350,9 @@ def test_projected_integer_stems_that_clip_are_counted_and_flagged(tmp_path):
     sf.write(tmp_path / "in" / "loud.wav", mix.astype(np.float32), rate, subtype="PCM_16")
     _, (result,) = _run(tmp_path)
     assert result.status == "done", result.message
-    low = result.manifest["sources"][0]
-    assert low["name"] == "low hum" and low["clipped_samples"] > 0
-    assert low["file"] in result.manifest["flags"]["clipped_output"]
+    low = result.manifest.sources[0]
+    assert low.name == "low hum" and low.clipped_samples > 0
+    assert low.file in result.manifest.flags.clipped_output
     assert any("clipped" in w and "low_hum.wav" in w for w in result.warnings)
     data = sf.read(tmp_path / "in" / "loud.wav", dtype="float32", always_2d=True)[0]
     np.testing.assert_array_equal(_exact_sum(result.stems), data)  # still adds up bit for bit
@@ -435,7 +435,7 @@ def test_overwrite_replaces_results_that_belong_to_another_input(tmp_path):
     assert refused.status == "failed" and "--overwrite" in refused.message
     replaced = process("moved", overwrite=True)
     assert replaced.status == "done", replaced.message
-    assert replaced.manifest["input"]["path"] == str((tmp_path / "moved" / "take.wav").resolve())
+    assert replaced.manifest.input.path == str((tmp_path / "moved" / "take.wav").resolve())
     assert sorted(p.name for p in (out / "take").iterdir()) == ["low_hum.wav", "manifest.json", "residual.wav"]
 
 
@@ -486,14 +486,14 @@ def _tagged_run(tmp_path, separator, prompts, **options):
 def test_each_stem_is_confirmed_by_the_tagger_and_a_silent_one_is_flagged(tmp_path):
     _scene(tmp_path)
     result = _tagged_run(tmp_path, SilencingSeparatorDouble(), {"dog": "low dog", "speech": "mute speech"})
-    stems = {s["name"]: s for s in result.manifest["sources"]}
-    assert stems["Dog"]["check"] == {"score_in_stem": 1.0, "score_in_mixture": 1.0, "confirmed": True}
-    assert "not_confirmed" not in stems["Dog"]
-    assert stems["Speech"]["check"] == {"score_in_stem": 0.0, "score_in_mixture": 1.0, "confirmed": False}
-    assert stems["Speech"]["not_confirmed"] is True
-    check = result.manifest["check"]
-    assert check["confirmed"] == ["Dog"] and check["not_confirmed"] == ["Speech"] and check["dropped"] == []
-    assert check["threshold"] == 0.5 and check["rounds"] == 1
+    stems = {s.name: s for s in result.manifest.sources}
+    assert stems["Dog"].check == {"score_in_stem": 1.0, "score_in_mixture": 1.0, "confirmed": True}
+    assert "not_confirmed" not in stems["Dog"].to_dict()
+    assert stems["Speech"].check == {"score_in_stem": 0.0, "score_in_mixture": 1.0, "confirmed": False}
+    assert stems["Speech"].to_dict()["not_confirmed"] is True
+    check = result.manifest.check
+    assert check.confirmed == ["Dog"] and check.not_confirmed == ["Speech"] and check.dropped == []
+    assert check.threshold == 0.5 and check.rounds == 1
     assert set(result.files) == {"Dog", "Speech", "residual"}  # flagged, still written without --drop-unconfirmed
 
 
@@ -501,9 +501,9 @@ def test_drop_unconfirmed_folds_the_stem_into_the_residual_and_the_sum_stays_exa
     data = _scene(tmp_path, subtype="PCM_16")  # integer stems: the sum is checked bit for bit
     result = _tagged_run(tmp_path, SilencingSeparatorDouble(), {"dog": "low dog", "speech": "mute speech"},
                          drop_unconfirmed=True)
-    assert result.manifest["check"]["dropped"] == ["Speech"]
-    assert [s["name"] for s in result.manifest["sources"]] == ["Dog"]
-    assert [d["label"] for d in result.manifest["detections"]] == ["Dog"]  # the plan a rerun skips with
+    assert result.manifest.check.dropped == ["Speech"]
+    assert [s.name for s in result.manifest.sources] == ["Dog"]
+    assert [d.label for d in result.manifest.detections] == ["Dog"]  # the plan a rerun skips with
     assert set(result.files) == {"Dog", "residual"} and not (tmp_path / "out" / "scene" / "speech.wav").exists()
     stems = dict(result.stems)
     np.testing.assert_array_equal(_exact_sum(stems), data.astype(np.float64))  # bit for bit
@@ -517,16 +517,16 @@ def test_a_quiet_source_masked_in_the_mixture_is_discovered_in_the_residual(tmp_
     _scene(tmp_path, low=0.5, high=0.05)
     reported = _tagged_run(tmp_path, BandSeparatorDouble(), {"dog": "low dog"}, rounds=1)
     assert [s.label for s in reported.plan] == ["Dog"]
-    assert [d["label"] for d in reported.manifest["check"]["discovered"]] == ["Speech"]
+    assert [d.label for d in reported.manifest.check.discovered] == ["Speech"]
     assert set(reported.files) == {"Dog", "residual"}  # --rounds 1: reported only
 
     separator = BandSeparatorDouble()
     second = _tagged_run(tmp_path, separator, {"dog": "low dog"}, rounds=2, overwrite=True)
     assert [s.label for s in second.plan] == ["Dog", "Speech"]
-    stems = {s["name"]: s for s in second.manifest["sources"]}
-    assert stems["Speech"]["round"] == 2 and stems["Dog"]["round"] == 1
-    assert stems["Speech"]["check"]["confirmed"] and stems["Speech"]["check"]["score_in_mixture"] == 0.0
-    assert second.manifest["check"]["rounds"] == 2 and second.manifest["check"]["discovered"] == []
+    stems = {s.name: s for s in second.manifest.sources}
+    assert stems["Speech"].round == 2 and stems["Dog"].round == 1
+    assert stems["Speech"].confirmed and stems["Speech"].check["score_in_mixture"] == 0.0
+    assert second.manifest.check.rounds == 2 and second.manifest.check.discovered == []
     assert ["low dog", "speech"] in separator.calls  # the second round separated both together
     files = dict(second.stems)
     assert float(np.abs(files["Speech"]).max()) == pytest.approx(0.05, abs=0.01)
@@ -542,6 +542,6 @@ def test_rounds_stop_at_max_sources(tmp_path):
     (item,), _ = collect_inputs([str(tmp_path / "in")])
     result = pipeline.process(item)
     assert [s.label for s in result.plan] == ["Dog"]
-    assert result.manifest["check"]["rounds"] == 1
-    assert [d["label"] for d in result.manifest["check"]["discovered"]] == ["Speech"]
+    assert result.manifest.check.rounds == 1
+    assert [d.label for d in result.manifest.check.discovered] == ["Speech"]
     assert all(call == ["low dog"] for call in separator.calls)

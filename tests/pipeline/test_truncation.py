@@ -50,9 +50,9 @@ def test_a_file_cut_short_is_processed_at_its_real_length_with_a_warning(tmp_pat
     (result,) = outcome.results
     assert result.status == "done", result.message
     manifest = result.manifest
-    real = manifest["input"]["frames"]
+    real = manifest.input.frames
     assert 0.5 * RATE < real < 3 * RATE  # what the data holds, not the 20 s of the header
-    assert manifest["input"]["header_frames"] == 20 * RATE and manifest["flags"]["truncated_input"]
+    assert manifest.input.header_frames == 20 * RATE and manifest.flags.truncated_input
     (warning,) = [w for w in result.warnings if "shorter than its header" in w]
     assert f"copy.{suffix}" in warning and "20.00 s promised" in warning and f"{real / RATE:.2f} s" in warning
     for stem in result.files.values():
@@ -63,8 +63,8 @@ def test_a_complete_file_is_not_truncated(tmp_path):
     (tmp_path / "in").mkdir()
     sf.write(tmp_path / "in" / "whole.wav", _tone(2.0), RATE, subtype="PCM_16")
     (result,) = _run(tmp_path).results
-    assert result.status == "done" and not result.manifest["flags"]["truncated_input"]
-    assert result.manifest["input"]["header_frames"] is None
+    assert result.status == "done" and not result.manifest.flags.truncated_input
+    assert result.manifest.input.header_frames is None
     assert not any("header" in w for w in result.warnings)
 
 
@@ -83,5 +83,23 @@ def test_an_mp3_without_a_xing_header_is_read_at_its_decoded_length(tmp_path):
         assert recording.frames == decoded and not recording.truncated
     (result,) = _run(tmp_path).results
     assert result.status == "done", result.message
-    assert result.manifest["input"]["frames"] == decoded and not result.manifest["flags"]["truncated_input"]
+    assert result.manifest.input.frames == decoded and not result.manifest.flags.truncated_input
     assert not any("header" in w or "truncated" in w for w in result.warnings)
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg (Debian package ffmpeg)")
+def test_a_cut_mp3_gets_autosep_s_own_warning_and_not_the_decoder_s_raw_lines(tmp_path, capfd):
+    """The Xing header states the frame count; data cut short of it is a truncation, said once in autosep's words.
+    mpg123's own line ("Warning: Xing stream size off...") stays out of the terminal."""
+    (tmp_path / "in").mkdir()
+    path = tmp_path / "in" / "cut.mp3"
+    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", "sine=frequency=440:duration=12",
+                    "-ar", "16000", "-c:a", "libmp3lame", str(path)], check=True)
+    _cut(path, 0.3)
+    capfd.readouterr()
+    (result,) = _run(tmp_path).results
+    assert result.status == "done", result.message
+    (warning,) = [w for w in result.warnings if "shorter than its header" in w]
+    assert "cut.mp3" in warning and "12.0" in warning  # about 12 s promised
+    assert result.manifest.flags.truncated_input
+    assert "Xing" not in capfd.readouterr().err

@@ -51,7 +51,7 @@ def soundtrack(path) -> np.ndarray:
 
 
 def _separate(tmp_path, clip, **options):
-    settings = PipelineOptions(sources=["low hum", "high whistle"], steps=2, window=1.0,
+    settings = PipelineOptions(sources=["low hum", "high whistle"], steps=2, window=1.0, visual=False,
                                out=str(tmp_path / "out"), **options).settings()
     pipeline = Pipeline(settings, separator=BandSeparatorDouble())
     return run_batch([str(clip)], settings, pipeline=pipeline).results[0]
@@ -80,7 +80,7 @@ def test_one_stem_as_the_soundtrack_in_a_lossless_mkv(tmp_path):
     assert video_packets(video) == video_packets(clip)
     stem = sf.read(result.files["high whistle"], dtype="float32", always_2d=True)[0]
     np.testing.assert_array_equal(soundtrack(video), stem)
-    assert result.manifest["video_out"]["audio_codec"] == "flac"
+    assert result.manifest.video_out.audio_codec == "flac"
 
 
 def test_remix_command_writes_the_video_from_a_finished_result_aac_within_its_tolerance(tmp_path, capsys):
@@ -105,6 +105,6 @@ def test_an_audio_input_gets_a_warning_and_video_out_needs_a_soundtrack(tmp_path
     sf.write(audio, 0.3 * np.sin(2 * np.pi * 300 * t), RATE, subtype="PCM_16")
     result = _separate(tmp_path, audio, video_out="low hum")
     assert result.status == "done" and any("no video stream" in w for w in result.warnings)
-    assert "video_out" not in result.manifest
+    assert result.manifest.video_out is None
     with pytest.raises(SettingsError, match="--video-out needs a soundtrack"):
         PipelineOptions(video_out=True).settings()
