@@ -298,7 +298,7 @@ class PipelineOptions:
     render: str = OutputSettings.render
     # Stems checked by the tagger (check.py).
     drop_unconfirmed: bool = CheckSettings.drop_unconfirmed
-    rounds: int = CheckSettings.rounds
+    rounds: int | None = None  # None: CheckSettings.rounds when the tagger finds the sources, 1 with -s (no check)
     # Output.
     out: str | Path = str(OutputSettings.out)
     format: str = OutputSettings.format
@@ -322,6 +322,13 @@ class PipelineOptions:
     ray_retries: int = RaySettings.retries
     ray_timeout: float = RaySettings.timeout_s
 
+    def _rounds(self) -> int:
+        """``rounds`` as given; unset, the default second round where the tagger finds the sources and one round
+        with -s (the stem check needs the tagger, which -s skips, so only an explicit --rounds 2 is refused)."""
+        if self.rounds is not None:
+            return self.rounds
+        return 1 if self.sources else CheckSettings.rounds
+
     def settings(self) -> "RunSettings":
         """The checked settings of every stage. Raises AutosepError (a usage error) for a bad value."""
         planning = self.planner if isinstance(self.planner, PlanningSettings) else PlanningSettings(**self.planner)
@@ -341,7 +348,7 @@ class PipelineOptions:
                                           self.passes),
             models=ModelSettings(self.model, self.device, self.dtype, self.batch_size),
             windows=WindowSettings(self.window, self.overlap, self.margin, self.window_batch),
-            check=CheckSettings(bool(self.drop_unconfirmed), self.rounds),
+            check=CheckSettings(bool(self.drop_unconfirmed), self._rounds()),
             output=OutputSettings(Path(self.out), self.format, self.bit_depth, self.render, self.overwrite,
                                   self.keep, self.remove, _video_out(self.video_out)),
             dry_run=bool(self.dry_run),
