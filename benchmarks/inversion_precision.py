@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     wave = 0.3 * torch.sin(2 * torch.pi * 440 * t) + 0.05 * noise
     scaled, _ = mel.normalise(wave)
     with torch.no_grad():
-        x0 = full._encode(mel.pad_to_multiple(scaled, full.frame_multiple))
+        x0 = full._encode(mel.pad_to_multiple(scaled, full.backbone.frame_multiple))
 
     def distance(a: torch.Tensor, b: torch.Tensor) -> str:
         return f"{float((a - b).norm() / b.norm()):.3f}"

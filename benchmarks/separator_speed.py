@@ -133,7 +133,7 @@ def reference_window(zs: ZeroSep, wave: torch.Tensor, steps: int, config: Config
     stems = []
     with torch.no_grad():
         scaled, unscale = mel.normalise(wave)
-        padded = mel.pad_to_multiple(scaled, zs.frame_multiple)
+        padded = mel.pad_to_multiple(scaled, zs.backbone.frame_multiple)
         for source, inv in zip(SOURCES, c_inv):
             x0 = zs._encode(padded)
 
@@ -152,7 +152,7 @@ def reference_window(zs: ZeroSep, wave: torch.Tensor, steps: int, config: Config
             x_top, maps = ddpm_invert(scheduler, x0, branches(inv, 1.0), noise, zero_last=False)
             maps[-1] = torch.zeros_like(maps[-1])
             latents = reverse(scheduler, x_top, branches(source, config.guidance), maps)
-            stems.append(zs._decode(latents)[:, : wave.shape[0]] * unscale)
+            stems.append(zs._decode(latents)[:, 0, : wave.shape[0]] * unscale)
     return torch.cat(stems)
 
 
@@ -170,7 +170,8 @@ def count(zs: ZeroSep, waves: list[torch.Tensor], steps: int, config: Config, wi
     """Exact UNet work for ``waves``, separated ``window_batch`` at a time (UNet forward stubbed out)."""
     recorder = Recorder(zs.pipe.unet, stub=True)
     # The VAE decode and vocoder make no UNet calls: skipped too (silent stems of the right length).
-    zs._decode = lambda latents: torch.zeros(latents.shape[0], round(SECONDS * mel.SAMPLE_RATE) + zs.frame_multiple)
+    zs._decode = lambda latents: torch.zeros(latents.shape[0], 1,
+                                             round(SECONDS * mel.SAMPLE_RATE) + zs.backbone.frame_multiple)
     try:
         for start in range(0, len(waves), window_batch):
             run_windows(zs, waves[start:start + window_batch], steps, config)

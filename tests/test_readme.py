@@ -91,8 +91,9 @@ def test_python_examples_run(tmp_path, monkeypatch, tiny_audioldm2_dir, tiny_sta
     from autosep.separator import loading
     from autosep.taggers import panns
 
-    monkeypatch.setitem(loading.MODEL_ALIASES, "audioldm2", str(tiny_audioldm2_dir))
-    monkeypatch.setitem(loading.MODEL_ALIASES, "stable-audio-3", str(tiny_stable_audio_3_dir))
+    aliases = {**loading.model_aliases(), "audioldm2": str(tiny_audioldm2_dir),
+               "stable-audio-3": str(tiny_stable_audio_3_dir)}
+    monkeypatch.setattr(loading, "model_aliases", lambda: aliases)
     monkeypatch.setattr(panns, "legacy_checkpoint_path", lambda: tiny_cnn14_checkpoint)
     monkeypatch.setattr(panns, "CNN14_SIZE", tiny_cnn14_checkpoint.stat().st_size)
     monkeypatch.setattr(panns, "CNN14_MD5", hashlib.md5(tiny_cnn14_checkpoint.read_bytes()).hexdigest())

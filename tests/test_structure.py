@@ -33,8 +33,6 @@ MAX_FUNCTION_LINES = 80
 _BEING_SPLIT = "being split into named steps now (issue 18, item 4)"
 LONG_FUNCTION_EXCEPTIONS: dict[str, str] = {
     "autosep.separator.zerosep:ZeroSep.separate_windows": _BEING_SPLIT,
-    "autosep.taggers.planner:_group_by_source": _BEING_SPLIT,
-    "autosep.taggers.planner:plan_sources": _BEING_SPLIT,
     "autosep.web.app:build_app": _BEING_SPLIT,
 }
 

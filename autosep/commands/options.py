@@ -17,6 +17,7 @@ from ..pipeline.render import RENDER_MODES
 from ..errors import SettingsError
 from ..pipeline.settings import PipelineOptions, parse_overlap
 from ..pipeline.write import BIT_DEPTHS, FORMATS
+from ..separator.loading import default_model, model_aliases
 from ..separator.settings import INVERSION_PROMPT_CHOICES, INVERSIONS
 from ..taggers.prompts import load_prompt_overrides
 from ..taggers import registry as taggers
@@ -170,7 +171,9 @@ def add_separation_arguments(parser: argparse.ArgumentParser) -> None:
     """--model --inversion --steps ... (shared with ``autosep web``, where they are the page's defaults)."""
     d = PipelineOptions
     sep = parser.add_argument_group("separation")
-    sep.add_argument("--model", default=d.model, help="separator model: alias, Hugging Face id or local folder")
+    sep.add_argument("--model", default=d.model,
+                     help=f"separator model: one of {', '.join(model_aliases())} (default {default_model()}; "
+                          "`autosep models list` says more), a Hugging Face id or a local folder")
     sep.add_argument("--inversion", choices=INVERSIONS, default=d.inversion,
                      help=f"ddpm (edit-friendly) or ddim inversion (default {d.inversion})")
     sep.add_argument("--steps", type=int, default=d.steps, help=f"diffusion steps (default {d.steps})")
@@ -193,8 +196,8 @@ def add_separation_arguments(parser: argparse.ArgumentParser) -> None:
     sep.add_argument("--batch-size", type=int, default=d.batch_size,
                      help="samples per UNet forward (default: a window's sources at once)")
     sep.add_argument("--window", type=float, default=d.window,
-                     help="window length in seconds (default: the model's training length: 10.24 for AudioLDM/2, "
-                          "47.55 for Stable Audio Open, 30 for Stable Audio 3)")
+                     help="window length in seconds (default: the model's own, e.g. 10.24 for the AudioLDM and "
+                          "Tango families; docs/models.md lists each)")
     sep.add_argument("--overlap", type=_overlap, default=d.overlap,
                      help="cross-fade between windows: seconds (1s) or a fraction of the window (0.25, 25%%) "
                           "(default 1s; a quarter of a window shorter than 4 s)")

@@ -1,14 +1,18 @@
-"""ZeroSep separation on AudioLDM2 / AudioLDM (diffusers pipelines) and Tango / Tango 2 (training-free, text-queried).
+"""ZeroSep separation on every registered diffusion backbone: AudioLDM2 / AudioLDM (diffusers), Tango / Tango 2
+(training-free, text-queried, rebuilt from diffusers classes), Stable Audio Open and Stable Audio 3 (full-band
+44.1 kHz stereo). A family is one module in :mod:`autosep.separator.backbones`.
 
 ``ZeroSep`` and ``SeparationResult`` are imported on first use, so listing models or building prompts does not
-pay for importing torch and diffusers.
+pay for importing torch and diffusers. ``DEFAULT_MODEL``, ``KNOWN_MODELS`` and ``MODEL_ALIASES`` are read from the
+backbone registry on each access.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .loading import DEFAULT_MODEL, KNOWN_MODELS, MODEL_ALIASES, resolve_model_name
+from . import loading
+from .loading import default_model, known_models, model_aliases, resolve_model_name
 from .prompts import inversion_prompts
 from .settings import INVERSION_PROMPT_CHOICES, INVERSIONS, SeparationSettings
 
@@ -24,7 +28,10 @@ __all__ = [
     "SeparationResult",
     "SeparationSettings",
     "ZeroSep",
+    "default_model",
     "inversion_prompts",
+    "known_models",
+    "model_aliases",
     "resolve_model_name",
 ]
 
@@ -34,4 +41,6 @@ def __getattr__(name: str) -> Any:
         from . import zerosep
 
         return getattr(zerosep, name)
+    if name in ("DEFAULT_MODEL", "KNOWN_MODELS", "MODEL_ALIASES"):
+        return getattr(loading, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

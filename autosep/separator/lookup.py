@@ -9,31 +9,21 @@ after minutes of loading.
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 
 from ..errors import ModelNotAvailableError
 from ..paths import converted_root
+from .backbones import family_for_folder, family_for_repo
+from .backbones.audioldm import MelBackbone
 
-# AudioLDM, AudioLDM2 and Tango were trained on 10.24 s clips (ZeroSep.default_window says the same).
-LATENT_DIFFUSION_WINDOW_S = 10.24
-# Stable Audio 3's DiT takes any length; autosep cuts 30 s windows (StableAudio3Backbone.DEFAULT_WINDOW).
-STABLE_AUDIO_3_WINDOW_S = 30.0
+# AudioLDM, AudioLDM2 and Tango were trained on 10.24 s clips (their backbone's WINDOW).
+LATENT_DIFFUSION_WINDOW_S = MelBackbone.WINDOW
 
 
 def published_window(model_id: str) -> float | None:
     """The default window of a published checkpoint named by its hub id, before any of its files are here."""
-    name = model_id.lower()
-    if name.startswith("cvssp/audioldm") or (name.startswith("declare-lab/tango") and "flux" not in name):
-        return LATENT_DIFFUSION_WINDOW_S
-    if name.startswith("stabilityai/stable-audio-3"):
-        return STABLE_AUDIO_3_WINDOW_S
-    if name == "stabilityai/stable-audio-open-1.0":
-        # Its transformer/config.json sample_size 1024 latent frames; vae/config.json downsampling_ratios
-        # [2, 4, 4, 8, 8] (2048 samples a frame) at sampling_rate 44100.
-        return 1024 * 2048 / 44100
-    return None
+    family = family_for_repo(model_id)
+    return None if family is None else family.known_window()
 
 
 def model_window(model_id: str) -> float | None:
@@ -78,30 +68,8 @@ def local_folder(model_id: str) -> Path | None:
     return None
 
 
-def _json(path: Path) -> dict | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def training_window(folder: Path) -> float | None:
-    """The window length (seconds) the model in ``folder`` separates in by default, from its configs; None when
-    the folder does not say (the loaded model will)."""
-    if (folder / "main_config.json").is_file():  # Tango's published layout
-        return LATENT_DIFFUSION_WINDOW_S
-    index = _json(folder / "model_index.json")
-    name = (index or {}).get("_class_name")
-    if name in ("AudioLDM2Pipeline", "AudioLDMPipeline"):
-        return LATENT_DIFFUSION_WINDOW_S
-    if name == "StableAudio3Pipeline":
-        return STABLE_AUDIO_3_WINDOW_S
-    if name == "StableAudioPipeline":  # the DiT's training length: sample_size latent frames
-        transformer, vae = _json(folder / "transformer" / "config.json"), _json(folder / "vae" / "config.json")
-        try:
-            hop = math.prod(int(r) for r in vae["downsampling_ratios"])
-            return int(transformer["sample_size"]) * hop / int(vae["sampling_rate"])
-        except (TypeError, KeyError, ValueError):
-            return None
-    return None
+    """The window length (seconds) the model in ``folder`` separates in by default, from its configs (asked of
+    the family that loads the folder); None when the folder does not say (the loaded model will)."""
+    family = family_for_folder(folder)
+    return None if family is None else family.known_window(folder)

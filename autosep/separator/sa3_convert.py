@@ -53,8 +53,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from ..paths import converted_root
 from typing import Any
+
+from ..paths import converted_root
+from .backbones.stable_audio import is_original_checkpoint  # noqa: F401  (the layout this module converts)
 
 import torch
 
@@ -79,12 +81,6 @@ _DIT_TOP = {"transformer.project_in.weight": "proj_in.weight", "transformer.proj
 
 class ConversionError(RuntimeError):
     """The checkpoint does not convert into a complete Stable Audio 3 pipeline."""
-
-
-def is_original_checkpoint(folder: Path) -> bool:
-    folder = Path(folder)
-    return ((folder / CHECKPOINT_FILE).is_file() and (folder / CONFIG_FILE).is_file()
-            and not (folder / "model_index.json").is_file())
 
 
 # -- the key map ------------------------------------------------------------------------------------------------

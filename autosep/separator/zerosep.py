@@ -1,10 +1,11 @@
 """ZeroSep: training-free text-queried separation with a pre-trained audio latent diffusion model.
 
-The mixture is encoded by the VAE into latent x0, inverted to noise with the inversion prompt c_inv, then denoised
-with each target source's prompt c_rev at guidance weight w (1 by default); each result is decoded into one stem.
-AudioLDM/AudioLDM2 work on 16 kHz mono log-mel features and decode through their vocoder; the full-band
-backbones (Stable Audio Open, Stable Audio 3; :mod:`stable_audio`) encode the [channels, samples] waveform at
-44.1 kHz directly, so stereo is separated as stereo (one latent for both channels).
+The mixture is encoded by the backbone's VAE into latent x0, inverted to noise with the inversion prompt c_inv,
+then denoised with each target source's prompt c_rev at guidance weight w (1 by default); each result is decoded
+into one stem. Everything model-specific (rate, channels, front end, text encoders, sampler and its two
+inversions) is the backbone's (:mod:`autosep.separator.backbones`): this module only asks it, so every family
+runs through the same steps (:meth:`ZeroSep.separate_windows`): prepare -> encode -> invert -> denoise -> decode
+-> further passes.
 
 Two modes from the paper: w in [0, 1] is highlighting (from the mixture at w = 0 to the isolated source at w = 1),
 and ``passes`` K > 1 is iterative separation (each stem separated again as its own mixture, K - 1 more times, with
@@ -25,28 +26,16 @@ import torch
 
 from ..devices import resolve_device, resolve_dtype
 from ..logs import library_quiet
-
-from . import mel
-from .backbones import Backbone, Conditioning, backbone_for
+from .backbones import Backbone, Conditioning, SamplingRun, backbone_for
 from .guidance import GuidedNoise
-from .inversion import (
-    auxiliary_noise,
-    ddim_invert,
-    ddpm_invert_batched,
-    make_inverse_scheduler,
-    make_scheduler,
-    reverse,
-)
 from .loading import load_pipeline, locate_pipeline
 from .prompts import check_sources, inversion_prompts
 from .settings import SeparationSettings, check_batch_size, check_inversion
-from .stable_audio import FullBandBackbone, full_band_backbone_for
 
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
 _CONDITIONING_CACHE_SIZE = 256
-_AUDIOLDM_SAMPLERS = {"ddpm": "ddpm edit-friendly (ddim scheduler, eta 1)", "ddim": "ddim (eta 0)"}
 
 
 @dataclass
@@ -57,28 +46,41 @@ class SeparationResult:
     sources: list[str]  # c_rev, one per stem
     inversion_prompts: list[str]  # c_inv, one per stem
     fp32_retry: list[bool]  # per stem: came out NaN/inf at reduced precision and was recomputed in float32
-    unet_evaluations: int  # samples that went through the UNet (a batch of 3 counts 3)
-    sample_rate: int = mel.SAMPLE_RATE
+    unet_evaluations: int  # samples that went through the UNet/DiT (a batch of 3 counts 3)
+    sample_rate: int = 16_000
     details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Mixture:
+    """One mixture to separate: samples [channels, N] at the model's rate, its sources (c_rev) and their c_inv."""
+
+    wave: torch.Tensor
+    sources: list[str]
+    c_inv: list[str]
+
+
+@dataclass
+class _Job:
+    """One mixture's part of a batched separation: its latent [1, ...], its sources (c_rev) and their c_inv."""
+
+    x0: torch.Tensor
+    sources: list[str]
+    c_inv: list[str]
 
 
 class ZeroSep:
     """A loaded separator. Load once with :meth:`from_pretrained`, then call :meth:`separate` per mixture.
 
-    ``sample_rate`` and ``channels`` say what it works at (16 kHz mono for AudioLDM/AudioLDM2, 44.1 kHz stereo
-    for Stable Audio); ``default_window`` is the window length (seconds) a recording is cut into by default.
+    ``sample_rate`` and ``channels`` say what it works at (16 kHz mono for AudioLDM/AudioLDM2/Tango, 44.1 kHz
+    stereo for Stable Audio); ``default_window`` is the window length (seconds) a recording is cut into by default.
+    All three are the backbone's.
     """
-
-    sample_rate = mel.SAMPLE_RATE
-    channels = 1
-    default_window = 10.24
 
     def __init__(self, pipe: Any, model_id: str, device: torch.device, dtype: torch.dtype,
                  batch_size: int | None = None, settings: SeparationSettings | None = None):
         self.pipe = pipe
-        full_band = full_band_backbone_for(pipe)
-        self.backbone: Backbone = full_band if full_band is not None else backbone_for(pipe)
-        self.full_band = full_band is not None
+        self.backbone: Backbone = backbone_for(pipe)
         self.model_id = model_id
         self.device = device
         self.dtype = dtype
@@ -86,36 +88,37 @@ class ZeroSep:
         self._conditionings: dict[tuple[str, torch.dtype], Conditioning] = {}
         self._evaluations = 0
         self._fits: int | None = None  # samples per forward that fitted after an out-of-memory split (None: any)
-        # The VAE and vocoder run once per window and stay in float32; the UNet/DiT and text encoders (the bulk of
-        # the work) run in the compute precision.
         pipe.to(device)
-        if isinstance(self.backbone, FullBandBackbone):
-            self._denoiser = self.backbone.denoiser
-            self.sample_rate = self.backbone.sample_rate
-            self.channels = self.backbone.channels
-            self.default_window = self.backbone.default_window
-            self.frame_multiple = self.backbone.hop
-            _cast(pipe.vae, torch.float32)
-        else:
-            self._denoiser = pipe.unet
-            _cast(pipe.vae, torch.float32)
-            _cast(pipe.vocoder, torch.float32)
-            unet_config = pipe.unet.config
-            self.frame_multiple = mel.frame_multiple(int(pipe.vae_scale_factor),
-                                                     2 ** (len(unet_config.block_out_channels) - 1))
+        # The VAE (and vocoder) run once per window and stay in float32; the denoiser and text encoders (the bulk
+        # of the work) run in the compute precision.
+        for module in self.backbone.float32_modules:
+            _cast(module, torch.float32)
         self._set_compute_dtype(dtype)
         self.settings = self._bound(settings or SeparationSettings())
 
+    @property
+    def sample_rate(self) -> int:
+        return self.backbone.sample_rate
+
+    @property
+    def channels(self) -> int:
+        return self.backbone.channels
+
+    @property
+    def default_window(self) -> float:
+        return self.backbone.default_window
+
     @classmethod
-    def from_pretrained(cls, model: str | os.PathLike | None = "audioldm2", device: str | torch.device = "auto",
+    def from_pretrained(cls, model: str | os.PathLike | None = None, device: str | torch.device = "auto",
                         dtype: str | torch.dtype | None = None, batch_size: int | None = None,
                         settings: SeparationSettings | None = None) -> "ZeroSep":
-        """Load a separator from an alias (``audioldm2``...), a Hugging Face id, or a local pipeline folder.
+        """Load a separator from an alias (``audioldm2``...), a Hugging Face id, or a local model folder.
 
-        ``dtype=None`` runs the UNet and text encoders in float16 on CUDA and float32 elsewhere. ``batch_size``
-        bounds the samples per UNet forward (None: all sources of a window in one batch). ``settings`` are the
-        inversion, steps, guidance, c_inv mode and seed every call uses unless it overrides them.
-        Raises :class:`autosep.errors.ModelNotAvailableError` when the model is neither cached nor downloadable.
+        ``model=None`` is the default model (``audioldm2``). ``dtype=None`` runs the UNet/DiT in float16 on CUDA
+        and float32 elsewhere. ``batch_size`` bounds the samples per model forward (None: all sources of a window
+        in one batch). ``settings`` are the inversion, steps, guidance, c_inv mode and seed every call uses unless
+        it overrides them. Raises :class:`autosep.errors.ModelNotAvailableError` when the model is neither cached
+        nor downloadable.
         """
         resolved_device = resolve_device(device)
         resolved_dtype = resolve_dtype(dtype, resolved_device)
@@ -131,8 +134,8 @@ class ZeroSep:
         """Stems for ``sources`` from ``wave`` at :attr:`sample_rate`: float32 CPU tensor.
 
         ``wave`` is ``[samples]`` or ``[channels, samples]``; the stems are ``[len(sources), samples]`` or
-        ``[len(sources), channels, samples]`` to match. AudioLDM/AudioLDM2 take mono only (``[samples]`` or
-        ``[1, samples]``); Stable Audio takes mono (duplicated into its two channels, returned mono) or stereo.
+        ``[len(sources), channels, samples]`` to match. A mono model takes mono only (``[samples]`` or
+        ``[1, samples]``); a stereo one takes mono (duplicated into its two channels, returned mono) or stereo.
         Settings left as None are the bound ones (``self.settings``: ddpm, 50 steps, guidance 1, "others", 42, 1 pass).
         """
         return self.separate_detailed(wave, sources, inversion=inversion, steps=steps, guidance=guidance,
@@ -142,7 +145,7 @@ class ZeroSep:
                           guidance: float | None = None, inv_prompt: str | None = None, seed: int | None = None,
                           sample_rate: int | None = None, progress: Progress | None = None,
                           passes: int | None = None) -> SeparationResult:
-        """Like :meth:`separate`, with the inversion prompts, fp32 retries and UNet work reported.
+        """Like :meth:`separate`, with the inversion prompts, fp32 retries and model work reported.
 
         ``guidance`` w in [0, 1] is highlighting: w = 0 reconstructs the mixture, w = 1 (the default) isolates the
         source, values between move from one to the other; above 1 is ordinary stronger classifier-free guidance.
@@ -160,11 +163,11 @@ class ZeroSep:
                          progress: Progress | None = None, passes: int | None = None) -> list[SeparationResult]:
         """Several mixtures (e.g. the windows of one recording), each with its own sources, separated together.
 
-        On AudioLDM/AudioLDM2 their inversions share forwards and all their sources denoise in one batch (still
-        bounded by ``batch_size``), so a GPU does several windows' work in the sequential calls of one. Each
-        result is what :meth:`separate_detailed` gives for that mixture alone (same seed, so the same noise), up
-        to float rounding; its ``unet_evaluations`` is that mixture's own share of the work. Full-band backbones
-        separate the mixtures one after another.
+        Mixtures whose latents have the same shape (and, for a backbone conditioned on the window's length, the
+        same length) share their inversions' forwards and denoise all their sources in one batch (still bounded
+        by ``batch_size``), so a GPU does several windows' work in the sequential calls of one. Each result is what
+        :meth:`separate_detailed` gives for that mixture alone (same seed, so the same noise), up to float
+        rounding; its ``unet_evaluations`` is that mixture's own share of the work.
         """
         if len(waves) != len(sources):
             raise ValueError(f"{len(waves)} waves but {len(sources)} source lists: pass one list of prompts per wave")
@@ -177,240 +180,131 @@ class ZeroSep:
                          passes=passes)
         if any(value is not None for value in overrides.values()):
             settings = self._bound(settings.with_overrides(**overrides))
-        inversion, steps, guidance, seed = settings.inversion, settings.steps, settings.guidance, settings.seed
-        passes = settings.passes
         c_invs = [inversion_prompts(s, settings.inv_prompt) for s in source_lists]
-        if self.full_band:
-            return [self._separate_full_band_passes(samples, layout, s, c, inversion, steps, guidance, seed, progress,
-                                                    passes)
-                    for (samples, layout), s, c in zip(checked, source_lists, c_invs)]
-
-        samples = [x for x, _ in checked]
-        scaled = [mel.normalise(x) for x in samples]
-        padded = [mel.pad_to_multiple(x, self.frame_multiple) for x, _ in scaled]
-        # Mixtures batch together only when their latents have the same shape (one group in practice: the
-        # windows of a recording all have the model's length).
-        groups: dict[int, list[int]] = {}
-        for j, x in enumerate(padded):
-            groups.setdefault(int(x.shape[0]), []).append(j)
-        step_done = _step_counter(2 * steps * len(groups) * passes, progress)
-
-        stems: list[torch.Tensor | None] = [None] * len(waves)
-        retried: list[list[bool]] = [[] for _ in waves]
-        with torch.no_grad():
-            for members in groups.values():
-                x0 = torch.cat([self._encode(padded[j]) for j in members])
-                jobs = [_Job(x0[k:k + 1], source_lists[j], c_invs[j]) for k, j in enumerate(members)]
-                latents, _ = self._separate_latents(jobs, inversion, steps, guidance, seed, step_done)
-                decoded = self._decode(torch.cat(latents))
-                rows = 0
-                for job, j in zip(jobs, members):
-                    own = decoded[rows:rows + len(job.sources)]
-                    rows += len(job.sources)
-                    retried[j] = [not bool(torch.isfinite(stem).all()) for stem in own]
-                    stems[j] = own
-                bad = [(k, j) for k, j in enumerate(members) if any(retried[j])]
-                if bad:
-                    fixed = self._retry_in_fp32([stems[j] for _, j in bad], [retried[j] for _, j in bad],
-                                                [jobs[k] for k, _ in bad], inversion, steps, guidance, seed)
-                    for (_, j), again in zip(bad, fixed):
-                        stems[j] = again
-
-        noise_for = GuidedNoise(self._predict, guidance, self.batch_size)
-        inverted_steps = steps - 1 if inversion == "ddpm" else steps  # DDPM's last z is 0: no model call there
-        outputs = [wave_stems[:, :x.shape[0]] * unscale for wave_stems, x, (_, unscale) in zip(stems, samples, scaled)]
-        work = [[_work_share(noise_for, c_invs[j], source_lists[j], inverted_steps, steps)] for j in range(len(waves))]
-        for _ in range(passes - 1):
-            # Iterative separation: every stem of the previous pass is a mixture of its own, separated with its
-            # source's c_rev and c_inv (each stem at the scale of its own input).
-            with torch.no_grad():
-                outputs = self._next_pass(outputs, source_lists, c_invs, retried, groups, inversion, steps, guidance,
-                                          seed, step_done)
-            for j in range(len(waves)):  # each source now inverts its own stem: no c_inv is shared
-                shares = [_work_share(noise_for, [c], [s], inverted_steps, steps)
-                          for s, c in zip(source_lists[j], c_invs[j])]
-                work[j].append((sum(c for c, _ in shares), sum(u for _, u in shares)))
-        results = []
-        for j, own in enumerate(outputs):
-            conditional, unconditional = (sum(c for c, _ in work[j]), sum(u for _, u in work[j]))
-            if checked[j][1] == "channels":
-                own = own[:, None, :]
-            results.append(SeparationResult(
-                stems=own.contiguous(),
-                sources=list(source_lists[j]),
-                inversion_prompts=c_invs[j],
-                fp32_retry=retried[j] if self.dtype != torch.float32 else [False] * len(source_lists[j]),
-                unet_evaluations=conditional + unconditional,
-                details={"inversion": inversion, "steps": steps, "guidance": guidance, "seed": seed,
-                         "passes": passes, "unet_evaluations_per_pass": [c + u for c, u in work[j]],
-                         "padded_samples": int(padded[j].shape[0]), "model": self.model_id,
-                         "backbone": self.backbone.name, "sampler": _AUDIOLDM_SAMPLERS[inversion], "channels": 1,
-                         "conditional_evaluations": conditional, "unconditional_evaluations": unconditional,
-                         "batched_mixtures": len(groups[int(padded[j].shape[0])])},
-            ))
-        return results
-
-    def _next_pass(self, inputs: list[torch.Tensor], source_lists: list[list[str]], c_invs: list[list[str]],
-                   retried: list[list[bool]], groups: dict[int, list[int]], inversion: str, steps: int,
-                   guidance: float, seed: int, step_done: Callable[[], None]) -> list[torch.Tensor]:
-        """One more pass of iterative separation: ``inputs[j][i]`` (mixture j's stem for source i, trimmed and at
-        the input's scale) separated alone with that source's prompts. Returns the new stems, as ``inputs``;
-        ``retried`` is updated in place."""
-        scaled = [[mel.normalise(stem) for stem in stems] for stems in inputs]
-        outputs: list[torch.Tensor | None] = [None] * len(inputs)
-        for members in groups.values():
-            pairs = [(j, i) for j in members for i in range(len(source_lists[j]))]
-            padded = [mel.pad_to_multiple(scaled[j][i][0], self.frame_multiple) for j, i in pairs]
-            x0 = torch.cat([self._encode(x) for x in padded])
-            jobs = [_Job(x0[k:k + 1], [source_lists[j][i]], [c_invs[j][i]]) for k, (j, i) in enumerate(pairs)]
-            latents, _ = self._separate_latents(jobs, inversion, steps, guidance, seed, step_done)
-            decoded = list(self._decode(torch.cat(latents)).split(1))
-            bad = [k for k, stem in enumerate(decoded) if not bool(torch.isfinite(stem).all())]
-            if bad:
-                fixed = self._retry_in_fp32([decoded[k] for k in bad], [[True]] * len(bad), [jobs[k] for k in bad],
-                                            inversion, steps, guidance, seed)
-                for k, again in zip(bad, fixed):
-                    decoded[k] = again
-                    j, i = pairs[k]
-                    retried[j][i] = True
-            for j in members:
-                rows = [k for k, (owner, _) in enumerate(pairs) if owner == j]
-                length = inputs[j].shape[-1]
-                factors = torch.tensor([scaled[j][i][1] for i in range(len(rows))])[:, None]
-                outputs[j] = torch.cat([decoded[k] for k in rows])[:, :length] * factors
-        return outputs  # type: ignore[return-value]
-
-    def _separate_full_band_passes(self, samples: torch.Tensor, layout: str, sources: list[str], c_inv: list[str],
-                                   inversion: str, steps: int, guidance: float, seed: int,
-                                   progress: Progress | None, passes: int) -> SeparationResult:
-        """:meth:`_separate_full_band`, then ``passes - 1`` more passes on each stem alone (iterative separation)."""
-        total = 2 * steps * (1 + len(sources) * (passes - 1))
-        offset = 0
-
-        def report(done: int, _total: int) -> None:
-            if progress is not None:
-                progress(min(offset + done, total), total)
-
-        result = self._separate_full_band(samples, layout, sources, c_inv, inversion, steps, guidance, seed, report)
-        if passes == 1:
-            return result
-        per_pass = [result.unet_evaluations]
-        retried = list(result.fp32_retry)
-        conditional = result.details["conditional_evaluations"]
-        unconditional = result.details["unconditional_evaluations"]
-        stems = result.stems
-        for _ in range(passes - 1):
-            evaluations = 0
-            new = []
-            for i, stem in enumerate(stems):
-                offset += 2 * steps  # the steps of every separation before this one
-                own = stem.reshape(1, -1).expand(self.channels, -1).contiguous() if layout.startswith("mono") else stem
-                again = self._separate_full_band(own, layout, [sources[i]], [c_inv[i]], inversion, steps, guidance,
-                                                 seed, report)
-                new.append(again.stems[0])
-                retried[i] = retried[i] or again.fp32_retry[0]
-                evaluations += again.unet_evaluations
-                conditional += again.details["conditional_evaluations"]
-                unconditional += again.details["unconditional_evaluations"]
-            stems = torch.stack(new)
-            per_pass.append(evaluations)
-        details = {**result.details, "passes": passes, "unet_evaluations_per_pass": per_pass,
-                   "conditional_evaluations": conditional, "unconditional_evaluations": unconditional}
-        return SeparationResult(stems=stems.contiguous(), sources=result.sources,
-                                inversion_prompts=result.inversion_prompts, fp32_retry=retried,
-                                unet_evaluations=sum(per_pass), sample_rate=result.sample_rate, details=details)
-
-    def _separate_full_band(self, samples: torch.Tensor, layout: str, sources: list[str], c_inv: list[str],
-                            inversion: str, steps: int, guidance: float, seed: int,
-                            progress: Progress | None) -> SeparationResult:
-        """ZeroSep on a full-band backbone: ``samples`` [channels, N] at the model's rate, one latent for all channels.
-
-        The window's real length (N samples) is the duration/seconds_total conditioning; the VAE sees it padded
-        with silence (to the model's grid, or for Stable Audio Open to its training length).
-        """
-        backbone: FullBandBackbone = self.backbone  # type: ignore[assignment]
-        length = samples.shape[-1]
-        seconds = length / self.sample_rate
-        if (seconds > backbone.default_window * 1.001 and backbone.name == "stable-audio-open"
-                and not getattr(self, "_long_window_warned", False)):
-            self._long_window_warned = True  # once per separator, not once per window
-            logger.warning("a %.2f s window is longer than the %.2f s Stable Audio Open was trained on; the DiT "
-                           "runs on it, but shorter windows (--window) stay in what it has seen", seconds,
-                           backbone.default_window)
-        padded = torch.nn.functional.pad(samples, (0, backbone.padded_length(length) - length))
-        evaluations_before = self._evaluations
-        step_done = _step_counter(2 * steps, progress)
-
-        def run(rows: list[int], on_step) -> tuple[torch.Tensor, GuidedNoise]:
-            chosen = [sources[i] for i in rows]
-            chosen_inv = [c_inv[i] for i in rows]
-
-            def predict(latents: torch.Tensor, sigma: torch.Tensor, prompts: list[str]) -> torch.Tensor:
-                batch = backbone.stack([self._conditioning(p) for p in prompts], self._compute_dtype, seconds)
-                self._evaluations += latents.shape[0]
-                return backbone.predict(latents, sigma, batch, self._compute_dtype).float()
-
-            noise_for = GuidedNoise(predict, guidance, self.batch_size)
-            distinct = list(dict.fromkeys(chosen_inv))  # "null": one inversion shared by all sources
-            row_of = torch.tensor([distinct.index(c) for c in chosen_inv], device=self.device)
-            x0_batch = x0.expand(len(distinct), *x0.shape[1:])
-            latents = backbone.separate(x0_batch, chosen, distinct, row_of, inversion, steps, noise_for, seed,
-                                        on_step)
-            return self._decode_full_band(latents, length), noise_for
+        mixtures = [_Mixture(wave, s, c) for (wave, _), s, c in zip(checked, source_lists, c_invs)]
+        layouts = [layout for _, layout in checked]
+        groups = self._groups(mixtures)
+        step_done = _step_counter(2 * settings.steps * len(groups) * settings.passes, progress)
 
         with torch.no_grad():
-            x0 = backbone.encode_audio(padded.to(self.device))
-            stems, noise_for = run(list(range(len(sources))), step_done)
-            retried = [not bool(torch.isfinite(stem).all()) for stem in stems]
-            if any(retried):
-                rows = [i for i, bad in enumerate(retried) if bad]
-                names = ", ".join(sources[i] for i in rows)
-                if self._compute_dtype == torch.float32:
-                    logger.warning("stems %s came out NaN/inf in float32; their bad samples are set to 0", names)
-                else:
-                    logger.warning("stems %s came out NaN/inf in %s; recomputing them in float32", names,
-                                   self._compute_dtype)
-                    with self._full_precision():
-                        stems[rows] = run(rows, lambda: None)[0]
-                stems = torch.nan_to_num(stems, nan=0.0, posinf=0.0, neginf=0.0)
+            stems, retried = self._separate_mixtures(mixtures, settings, step_done)
+            for _ in range(settings.passes - 1):
+                stems = self._next_pass(stems, mixtures, layouts, retried, settings, step_done)
+        return [self._result(mixture, stem, layout, flags, settings, len(groups[self._group_key(mixture.wave)]))
+                for mixture, stem, layout, flags in zip(mixtures, stems, layouts, retried)]
 
-        if layout.startswith("mono"):
-            stems = stems.mean(dim=1, keepdim=layout == "mono-channels")
+    # -- the steps of one pass -----------------------------------------------------------------------------
+
+    def _group_key(self, wave: torch.Tensor) -> tuple[int, int | None]:
+        """Mixtures batch together when their latents have the same shape (and, for a backbone conditioned on
+        the window's length, the same length): in practice all the full windows of a recording."""
+        length = int(wave.shape[-1])
+        return self.backbone.padded_length(length), (length if self.backbone.conditions_on_length else None)
+
+    def _groups(self, mixtures: list[_Mixture]) -> dict[tuple[int, int | None], list[int]]:
+        groups: dict[tuple[int, int | None], list[int]] = {}
+        for j, mixture in enumerate(mixtures):
+            groups.setdefault(self._group_key(mixture.wave), []).append(j)
+        return groups
+
+    def _separate_mixtures(self, mixtures: list[_Mixture], settings: SeparationSettings,
+                           step_done: Callable[[], None]) -> tuple[list[torch.Tensor], list[list[bool]]]:
+        """One pass over ``mixtures``: encode -> invert -> denoise -> decode, a group of same-shaped mixtures at a
+        time. Returns each mixture's stems [S, channels, N] (at the input's level) and which of them came out
+        non-finite (then recomputed in float32)."""
+        stems: list[torch.Tensor] = [torch.empty(0)] * len(mixtures)
+        retried: list[list[bool]] = [[] for _ in mixtures]
+        for members in self._groups(mixtures).values():
+            length = int(mixtures[members[0]].wave.shape[-1])
+            seconds = length / self.sample_rate
+            self.backbone.check_window(seconds)
+            scaled = [self.backbone.scale(mixtures[j].wave) for j in members]
+            x0 = torch.cat([self._encode(wave) for wave, _ in scaled])
+            jobs = [_Job(x0[k:k + 1], mixtures[j].sources, mixtures[j].c_inv) for k, j in enumerate(members)]
+            decoded = self._decode(torch.cat(self._separate_latents(jobs, settings, seconds, step_done)))
+            start = 0
+            for job, j, (_, unscale) in zip(jobs, members, scaled):
+                own = decoded[start:start + len(job.sources), :, :length]
+                start += len(job.sources)
+                bad = [not bool(torch.isfinite(stem).all()) for stem in own]
+                if any(bad):
+                    own = self._retry_in_fp32(own, bad, job, settings, seconds)
+                stems[j], retried[j] = own * unscale, bad
+        return stems, retried
+
+    def _separate_latents(self, jobs: list[_Job], settings: SeparationSettings, seconds: float,
+                          step_done: Callable[[], None]) -> list[torch.Tensor]:
+        """Invert each mixture once per distinct c_inv, then denoise every source of every mixture in one batch.
+        Returns each job's latents [len(job.sources), ...]."""
+        # Inversion rows: one per (mixture, distinct c_inv) ("null": one inversion shared by all its sources).
+        inv_rows = [(j, c) for j, job in enumerate(jobs) for c in dict.fromkeys(job.c_inv)]
+        x0_rows = torch.cat([jobs[j].x0 for j, _ in inv_rows])
+        # Denoising rows: every (mixture, source), each starting from its mixture's inversion with its c_inv.
+        rev_prompts = [source for job in jobs for source in job.sources]
+        row_of = torch.tensor([inv_rows.index((j, c)) for j, job in enumerate(jobs) for c in job.c_inv],
+                              device=x0_rows.device)
+        noise = GuidedNoise(lambda x, t, prompts: self._predict(x, t, prompts, seconds), settings.guidance,
+                            self.batch_size)
+        run = SamplingRun(settings.inversion, settings.steps, settings.seed, noise, step_done, self._full_precision,
+                          self.batch_size)
+        inverted = self.backbone.invert(x0_rows, [c for _, c in inv_rows], run)
+        latents = self.backbone.denoise(inverted.select(row_of), rev_prompts, run)
+        return list(latents.split([len(job.sources) for job in jobs]))
+
+    def _next_pass(self, stems: list[torch.Tensor], mixtures: list[_Mixture], layouts: list[str],
+                   retried: list[list[bool]], settings: SeparationSettings,
+                   step_done: Callable[[], None]) -> list[torch.Tensor]:
+        """One more pass of iterative separation: every stem of the previous pass is a mixture of its own,
+        separated with its source's c_rev and c_inv (a mono input's stem as mono again). ``retried`` is updated."""
+        pairs = [(j, i) for j, mixture in enumerate(mixtures) for i in range(len(mixture.sources))]
+        alone = [_Mixture(self._as_input(stems[j][i], layouts[j]), [mixtures[j].sources[i]], [mixtures[j].c_inv[i]])
+                 for j, i in pairs]
+        again, flags = self._separate_mixtures(alone, settings, step_done)
+        for k, (j, i) in enumerate(pairs):
+            retried[j][i] = retried[j][i] or flags[k][0]
+        return [torch.cat([again[k] for k, (owner, _) in enumerate(pairs) if owner == j]) for j in range(len(mixtures))]
+
+    def _as_input(self, stem: torch.Tensor, layout: str) -> torch.Tensor:
+        if layout.startswith("mono"):  # the stem the caller gets is the channels' mean
+            return stem.mean(dim=0, keepdim=True).expand(self.channels, -1).contiguous()
+        return stem
+
+    def _result(self, mixture: _Mixture, stems: torch.Tensor, layout: str, retried: list[bool],
+                settings: SeparationSettings, batched: int) -> SeparationResult:
+        noise = GuidedNoise(self._predict, settings.guidance)  # only counts: what each prompt's evaluations cost
+        shares = [_work_share(noise, mixture.c_inv, mixture.sources, self.backbone, settings)]
+        for _ in range(settings.passes - 1):  # each source now inverts its own stem: no c_inv is shared
+            own = [_work_share(noise, [c], [s], self.backbone, settings) for s, c in zip(mixture.sources, mixture.c_inv)]
+            shares.append((sum(c for c, _ in own), sum(u for _, u in own)))
+        conditional, unconditional = sum(c for c, _ in shares), sum(u for _, u in shares)
+        if layout == "mono":
+            stems = stems.mean(dim=1)
+        elif layout == "mono-channels":
+            stems = stems.mean(dim=1, keepdim=True)
+        length = int(mixture.wave.shape[-1])
         return SeparationResult(
-            stems=stems.contiguous(),
-            sources=list(sources),
-            inversion_prompts=c_inv,
-            fp32_retry=retried if self.dtype != torch.float32 else [False] * len(sources),
-            unet_evaluations=self._evaluations - evaluations_before,
-            sample_rate=self.sample_rate,
-            details={"inversion": inversion, "steps": steps, "guidance": guidance, "seed": seed,
-                     "padded_samples": int(padded.shape[-1]), "model": self.model_id, "backbone": backbone.name,
-                     "sampler": backbone.samplers[inversion], "channels": self.channels,
-                     "seconds_total": round(seconds, 6), "passes": 1,
-                     "unet_evaluations_per_pass": [self._evaluations - evaluations_before],
-                     "conditional_evaluations": noise_for.conditional_evaluations,
-                     "unconditional_evaluations": noise_for.unconditional_evaluations},
+            stems=stems.contiguous(), sources=list(mixture.sources), inversion_prompts=list(mixture.c_inv),
+            fp32_retry=retried if self.dtype != torch.float32 else [False] * len(mixture.sources),
+            unet_evaluations=conditional + unconditional, sample_rate=self.sample_rate,
+            details={"inversion": settings.inversion, "steps": settings.steps, "guidance": settings.guidance,
+                     "seed": settings.seed, "passes": settings.passes,
+                     "unet_evaluations_per_pass": [c + u for c, u in shares],
+                     "padded_samples": self.backbone.padded_length(length), "model": self.model_id,
+                     "backbone": self.backbone.name, "sampler": self.backbone.samplers[settings.inversion],
+                     "channels": self.channels, "seconds_total": round(length / self.sample_rate, 6),
+                     "conditional_evaluations": conditional, "unconditional_evaluations": unconditional,
+                     "batched_mixtures": batched},
         )
-
-    def _decode_full_band(self, latents: torch.Tensor, length: int) -> torch.Tensor:
-        """Waveforms [S, channels, length] (float32 CPU), decoded ``batch_size`` latents at a time."""
-        chunk = self.batch_size or latents.shape[0]
-        waves = [self.backbone.decode_audio(latents[start:start + chunk])[..., :length].cpu()
-                 for start in range(0, latents.shape[0], chunk)]
-        return torch.cat(waves)
 
     def sampler(self, inversion: str = "ddpm") -> str:
         """What ``inversion`` runs on this backbone (the manifest records it)."""
-        name = check_inversion(inversion)
-        if isinstance(self.backbone, FullBandBackbone):
-            return self.backbone.samplers[name]
-        return _AUDIOLDM_SAMPLERS[name]
+        return self.backbone.samplers[check_inversion(inversion)]
 
     # -- argument checks ------------------------------------------------------------------------------------
 
     def _check_wave(self, wave, sample_rate: int | None) -> tuple[torch.Tensor, str]:
-        """The wave as float32 CPU samples and its layout: ``"mono"`` ([samples]) or ``"channels"``
-        ([channels, samples]). AudioLDM gets [samples]; a full-band backbone gets [its channels, samples]."""
+        """The wave as float32 CPU samples [model channels, samples] and the caller's layout: ``"mono"``
+        ([samples]), ``"mono-channels"`` ([1, samples] into a stereo model) or ``"channels"``."""
         if sample_rate is not None and int(sample_rate) != self.sample_rate:
             raise ValueError(
                 f"the separator works at {self.sample_rate} Hz but got {sample_rate} Hz audio: resample it first "
@@ -436,9 +330,7 @@ class ZeroSep:
         wave = wave.detach().to("cpu", torch.float32)
         if not torch.isfinite(wave).all():
             raise ValueError("wave contains NaN or infinite samples: pass finite audio")
-        if not self.full_band:
-            return wave.reshape(-1), layout
-        if wave.ndim == 1 or wave.shape[0] == 1:
+        if wave.ndim == 1 or (wave.shape[0] == 1 and self.channels > 1):
             # Mono goes in duplicated into every channel (comes out mono: the channels' mean).
             mono = "mono" if wave.ndim == 1 else "mono-channels"
             return wave.reshape(1, -1).expand(self.channels, -1).contiguous(), mono
@@ -454,8 +346,7 @@ class ZeroSep:
 
     def _bound(self, settings: SeparationSettings) -> SeparationSettings:
         """``settings`` once checked against this model: its sampler has a fixed number of training steps."""
-        limit = (self.backbone.max_steps if isinstance(self.backbone, FullBandBackbone)
-                 else int(self.pipe.scheduler.config.num_train_timesteps))
+        limit = self.backbone.max_steps
         if settings.steps > limit:
             raise ValueError(
                 f"steps must be a whole number from 1 to {limit} (50 is the default), got {settings.steps}")
@@ -464,7 +355,7 @@ class ZeroSep:
     # -- the model ------------------------------------------------------------------------------------------
 
     def _set_compute_dtype(self, dtype: torch.dtype) -> None:
-        for module in [self._denoiser, *self.backbone.text_modules]:
+        for module in [self.backbone.denoiser, *self.backbone.text_modules]:
             _cast(module, dtype)
         self._compute_dtype = dtype
 
@@ -485,8 +376,10 @@ class ZeroSep:
             self._conditionings[key] = self.backbone.encode(prompt, self.device)
         return self._conditionings[key]
 
-    def _predict(self, latents: torch.Tensor, timestep: torch.Tensor, prompts: list[str]) -> torch.Tensor:
-        """One UNet forward for a batch of (latent, prompt) pairs; float32 noise prediction.
+    def _predict(self, latents: torch.Tensor, timestep: torch.Tensor, prompts: list[str],
+                 seconds: float = 0.0) -> torch.Tensor:
+        """One model forward for a batch of (float32 latent, prompt) pairs of a ``seconds`` long window; the
+        float32 model output.
 
         A batch the device has no memory for is split in halves (and later batches are kept to the size that
         fitted), so an unbounded ``batch_size`` never fails where smaller forwards would work; the result is the
@@ -495,146 +388,66 @@ class ZeroSep:
         count = latents.shape[0]
         if self._fits is not None and count > self._fits:
             step = self._fits  # a part may lower self._fits again; each part then splits itself
-            return torch.cat([self._predict(latents[i:i + step], _rows(timestep, i, step), prompts[i:i + step])
+            return torch.cat([self._predict(latents[i:i + step], _rows(timestep, i, step), prompts[i:i + step],
+                                            seconds)
                               for i in range(0, count, step)])
-        batch = self.backbone.stack([self._conditioning(p) for p in prompts], self._compute_dtype)
+        batch = self.backbone.stack([self._conditioning(p) for p in prompts], self._compute_dtype, seconds)
         try:
-            eps = self.backbone.predict_noise(latents.to(self._compute_dtype), timestep, batch).float()
+            eps = self.backbone.predict(latents, timestep, batch, self._compute_dtype).float()
         except _OUT_OF_MEMORY:
             if count == 1:
                 raise
             del batch
             self._fits = count // 2
-            logger.warning("a UNet forward of %d samples did not fit in memory; using at most %d per forward "
+            logger.warning("a model forward of %d samples did not fit in memory; using at most %d per forward "
                            "from now on (pass batch_size to set the bound yourself)", count, self._fits)
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
-            return self._predict(latents, timestep, prompts)
+            return self._predict(latents, timestep, prompts, seconds)
         self._evaluations += count
         return eps
 
-    def _encode(self, padded: torch.Tensor) -> torch.Tensor:
-        features = mel.log_mel(padded)[None, None].to(self.device)  # [1, 1, frames, 64]
-        vae = self.pipe.vae
-        return vae.encode(features).latent_dist.mode().float() * vae.config.scaling_factor
+    def _encode(self, wave: torch.Tensor) -> torch.Tensor:
+        """Latent x0 [1, ...] of a scaled window [channels, N] (or [N]), padded with silence to the model's grid."""
+        wave = wave.reshape(1, -1) if wave.ndim == 1 else wave
+        length = wave.shape[-1]
+        padded = torch.nn.functional.pad(wave, (0, self.backbone.padded_length(length) - length))
+        return self.backbone.encode_audio(padded)
 
     def _decode(self, latents: torch.Tensor) -> torch.Tensor:
-        vae = self.pipe.vae
+        """Waveforms [B, channels, samples] (float32 CPU), decoded ``batch_size`` latents at a time."""
         chunk = self.batch_size or latents.shape[0]
-        waves = []
-        for start in range(0, latents.shape[0], chunk):
-            part = latents[start:start + chunk].float() / vae.config.scaling_factor
-            waves.append(self.pipe.mel_spectrogram_to_waveform(vae.decode(part).sample))
-        return torch.cat(waves).float().cpu()
+        return torch.cat([self.backbone.decode_audio(latents[start:start + chunk]).float().cpu()
+                          for start in range(0, latents.shape[0], chunk)])
 
-    def _separate_latents(self, jobs: list["_Job"], inversion: str, steps: int, guidance: float, seed: int,
-                          step_done: Callable[[], None]) -> tuple[list[torch.Tensor], GuidedNoise]:
-        """Invert each mixture once per distinct c_inv, then denoise every source of every mixture in one batch.
-
-        Returns each job's latents [len(job.sources), ...] and the guidance wrapper (which counts the branches it
-        evaluated).
-        """
-        config = self.pipe.scheduler.config
-        scheduler = make_scheduler(config, steps, self.device)
-        noise_for = GuidedNoise(self._predict, guidance, self.batch_size)
-        # Inversion rows: one per (mixture, distinct c_inv) ("null": one inversion shared by all its sources).
-        inv_rows: list[tuple[int, str]] = []
-        for j, job in enumerate(jobs):
-            inv_rows.extend((j, c) for c in dict.fromkeys(job.c_inv))
-        inv_prompts = [c for _, c in inv_rows]
-        x0_rows = torch.cat([jobs[j].x0 for j, _ in inv_rows])
-        # Reverse rows: every (mixture, source), each starting from its mixture's inversion with its c_inv.
-        rev_prompts = [source for job in jobs for source in job.sources]
-        row_of = torch.tensor([inv_rows.index((j, c)) for j, job in enumerate(jobs) for c in job.c_inv],
-                              device=self.device)
-
-        def reverse_eps(x, t):
-            return noise_for(x, t, rev_prompts)
-
-        if inversion == "ddpm":
-            noise = [n.to(self.device) for n in auxiliary_noise(tuple(jobs[0].x0.shape), steps, seed)]
-            x_top, zs = ddpm_invert_batched(scheduler, x0_rows, self._inversion_eps(noise_for, inv_prompts, step_done),
-                                            noise)
-            step_done()  # the last inversion step (z = 0) needs no model call
-            zs = [z.index_select(0, row_of) for z in zs]
-            latents = reverse(scheduler, x_top.index_select(0, row_of), reverse_eps, zs, on_step=step_done)
-        else:
-            inverse = make_inverse_scheduler(config, steps, self.device)
-            # DDIM inversion chains every step on the last and amplifies rounding: at bf16 the inverted x_T drifts
-            # ~20% from float32's and the stems ~50% at 50 steps (benchmarks/inversion_precision.txt), so it runs
-            # in float32 on every device; the reverse pass stays in the compute precision.
-            with self._full_precision():
-                x_top = ddim_invert(inverse, x0_rows, lambda x, t: noise_for(x, t, inv_prompts), on_step=step_done)
-            latents = reverse(scheduler, x_top.index_select(0, row_of), reverse_eps, None, on_step=step_done)
-        return list(latents.split([len(job.sources) for job in jobs])), noise_for
-
-    def _inversion_eps(self, noise_for: GuidedNoise, prompts: list[str], step_done: Callable[[], None]):
-        """``eps_all`` for :func:`ddpm_invert_batched`: all (timestep, row) pairs in forwards of at most
-        ``batch_size`` sample-evaluations (one forward when unbounded), progress reported per finished timestep."""
-
-        def eps_all(latents: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
-            steps_count, rows = latents.shape[:2]
-            flat = latents.reshape(steps_count * rows, *latents.shape[2:])
-            flat_t = timesteps.to(self.device).repeat_interleave(rows)
-            flat_prompts = prompts * steps_count
-            per_sample = [noise_for.evaluations(p) for p in flat_prompts]
-            limit = self.batch_size or sum(per_sample)
-            outputs: list[torch.Tensor] = []
-            start = reported = 0
-            while start < len(flat_prompts):
-                end, cost = start, 0
-                # Fill the forward up to the bound; a sample needing both branches never straddles two forwards.
-                while end < len(flat_prompts) and (end == start or cost + per_sample[end] <= limit):
-                    cost += per_sample[end]
-                    end += 1
-                outputs.append(noise_for(flat[start:end], flat_t[start:end], flat_prompts[start:end]))
-                start = end
-                for _ in range(start // rows - reported):
-                    step_done()
-                reported = start // rows
-            return torch.cat(outputs).reshape(latents.shape)
-
-        return eps_all
-
-    def _retry_in_fp32(self, stems: list[torch.Tensor], bad: list[list[bool]], jobs: list["_Job"], inversion: str,
-                       steps: int, guidance: float, seed: int) -> list[torch.Tensor]:
-        """Recompute the non-finite stems with the UNet and text encoders in float32 (same seed and prompts)."""
-        names = ", ".join(job.sources[i] for job, flags in zip(jobs, bad) for i, is_bad in enumerate(flags) if is_bad)
+    def _retry_in_fp32(self, stems: torch.Tensor, bad: list[bool], job: _Job, settings: SeparationSettings,
+                       seconds: float) -> torch.Tensor:
+        """Recompute the non-finite stems with the denoiser and text encoders in float32 (same seed and prompts)."""
+        names = ", ".join(source for source, is_bad in zip(job.sources, bad) if is_bad)
         if self._compute_dtype == torch.float32:
             logger.warning("stems %s came out NaN/inf in float32; their bad samples are set to 0", names)
-            return [torch.nan_to_num(s, nan=0.0, posinf=0.0, neginf=0.0) for s in stems]
+            return torch.nan_to_num(stems, nan=0.0, posinf=0.0, neginf=0.0)
         logger.warning("stems %s came out NaN/inf in %s; recomputing them in float32", names, self._compute_dtype)
-        rows = [[i for i, is_bad in enumerate(flags) if is_bad] for flags in bad]
+        rows = [i for i, is_bad in enumerate(bad) if is_bad]
         # Only the bad sources, each keeping the c_inv it had (not one rebuilt from the smaller source list).
-        again = [_Job(job.x0, [job.sources[i] for i in r], [job.c_inv[i] for i in r]) for job, r in zip(jobs, rows)]
+        again = _Job(job.x0, [job.sources[i] for i in rows], [job.c_inv[i] for i in rows])
         with self._full_precision():
-            latents, _ = self._separate_latents(again, inversion, steps, guidance, seed, lambda: None)
-        decoded = self._decode(torch.cat(latents)).split([len(r) for r in rows])
-        fixed = []
-        for wave_stems, r, new in zip(stems, rows, decoded):
-            wave_stems = wave_stems.clone()
-            wave_stems[r] = torch.nan_to_num(new, nan=0.0, posinf=0.0, neginf=0.0)
-            fixed.append(wave_stems)
+            latents = self._separate_latents([again], settings, seconds, lambda: None)
+        fixed = stems.clone()
+        fixed[rows] = torch.nan_to_num(self._decode(torch.cat(latents))[..., :stems.shape[-1]], nan=0.0,
+                                       posinf=0.0, neginf=0.0)
         return fixed
 
 
-@dataclass
-class _Job:
-    """One mixture's part of a batched separation: its latent [1, ...], its sources (c_rev) and their c_inv."""
-
-    x0: torch.Tensor
-    sources: list[str]
-    c_inv: list[str]
-
-
-def _work_share(noise_for: GuidedNoise, c_inv: list[str], sources: list[str], inverted_steps: int,
-                steps: int) -> tuple[int, int]:
-    """(conditional, unconditional) sample-evaluations one mixture costs: its distinct c_inv at every inverted
-    step, its sources at every reverse step."""
+def _work_share(noise: GuidedNoise, c_inv: list[str], sources: list[str], backbone: Backbone,
+                settings: SeparationSettings) -> tuple[int, int]:
+    """(conditional, unconditional) sample-evaluations one mixture costs: its distinct c_inv at every inversion
+    call, its sources at every denoising call."""
+    inverting, denoising = backbone.model_calls(settings.inversion, settings.steps)
     conditional = unconditional = 0
-    for prompts, count in ((list(dict.fromkeys(c_inv)), inverted_steps), (sources, steps)):
+    for prompts, count in ((list(dict.fromkeys(c_inv)), inverting), (sources, denoising)):
         for prompt in prompts:
-            c, u = noise_for.branch_counts(prompt)
+            c, u = noise.branch_counts(prompt)
             conditional += c * count
             unconditional += u * count
     return conditional, unconditional

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import numpy as np
@@ -10,6 +11,8 @@ import torch
 
 from autosep.errors import ModelNotAvailableError
 from autosep.separator import ZeroSep
+from autosep.separator.backbones import SamplingRun
+from autosep.separator.backbones.audioldm import inversion_eps
 from autosep.separator.guidance import GuidedNoise
 from autosep.separator import mel
 from autosep.separator.inversion import (
@@ -51,7 +54,12 @@ def wave() -> torch.Tensor:
 
 def _x0(zs: ZeroSep, wave: torch.Tensor) -> torch.Tensor:
     scaled, _ = mel.normalise(wave)
-    return zs._encode(mel.pad_to_multiple(scaled, zs.frame_multiple))
+    return zs._encode(mel.pad_to_multiple(scaled, zs.backbone.frame_multiple))
+
+
+def _run(noise_for: GuidedNoise) -> SamplingRun:
+    """The sampling services of one separation (its inversion counts no progress)."""
+    return SamplingRun("ddpm", STEPS, 42, noise_for, lambda: None, contextlib.nullcontext)
 
 
 class UNetSpy:
@@ -264,19 +272,19 @@ def test_highlighting_at_w0_with_null_inversion_reproduces_the_mixture_latents(z
 def test_one_pass_is_the_single_separation_bit_for_bit(zs, wave, inversion):
     # The separation written out by hand from its parts: normalise, pad, encode, invert, reverse, decode, trim.
     scaled, unscale = mel.normalise(wave)
-    x0 = zs._encode(mel.pad_to_multiple(scaled, zs.frame_multiple))
+    x0 = zs._encode(mel.pad_to_multiple(scaled, zs.backbone.frame_multiple))
     config = zs.pipe.scheduler.config
     scheduler = make_scheduler(config, STEPS)
     noise_for = GuidedNoise(zs._predict, guidance=1.0)
     with torch.no_grad():
         if inversion == "ddpm":  # every inversion timestep in one forward, as the separator makes it
-            x_top, maps = ddpm_invert_batched(scheduler, x0, zs._inversion_eps(noise_for, [""], lambda: None),
+            x_top, maps = ddpm_invert_batched(scheduler, x0, inversion_eps(_run(noise_for), [""]),
                                               auxiliary_noise(tuple(x0.shape), STEPS, seed=42))
         else:
             x_top, maps = ddim_invert(make_inverse_scheduler(config, STEPS), x0,
                                       lambda x, t: noise_for(x, t, [""])), None
         latents = reverse(scheduler, x_top, lambda x, t: noise_for(x, t, ["cello"]), maps)
-        expected = zs._decode(latents)[:, :LENGTH] * unscale
+        expected = zs._decode(latents)[:, 0, :LENGTH] * unscale
 
     result = zs.separate_detailed(wave, ["cello"], inversion=inversion, steps=STEPS, passes=1)
     assert torch.equal(result.stems, expected)
@@ -303,7 +311,7 @@ def test_later_passes_keep_c_rev_and_c_inv_and_take_the_previous_stems_as_input(
     features_inputs, prompts = [], []
     real_log_mel, real_predict = mel.log_mel, zs._predict
     monkeypatch.setattr(mel, "log_mel", lambda w: features_inputs.append(w.clone()) or real_log_mel(w))
-    monkeypatch.setattr(zs, "_predict", lambda x, t, p: prompts.append(list(p)) or real_predict(x, t, p))
+    monkeypatch.setattr(zs, "_predict", lambda x, t, p, *s: prompts.append(list(p)) or real_predict(x, t, p, *s))
     seen = []
     result = zs.separate_detailed(wave, ["cello", "flute"], steps=STEPS, passes=3, progress=lambda *a: seen.append(a))
 
@@ -314,7 +322,7 @@ def test_later_passes_keep_c_rev_and_c_inv_and_take_the_previous_stems_as_input(
     assert len(features_inputs) == 1 + 2 + 2  # the mixture, then each source's stem in passes 2 and 3
     monkeypatch.undo()
     pass_two = zs.separate(wave, ["cello", "flute"], steps=STEPS, passes=2)  # pass 2's stems are pass 3's input
-    expected = [mel.pad_to_multiple(mel.normalise(stem)[0], zs.frame_multiple) for stem in pass_two]
+    expected = [mel.pad_to_multiple(mel.normalise(stem)[0], zs.backbone.frame_multiple) for stem in pass_two]
     for seen_input, stem in zip(features_inputs[3:], expected):
         torch.testing.assert_close(seen_input, stem, rtol=0, atol=1e-6)
     assert seen[-1] == (6 * STEPS, 6 * STEPS) and len(seen) == 6 * STEPS

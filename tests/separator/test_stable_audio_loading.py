@@ -59,7 +59,7 @@ def test_a_gated_model_says_what_to_do_and_exits_1(tmp_path, capsys, monkeypatch
 
 
 def test_a_gated_repository_the_model_needs_is_the_one_named():
-    from autosep.separator.stable_audio import hub_error_message
+    from autosep.separator.loading import hub_error_message
 
     message = hub_error_message("stabilityai/stable-audio-3-medium-base", gated_error("google/t5gemma-b-b-ul2"))
     assert "'google/t5gemma-b-b-ul2' (needed by 'stabilityai/stable-audio-3-medium-base') is gated" in message

@@ -137,7 +137,7 @@ def _sequential_stems(zs: ZeroSep, wave: torch.Tensor, sources: list[str], inv_p
     c_inv = inversion_prompts(sources, inv_prompt)
     scaled, unscale = mel.normalise(wave)
     with torch.no_grad():
-        x0 = zs._encode(mel.pad_to_multiple(scaled, zs.frame_multiple))
+        x0 = zs._encode(mel.pad_to_multiple(scaled, zs.backbone.frame_multiple))
         noise = auxiliary_noise(tuple(x0.shape), steps, seed)
         noise_for = GuidedNoise(zs._predict, guidance)
         stems = []
@@ -145,7 +145,7 @@ def _sequential_stems(zs: ZeroSep, wave: torch.Tensor, sources: list[str], inv_p
             scheduler = make_scheduler(zs.pipe.scheduler.config, steps)
             x_top, maps = ddpm_invert(scheduler, x0, lambda x, t: noise_for(x, t, [inv]), noise)
             latents = reverse(scheduler, x_top, lambda x, t: noise_for(x, t, [source]), maps)
-            stems.append(zs._decode(latents))
+            stems.append(zs._decode(latents)[:, 0])
     return torch.cat(stems)[:, : wave.shape[0]] * unscale
 
 
@@ -251,16 +251,16 @@ def test_a_forward_that_runs_out_of_memory_is_split_and_later_forwards_keep_the_
     wave = _wave(0)
     expected = zs.separate(wave, SOURCES, steps=5)
     small = ZeroSep(zs.pipe, zs.model_id, zs.device, zs.dtype)  # unbounded, like the default
-    real = small.backbone.predict_noise
+    real = small.backbone.predict
     sizes = []
 
-    def limited_memory(latents, timestep, batch):
+    def limited_memory(latents, timestep, batch, dtype):
         if latents.shape[0] > 5:
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
         sizes.append(latents.shape[0])
-        return real(latents, timestep, batch)
+        return real(latents, timestep, batch, dtype)
 
-    monkeypatch.setattr(small.backbone, "predict_noise", limited_memory)
+    monkeypatch.setattr(small.backbone, "predict", limited_memory)
     with caplog.at_level(logging.WARNING):
         result = small.separate_detailed(wave, SOURCES, steps=5)
     assert max(sizes) <= 5

@@ -77,6 +77,7 @@ def png_size(data: bytes) -> tuple[int, int]:
     return struct.unpack(">II", data[16:24])
 
 
+@pytest.mark.slow  # a real Chromium through three steps of the app: about 17 s on an idle 2-core machine
 def test_three_steps_in_a_real_browser(server, browser, make_mix, tmp_path):
     (artifacts() / "web-failure.png").unlink(missing_ok=True)  # from an earlier failed run
     try:

@@ -1,4 +1,5 @@
-"""Tango and Tango 2 (declare-lab) as ZeroSep backbones, rebuilt from diffusers and transformers classes.
+"""Tango and Tango 2 (declare-lab) checkpoints read into diffusers and transformers classes (the backbone itself is
+:mod:`autosep.separator.backbones.tango`).
 
 Rule: nothing from Tango's repository runs. Its published checkpoints are plain PyTorch state dicts in six files
 (``main_config.json``, ``vae_config.json``, ``stft_config.json``, ``pytorch_model_main.bin``,
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -36,20 +36,11 @@ from torch import nn
 
 from ..errors import ModelNotAvailableError
 from ..logs import library_quiet
+from .backbones.tango import text_encoder_folder
 
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_FILES = (
-    "main_config.json", "vae_config.json", "stft_config.json",
-    "pytorch_model_main.bin", "pytorch_model_vae.bin", "pytorch_model_stft.bin",
-)
-# What the T5 tokenizer and config need from the text encoder's hub repo (its weights are in pytorch_model_main.bin).
-TEXT_ENCODER_FILES = (
-    "config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "spiece.model",
-    "added_tokens.json",
-)
-TEXT_ENCODER_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "model-*.safetensors")
 VOCODER_CONFIG_FILE = "vocoder_config.json"  # optional, in a local folder whose HiFi-GAN differs from Tango's
 CONFIGS_FILE = Path(__file__).with_name("tango_configs.json")
 SD21_SCHEDULER = "stabilityai/stable-diffusion-2-1"
@@ -59,18 +50,6 @@ SD21_SCHEDULER = "stabilityai/stable-diffusion-2-1"
 def shipped_configs() -> dict[str, Any]:
     """The Tango architecture facts autosep ships (UNet, scheduler, vocoder): see ``tango_configs.json``."""
     return json.loads(CONFIGS_FILE.read_text())
-
-
-def is_tango_folder(folder: str | os.PathLike) -> bool:
-    """True for a folder in Tango's published layout (it has main_config.json and the main weights)."""
-    folder = Path(folder)
-    return (folder / "main_config.json").is_file() and (folder / "pytorch_model_main.bin").is_file()
-
-
-def is_tango_repo(model_id: str) -> bool:
-    """Hub ids of the Tango family (declare-lab/tango*, not TangoFlux, which is a different model)."""
-    name = model_id.lower()
-    return name.startswith("declare-lab/tango") and "flux" not in name
 
 
 # -- key maps ---------------------------------------------------------------------------------------------------
@@ -301,47 +280,6 @@ def load_exactly(module: nn.Module, state: dict[str, torch.Tensor], what: str) -
         problems.append(f"{len(result.unexpected_keys)} unexpected ({', '.join(result.unexpected_keys[:4])}...)")
     if problems:
         raise ModelNotAvailableError(f"{what} does not match its architecture: {'; '.join(problems)}")
-
-
-def text_encoder_folder(name: str, checkpoint: Path, weights: bool = False) -> Path:
-    """The local folder of the text encoder ``main_config.json`` names: a folder, or a hub model (downloaded once)."""
-    for candidate in (Path(name).expanduser(), checkpoint / name):
-        if candidate.is_dir():
-            return candidate
-    from huggingface_hub import snapshot_download
-
-    from ..paths import offline_mode, unavailable_because
-
-    patterns = list(TEXT_ENCODER_FILES) + (list(TEXT_ENCODER_WEIGHTS) if weights else [])
-    offline = offline_mode()
-    try:
-        return Path(snapshot_download(name, allow_patterns=patterns, local_files_only=offline))
-    except Exception as exc:  # hub errors come as OSError, ValueError, HTTP errors...; all mean "not available"
-        where = unavailable_because(exc)
-        raise ModelNotAvailableError(
-            f"Tango's text encoder {name!r} is not in the local Hugging Face cache and cannot be downloaded: {where}. "
-            f"Fetch it once while online (`hf download {name}`)."
-        ) from exc
-
-
-def download(model_id: str, offline: bool) -> Path:
-    """The local snapshot of a Tango hub checkpoint (its six files), downloading what is missing unless offline."""
-    from huggingface_hub import snapshot_download
-
-    folder = Path(snapshot_download(model_id, allow_patterns=list(CHECKPOINT_FILES), local_files_only=offline))
-    missing = [name for name in CHECKPOINT_FILES if not (folder / name).is_file()]
-    if missing:
-        raise FileNotFoundError(f"{model_id} has no {', '.join(missing)}: it is not a Tango checkpoint")
-    text_encoder_folder(_read_json(folder / "main_config.json")["text_encoder_name"], folder)
-    return folder
-
-
-def is_cached(model_id: str) -> bool:
-    try:
-        download(model_id, offline=True)
-    except Exception:  # any flavour of "not (completely) in the cache"
-        return False
-    return True
 
 
 def _pipeline_class():
