@@ -41,7 +41,8 @@ from .settings import RunSettings
 from .spans import gated, given_plan
 from .video_out import write_video_out
 from .check import check_stems, fold_into_residual
-from .tagging import TaggedRecording, plan_tagged, tag_recording
+from . import tagging
+from .tagging import TaggedRecording
 from .write import DiskFullError, OutputError, StemWriters, check_output_format, remove_partials
 
 MIN_DURATION_S = 0.1
@@ -284,7 +285,7 @@ class Pipeline:
         sources were given or a plan was passed in, the tags. The pass settles the recording's real length."""
         tagger = self.tagger if job.given_plan is None else None
         self.progress.stage("tagging" if tagger is not None else "reading")
-        job.tagged = tag_recording(job.recording, tagger)
+        job.tagged = tagging.tag_recording(job.recording, tagger)  # the very call autosep tag makes
         recording = job.recording
         if recording.truncated:  # a half-copied file is still worth separating, but never silently
             rate = recording.sample_rate
@@ -304,7 +305,7 @@ class Pipeline:
             if self.settings.sources is not None and not tagged.silent:
                 tagged.plan = given_plan(self.settings.sources, self.settings.spans, duration)
         else:
-            plan_tagged(tagged, self.settings.planning.as_dict())
+            tagging.plan_tagged(tagged, self.settings.planning.as_dict())
         job.plan = tagged.plan
         path, notes = job.item.path, tagged.result.notes if tagged.result is not None else []
         job.warnings.extend(f"{path}: {note}" for note in dict.fromkeys(notes))
