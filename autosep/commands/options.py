@@ -165,6 +165,9 @@ def add_ray_arguments(parser: argparse.ArgumentParser) -> None:
                          help="GPUs per worker (default 1 when the cluster has GPUs, else 0)")
     cluster.add_argument("--ray-retries", type=int, default=d.ray_retries, metavar="N",
                          help=f"re-runs of a recording whose worker died (default {d.ray_retries})")
+    cluster.add_argument("--ray-timeout", type=float, default=d.ray_timeout, metavar="S",
+                         help="seconds to wait for the cluster at ADDRESS to answer before giving up (exit 1; "
+                              f"default {d.ray_timeout:g})")
 
 
 def add_separation_arguments(parser: argparse.ArgumentParser) -> None:
@@ -229,7 +232,7 @@ def _engine_options(args: argparse.Namespace) -> dict:
         return {}
     return {"engine": "ray", "ray_address": args.ray, "ray_workers": args.ray_workers,
             "ray_cpus_per_worker": args.ray_cpus_per_worker, "ray_gpus_per_worker": args.ray_gpus_per_worker,
-            "ray_retries": args.ray_retries}
+            "ray_retries": args.ray_retries, "ray_timeout": args.ray_timeout}
 
 
 def make_progress(quiet: bool, console) -> Progress:

@@ -202,7 +202,21 @@ class OutputSettings:
 
 
 RAY_INSTALL_HINT = 'pip install "autosep[ray]"'
-_RAY_ADDRESS = re.compile(r"^(auto|local|ray://[^\s/]+(:\d+)?|[\w.\-]+:\d+)$")
+_RAY_ADDRESS = re.compile(r"^(auto|local|ray://[^\s/]+(:\d+)?|[\w.\-]+:\d+|\[[0-9a-fA-F:.]+\]:\d+)$")
+DEFAULT_RAY_TIMEOUT_S = 30.0
+
+
+def ray_client_refusal(address: str) -> str | None:
+    """Why ``address`` cannot be used here: a ``ray://`` address needs Ray Client (grpcio); None when it can."""
+    if not address.startswith("ray://"):
+        return None
+    try:
+        if importlib.util.find_spec("grpc") is not None:
+            return None
+    except (ImportError, ValueError):
+        pass
+    return (f"--ray {address} goes through the Ray client, which is not installed here: {RAY_INSTALL_HINT} "
+            '(it installs ray[data,client]), or pip install "ray[client]"')
 
 
 @dataclass(frozen=True)
@@ -215,6 +229,7 @@ class RaySettings:
     cpus_per_worker: float = 1.0
     gpus_per_worker: float | None = None  # None: 1 when the cluster has GPUs, else 0
     retries: int = 2  # re-runs of a recording whose worker died
+    timeout_s: float = DEFAULT_RAY_TIMEOUT_S  # how long to wait for the cluster at ``address`` to answer
 
     def __post_init__(self) -> None:
         if not isinstance(self.address, str) or not _RAY_ADDRESS.match(self.address):
@@ -233,8 +248,14 @@ class RaySettings:
                                 "--ray-gpus-per-worker")
         if isinstance(self.retries, bool) or int(self.retries) != self.retries or self.retries < 0:
             raise SettingsError(f"--ray-retries must be a whole number >= 0, got {self.retries}", "--ray-retries")
+        if not _finite(self.timeout_s) or self.timeout_s <= 0:
+            raise SettingsError(f"--ray-timeout must be a number of seconds above 0, got {self.timeout_s}",
+                                "--ray-timeout")
         if not _ray_installed():
             raise SettingsError(f"--ray needs Ray, which is not installed here: {RAY_INSTALL_HINT}", "--ray")
+        refusal = ray_client_refusal(self.address)
+        if refusal:
+            raise SettingsError(refusal, "--ray")
 
 
 def _ray_installed() -> bool:
@@ -290,6 +311,7 @@ class PipelineOptions:
     ray_cpus_per_worker: float = RaySettings.cpus_per_worker
     ray_gpus_per_worker: float | None = RaySettings.gpus_per_worker
     ray_retries: int = RaySettings.retries
+    ray_timeout: float = RaySettings.timeout_s
 
     def settings(self) -> "RunSettings":
         """The checked settings of every stage. Raises AutosepError (a usage error) for a bad value."""
@@ -298,7 +320,7 @@ class PipelineOptions:
             raise SettingsError(f"engine must be 'local' or 'ray', got {self.engine!r}")
         ray = None if self.engine == "local" else RaySettings(
             self.ray_address or "local", self.ray_workers, self.ray_cpus_per_worker, self.ray_gpus_per_worker,
-            self.ray_retries)
+            self.ray_retries, self.ray_timeout)
         given = None if self.sources is None else given_span_prompts(
             [self.sources] if isinstance(self.sources, str) else self.sources)
         return RunSettings(
