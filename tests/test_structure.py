@@ -22,6 +22,7 @@ FORBIDDEN = {
     "separator": ("pipeline", "commands", "cli", "web", "eval", "taggers"),
     "taggers": ("pipeline", "commands", "cli", "web", "eval", "separator"),
     "pipeline": ("commands", "cli", "web", "eval"),
+    "video": ("pipeline", "commands", "cli", "web", "eval", "separator", "taggers"),
     # The subcommands sit side by side under cli: they share commands/options.py, never each other or cli.
     "commands": ("cli", "web", "eval"),
     "eval": ("cli", "web"),

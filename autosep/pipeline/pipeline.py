@@ -2,7 +2,8 @@
 
     1. decode   open the file for block reads; check its length and that the stems can be written as asked
     2. tag      one streaming pass: peak level, NaN count and (unless sources were given) tags per block
-    3. plan     the sources to separate: planned from the tags, the prompts given, or a plan passed in
+    3. plan     the sources to separate: planned from the tags (and, for a video, what is on screen), the
+                prompts given, or a plan passed in
     4. render   lay out the output: the folder (the earlier run's manifest removed) and the renderer's stem files
     5. separate window by window, only the sources active in each window; the renderer turns each window's
                 stems into its output piece (projected masks on the original, or the raw stems), streamed to
@@ -40,6 +41,7 @@ from .windowed import SeparationReport, WindowedSeparation
 from .settings import RunSettings
 from .spans import gated, given_plan
 from .video_out import write_video_out
+from .visual import VisualEvidence
 from .check import check_stems, fold_into_residual
 from . import tagging
 from .tagging import TaggedRecording
@@ -159,6 +161,7 @@ class _Job:
     stale: set[Path] = field(default_factory=set)  # 4. render: the earlier run's files, removed unless rewritten
     paths: StemPaths | None = None
     report: SeparationReport | None = None  # 5. separate
+    visual: dict | None = None  # a video's picture: on-screen evidence, --describe (3. plan)
     check: dict | None = None  # 6. check
     timings: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
@@ -198,6 +201,7 @@ class Pipeline:
         self.windows = settings.windows.resolved(getattr(separator, "default_window", None),
                                                  getattr(separator, "device", None))
         self.processed_by: dict = {"engine": "local", "host": socket.gethostname()}  # the Ray engine sets its own
+        self.visual = VisualEvidence(settings.visual, settings.models.device, self.progress)  # loads on first video
 
     @classmethod
     def load(cls, settings: RunSettings, progress: Progress | None = None) -> "Pipeline":
@@ -296,8 +300,8 @@ class Pipeline:
 
     def _plan(self, job: "_Job") -> None:
         """Step 3: the sources to separate: the plan passed in (its segments clipped to the recording), the
-        prompts given, or planned from the tags. A silent recording holds no source, whatever was asked for
-        (a plan passed in excepted: it was chosen by hand)."""
+        prompts given, or planned from the tags; for a video, also from what is on screen. A silent recording
+        holds no source, whatever was asked for (a plan passed in excepted: it was chosen by hand)."""
         tagged, duration = job.tagged, job.recording.duration
         if job.given_plan is not None:
             tagged.plan = [_clipped(source, duration) for source in job.given_plan]
@@ -306,6 +310,9 @@ class Pipeline:
                 tagged.plan = given_plan(self.settings.sources, self.settings.spans, duration)
         else:
             tagging.plan_tagged(tagged, self.settings.planning.as_dict())
+        if job.given_plan is None:  # video inputs: on-screen evidence and --describe (pipeline/visual.py)
+            planner = self.settings.planning.as_dict() if self.tagger is not None else None
+            job.visual = self.visual.apply(job.item.path, duration, tagged, planner, job.warnings)
         job.plan = tagged.plan
         path, notes = job.item.path, tagged.result.notes if tagged.result is not None else []
         job.warnings.extend(f"{path}: {note}" for note in dict.fromkeys(notes))
@@ -372,6 +379,7 @@ class Pipeline:
             stems=report.stems if report else [], residual=report.residual if report else None, windows=windows,
             timings=job.timings, warnings=job.warnings, top_tags=job.top_tags, check=job.check,
             processed_by=self.processed_by)
+        manifest.visual = job.visual
         manifest.write()
         return RecordingResult(item.path, folder, "done", plan=job.plan, manifest=manifest, files=files,
                                warnings=job.warnings, sample_rate=job.renderer.shape[0], top_tags=job.top_tags)

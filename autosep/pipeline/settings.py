@@ -21,6 +21,7 @@ from ..errors import SettingsError
 from ..separator.loading import DEFAULT_MODEL
 from ..separator.settings import SeparationSettings, check_batch_size
 from ..taggers.settings import PlanningSettings, TaggingSettings
+from ..video.settings import VisualSettings
 from .naming import REMIX
 from .render import RENDERERS
 from .spans import Span, SpanPrompt, given_span_prompts
@@ -304,6 +305,12 @@ class PipelineOptions:
     keep: list[str] | None = None
     remove: list[str] | None = None
     video_out: bool | str | None = None  # True: the video with the remix as soundtrack; a stem's name: that stem
+    # Video inputs (video/): on-screen evidence for the sources heard, objects described in words as sources.
+    visual: bool = VisualSettings.enabled
+    visual_model: str | None = VisualSettings.model
+    visual_threshold: float = VisualSettings.threshold
+    describe: list[str] | None = None
+    describe_model: str | None = VisualSettings.describe_model
     # Engine: "local" (this process) or "ray" (a Ray cluster; the ray_* fields are RaySettings').
     engine: str = "local"
     ray_address: str | None = None  # None: a local Ray instance
@@ -337,6 +344,8 @@ class PipelineOptions:
                                   self.keep, self.remove, _video_out(self.video_out)),
             dry_run=bool(self.dry_run),
             ray=ray,
+            visual=VisualSettings(bool(self.visual), self.visual_model, self.visual_threshold,
+                                  describe=tuple(self.describe or ()), describe_model=self.describe_model),
         )
 
 
@@ -356,6 +365,7 @@ class RunSettings:
     ray: RaySettings | None = None  # the recordings processed on a Ray cluster (--ray), else in this process
     # The given prompts kept to time spans ("dog barking@12-18"), by prompt; the others cover the whole recording.
     spans: dict[str, tuple[Span, ...]] = field(default_factory=dict)
+    visual: VisualSettings = VisualSettings()  # what is on screen in a video input, and --describe
 
     @property
     def tagged(self) -> bool:
@@ -370,6 +380,9 @@ class RunSettings:
         return {
             "sources": None if self.sources is None else list(self.sources),
             "spans": {prompt: SpanPrompt(prompt, spans).text for prompt, spans in self.spans.items()},
+            # each description adds a source; on-screen evidence is left out: it only applies to video inputs,
+            # so an audio file done without it is done with it too
+            "describe": list(self.visual.describe),
             "tagger": self.tagging.tagger if self.tagged else None,
             "tagger_model": None if self.tagging.model is None else str(self.tagging.model),
             "planner": self.planning.as_dict() if self.tagged else None,

@@ -19,6 +19,7 @@ import numpy as np
 import soundfile as sf
 
 from ..errors import AutosepError
+from ..video.frames import has_video_stream, video_streams
 from .naming import REMIX
 from .write import temporary_name
 
@@ -41,25 +42,6 @@ class VideoReport:
     def to_dict(self) -> dict:
         return {"file": self.path.name, "soundtrack": self.soundtrack, "audio_codec": self.audio_codec,
                 "video_streams": self.video_streams, "video_packets": self.video_packets}
-
-
-def video_streams(container) -> list:
-    """The real video streams of an open PyAV container (a cover picture of an audio file is not one)."""
-    import av
-
-    attached = getattr(av.stream.Disposition, "attached_pic", None)
-    return [s for s in container.streams.video if attached is None or not (s.disposition & attached)]
-
-
-def has_video(path: str | os.PathLike) -> bool:
-    """Whether ``path`` holds a video stream (False for audio files and anything PyAV cannot open)."""
-    import av
-
-    try:
-        with av.open(str(path)) as container:
-            return bool(video_streams(container))
-    except (av.FFmpegError, OSError, ValueError):
-        return False
 
 
 def remux_with_soundtrack(video: str | os.PathLike, soundtrack: str | os.PathLike, out: str | os.PathLike,
@@ -185,7 +167,7 @@ def write_video_out(result, output, progress) -> None:
     from .manifest import VideoOutRecord
     from .remix import open_result
 
-    if not has_video(result.input):
+    if not has_video_stream(result.input):
         warning = f"{result.input}: has no video stream; --video-out wrote no video"
         progress.warn(warning)
         result.warnings.append(warning)

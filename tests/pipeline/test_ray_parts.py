@@ -179,3 +179,54 @@ def test_connect_keeps_autosep_signal_handlers():
         assert signal.getsignal(signal.SIGTERM) is ours
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+class NoPipeline:
+    processed_by: dict = {}
+
+    def process(self, item, folder, previous):
+        raise AssertionError("a recording past its retries must not be processed again")
+
+
+def bare_worker(tmp_path, retries: int = 2):
+    """A RecordingWorker as Ray builds it, without the models (its bookkeeping only)."""
+    from autosep.pipeline.ray_engine import RecordingWorker
+
+    worker = object.__new__(RecordingWorker)
+    worker.pipeline, worker.state, worker.retries = NoPipeline(), RunState(tmp_path / "state"), retries
+    worker.where, worker.busy = {"engine": "ray", "host": "h", "pid": 7, "node_ip": "10.0.0.9"}, False
+    worker.state.folder.mkdir()
+    return worker
+
+
+def test_a_recording_past_its_retries_fails_alone_and_loses_its_temporaries(tmp_path):
+    import pickle
+
+    from autosep.pipeline.inputs import InputFile
+
+    worker = bare_worker(tmp_path)
+    folder = tmp_path / "out" / "take"
+    folder.mkdir(parents=True)
+    (folder / ".vocals.wav.partial-999999-abcd").write_bytes(b"half")  # the dead worker's, on another node
+    (worker.state.folder / "attempts-0").write_text("3")  # it died during attempts 1, 2 and 3
+    item = InputFile(tmp_path / "take.wav", tmp_path, "take.wav")
+    result = worker._guarded(0, pickle.dumps((item, folder, None)))
+    assert result.status == "failed" and "died 3 times" in result.message and "--ray-retries" in result.message
+    assert result.processed_by["attempt"] == 4 and result.processed_by["node_ip"] == "10.0.0.9"
+    assert not list(folder.iterdir())
+
+
+def test_anything_a_worker_raises_is_that_recordings_failure(tmp_path):
+    import pickle
+
+    from autosep.pipeline.inputs import InputFile
+
+    worker = bare_worker(tmp_path)
+    worker.state.folder.rmdir()  # as on a node where the state folder cannot be reached
+    item = InputFile(tmp_path / "take.wav", tmp_path, "take.wav")
+    result = worker._guarded(0, pickle.dumps((item, tmp_path / "out", None)))
+    assert result.status == "failed" and str(item.path) in result.message
+    assert "the Ray worker on 10.0.0.9 failed handling it: FileNotFoundError" in result.message
+    assert result.processed_by["pid"] == 7
+    result = worker._guarded(1, b"not a pickle")
+    assert result.status == "failed" and result.message.startswith("recording 1: the Ray worker on 10.0.0.9")
