@@ -221,7 +221,7 @@ class ZeroSep:
             seconds = length / self.sample_rate
             self.backbone.check_window(seconds)
             scaled = [self.backbone.scale(mixtures[j].wave) for j in members]
-            x0 = torch.cat([self._encode(wave) for wave, _ in scaled])
+            x0 = torch.cat([self._encode(wave, settings.seed) for wave, _ in scaled])
             jobs = [_Job(x0[k:k + 1], mixtures[j].sources, mixtures[j].c_inv) for k, j in enumerate(members)]
             decoded = self._decode(torch.cat(self._separate_latents(jobs, settings, seconds, step_done)))
             start = 0
@@ -407,12 +407,13 @@ class ZeroSep:
         self._evaluations += count
         return eps
 
-    def _encode(self, wave: torch.Tensor) -> torch.Tensor:
-        """Latent x0 [1, ...] of a scaled window [channels, N] (or [N]), padded with silence to the model's grid."""
+    def _encode(self, wave: torch.Tensor, seed: int | None = None) -> torch.Tensor:
+        """Latent x0 [1, ...] of a scaled window [channels, N] (or [N]), padded with silence to the model's grid;
+        ``seed`` (default: the bound one) for a backbone that samples its VAE posterior."""
         wave = wave.reshape(1, -1) if wave.ndim == 1 else wave
         length = wave.shape[-1]
         padded = torch.nn.functional.pad(wave, (0, self.backbone.padded_length(length) - length))
-        return self.backbone.encode_audio(padded)
+        return self.backbone.encode_audio(padded, self.settings.seed if seed is None else seed)
 
     def _decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Waveforms [B, channels, samples] (float32 CPU), decoded ``batch_size`` latents at a time."""

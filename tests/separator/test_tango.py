@@ -301,3 +301,21 @@ def test_autosep_model_tango_folder_end_to_end(tmp_path, capsys, tiny_tango_dir)
         assert stems[name].shape[0] == 24_000 and np.sqrt(np.mean(stems[name] ** 2)) > 1e-3
     manifests = list((tmp_path / "out").rglob("*.json"))
     assert manifests and str(tiny_tango_dir) in manifests[0].read_text()
+
+
+def test_latents_are_a_seeded_sample_of_the_vae_posterior_as_in_tangos_reference(zs, wave):
+    # Tango takes its latents with get_first_stage_encoding (encoder_posterior.sample()): autosep draws that
+    # sample from the run's seed, so the same seed gives the same latents (and stems) on any machine.
+    from autosep.separator import mel
+
+    padded = mel.pad_to_multiple(mel.normalise(wave)[0], zs.backbone.frame_multiple)
+    with torch.no_grad():
+        posterior = zs.pipe.vae.encode(mel.log_mel(padded)[None, None]).latent_dist
+        scale = zs.pipe.vae.config.scaling_factor
+        noise = torch.randn(posterior.mean.shape, generator=torch.Generator().manual_seed(7))
+        torch.testing.assert_close(zs._encode(padded, seed=7), (posterior.mean + posterior.std * noise) * scale)
+        assert not torch.allclose(zs._encode(padded, seed=8), zs._encode(padded, seed=7))
+    assert float(posterior.std.min()) > 0  # a real distribution: the sample is not the mode
+    one, again = (zs.separate(wave, ["cello"], steps=2, seed=5) for _ in range(2))
+    assert torch.equal(one, again)
+    assert not torch.allclose(one, zs.separate(wave, ["cello"], steps=2, seed=6))

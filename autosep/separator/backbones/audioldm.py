@@ -70,12 +70,16 @@ class MelBackbone(Backbone, ABC):
         multiple = self.frame_multiple
         return max(1, -(-samples // multiple)) * multiple
 
-    def encode_audio(self, wave):
+    def encode_audio(self, wave, seed):
+        """The posterior mode of the VAE (ZeroSep's AudioLDM2 code encodes the mixture deterministically)."""
+        return self.posterior(wave).mode().float() * self.pipe.vae.config.scaling_factor
+
+    def posterior(self, wave):
+        """The VAE's posterior over latents for ``wave`` [1, padded samples] (its log-mel features)."""
         from .. import mel
 
         features = mel.log_mel(wave.reshape(-1).cpu())[None, None].to(self.pipe.device)  # [1, 1, frames, 64]
-        vae = self.pipe.vae
-        return vae.encode(features).latent_dist.mode().float() * vae.config.scaling_factor
+        return self.pipe.vae.encode(features).latent_dist
 
     def decode_audio(self, latents):
         vae = self.pipe.vae

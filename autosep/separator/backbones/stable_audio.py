@@ -198,7 +198,7 @@ class StableAudioOpenBackbone(FullBandBackbone):
             rotary_embedding=self._rotary_embedding(latents.shape[-1]), return_dict=False,
         )[0]
 
-    def encode_audio(self, wave):
+    def encode_audio(self, wave, seed):
         return self.pipe.vae.encode(wave[None].to(self.pipe.device).float()).latent_dist.mode().float()
 
     def model_calls(self, inversion: str, steps: int) -> tuple[int, int]:
@@ -357,7 +357,7 @@ class StableAudio3Backbone(FullBandBackbone):
         timestep = (t.float() * self.pipe.scheduler.config.num_train_timesteps).to(latents.device)
         return self.pipe.transformer(latents.to(dtype), timestep, return_dict=False, **batch)[0]
 
-    def encode_audio(self, wave):
+    def encode_audio(self, wave, seed):
         return self.pipe.vae.encode(wave[None].to(self.pipe.device).float()).latents.float()
 
     def invert(self, x0, prompts, run: SamplingRun) -> Inverted:
