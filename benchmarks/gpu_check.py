@@ -157,9 +157,17 @@ def denoisers(quick: bool) -> dict:
                     encoder_attention_mask=torch.ones(batch, 129, device=device, dtype=torch.bool),
                     global_hidden_states=torch.randn(batch, c.global_cond_dim, device=device, dtype=dtype))
 
-    return {"tango UNet": (lambda: UNet2DConditionModel(**unet_cfg), tango_inputs),
-            "stable-audio-open DiT": (lambda: StableAudioDiTModel(**sao_cfg), sao_inputs),
-            "stable-audio-3 DiT": (lambda: StableAudio3DiTModel(**sa3_cfg), sa3_inputs)}
+    found = {"tango UNet": (lambda: UNet2DConditionModel(**unet_cfg), tango_inputs),
+             "stable-audio-open DiT": (lambda: StableAudioDiTModel(**sao_cfg), sao_inputs),
+             "stable-audio-3 DiT": (lambda: StableAudio3DiTModel(**sa3_cfg), sa3_inputs)}
+    if not quick:  # the real-size AudioLDM2 UNet the other benchmarks time (benchmarks/real_size.py)
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+        import real_size
+
+        found = {"audioldm2 UNet": (real_size.real_size_unet,
+                                    lambda model, batch, dtype, device: real_size.unet_inputs(batch, dtype, device)),
+                 **found}
+    return found
 
 
 def speed_rows(device: str, quick: bool, repeats: int) -> list[tuple]:

@@ -177,12 +177,13 @@ class AudioLDM2Backbone(MelBackbone):
     name = "audioldm2"
     pipeline_classes = ("AudioLDM2Pipeline",)
     layout = "a diffusers AudioLDM2Pipeline folder (model_index.json and its subfolders)"
-    # UNet sizes: parameter counts of the published unet/config.json files, built with random weights.
+    # UNet sizes: what the published unet/config.json files give built with random weights (issue 19's audit of
+    # the hub configs; they are not shipped here): about 269M (base, music) and 422M-570M (large).
     models = (
         _card("audioldm2", "cvssp/audioldm2", "~4.5 GB",
-              "AudioLDM2 (CLAP + Flan-T5 + GPT-2 conditioning, 350M UNet): general sounds; the default", True),
+              "AudioLDM2 (CLAP + Flan-T5 + GPT-2 conditioning, ~270M UNet): general sounds; the default", True),
         _card("audioldm2-large", "cvssp/audioldm2-large", "~6 GB",
-              "AudioLDM2 with the 750M UNet: general sounds, slower, sometimes cleaner"),
+              "AudioLDM2 with the larger UNet (~420M-570M): general sounds, slower, sometimes cleaner"),
         _card("audioldm2-music", "cvssp/audioldm2-music", "~4.5 GB",
               "AudioLDM2 trained on music: instruments and ensembles"),
     )
