@@ -22,6 +22,7 @@ FORBIDDEN = {
     "separator": ("pipeline", "commands", "cli", "web", "eval", "taggers"),
     "taggers": ("pipeline", "commands", "cli", "web", "eval", "separator"),
     "pipeline": ("commands", "cli", "web", "eval"),
+    "video": ("pipeline", "commands", "cli", "web", "eval", "separator", "taggers"),
     # The subcommands sit side by side under cli: they share commands/options.py, never each other or cli.
     "commands": ("cli", "web", "eval"),
     "eval": ("cli", "web"),
@@ -36,7 +37,6 @@ LONG_FUNCTION_EXCEPTIONS: dict[str, str] = {
     "autosep.eval.evaluate:evaluate": _BEING_SPLIT,
     "autosep.pipeline.batch:run_batch": _BEING_SPLIT,
     "autosep.pipeline.pipeline:Pipeline._process": _BEING_SPLIT,
-    "autosep.separator.zerosep:ZeroSep.separate_windows": _BEING_SPLIT,
     "autosep.web.app:build_app": _BEING_SPLIT,
 }
 

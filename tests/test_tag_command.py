@@ -47,9 +47,10 @@ def test_tag_inputs(recordings, tmp_path, monkeypatch):
     assert paths("*.wav") == ([Path("a.wav")], [])
 
 
-def test_tag_prints_a_table_per_file(recordings, tiny_cnn14_checkpoint, capsys):
+def test_tag_prints_a_table_per_file(recordings, tiny_cnn14_checkpoint, capsys, monkeypatch):
     """Each file's table is its plan: one row per planned source with the score, active time, prompt and
     segments that --json reports for the same run, then its top classes."""
+    monkeypatch.setenv("COLUMNS", "240")  # one line per row: long labels ("Accelerating, revving, vroom") not wrapped
     args = [str(recordings), "--tagger-model", str(tiny_cnn14_checkpoint), "--device", "cpu",
             "--threshold", "0", "--max-sources", "2", "--all", "--top", "3"]
     assert main([*args, "--json"]) == 0

@@ -15,7 +15,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .options import add_tagging_arguments, dash_file_hint, number_at_least, planning_settings
+from .options import (add_tagging_arguments, add_visual_arguments, dash_file_hint, number_at_least,
+                      planning_settings)
 from ..errors import EXIT_NOTHING_RAN, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, AutosepError, SettingsError
 from ..pipeline.inputs import collect_inputs
 from ..pipeline.recording import open_audio
@@ -33,6 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="audio/video files, folders or glob patterns")
     add_tagging_arguments(parser)
+    add_visual_arguments(parser, describe=False)
     parser.add_argument("--all", action="store_true", help="also show the raw top classes of the tagger")
     parser.add_argument("--top", type=number_at_least(0), default=10, metavar="N",
                         help="how many raw classes --all shows (default: 10)")
@@ -55,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         tagging = TaggingSettings(args.tagger, args.tagger_model, args.vocab)
         options = planning_settings(args).as_dict()  # checked once here; the planner resolves the threshold
+        visual = _visual(args)
     except AutosepError as exc:
         message = exc.for_command_line() if isinstance(exc, SettingsError) else str(exc)
         err.print(f"autosep tag: {message}", style="red", markup=False, soft_wrap=True)
@@ -85,10 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Console(highlight=False)
     for path in (item.path for item in found):
         try:
-            # the streamed block tagging the main run and --dry-run use, so all three plan a file alike
-            with err.status(f"tagging {path.name}...", spinner="dots"), open_audio(path) as reader:
-                duration = reader.duration
-                tagged = plan_recording(reader, tagger, options)
+            duration, tagged, on_screen = _tag_file(path, tagger, options, visual, err)
         except AutosepError as exc:
             failures.append({"file": str(path), "error": str(exc)})
             err.print(str(exc), style="red", markup=False, soft_wrap=True)
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         if tagged.silent:
             err.print(f"{path}: the recording is silent; no sources", style="yellow", markup=False,
                       soft_wrap=True)
-        report = _report(path, duration, tagger, tagged, options, args.top if args.all else 0)
+        report = _report(path, duration, tagger, tagged, options, args.top if args.all else 0, on_screen)
         reports.append(report)
         if not args.json:
             _print_report(out, report, why=args.all)
@@ -120,8 +120,32 @@ def main(argv: list[str] | None = None) -> int:
     return EXIT_PARTIAL if failures else EXIT_OK
 
 
+def _tag_file(path: Path, tagger: Tagger, options: dict, visual, err: Console):
+    """(duration, tagged and planned recording, on-screen record or None) of one file: the streamed block
+    tagging the main run and --dry-run use, so all three plan a file alike, then what is on screen in a video."""
+    with err.status(f"tagging {path.name}...", spinner="dots"), open_audio(path) as reader:
+        duration = reader.duration
+        tagged = plan_recording(reader, tagger, options)
+    notes: list[str] = []
+    with err.status(f"looking at {path.name}...", spinner="dots"):
+        on_screen = visual.apply(path, duration, tagged, options, notes)
+    for note in notes:
+        err.print(note, style="yellow", markup=False, soft_wrap=True)
+    return duration, tagged, on_screen
+
+
+def _visual(args: argparse.Namespace):
+    """The same on-screen evidence as the main run (pipeline/visual.py), its model loaded on the first video."""
+    from ..pipeline.progress import Progress
+    from ..pipeline.visual import VisualEvidence
+    from ..video.settings import VisualSettings
+
+    return VisualEvidence(VisualSettings(args.visual, args.visual_model, args.visual_threshold), args.device,
+                          Progress())
+
+
 def _report(path: Path, duration: float, tagger: Tagger, tagged: TaggedRecording, options: dict,
-            top: int) -> dict:
+            top: int, on_screen: dict | None = None) -> dict:
     result = tagged.result
     threshold = resolve_threshold(options.get("threshold"), result.default_threshold, result.window_seconds,
                                   result.window_times)
@@ -130,6 +154,12 @@ def _report(path: Path, duration: float, tagger: Tagger, tagged: TaggedRecording
         "threshold": round(threshold, 4), "windows": len(result.window_times),
         "sources": [source.to_dict() for source in tagged.plan],
     }
+    seen = {entry["source"]: entry for entry in (on_screen or {}).get("sources") or []}
+    if on_screen is not None:
+        for source in report["sources"]:
+            entry = seen.get(source["label"])
+            source["on_screen"] = None if entry is None else {"max_score": entry["max_score"],
+                                                              "spans": entry["spans"]}
     if top:
         report["top_classes"] = [{"label": t["label"], "mid": t["mid"], "score": t["max_score"]}
                                  for t in tagged.top_tags(top)]
@@ -143,6 +173,12 @@ def _clock(seconds: float) -> str:
     return f"{int(minutes)}:{secs:04.1f}"
 
 
+def _spans(spans: list) -> str:
+    """At most four spans as clock times, then how many more."""
+    text = ", ".join(f"{_clock(s)}-{_clock(e)}" for s, e in spans[:4])
+    return text + (f" (+{len(spans) - 4})" if len(spans) > 4 else "")
+
+
 def _print_report(console: Console, report: dict, why: bool = False) -> None:
     title = escape(f"{report['file']}  ({_clock(report['duration'])}, {report['tagger']}, "
                    f"threshold {report['threshold']:g})")
@@ -153,15 +189,18 @@ def _print_report(console: Console, report: dict, why: bool = False) -> None:
         console.print("  no separable sources detected (try a lower --threshold, or --all to see the raw scores)")
     else:
         table = Table()
+        video = any("on_screen" in source for source in report["sources"])
         for column, justify in (("#", "right"), ("source", "left"), ("score", "right"), ("active", "right"),
-                                ("prompt", "left"), ("segments", "left")):
+                                ("prompt", "left"), ("segments", "left")) + ((("on screen", "left"),) if video else ()):
             table.add_column(column, justify=justify)
         for i, source in enumerate(report["sources"], start=1):
-            segments = ", ".join(f"{_clock(s)}-{_clock(e)}" for s, e in source["segments"][:4])
-            if len(source["segments"]) > 4:
-                segments += f" (+{len(source['segments']) - 4})"
-            table.add_row(str(i), escape(source["label"]), f"{source['score']:.2f}",
-                          f"{source['active_seconds']:.1f} s", escape(source["prompt"]), segments)
+            row = [str(i), escape(source["label"]), f"{source['score']:.2f}", f"{source['active_seconds']:.1f} s",
+                   escape(source["prompt"]), _spans(source["segments"])]
+            if video:
+                seen = source.get("on_screen")
+                row.append("-" if not seen or not seen["spans"] else
+                           f"{_spans(seen['spans'])} ({seen['max_score']:.2f})")
+            table.add_row(*row)
         console.print(table)
         if why:  # --all: why each source is planned, and the classes it holds
             for i, source in enumerate(report["sources"], start=1):

@@ -8,6 +8,7 @@ Exit codes: :mod:`autosep.errors`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from dataclasses import dataclass, field
@@ -228,7 +229,7 @@ def _run_on_ray(planned: list[_Work | RecordingResult], settings: RunSettings, p
                 outcome: BatchOutcome) -> BatchOutcome:
     """The processing loop of :func:`run_batch` on Ray workers (``ray_engine``); this process loads no model.
     Inputs decided without processing are answered here first; results keep the inputs' order."""
-    from .ray_engine import run_on_ray
+    from .ray_engine import run_on_ray, worker_label
 
     results: list[RecordingResult | None] = [None] * len(planned)
     progress.start_batch(len(planned))
@@ -241,17 +242,19 @@ def _run_on_ray(planned: list[_Work | RecordingResult], settings: RunSettings, p
     try:
         if todo:
             work = [(planned[i].item, planned[i].folder, planned[i].previous) for i in todo]
-            for position, result in run_on_ray(work, settings, progress):
-                index = todo[position]
-                results[index] = result
-                name, where = str(planned[index].item.path), result.processed_by or {}
-                progress.start_file(name)
-                progress.end_file(name, f"{_describe(result)} (worker {where.get('host', '?')}:{where.get('pid', '?')})")
+            # closed on the way out whatever happens: an interrupted run stops its workers there
+            with contextlib.closing(run_on_ray(work, settings, progress)) as finished:
+                for position, result in finished:
+                    index = todo[position]
+                    results[index] = result
+                    name = str(planned[index].item.path)
+                    progress.start_file(name)
+                    progress.end_file(name, f"{_describe(result)} ({worker_label(result)})")
     except KeyboardInterrupt:
         outcome.interrupted, outcome.exit_code = True, EXIT_INTERRUPTED
     except SettingsError as exc:  # a pool the cluster cannot hold
         outcome.exit_code, outcome.error = EXIT_USAGE, str(exc)
-    except AutosepError as exc:  # the output folder not shared, or the workers could not load the models
+    except AutosepError as exc:  # no cluster at the address, a node that cannot see the files, no model loads
         outcome.exit_code, outcome.error = EXIT_NOTHING_RAN, str(exc)
     finally:
         progress.close()

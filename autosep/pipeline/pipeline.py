@@ -37,6 +37,7 @@ from .windowed import WindowedSeparation
 from .settings import RunSettings
 from .spans import gated, given_plan
 from .video_out import write_video_out
+from .visual import VisualEvidence
 from .check import check_stems, fold_into_residual
 from .tagging import TaggedRecording, plan_recording, tag_recording
 from .write import DiskFullError, OutputError, StemWriters, check_output_format, remove_partials
@@ -151,6 +152,7 @@ class Pipeline:
         self.windows = settings.windows.resolved(getattr(separator, "default_window", None),
                                                  getattr(separator, "device", None))
         self.processed_by: dict = {"engine": "local", "host": socket.gethostname()}  # the Ray engine sets its own
+        self.visual = VisualEvidence(settings.visual, settings.models.device, self.progress)  # loads on first video
 
     @classmethod
     def load(cls, settings: RunSettings, progress: Progress | None = None) -> "Pipeline":
@@ -222,6 +224,10 @@ class Pipeline:
             self.progress.stage("tagging" if self.tagger is not None else "reading")
             planning = self._tag_and_plan(recording) if given_plan is None else self._given(recording, given_plan)
             timings["scan_and_tag"] = time.perf_counter() - t0
+            visual = None
+            if given_plan is None:  # video inputs: on-screen evidence and --describe (pipeline/visual.py)
+                visual = self.visual.apply(item.path, recording.duration, planning,
+                                           settings.planning.as_dict() if self.tagger is not None else None, warnings)
             plan = planning.plan
             if recording.truncated:  # a half-copied file is still worth separating, but never silently
                 rate = recording.sample_rate
@@ -293,6 +299,8 @@ class Pipeline:
             timings=timings, warnings=warnings, top_tags=top_tags, check=check_record,
             processed_by=self.processed_by,
         )
+        if visual is not None:
+            manifest.visual = visual
         manifest.write()
         return RecordingResult(item.path, folder, "done", plan=plan, manifest=manifest, files=files,
                                warnings=warnings, sample_rate=renderer.shape[0], top_tags=top_tags)

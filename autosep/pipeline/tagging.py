@@ -41,11 +41,13 @@ class TaggedRecording:
     def top_tags(self, count: int = TOP_TAGS) -> list[dict]:
         """The ``count`` strongest classes, ``{"label", "mid", "max_score"}``, for the manifest and reports."""
         from ..taggers import describe_label
+        from ..taggers.sources import SCORE_DIGITS, by_score_then_name
 
         if self.result is None:
             return []
-        return [dict(zip(("label", "mid"), describe_label(label)), max_score=round(score, 4))
-                for label, score in self.result.top(count)]
+        entries = [dict(zip(("label", "mid"), describe_label(label)), max_score=round(score, SCORE_DIGITS))
+                   for label, score in self.result.top(len(self.result.labels))]
+        return sorted(entries, key=lambda e: by_score_then_name(e["max_score"], e["label"]))[:count]
 
 
 def _join(tagger: Tagger, tagged: list[tuple[float, TagResult]]) -> TagResult:

@@ -74,7 +74,7 @@ import numpy as np
 from .audioset import AudioSetNode, Ontology, load_ontology
 from .prompts import clean_phrase, match_audioset_class, prompt_for
 from .settings import DEFAULT_MAX_SOURCES, DEFAULT_THRESHOLD, parse_hierarchy
-from .sources import OPEN_SET_PREFIX, Segment, Source
+from .sources import OPEN_SET_PREFIX, Segment, Source, by_score_then_name
 
 PlannedSource = Source  # the planner's output is the one Source type (origin "tagged")
 
@@ -477,7 +477,7 @@ def _finish(source: _Source, planner: _Planner, windows: list[Segment], spans: n
     name = _label_member(source, planner)
     active = source.active
     classes = sorted(((m.label, m.node.id if m.node is not None else None, m.score) for m in source.members),
-                     key=lambda item: (-item[2], item[0]))
+                     key=lambda item: by_score_then_name(item[2], item[0]))
     why = list(source.notes)
     if any(m.forced for m in source.members):
         why.insert(0, "kept by --include")
@@ -511,7 +511,7 @@ def _merge_kin(finished: list[tuple[_Candidate, dict]], planner: _Planner,
     (their deepest common ancestor is a source and no heading), active in a window they share, joins it.
     """
     kept: list[list] = []  # [candidate, info] of the sources kept so far, strongest first
-    for candidate, info in sorted(finished, key=lambda pair: -pair[0].score):
+    for candidate, info in sorted(finished, key=lambda pair: by_score_then_name(pair[0].score, pair[0].label)):
         target = None
         for entry in kept:
             strong = entry[0]
@@ -532,7 +532,8 @@ def _merge_kin(finished: list[tuple[_Candidate, dict]], planner: _Planner,
         column = None if strong.column is None or candidate.column is None else np.maximum(strong.column,
                                                                                              candidate.column)
         entry[0] = replace(strong, active=active, column=column)
-        entry[1] = {"classes": sorted(strong_info["classes"] + info["classes"], key=lambda item: (-item[2], item[0])),
+        entry[1] = {"classes": sorted(strong_info["classes"] + info["classes"],
+                                      key=lambda item: by_score_then_name(item[2], item[0])),
                     "why": f"{strong_info['why']}; {candidate.label} ({candidate.score:.2f}) joined: a weaker "
                            f"{family.name} kind in the same windows",
                     "active": float(spans[active].sum())}
@@ -681,9 +682,9 @@ def _merge_equal_prompts(finished: list[tuple[_Candidate, dict]],
             continue
         other, other_info = by_prompt[key]
         (stronger, strong_info), (weaker, _) = sorted(
-            [(candidate, info), (other, other_info)], key=lambda pair: -pair[0].score)
+            [(candidate, info), (other, other_info)], key=lambda pair: by_score_then_name(pair[0].score, pair[0].label))
         active = candidate.active | other.active
-        classes = sorted(info["classes"] + other_info["classes"], key=lambda item: (-item[2], item[0]))
+        classes = sorted(info["classes"] + other_info["classes"], key=lambda item: by_score_then_name(item[2], item[0]))
         why = f"{strong_info['why']}; {weaker.label} joined: same prompt {stronger.prompt!r}"
         by_prompt[key] = (replace(stronger, active=active, forced=candidate.forced or other.forced),
                           {"classes": classes, "why": why, "active": float(spans[active].sum())})
@@ -692,7 +693,7 @@ def _merge_equal_prompts(finished: list[tuple[_Candidate, dict]],
 
 def _choose(finished: list[tuple[_Candidate, dict]], max_sources: int | None) -> list[tuple[_Candidate, dict]]:
     """Rule 6: forced sources first, then by score, up to ``max_sources`` (forced ones always kept)."""
-    ordered = sorted(finished, key=lambda pair: (not pair[0].forced, -pair[0].score, pair[0].label))
+    ordered = sorted(finished, key=lambda pair: (not pair[0].forced, *by_score_then_name(pair[0].score, pair[0].label)))
     if max_sources is not None:
         forced_count = sum(1 for c, _ in ordered if c.forced)
         ordered = ordered[: max(max_sources, forced_count)]

@@ -17,6 +17,15 @@ ORIGINS = ("tagged", "given", "manifest")  # planned from tags, named by the use
 
 Segment = tuple[float, float]
 
+# Scores are written with 4 decimals (manifests, reports), and ranked at that precision, the name breaking ties:
+# their last bits change with the thread count, and must never reorder sources whose scores are written equal.
+SCORE_DIGITS = 4
+
+
+def by_score_then_name(score: float | None, name: str) -> tuple[float, str]:
+    """The sort key of every ranked list: the highest score first, as written; equal ones by name."""
+    return (-round(float(score), SCORE_DIGITS) if score is not None else float("inf"), str(name))
+
 
 def describe_label(label: str, ontology: Ontology | None = None) -> tuple[str, str | None]:
     """A tagger column label as (display name, AudioSet mid or None): mids become names, ``open:`` phrases lose
@@ -63,10 +72,11 @@ class Source:
 
     def to_dict(self) -> dict:
         return {
-            "label": self.label, "mid": self.mid, "score": None if self.score is None else round(float(self.score), 4),
+            "label": self.label, "mid": self.mid, "score": None if self.score is None else round(float(self.score), SCORE_DIGITS),
             "prompt": self.prompt, "active_seconds": round(self.active_seconds, 3),
             "segments": self.rounded_segments(), "why": self.why, "classes": self.class_list(),
         }
 
     def class_list(self) -> list[dict]:
-        return [{"label": label, "mid": mid, "score": round(float(score), 4)} for label, mid, score in self.classes]
+        return [{"label": label, "mid": mid, "score": round(float(score), SCORE_DIGITS)}
+                for label, mid, score in self.classes]
