@@ -216,7 +216,8 @@ def add_separation_arguments(parser: argparse.ArgumentParser) -> None:
                      help=f"random seed, recorded in the manifest (default {d.seed})")
     sep.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:N or mps")
     sep.add_argument("--dtype", default=d.dtype, choices=DTYPE_NAMES,
-                     help="UNet and text encoder precision (default: fp16 on CUDA, else fp32)")
+                     help="UNet/DiT precision (default: fp16 on CUDA, else fp32; text encoders, VAE and vocoder "
+                          "always run in fp32)")
     sep.add_argument("--batch-size", type=int, default=d.batch_size,
                      help="samples per UNet forward (default: a window's sources at once)")
     sep.add_argument("--window", type=float, default=d.window,

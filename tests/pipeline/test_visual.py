@@ -123,3 +123,60 @@ def test_a_visual_model_that_is_not_there_fails_with_what_to_do(tmp_path):
     with pytest.raises(ModelNotAvailableError, match="--no-visual") as error:
         VisualScorer.from_pretrained(str(tmp_path / "missing-model"))
     assert "autosep models download clip" in str(error.value)
+
+
+def test_the_command_on_a_rendered_video_end_to_end(tmp_path, tiny_audioldm2_dir, tiny_cnn14_checkpoint,
+                                                    tiny_clip_dir, tiny_vlm_dir, capsys):
+    """``autosep clip.mkv`` on the tiny models: on-screen spans per source, a described source prompted with the
+    VLM's answer, stems adding up to the soundtrack, and the video written back without that source."""
+    from autosep.cli import main
+    from autosep.pipeline.recording import open_audio
+    from test_video_out import soundtrack, video_packets
+
+    import soundfile as sf
+
+    clip = render_clip(tmp_path / "clip.mkv", "flac")  # lossless: the sums and the soundtrack can be exact
+    out = tmp_path / "out"
+    code = main([str(clip), "-o", str(out), "--model", str(tiny_audioldm2_dir), "--tagger-model",
+                 str(tiny_cnn14_checkpoint), "--steps", "1", "--window", "2.56", "--device", "cpu",
+                 "--threshold", "0.0", "--max-sources", "2", "--visual-model", str(tiny_clip_dir),
+                 "--visual-threshold", "1e-6", "--describe", "the test pattern", "--describe-model",
+                 str(tiny_vlm_dir), "--remove", "the test pattern", "--video-out", "-q"])
+    assert code == 0, capsys.readouterr().err
+    folder = out / "clip"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    on_screen = {entry["source"]: entry for entry in manifest["visual"]["sources"]}
+    names = [entry["name"] for entry in manifest["sources"]]
+    assert "the test pattern" in names and set(on_screen) == set(names)
+    assert all(entry["spans"] == [[0.0, 1.5]] for entry in on_screen.values())  # frames at 0 and 1 s, each +-0.5 s
+    described = next(e for e in manifest["sources"] if e["name"] == "the test pattern")
+    assert described["c_rev"] == " ".join([VLM_WORD] * 8)
+    with open_audio(clip) as recording:
+        recording.scan(1 << 16)
+        original = recording.read(0, recording.frames).astype(np.float64)
+    stems = {p.stem: sf.read(p, dtype="float64", always_2d=True)[0] for p in folder.glob("*.wav") if p.stem != "remix"}
+    np.testing.assert_array_equal(sum(stems.values()), original)
+    assert video_packets(folder / "remix.mkv") == video_packets(clip)
+    remix = sf.read(folder / "remix.wav", dtype="float32", always_2d=True)[0]
+    np.testing.assert_array_equal(soundtrack(folder / "remix.mkv"), remix)
+    np.testing.assert_array_equal(remix.astype(np.float64), original - stems["the_test_pattern"])
+
+
+def test_describe_works_beside_given_prompts_and_warns_on_audio(tmp_path, clip_mp4, tiny_vlm_dir):
+    import soundfile as sf
+
+    def plan(path):
+        settings = PipelineOptions(sources=["low hum"], visual=False, describe=["the test pattern"],
+                                   describe_model=str(tiny_vlm_dir), dry_run=True, out=str(tmp_path / path.stem)
+                                   ).settings()
+        pipeline = Pipeline(settings, separator=BandSeparatorDouble())
+        return run_batch([str(path)], settings, pipeline=pipeline).results[0]
+
+    video = plan(clip_mp4)
+    assert [(s.label, s.prompt) for s in video.plan] == [("low hum", "low hum"),
+                                                         ("the test pattern", " ".join([VLM_WORD] * 8))]
+    audio = tmp_path / "mix.wav"
+    sf.write(audio, 0.3 * np.sin(2 * np.pi * 300 * np.arange(16000) / 16000), 16000)
+    result = plan(audio)
+    assert [s.label for s in result.plan] == ["low hum"]
+    assert any("nothing to --describe" in w for w in result.warnings)
