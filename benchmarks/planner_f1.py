@@ -40,6 +40,7 @@ its 521 classes carry AudioSet mids (``yamnet_class_map.csv``), which are the pl
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import importlib.util
 import math
@@ -60,6 +61,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
 from autosep.taggers.audioset import load_ontology  # noqa: E402
+from autosep.taggers import planner  # noqa: E402
 from autosep.taggers.planner import plan_sources, resolve_threshold  # noqa: E402
 from real_audio import render_midi, speak  # noqa: E402
 
@@ -72,6 +74,7 @@ YAMNET_WINDOW, YAMNET_HOP = 0.96, 0.48
 YAMNET_DEFAULT_THRESHOLD = 0.25  # clip-level operating point of an AudioSet-trained sigmoid tagger
 MAX_SOURCES = 4
 SWEEP = (0.3, 0.5, 0.6, 0.7, 0.8, 0.9)
+SAME_SOUND_SWEEP = (0.3, 0.5, 0.7)
 
 
 @dataclass(frozen=True)
@@ -467,6 +470,16 @@ def planners(mids: list[str], ontology) -> dict[str, Callable]:
     return {"new rules (issue 20)": new, "issue 10 rules": issue_10, "before issue 10": old, "baseline": base}
 
 
+@contextlib.contextmanager
+def same_sound_r(r: float):
+    """The planner with another ``SAME_SOUND_R`` (the rule's parameter), for the sweep."""
+    kept, planner.SAME_SOUND_R = planner.SAME_SOUND_R, r
+    try:
+        yield
+    finally:
+        planner.SAME_SOUND_R = kept
+
+
 def report(sets: dict[int, list[Mixture]], tagger: YamNet, seconds: float, count: int, cached: bool) -> str:
     ontology = load_ontology()
     makers = planners(tagger.mids, ontology)
@@ -489,6 +502,11 @@ def report(sets: dict[int, list[Mixture]], tagger: YamNet, seconds: float, count
         for name, make in makers.items():
             first, second = tally(make(None), mixtures, ontology, oracle)
             lines.append(f"  {name:30s} {first.cells()}  |          {second.cells()}")
+    lines += ["", "The one-sound merge's parameter (Pearson's r), new rules at the tagger's default: F1 seed by seed"]
+    for r in SAME_SOUND_SWEEP:
+        with same_sound_r(r):
+            f1s = [tally(makers["new rules (issue 20)"](None), m, ontology)[0].prf()[2] for m in sets.values()]
+        lines.append(f"  r >= {r:.1f}: " + "  ".join(f"{f:.3f}" for f in f1s))
     lines += ["", "Across thresholds (per-window), both seeds pooled: F1 (P/R) count"]
     lines.append(f"{'threshold':>9s} " + " ".join(f"{n:>27s}" for n in makers if n != "before issue 10"))
     everything = [m for mixtures in sets.values() for m in mixtures]
