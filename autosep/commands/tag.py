@@ -44,6 +44,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """In steps: the settings, the inputs (all checked before a model loads: loading is slow and may download,
+    a typo should not wait), the tagger loaded once, then each recording tagged and planned and its report
+    printed."""
     parser = _parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -60,64 +63,71 @@ def main(argv: list[str] | None = None) -> int:
         visual = _visual(args)
     except AutosepError as exc:
         message = exc.for_command_line() if isinstance(exc, SettingsError) else str(exc)
-        err.print(f"autosep tag: {message}", style="red", markup=False, soft_wrap=True)
+        _say(err, f"autosep tag: {message}")
         return EXIT_USAGE
-
-    # Check every input before loading a model: loading is slow (and may download), a typo should not wait.
     found, missing = collect_inputs(args.inputs)
     failures = [{"file": absent.given, "error": f"{absent.given}: {absent.reason}"} for absent in missing]
     for failure in failures:
-        err.print(failure["error"], style="red", markup=False, soft_wrap=True)
+        _say(err, failure["error"])
     if not found:
-        err.print("autosep tag: no audio or video files found in the given inputs; nothing was tagged",
-                  style="red", markup=False, soft_wrap=True)
+        _say(err, "autosep tag: no audio or video files found in the given inputs; nothing was tagged")
         return EXIT_NOTHING_RAN
-    try:
-        with err.status(f"loading the {args.tagger} tagger...", spinner="dots"):
-            tagger = load_tagger_for(tagging, args.device)
-    except (AutosepError, ValueError) as exc:
-        err.print(f"autosep tag: {exc}", style="red", markup=False, soft_wrap=True)
+    tagger = _load(err, args, tagging)
+    if tagger is None:
         return EXIT_NOTHING_RAN
-    except Exception as exc:  # a broken model folder can fail in many ways; say which model, not a traceback
-        err.print(f"autosep tag: could not load the {args.tagger} tagger "
-                  f"({args.tagger_model or 'default model'}): {type(exc).__name__}: {exc}", style="red",
-                  markup=False, soft_wrap=True)
-        return EXIT_NOTHING_RAN
-
     reports = []
     out = Console(highlight=False)
     for path in (item.path for item in found):
-        try:
-            duration, tagged, on_screen = _tag_file(path, tagger, options, visual, err)
-        except AutosepError as exc:
-            failures.append({"file": str(path), "error": str(exc)})
-            err.print(str(exc), style="red", markup=False, soft_wrap=True)
-            continue
-        except Exception as exc:  # keep the batch going; name the file instead of printing a traceback
-            message = f"{path}: tagging failed ({type(exc).__name__}: {exc})"
-            failures.append({"file": str(path), "error": message})
-            err.print(message, style="red", markup=False, soft_wrap=True)
-            continue
-        if tagged.result is None:
-            message = f"{path}: no audio to tag"
-            failures.append({"file": str(path), "error": message})
-            err.print(message, style="red", markup=False, soft_wrap=True)
-            continue
-        for note in tagged.result.notes:
-            err.print(f"{path}: {note}", style="yellow", markup=False, soft_wrap=True)
-        if tagged.silent:
-            err.print(f"{path}: the recording is silent; no sources", style="yellow", markup=False,
-                      soft_wrap=True)
-        report = _report(path, duration, tagger, tagged, options, args.top if args.all else 0, on_screen)
-        reports.append(report)
-        if not args.json:
-            _print_report(out, report, why=args.all)
-
+        report = _tag_one(err, path, tagger, options, visual, args, failures)
+        if report is not None:
+            reports.append(report)
+            if not args.json:
+                _print_report(out, report, why=args.all)
     if args.json:
         print(json.dumps({"files": reports, "errors": failures}, indent=2))
     if not reports:
         return EXIT_NOTHING_RAN
     return EXIT_PARTIAL if failures else EXIT_OK
+
+
+def _say(err: Console, message: str, style: str = "red") -> None:
+    err.print(message, style=style, markup=False, soft_wrap=True)
+
+
+def _load(err: Console, args, tagging: TaggingSettings) -> Tagger | None:
+    """The tagger, loaded once; None (and the reason said) when it cannot be."""
+    try:
+        with err.status(f"loading the {args.tagger} tagger...", spinner="dots"):
+            return load_tagger_for(tagging, args.device)
+    except (AutosepError, ValueError) as exc:
+        _say(err, f"autosep tag: {exc}")
+    except Exception as exc:  # a broken model folder can fail in many ways; say which model, not a traceback
+        _say(err, f"autosep tag: could not load the {args.tagger} tagger "
+                  f"({args.tagger_model or 'default model'}): {type(exc).__name__}: {exc}")
+    return None
+
+
+def _tag_one(err: Console, path: Path, tagger: Tagger, options: dict, visual, args, failures: list[dict]
+             ) -> dict | None:
+    """One recording tagged, planned and looked at (:func:`_tag_file`), its notes said; its report, or None
+    (the failure added to ``failures``: the batch goes on)."""
+    try:
+        duration, tagged, on_screen = _tag_file(path, tagger, options, visual, err)
+    except AutosepError as exc:
+        message = str(exc)
+    except Exception as exc:  # keep the batch going; name the file instead of printing a traceback
+        message = f"{path}: tagging failed ({type(exc).__name__}: {exc})"
+    else:
+        message = f"{path}: no audio to tag" if tagged.result is None else None
+    if message is not None:
+        failures.append({"file": str(path), "error": message})
+        _say(err, message)
+        return None
+    for note in tagged.result.notes:
+        _say(err, f"{path}: {note}", "yellow")
+    if tagged.silent:
+        _say(err, f"{path}: the recording is silent; no sources", "yellow")
+    return _report(path, duration, tagger, tagged, options, args.top if args.all else 0, on_screen)
 
 
 def _tag_file(path: Path, tagger: Tagger, options: dict, visual, err: Console):

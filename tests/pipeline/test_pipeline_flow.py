@@ -16,7 +16,6 @@ from autosep.pipeline.inputs import collect_inputs
 from autosep.pipeline.batch import run_batch
 from autosep.pipeline.pipeline import Pipeline
 from autosep.pipeline.settings import PipelineOptions
-from autosep.pipeline.tagging import TaggedRecording
 from autosep.taggers import Source
 
 
@@ -125,9 +124,8 @@ def test_sources_only_run_in_windows_where_they_are_active(tmp_path):
     separator = BandSeparatorDouble()
     pipeline = _pipeline(separator, sources=["x"], window=1.0, overlap=0.0, margin=0.0, out=str(tmp_path / "out"))
     plan = [Source("low hum", "low hum", [(0.0, 2.0)]), Source("high whistle", "high whistle", [(4.2, 6.0)])]
-    pipeline._tag_and_plan = lambda recording: TaggedRecording(None, plan, peak=0.5)
     files, _ = collect_inputs([str(tmp_path / "in")])
-    result = pipeline.process(files[0])
+    result = pipeline.process(files[0], plan=plan)
     assert separator.calls == [["low hum"], ["low hum"], ["high whistle"], ["high whistle"]]
     stems = dict(result.stems)
     assert not stems["low hum"][2 * 44100:].any() and not stems["high whistle"][:4 * 44100].any()
@@ -515,7 +513,7 @@ def test_drop_unconfirmed_folds_the_stem_into_the_residual_and_the_sum_stays_exa
 def test_a_quiet_source_masked_in_the_mixture_is_discovered_in_the_residual(tmp_path):
     # the high tone holds 1% of the energy: the tagger misses it in the mixture, hears it once the low tone is out
     _scene(tmp_path, low=0.5, high=0.05)
-    reported = _tagged_run(tmp_path, BandSeparatorDouble(), {"dog": "low dog"})
+    reported = _tagged_run(tmp_path, BandSeparatorDouble(), {"dog": "low dog"}, rounds=1)
     assert [s.label for s in reported.plan] == ["Dog"]
     assert [d.label for d in reported.manifest.check.discovered] == ["Speech"]
     assert set(reported.files) == {"Dog", "residual"}  # --rounds 1: reported only

@@ -160,3 +160,23 @@ def test_the_command_on_a_rendered_video_end_to_end(tmp_path, tiny_audioldm2_dir
     remix = sf.read(folder / "remix.wav", dtype="float32", always_2d=True)[0]
     np.testing.assert_array_equal(soundtrack(folder / "remix.mkv"), remix)
     np.testing.assert_array_equal(remix.astype(np.float64), original - stems["the_test_pattern"])
+
+
+def test_describe_works_beside_given_prompts_and_warns_on_audio(tmp_path, clip_mp4, tiny_vlm_dir):
+    import soundfile as sf
+
+    def plan(path):
+        settings = PipelineOptions(sources=["low hum"], visual=False, describe=["the test pattern"],
+                                   describe_model=str(tiny_vlm_dir), dry_run=True, out=str(tmp_path / path.stem)
+                                   ).settings()
+        pipeline = Pipeline(settings, separator=BandSeparatorDouble())
+        return run_batch([str(path)], settings, pipeline=pipeline).results[0]
+
+    video = plan(clip_mp4)
+    assert [(s.label, s.prompt) for s in video.plan] == [("low hum", "low hum"),
+                                                         ("the test pattern", " ".join([VLM_WORD] * 8))]
+    audio = tmp_path / "mix.wav"
+    sf.write(audio, 0.3 * np.sin(2 * np.pi * 300 * np.arange(16000) / 16000), 16000)
+    result = plan(audio)
+    assert [s.label for s in result.plan] == ["low hum"]
+    assert any("nothing to --describe" in w for w in result.warnings)
