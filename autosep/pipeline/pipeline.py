@@ -106,6 +106,7 @@ class RecordingResult:
     seconds: float = 0.0
     top_tags: list[dict] = field(default_factory=list)  # the tagger's strongest classes (label, mid, max_score)
     processed_by: dict | None = None  # where a Ray worker processed it (engine, host, pid, node id, attempt)
+    visual: dict | None = None  # a video's picture (the manifest's ``visual`` record; a dry run has no manifest)
 
     @property
     def ok(self) -> bool:
@@ -262,7 +263,7 @@ class Pipeline:
             job.timings["scan_and_tag"] = time.perf_counter() - clock
             if self.settings.dry_run:
                 return RecordingResult(job.item.path, job.folder, "planned", plan=job.plan, warnings=job.warnings,
-                                       top_tags=job.top_tags)
+                                       top_tags=job.top_tags, visual=job.visual)
             clock = time.perf_counter()
             self._render(job)  # 4
             self._separate(job)  # 5

@@ -30,6 +30,13 @@ class VisualEvidence:
         self.settings, self.device, self.progress = settings, device, progress
         self._scorer = self._describer = None
 
+    def sharing_models(self, settings: VisualSettings, progress) -> "VisualEvidence":
+        """Another run's settings (e.g. its descriptions) with the models loaded here, so a server's requests
+        load each once. The models here must be the ones ``settings`` name."""
+        other = VisualEvidence(settings, self.device, progress)
+        other._scorer, other._describer = self._scorer, self._describer
+        return other
+
     def scorer(self):
         if self._scorer is None:
             from ..video.onscreen import VisualScorer

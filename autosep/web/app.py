@@ -34,7 +34,7 @@ log = logging.getLogger("autosep.web")
 MAX_STEMS = 13  # stem slots on the page: up to 12 sources and the residual
 MUTE_DB = -60.0  # the gain slider's bottom: the stem is removed (-inf dB)
 MAX_GAIN_DB = 12.0
-SOURCE_HEADERS = ["separate", "source", "prompt", "score", "active (s)"]
+SOURCE_HEADERS = ["separate", "source", "prompt", "score", "active (s)", "on screen"]
 TAG_HEADERS = ["class", "AudioSet id", "max score"]
 MICROPHONE_NAME = "microphone.wav"
 
@@ -51,12 +51,15 @@ HINTS = {
     "guidance": "1 pulls the source out alone; 0 gives the whole mix back; between, the source is brought "
                 "forward with the rest still heard",
     "seed": "the same seed and settings give the same stems",
+    "describe": "one thing in the picture a line, e.g. \"the woman with the red guitar\": a vision-language model "
+                "names the sound it makes, and that becomes a source of its own",
 }
 
 _INTRO = """# autosep
 Split a recording into one stem per sound source: autosep **finds the sources itself** (audio tagger + planner),
-separates each with ZeroSep, and lets you remix the stems. Upload audio or a video (its soundtrack is used), or
-record from the microphone."""
+separates each with ZeroSep, and lets you remix the stems. Upload audio or a video, or record from the
+microphone. For a video, what is on screen backs up the sources heard, you can describe what you see, and the
+remix comes back as a video too."""
 
 _MARKDOWN_SPECIALS = re.compile(r"([\\`*_\[\]$~|])")  # the characters that mean something inside a line
 
@@ -77,7 +80,7 @@ def _status(step: str, elem_id: str) -> gr.Markdown:
 
 def _rows_to_table(rows: list[SourceRow]) -> list[list]:
     return [[row.separate, row.label, row.prompt, "-" if row.score is None else round(float(row.score), 3),
-             round(row.active_s, 1)] for row in rows]
+             round(row.active_s, 1), row.on_screen or "-"] for row in rows]
 
 
 def _table_to_rows(table, known: list[SourceRow], duration_s: float) -> list[SourceRow]:
@@ -102,7 +105,8 @@ def _table_to_rows(table, known: list[SourceRow], duration_s: float) -> list[Sou
                                   active_s=duration_s, separate=separate))
         else:
             rows.append(SourceRow(label=label, prompt=prompt, score=found.score, active_s=found.active_s,
-                                  segments=list(found.segments), mid=found.mid, separate=separate))
+                                  segments=list(found.segments), mid=found.mid, separate=separate,
+                                  on_screen=found.on_screen))
     return rows
 
 
@@ -129,6 +133,7 @@ class Page:
             self.microphone = gr.Audio(label="...or record from the microphone", sources=["microphone"],
                                        type="filepath", elem_id="microphone")
         self.upload_status = _status("upload", "upload-status")
+        self.video = gr.Video(label="the video", interactive=False, visible=False, elem_id="video", height=260)
 
     def _find(self, engine: Engine) -> None:
         gr.Markdown("## 1. Find sources")
@@ -137,10 +142,12 @@ class Page:
             self.tagger = gr.Dropdown(names, value=names[0], label="tagger", info=HINTS["tagger"],
                                       allow_custom_value=False, interactive=len(names) > 1, elem_id="tagger")
             self.find_button = gr.Button("1. Find sources", variant="primary", interactive=False, elem_id="find")
+        self.describe = gr.Textbox("", label="Describe what you see (videos)", info=HINTS["describe"], lines=2,
+                                   placeholder="the dog on the sofa", visible=False, elem_id="describe")
         self.find_status = _status("find", "find-status")
-        self.table = gr.Dataframe(headers=SOURCE_HEADERS, datatype=["bool", "str", "str", "str", "number"],
+        self.table = gr.Dataframe(headers=SOURCE_HEADERS, datatype=["bool", "str", "str", "str", "number", "str"],
                                   type="array", interactive=True, column_count=len(SOURCE_HEADERS),
-                                  label="Sources (untick to leave one out; edit a prompt)", static_columns=[3, 4],
+                                  label="Sources (untick to leave one out; edit a prompt)", static_columns=[3, 4, 5],
                                   elem_id="sources")
         with gr.Row():
             self.own_prompt = gr.Textbox(label="Add your own source", placeholder="e.g. dog barking", scale=4,
@@ -192,6 +199,11 @@ class Page:
         self.remix_status = _status("remix", "remix-status")
         self.remix_player = gr.Audio(type="filepath", interactive=False, label="remix", elem_id="remix-player",
                                      buttons=["download"], visible=False)
+        with gr.Row():
+            self.remix_video = gr.Video(label="remixed video", interactive=False, visible=False, height=260,
+                                        elem_id="remix-video")
+            self.remix_video_file = gr.File(label="remixed video (download)", interactive=False, visible=False,
+                                            elem_id="remix-video-file")
 
     @property
     def buttons(self) -> list:
@@ -201,7 +213,11 @@ class Page:
     def results(self) -> list:
         """Every component that shows a result of the current recording (cleared by a new one)."""
         return [self.find_status, self.table, self.tags_table, self.separate_status, *self.slots, *self.players,
-                *self.pictures, self.archive, *self.sliders, self.remix_status, self.remix_player]
+                *self.pictures, self.archive, *self.sliders, self.remix_status, self.remix_player, *self.remixed]
+
+    @property
+    def remixed(self) -> list:
+        return [self.remix_video, self.remix_video_file]
 
     @property
     def settings(self) -> list:
@@ -224,7 +240,8 @@ class Page:
         if from_step <= 1:
             updates.update({self.find_status: "", self.table: [], self.tags_table: []})
         updates.update({self.separate_status: "", self.archive: gr.update(value=None, visible=False),
-                        self.remix_status: "", self.remix_player: gr.update(value=None, visible=False)})
+                        self.remix_status: "", self.remix_player: gr.update(value=None, visible=False),
+                        **{c: gr.update(value=None, visible=False) for c in self.remixed}})
         for slot, player, picture, slider in zip(self.slots, self.players, self.pictures, self.sliders):
             updates.update({slot: gr.update(visible=False), player: None, picture: None,
                             slider: gr.update(value=0.0, visible=False)})
@@ -274,15 +291,19 @@ class Handlers:
         session = self.session(request)
         page = self.page
         session.forget_results()
-        updates = {**page.cleared(), page.upload_status: ""}
+        updates = {**page.cleared(), page.upload_status: "", page.video: gr.update(value=None, visible=False),
+                   page.describe: gr.update(visible=False)}
         if path:
             try:
                 duration = self.engine.receive(session, path, name or Path(path).name)
             except AutosepError as exc:  # refused: the old recording's results are gone all the same
                 updates[page.upload_status] = error_line(session.tell(str(exc)))
             else:
-                updates[page.upload_status] = (f"**{literal(session.display_name)}**: {clock(duration)} long; "
-                                               "next: 1. Find sources")
+                updates[page.upload_status] = (f"**{literal(session.display_name)}**: {clock(duration)} long"
+                                               + (", a video" if session.video else "") + "; next: 1. Find sources")
+                if session.video is not None:
+                    updates.update({page.video: gr.update(value=str(session.video), visible=True),
+                                    page.describe: gr.update(visible=True)})
         return {**updates, **page.step_buttons(session)}
 
     def receive_upload(self, path: str | None, request: gr.Request) -> dict:
@@ -292,11 +313,13 @@ class Handlers:
         return self.receive(path, MICROPHONE_NAME, request)
 
     @_in_status(lambda page: page.find_status)
-    def find(self, upload: str | None, tagger: str, request: gr.Request, progress=gr.Progress()) -> dict:
+    def find(self, upload: str | None, tagger: str, describe: str | None, request: gr.Request,
+             progress=gr.Progress()) -> dict:
         session, page = self.session(request), self.page
         if upload and upload not in session.adopted:  # an API caller sends the file with the request
             self.engine.receive(session, upload, Path(upload).name)
-        found = self.engine.find_sources(session, tagger, report=self._progress(progress))
+        found = self.engine.find_sources(session, tagger, report=self._progress(progress),
+                                         describe=str(describe or "").splitlines())
         lines = [f"**{literal(session.display_name)}**: {found.duration_s:.1f} s, {len(found.sources)} source(s) "
                  "found; next: edit the list if you like, then 2. Separate"]
         lines += [f"- {literal(w)}" for w in found.warnings]
@@ -356,7 +379,9 @@ class Handlers:
         changed = [f"{n} {'off' if g == -math.inf else f'{g:+g} dB'}" for n, g in result.gains_db.items() if g != 0]
         lines = [f"**Remix**: {literal(', '.join(changed)) or 'every stem at 0 dB (the input itself)'}"]
         lines += [f"- {literal(session.tell(w))}" for w in result.warnings]
-        return {page.remix_status: "\n".join(lines),
+        video = session.remixed_video
+        shown = {c: gr.update(value=str(video) if video else None, visible=video is not None) for c in page.remixed}
+        return {page.remix_status: "\n".join(lines), **shown,
                 page.remix_player: gr.update(value=str(result.path), visible=True), **page.step_buttons(session)}
 
     def busy(self) -> dict:
@@ -382,7 +407,7 @@ def build_app(engine: Engine, store: SessionStore) -> gr.Blocks:
 
 
 def _wire_input(page: Page, handlers: Handlers) -> None:
-    outputs = [page.upload_status, *page.results, *page.buttons]
+    outputs = [page.upload_status, page.video, page.describe, *page.results, *page.buttons]
     page.upload.change(handlers.receive_upload, [page.upload], outputs, api_visibility="private",
                        concurrency_limit=4)
     page.microphone.change(handlers.receive_recording, [page.microphone], outputs, api_visibility="private",
@@ -396,11 +421,11 @@ def _wire_steps(page: Page, handlers: Handlers) -> None:
         button.click(handlers.busy, None, page.buttons, queue=False, api_visibility="private").then(
             handler, inputs, every, show_progress_on=[status], **options)
 
-    step(page.find_button, handlers.find, [page.upload, page.tagger], page.results, page.find_status,
+    step(page.find_button, handlers.find, [page.upload, page.tagger, page.describe], page.results, page.find_status,
          api_name="find", concurrency_limit=1, concurrency_id="models")  # one model run at a time, in one queue
     step(page.separate_button, handlers.separate, [page.table, *page.settings], page.results,
          page.separate_status, api_name="separate", concurrency_limit=1, concurrency_id="models")
-    step(page.remix_button, handlers.remix, page.sliders, [page.remix_player], page.remix_status,
+    step(page.remix_button, handlers.remix, page.sliders, [page.remix_player, *page.remixed], page.remix_status,
          api_name="remix", concurrency_limit=1)
     for event in (page.add_button.click, page.own_prompt.submit):
         event(handlers.add_source, [page.table, page.own_prompt], [page.table, page.own_prompt, page.find_status],

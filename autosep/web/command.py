@@ -36,7 +36,9 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM)  # Ctrl-C, and systemd's or docker's s
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ..commands.options import add_separation_arguments, add_tagging_arguments, positive_number
+    from ..commands.options import (add_separation_arguments, add_tagging_arguments, add_visual_arguments,
+                                    positive_number)
+    from ..video import DEFAULT_DESCRIBE_MODEL
     from ..pipeline.settings import PipelineOptions
     from ..taggers.settings import TAGGER_NAMES, TaggingSettings
 
@@ -52,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     offered.add_argument("--tagger", action="append", choices=TAGGER_NAMES,
                          help="a tagger the page offers; repeat for several (the first is the default and uses "
                               f"--tagger-model; default {TaggingSettings.tagger})")
+    add_visual_arguments(parser, describe=False)  # the picture of a video upload: as the main command
+    offered.add_argument("--describe-model", default=PipelineOptions.describe_model, metavar="ID_OR_PATH",
+                         help="the vision-language model behind the page's \"describe what you see\" box "
+                              f"(default: {DEFAULT_DESCRIBE_MODEL})")
     _add_server_arguments(parser, positive_number)
     return parser
 

@@ -32,7 +32,10 @@ from ..pipeline.pipeline import Pipeline, RecordingResult
 from ..pipeline.progress import Progress
 from ..pipeline.recording import open_audio
 from ..pipeline.remix import REMIX, RemixResult, open_result, remix
-from ..pipeline.settings import PipelineOptions
+from ..pipeline.settings import PipelineOptions, RunSettings
+from ..pipeline.video_out import remux_with_soundtrack
+from ..pipeline.visual import VisualEvidence
+from ..video.frames import has_video_stream
 from ..taggers.sources import Source
 from .sessions import Found, Separated, Session, SourceRow, scrub
 
@@ -77,8 +80,9 @@ class WebConfig:
     keep_hours: float = 1.0  # a session's files go when its tab closes, or after this long without a request
 
     def __post_init__(self) -> None:
-        # The page does not look at a video's picture yet (issue 22, item 5): its soundtrack only.
-        self.options = dataclasses.replace(self.options, visual=False, describe=None)
+        # Descriptions come from a visitor, per request; the operator chooses the models that look (visual_model,
+        # describe_model) and whether the picture is looked at (visual).
+        self.options = dataclasses.replace(self.options, describe=None)
 
 
 _INTERNALS = re.compile(r"\s*\((?=[^()]*(?:Errno|Error|error|;))[^()]*\)")
@@ -136,6 +140,7 @@ class Engine:
         self.taggers = [Choice(name, name) for name in dict.fromkeys(config.taggers or [config.options.tagger])]
         self._separators = {self.models[0].name: pipeline.separator}
         self._taggers = {self.taggers[0].name: pipeline.tagger}
+        self._visual = pipeline.visual  # the picture's models, loaded on the first video and shared
         self._lock = threading.RLock()  # model loading and runs: one at a time (the queue already orders them)
 
     @classmethod
@@ -164,8 +169,9 @@ class Engine:
     def private_paths(self, session: Session) -> dict[str, str]:
         """Every server path a visitor could meet in this session's messages and manifest -> its public name."""
         paths = session.private_paths()
-        models = [*self.models, *([Choice(self.taggers[0].name, str(self.config.options.tagger_model))]
-                                  if self.config.options.tagger_model else [])]
+        opts = self.config.options
+        models = [*self.models, *([Choice(self.taggers[0].name, str(opts.tagger_model))] if opts.tagger_model else []),
+                  *choices_for([spec for spec in (opts.visual_model, opts.describe_model) if spec])]
         for choice in models:
             local = Path(choice.spec).expanduser()
             if local.exists():
@@ -211,6 +217,23 @@ class Engine:
                                        f"({type(exc).__name__})") from None
             return self._taggers[choice.name]
 
+    def visual_for(self, settings: RunSettings, report: Report) -> VisualEvidence:
+        """The server's visual models (loaded now where ``settings`` need them and not loaded yet) with this
+        request's settings (its descriptions)."""
+        wanted = settings.visual
+        with self._lock:
+            for needed, load, what, spec in ((wanted.enabled, self._visual.scorer, "visual", wanted.model),
+                                             (bool(wanted.describe), self._visual.describer, "describe",
+                                              wanted.describe_model)):
+                if needed:
+                    name = choices_for([spec])[0].name if spec else "default"
+                    try:
+                        load()
+                    except Exception as exc:
+                        raise AutosepError(f"could not load the {what} model ({name}); tell the server's "
+                                           f"operator ({type(exc).__name__})") from None
+        return self._visual.sharing_models(wanted, _ReportProgress(report, "looking"))
+
     # -- the upload --------------------------------------------------------------------------------------------
 
     def check_length(self, session: Session) -> float:
@@ -234,28 +257,40 @@ class Engine:
         A file that fails the checks is removed at once."""
         session.adopt(upload, display_name)
         try:
-            return self.check_length(session)
+            duration = self.check_length(session)
         except AutosepError:
             session.forget_results()
             raise
+        if has_video_stream(session.input):  # the page shows it; the picture is looked at in step 1
+            session.video = session.serve(session.input, f"upload-{session.uploads}")
+        return duration
 
     # -- step 1 ------------------------------------------------------------------------------------------------
 
-    def find_sources(self, session: Session, tagger: str | None = None, report: Report = _silent_report) -> Found:
-        """Tag the session's recording and plan its sources (the command line's ``--dry-run``)."""
+    def find_sources(self, session: Session, tagger: str | None = None, report: Report = _silent_report,
+                     describe: Sequence[str] = ()) -> Found:
+        """Tag the session's recording and plan its sources (the command line's ``--dry-run``); for a video,
+        with what is on screen, and each of ``describe`` (what the visitor sees) as a source of its own."""
         duration = self.check_length(session)
         chosen = self.tagger(tagger)
-        options = dataclasses.replace(self.config.options, sources=None, dry_run=True,
+        describe = [text for text in (" ".join(str(d).split()) for d in describe) if text]
+        options = dataclasses.replace(self.config.options, sources=None, dry_run=True, describe=describe or None,
                                       out=session.folder / "plan", overwrite=True)
+        settings = options.settings()
         with self._lock:
-            pipeline = Pipeline(options.settings(), tagger=chosen, progress=_ReportProgress(report, "tagging"))
+            pipeline = Pipeline(settings, tagger=chosen, progress=_ReportProgress(report, "tagging"))
+            if session.video is not None and settings.visual.active:
+                pipeline.visual = self.visual_for(settings, report)
             result = pipeline.process(self._item(session))
         if not result.ok:
             raise AutosepError(plain(session.tell(result.message)))
+        seen = {entry["source"]: entry for entry in (result.visual or {}).get("sources", [])}
         rows = [SourceRow(label=s.label, prompt=s.prompt, score=s.score, mid=s.mid,
                           segments=[(float(a), float(b)) for a, b in s.segments],
-                          active_s=float(sum(b - a for a, b in s.segments))) for s in result.plan]
-        session.found = Found(rows, list(result.top_tags), duration, [session.tell(w) for w in result.warnings])
+                          active_s=float(sum(b - a for a, b in s.segments)),
+                          on_screen=_on_screen(seen.get(s.label))) for s in result.plan]
+        session.found = Found(rows, list(result.top_tags), duration, [session.tell(w) for w in result.warnings],
+                              result.visual)
         session.separated = None
         return session.found
 
@@ -327,7 +362,10 @@ class Engine:
         name = f"{slugify(Path(session.display_name).stem)}_stems.zip"
         target = session.folder / name
         partial = target.with_name(f".{name}.partial")
-        public = public_manifest(result.manifest.to_dict() if result.manifest else {}, self.private_paths(session))
+        data = result.manifest.to_dict() if result.manifest else {}
+        if session.found is not None and session.found.visual is not None:
+            data.setdefault("visual", session.found.visual)  # step 1 looked at the picture; step 2 used its plan
+        public = public_manifest(data, self.private_paths(session))
         with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as archive:
             for member in result.files.values():
                 archive.write(member, arcname=f"{result.output.name}/{member.name}")
@@ -339,7 +377,9 @@ class Engine:
 
     def remix(self, session: Session, gains_db: Mapping[str, float]) -> RemixResult:
         """Mix the session's stems with ``gains_db`` (by stem name) into ``<input>_remix.<ext>`` in the session
-        (a fresh subfolder per remix, so a page never plays an older one from its cache)."""
+        (a fresh subfolder per remix, so a page never plays an older one from its cache); for a video upload
+        also ``<input>_remix.<its extension>``, the picture copied untouched with the remix as its soundtrack
+        (:attr:`Session.remixed_video`)."""
         if session.separated is None:
             raise AutosepError("nothing to remix yet; run step 2 (Separate) first")
         folder = open_result(session.separated.folder)
@@ -347,15 +387,28 @@ class Engine:
         session.remix_count += 1
         out = session.folder / "remixes" / str(session.remix_count) / \
             f"{slugify(Path(session.display_name).stem)}_{REMIX}{ext}"
+        run = f"remix-{session.remix_count}"
+        session.remixed_video = None
         try:
             result = remix(folder, dict(gains_db), out)
+            if session.video is not None:
+                video = remux_with_soundtrack(session.input, result.path, out.with_suffix(session.input.suffix))
+                session.remixed_video = session.serve(video.path, run)
         except AutosepError as exc:
-            raise AutosepError(session.tell(str(exc))) from None
-        return dataclasses.replace(result, path=session.serve(result.path, f"remix-{session.remix_count}"))
+            raise AutosepError(plain(session.tell(str(exc)))) from None
+        return dataclasses.replace(result, path=session.serve(result.path, run))
 
     def _item(self, session: Session) -> InputFile:
         assert session.input is not None
         return InputFile(session.input, session.input.parent, session.display_name)
+
+
+def _on_screen(entry: Mapping | None) -> str:
+    """A source's on-screen mark for the page: its spans as clock times and its best score; '' for none."""
+    if entry is None:
+        return ""
+    spans = ", ".join(f"{a:.1f}-{b:.1f} s" for a, b in entry.get("spans") or [])
+    return f"{spans or 'not seen'} ({float(entry.get('max_score', 0.0)):.2f})"
 
 
 def release_memory() -> None:

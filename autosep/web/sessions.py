@@ -31,6 +31,7 @@ class SourceRow:
     segments: list[tuple[float, float]] = field(default_factory=list)
     mid: str | None = None
     separate: bool = True
+    on_screen: str = ""  # a video's on-screen mark: spans and best score ("" for none)
 
 
 @dataclass
@@ -41,6 +42,7 @@ class Found:
     top_tags: list[dict]
     duration_s: float
     warnings: list[str]
+    visual: dict | None = None  # a video's picture: the manifest's ``visual`` record
 
 
 @dataclass
@@ -67,6 +69,8 @@ class Session:
         self.adopted: set[str] = set()  # uploads as the page sent them (moved here: never taken twice)
         self.display_name = ""
         self.duration_s = 0.0
+        self.video: Path | None = None  # the page's copy of a video upload (None: no picture)
+        self.remixed_video: Path | None = None  # the page's copy of the last remix's video
         self.found: Found | None = None
         self.separated: Separated | None = None
         self.remix_count = 0
@@ -123,7 +127,7 @@ class Session:
 
     def forget_results(self) -> None:
         """Drop every result of the current recording (its files too)."""
-        self.found = self.separated = None
+        self.found = self.separated = self.video = self.remixed_video = None
         for name in ("plan", "separated", "spectrograms", "remixes"):
             shutil.rmtree(self.folder / name, ignore_errors=True)
         for old in self.folder.glob("*_stems.zip"):

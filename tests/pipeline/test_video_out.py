@@ -4,8 +4,6 @@ back with the remix or a stem as its soundtrack; its video packets must be the i
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 
 import numpy as np
 import pytest
@@ -18,30 +16,9 @@ from autosep.pipeline.pipeline import Pipeline
 from autosep.pipeline.recording import open_audio
 from autosep.pipeline.settings import PipelineOptions
 from test_pipeline_flow import BandSeparatorDouble
+from tiny_models.video import RATE, render_clip, video_packets
 
 av = pytest.importorskip("av")
-RATE = 44100
-
-
-def render_clip(path, audio_codec: str, seconds: float = 2.0):
-    """A test-pattern video with a two-tone stereo soundtrack (300 Hz left-heavy, 2.5 kHz), rendered by ffmpeg."""
-    if shutil.which("ffmpeg") is None:
-        pytest.skip("needs ffmpeg to render a test video: apt-get install ffmpeg (as .ci/run does)")
-    t = np.arange(int(seconds * RATE)) / RATE
-    low, high = 0.3 * np.sin(2 * np.pi * 300 * t), 0.2 * np.sin(2 * np.pi * 2500 * t)
-    track = path.with_name(path.stem + "-track.wav")
-    sf.write(track, np.stack([low + high, 0.8 * low + high], axis=1), RATE, subtype="PCM_16")
-    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi",
-                    "-i", f"testsrc=size=96x64:rate=10:duration={seconds}", "-i", str(track), "-t", str(seconds),
-                    "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", audio_codec, str(path)], check=True)
-    track.unlink()
-    return path
-
-
-def video_packets(path) -> list[tuple[bytes, int | None, bool]]:
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        return [(bytes(p), p.pts, p.is_keyframe) for p in container.demux(stream) if p.size]
 
 
 def soundtrack(path) -> np.ndarray:

@@ -17,8 +17,7 @@ from autosep.pipeline.settings import PipelineOptions
 from autosep.video.frames import sample_frames
 from autosep.video.onscreen import VisualScorer, seen_spans
 from test_pipeline_flow import BandSeparatorDouble
-from test_video_out import render_clip
-from tiny_models.video import VLM_WORD
+from tiny_models.video import VLM_WORD, render_clip
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

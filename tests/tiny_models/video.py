@@ -7,16 +7,23 @@ model + processor), for loading through autosep's ``from_pretrained`` path.
   in SmolVLM's "User:...<end_of_utterance>\\nAssistant:" form. Its text model's final norm is zeroed, so every
   logit is 0 and greedy decoding always picks token 0, which is the word " barking": the model's answer is known
   (" barking barking ..."), whatever the frames, so a test can follow it into the prompt.
+- ``render_clip``: a real video rendered by Debian's ffmpeg (a test pattern and a two-tone soundtrack), and
+  ``video_packets`` to compare a video stream packet for packet.
 """
 
 from __future__ import annotations
 
+import shutil
 import string
+import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 
 VLM_WORD = "barking"
+RATE = 44100  # the rendered clips' soundtrack
 
 
 @pytest.fixture(scope="session")
@@ -81,3 +88,26 @@ def tiny_vlm_dir(tmp_path_factory) -> Path:
     Idefics3Processor(image_processor=image_processor, tokenizer=tokenizer, image_seq_len=4,
                       chat_template=template).save_pretrained(folder)
     return folder
+
+
+def render_clip(path, audio_codec: str, seconds: float = 2.0):
+    """A test-pattern video with a two-tone stereo soundtrack (300 Hz left-heavy, 2.5 kHz), rendered by ffmpeg."""
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("needs ffmpeg to render a test video: apt-get install ffmpeg (as .ci/run does)")
+    t = np.arange(int(seconds * RATE)) / RATE
+    low, high = 0.3 * np.sin(2 * np.pi * 300 * t), 0.2 * np.sin(2 * np.pi * 2500 * t)
+    track = path.with_name(path.stem + "-track.wav")
+    sf.write(track, np.stack([low + high, 0.8 * low + high], axis=1), RATE, subtype="PCM_16")
+    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi",
+                    "-i", f"testsrc=size=96x64:rate=10:duration={seconds}", "-i", str(track), "-t", str(seconds),
+                    "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", audio_codec, str(path)], check=True)
+    track.unlink()
+    return path
+
+
+def video_packets(path) -> list[tuple[bytes, int | None, bool]]:
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        return [(bytes(p), p.pts, p.is_keyframe) for p in container.demux(stream) if p.size]

@@ -44,12 +44,16 @@ def make_mix():
 
 
 @pytest.fixture(scope="module")
-def web_config(tiny_audioldm2_dir, tiny_cnn14_checkpoint):
+def web_config(tiny_audioldm2_dir, tiny_cnn14_checkpoint, tiny_clip_dir, tiny_vlm_dir):
     from autosep.pipeline import PipelineOptions
     from autosep.web.engine import WebConfig
 
+    # The picture of a video upload is looked at (the main command's default), by the tiny CLIP and VLM; a
+    # threshold near 0 so every frame shows every source (random weights: scores between 0 and 1).
     options = PipelineOptions(model=str(tiny_audioldm2_dir), tagger_model=str(tiny_cnn14_checkpoint), steps=1,
-                              window=2.56, device="cpu", planner={"threshold": 0.0, "max_sources": 2})
+                              window=2.56, device="cpu", planner={"threshold": 0.0, "max_sources": 2},
+                              visual_model=str(tiny_clip_dir), describe_model=str(tiny_vlm_dir),
+                              visual_threshold=1e-6)
     return WebConfig(options, max_duration_s=20.0, max_upload_mb=5.0)
 
 

@@ -22,6 +22,7 @@ import soundfile as sf
 pytest.importorskip("gradio_client", reason='the web extra is not installed (pip install -e ".[web]")')
 
 GAINS = 13  # the page's stem slots
+SOURCE_HEADERS = ["separate", "source", "prompt", "score", "active (s)", "on screen"]
 
 
 @pytest.fixture
@@ -220,6 +221,52 @@ def test_a_video_s_soundtrack_is_used(server, client, tmp_path):
     assert "holiday clip.mp4" in status and "2.0 s" in status
     rows = table_rows(table)  # threshold 0 in this module: the planned sources are active all along
     assert 1 <= len(rows) <= 2 and all(float(row[4]) == pytest.approx(2.0, abs=0.05) for row in rows), rows
+
+
+def test_a_video_shows_what_is_on_screen_takes_a_description_and_comes_back_remixed(server, client, web_config,
+                                                                                    tmp_path):
+    from gradio_client import handle_file
+
+    from autosep.pipeline.recording import open_audio
+    from tiny_models.video import VLM_WORD, render_clip, video_packets
+
+    clip = render_clip(tmp_path / "garden clip.mp4", "aac")  # h264 + aac, 2 s, rendered by ffmpeg
+    out = named(client, "/find", client.predict(handle_file(str(clip)), "panns", "the test pattern\n\n",
+                                                api_name="/find"))
+    status, rows = out["find status"][0], table_rows(out["Sources (untick to leave one out; edit a prompt)"][0])
+    assert "garden clip.mp4" in status and "error" not in status, status
+    described = rows[-1]  # the description is a source of its own, prompted by what the VLM answered
+    assert described[1] == "the test pattern" and described[2] == " ".join([VLM_WORD] * 8)
+    assert len(rows) >= 2  # and the sources the tagger heard are there too
+    for row in rows:  # its on-screen mark: frames at 0 and 1 s, each standing for 1 s; its best score
+        assert row[5].startswith("0.0-1.5 s (0.") and 0 < float(row[5].split("(")[1].rstrip(")")) < 1, row
+
+    kept = [row for row in rows if row[1] != "the test pattern"][:1] + [described]
+    done = separate(client, {"headers": SOURCE_HEADERS, "data": kept}, server.engine.models[0].name)
+    stems = stems_of(done)
+    assert [s.stem for s in stems][-1] == "residual" and len(stems) == 3
+    with zipfile.ZipFile(value_of(done["All stems + manifest (zip)"][0])) as archive:
+        text = archive.read(next(n for n in archive.namelist() if n.endswith("manifest.json"))).decode()
+    visual = json.loads(text)["visual"]
+    assert visual["describe"]["sources"][0]["prompt"] == described[2]
+    assert {entry["source"] for entry in visual["sources"]} >= {row[1] for row in kept}
+    for private in (str(server.root), str(Path(web_config.options.visual_model).resolve()), "/tmp/"):
+        assert private not in text  # the visual models by name, never their server folders
+
+    outputs = named(client, "/remix", client.predict(*([-60.0] + [0.0] * (GAINS - 1)), api_name="/remix"))
+    video = Path(value_of(outputs["remixed video (download)"][0]))
+    assert video.name == "garden_clip_remix.mp4" and value_of(outputs["remixed video"][0])
+    assert video_packets(video) == video_packets(clip)  # the picture copied untouched
+    remixed = Path(value_of(outputs["remix"][0]))
+    assert remixed.name == "garden_clip_remix.wav"
+    with open_audio(video) as track:  # its soundtrack is the remix (aac: lossy, so within a tolerance)
+        track.scan(1 << 16)
+        heard = track.read(0, track.frames)
+    wanted = sf.read(str(remixed), dtype="float32", always_2d=True)[0]
+    length = min(len(heard), len(wanted))
+    assert abs(len(heard) - len(wanted)) < 0.05 * 44100
+    error = heard[:length] - wanted[:length]
+    assert 10 * np.log10(np.sum(wanted[:length] ** 2) / np.sum(error ** 2)) > 15
 
 
 def test_an_upload_over_the_size_limit_is_refused_with_the_limit(server, tmp_path):
