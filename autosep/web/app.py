@@ -133,7 +133,6 @@ class Page:
             self.microphone = gr.Audio(label="...or record from the microphone", sources=["microphone"],
                                        type="filepath", elem_id="microphone")
         self.upload_status = _status("upload", "upload-status")
-        self.video = gr.Video(label="the video", interactive=False, visible=False, elem_id="video", height=260)
 
     def _find(self, engine: Engine) -> None:
         gr.Markdown("## 1. Find sources")
@@ -142,12 +141,15 @@ class Page:
             self.tagger = gr.Dropdown(names, value=names[0], label="tagger", info=HINTS["tagger"],
                                       allow_custom_value=False, interactive=len(names) > 1, elem_id="tagger")
             self.find_button = gr.Button("1. Find sources", variant="primary", interactive=False, elem_id="find")
-        self.describe = gr.Textbox("", label="Describe what you see (videos)", info=HINTS["describe"], lines=2,
-                                   placeholder="the dog on the sofa", visible=False, elem_id="describe")
+        with gr.Row():  # a video upload: its picture, and what the visitor sees in it
+            self.video = gr.Video(label="the video", interactive=False, visible=False, elem_id="video", height=240)
+            self.describe = gr.Textbox("", label="Describe what you see", info=HINTS["describe"], lines=4,
+                                       placeholder="the dog on the sofa", visible=False, elem_id="describe")
         self.find_status = _status("find", "find-status")
         self.table = gr.Dataframe(headers=SOURCE_HEADERS, datatype=["bool", "str", "str", "str", "number", "str"],
                                   type="array", interactive=True, column_count=len(SOURCE_HEADERS),
                                   label="Sources (untick to leave one out; edit a prompt)", static_columns=[3, 4, 5],
+                                  wrap=True, column_widths=["10%", "22%", "26%", "9%", "11%", "22%"],
                                   elem_id="sources")
         with gr.Row():
             self.own_prompt = gr.Textbox(label="Add your own source", placeholder="e.g. dog barking", scale=4,

@@ -8,6 +8,9 @@ Rules:
 - Each session owns one temporary folder (:class:`Session`); the upload is moved into it, everything the
   session produces is written inside it, and :meth:`Session.cleanup` removes it. Messages and the manifest in
   the zip name the uploaded file by its own name and the models by their page names, never by a server path.
+- A video upload's picture is looked at as on the command line (on-screen evidence, the visitor's descriptions
+  through the operator's describe model; the visual models loaded once, on the first video, and shared), and
+  each remix is also written back into the video (the picture copied untouched).
 - Every failure reaches the page as an :class:`AutosepError` whose message is the command line's, in plain words
   (:func:`plain`: the decoders' internals left out).
 """

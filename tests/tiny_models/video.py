@@ -90,7 +90,7 @@ def tiny_vlm_dir(tmp_path_factory) -> Path:
     return folder
 
 
-def render_clip(path, audio_codec: str, seconds: float = 2.0):
+def render_clip(path, audio_codec: str, seconds: float = 2.0, size: str = "96x64"):
     """A test-pattern video with a two-tone stereo soundtrack (300 Hz left-heavy, 2.5 kHz), rendered by ffmpeg."""
     if shutil.which("ffmpeg") is None:
         pytest.skip("needs ffmpeg to render a test video: apt-get install ffmpeg (as .ci/run does)")
@@ -99,7 +99,7 @@ def render_clip(path, audio_codec: str, seconds: float = 2.0):
     track = path.with_name(path.stem + "-track.wav")
     sf.write(track, np.stack([low + high, 0.8 * low + high], axis=1), RATE, subtype="PCM_16")
     subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi",
-                    "-i", f"testsrc=size=96x64:rate=10:duration={seconds}", "-i", str(track), "-t", str(seconds),
+                    "-i", f"testsrc=size={size}:rate=10:duration={seconds}", "-i", str(track), "-t", str(seconds),
                     "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", audio_codec, str(path)], check=True)
     track.unlink()
     return path

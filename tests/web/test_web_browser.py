@@ -81,13 +81,16 @@ def png_size(data: bytes) -> tuple[int, int]:
 
 
 @pytest.fixture(scope="module")
-def web_config(tiny_audioldm2_dir, tiny_cnn14_checkpoint):
-    """Enough diffusion steps and windows that a separation lasts long enough to watch its progress."""
+def web_config(tiny_audioldm2_dir, tiny_cnn14_checkpoint, tiny_clip_dir, tiny_vlm_dir):
+    """Enough diffusion steps and windows that a separation lasts long enough to watch its progress; a video's
+    picture looked at by the tiny CLIP and VLM."""
     from autosep.pipeline import PipelineOptions
     from autosep.web.engine import WebConfig
 
     options = PipelineOptions(model=str(tiny_audioldm2_dir), tagger_model=str(tiny_cnn14_checkpoint), steps=40,
-                              window=2.56, device="cpu", planner={"threshold": 0.0, "max_sources": 1})
+                              window=2.56, device="cpu", planner={"threshold": 0.0, "max_sources": 1},
+                              visual_model=str(tiny_clip_dir), describe_model=str(tiny_vlm_dir),
+                              visual_threshold=1e-6)
     return WebConfig(options, max_duration_s=20.0, max_upload_mb=5.0)
 
 
@@ -231,3 +234,42 @@ def replace_the_recording(browser, wait, make_mix, tmp_path):
     assert not shown(browser, "remix-player") and not shown(browser, "gain-0") and not shown(browser, "mel-0")
     buttons = [browser.find_element(By.ID, name).is_enabled() for name in ("find", "separate", "remix")]
     assert buttons == [True, False, False]
+
+
+@pytest.mark.slow  # a video through the three steps in a real browser: about 20 s
+def test_a_video_in_a_real_browser(server, browser, tmp_path):
+    """The video is shown, a description typed into the page becomes a source with its on-screen mark, and the
+    remixed video the page links to is the input's picture, packet for packet. Its screenshot is kept as
+    ``web-video.png`` (docs/autosep-web-video.png is it, scaled to 800 px)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from tiny_models.video import render_clip, video_packets
+
+    wait = WebDriverWait(browser, TIMEOUT_S, poll_frequency=0.05)
+    clip = render_clip(tmp_path / "garden clip.mp4", "aac", size="320x240")
+    browser.get(server.url)
+    upload(browser, wait, clip)
+    wait.until(lambda d: "a video" in text_of(d, "upload-status"))
+    shown_video = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#video video[src]"))
+    assert fetch(shown_video[0].get_attribute("src")) == clip.read_bytes()  # the upload itself is played
+    browser.find_element(By.CSS_SELECTOR, "#describe textarea").send_keys("the test pattern")
+    browser.find_element(By.ID, "find").click()
+    wait.until(lambda d: "source(s) found" in text_of(d, "find-status"))
+    table = text_of(browser, "sources")
+    assert "on screen" in table and "the test pattern" in table and "0.0-1.5 s (0." in table, table
+    browser.set_window_size(1100, 1300)
+    browser.execute_script("window.scrollTo(0, 0)")
+    assert browser.save_screenshot(str(artifacts() / "web-video.png"))  # the video, a description, the marks
+    browser.set_window_size(1280, 1600)
+
+    wait.until(lambda d: d.find_element(By.ID, "separate").is_enabled())
+    browser.find_element(By.ID, "separate").click()
+    wait.until(lambda d: "stems" in text_of(d, "separate-status"))
+    wait.until(lambda d: d.find_element(By.ID, "remix").is_enabled())
+    browser.find_element(By.ID, "remix").click()
+    link = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#remix-video-file a[href*='garden_clip_remix.mp4']"))
+    remixed = tmp_path / "remixed.mp4"
+    remixed.write_bytes(fetch(link[0].get_attribute("href")))
+    assert video_packets(remixed) == video_packets(clip)
+    assert wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#remix-video video[src]"))

@@ -70,7 +70,7 @@ def stems_of(out: dict[str, list]) -> list[Path]:
 
 
 def remix(client, gains) -> tuple[str, str]:
-    status, player = (value_of(o) for o in client.predict(*gains, api_name="/remix"))
+    status, player, *_videos = (value_of(o) for o in client.predict(*gains, api_name="/remix"))
     return status, player
 
 
