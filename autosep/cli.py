@@ -55,6 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+SHOWN_CHARS = 80  # a prompt longer than this is shown cut (the manifest keeps it whole)
+
+
+def _shown(text: str) -> str:
+    return text if len(text) <= SHOWN_CHARS else f"{text[:SHOWN_CHARS - 1]}… ({len(text)} characters)"
+
+
 def _source_names(result, empty: str) -> str:
     """The sources of a result, each with the tagger's verdict on its stem (check.py) when it was checked."""
     manifest = result.manifest
@@ -62,8 +69,8 @@ def _source_names(result, empty: str) -> str:
     names = []
     for source in result.plan:
         verdict = verdicts.get(source.label)
-        names.append(source.label if verdict is None else
-                     f"{source.label} ({'confirmed' if verdict else 'not confirmed'})")
+        label = _shown(source.label)
+        names.append(label if verdict is None else f"{label} ({'confirmed' if verdict else 'not confirmed'})")
     text = ", ".join(names) or empty
     check = manifest.check if manifest is not None else None
     if check is not None and check.dropped:
@@ -158,8 +165,8 @@ def _print_plans(outcome: BatchOutcome, console) -> None:
             table.add_column(column, overflow="fold")
         for source in result.plan:
             segments = ", ".join(f"{a:.1f}-{b:.1f}s" for a, b in source.segments)
-            table.add_row(source.label, source.mid or "-",
-                          "-" if source.score is None else f"{source.score:.3f}", source.prompt, segments)
+            table.add_row(_shown(source.label), source.mid or "-",
+                          "-" if source.score is None else f"{source.score:.3f}", _shown(source.prompt), segments)
         if not result.plan:
             table.add_row("(no sources)", "", "", "", "")
         console.print(table)

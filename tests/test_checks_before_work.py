@@ -125,3 +125,11 @@ def test_only_autosep_s_own_download_is_offered_for_deletion(tmp_path):
             load_cnn14(ours)
     finally:
         ours.unlink()
+
+
+def test_a_very_long_prompt_is_warned_about_and_shown_cut(mix, tmp_path, capsys):
+    prompt = "a dog barking far away " * 220  # about 5000 characters
+    code, output = run(capsys, mix, "-o", tmp_path / "out", "-s", prompt, "--dry-run")
+    assert code == 0, output
+    assert "a -s prompt of" in output and "characters" in output
+    assert prompt.strip() not in output and f"({len(prompt.strip())} characters)" in output
