@@ -27,6 +27,7 @@ import soundfile as sf
 
 from ..errors import AutosepError
 from ..logs import captured_native_stderr
+from ..stopping import checkpoint
 
 log = logging.getLogger("autosep")
 
@@ -86,6 +87,7 @@ class Recording:
         peak, non_finite = 0.0, 0
         start = 0
         while start < self.frames:
+            checkpoint()  # a Ctrl-C asked for while reading stops here (autosep.stopping)
             count = min(block_frames, self.frames - start)
             raw = self._read_until_end(start, count)
             if len(raw) < count:  # the data ends before the header said it would
