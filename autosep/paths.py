@@ -9,6 +9,10 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .errors import ModelNotAvailableError
 
 
 def cache_dir() -> Path:
@@ -40,3 +44,19 @@ def converted_root(source: str) -> Path:
     """autosep's folder for checkpoints it converted from ``source`` (a hub id, or ``local-<hash>`` for a folder)."""
     safe = re.sub(r"[^A-Za-z0-9._-]+", "--", source).strip("-")
     return cache_dir() / "converted" / safe
+
+
+def model_unavailable(what: str, model_id: str, error: BaseException, alias: str, option: str,
+                      instead: str = "") -> ModelNotAvailableError:
+    """The error for a ``from_pretrained`` that found no model: ``what`` (e.g. "tagger model") ``model_id`` is not
+    a model folder / not cached while offline / could not be downloaded, and what to do: download ``alias``, pass
+    ``option`` a local folder, or ``instead``."""
+    from .errors import ModelNotAvailableError
+
+    where = "is not a model folder" if Path(model_id).exists() else (
+        "is not in the Hugging Face cache and offline mode is on" if offline_mode() else "could not be downloaded")
+    first = str(error).strip().splitlines()[0][:200] if str(error).strip() else repr(error)
+    fallback = f", or {instead}" if instead else ""
+    return ModelNotAvailableError(
+        f"{what} {model_id} {where} ({first}). Fetch it while online with `autosep models download {alias}` "
+        f"(or `hf download {model_id}`), or pass {option} with a local folder that holds it{fallback}.")

@@ -71,10 +71,11 @@ def main() -> None:
         rows = [("local (1 process, 1 thread)", 1, timed_run([*common, "-o", str(root / "local")]))]
         import ray
 
+        from autosep.pipeline.ray_connect import start_private_instance
+
         started = time.perf_counter()
         # One instance for every run (as a cluster would be), so each row pays only for its workers.
-        ray.init(num_cpus=max(options.workers), include_dashboard=False, _node_ip_address="127.0.0.1",
-                 log_to_driver=False, configure_logging=False)
+        start_private_instance(ray, num_cpus=max(options.workers))
         ray_start = time.perf_counter() - started
         for workers in options.workers:
             seconds = timed_run([*common, "-o", str(root / f"ray{workers}"), "--ray", "--ray-workers", str(workers)])

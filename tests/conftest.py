@@ -109,4 +109,4 @@ def audioset_dir() -> Path:
 
 # Tiny random-weight model fixtures, one module per area (each registers its own session-scoped fixtures).
 pytest_plugins: list[str] = ["tiny_models.audioldm2", "tiny_models.taggers", "tiny_models.tango",
-                             "tiny_models.stable_audio"]
+                             "tiny_models.stable_audio", "tiny_models.video"]

@@ -10,11 +10,12 @@ from ..known_models import KnownModel
 
 
 def known_models() -> list[KnownModel]:
-    """Separator models first, then taggers, as the two areas declare them."""
+    """Separator models first, then taggers, then the video models, as the areas declare them."""
     from ..separator import KNOWN_MODELS as separator_models
     from ..taggers import KNOWN_MODELS as tagger_models
+    from ..video import KNOWN_MODELS as video_models
 
-    return list(separator_models) + list(tagger_models)
+    return list(separator_models) + list(tagger_models) + list(video_models)
 
 
 def find_model(name: str, models: list[KnownModel]) -> KnownModel | None:

@@ -22,6 +22,7 @@ from ..separator.settings import INVERSION_PROMPT_CHOICES, INVERSIONS
 from ..taggers.prompts import load_prompt_overrides
 from ..taggers import registry as taggers
 from ..taggers.settings import PlanningSettings, TaggingSettings
+from ..video import DEFAULT_DESCRIBE_MODEL, DEFAULT_VISUAL_MODEL
 
 
 def positive_number(text: str) -> float:
@@ -89,6 +90,25 @@ def add_tagging_arguments(parser: argparse.ArgumentParser) -> None:
                        help="prompt overrides, lines 'Display name = prompt'")
 
 
+def add_visual_arguments(parser: argparse.ArgumentParser, describe: bool = True) -> None:
+    """What is on screen in a video input (``autosep`` and ``autosep tag``), and ``--describe`` (``autosep``)."""
+    d = PipelineOptions
+    group = parser.add_argument_group("video inputs (see docs/video.md)")
+    group.add_argument("--no-visual", dest="visual", action="store_false",
+                       help="do not look at the picture (on by default for inputs with a video stream)")
+    group.add_argument("--visual-model", default=d.visual_model, metavar="ID_OR_PATH",
+                       help="zero-shot image-text model scoring what is on screen (CLIP or SigLIP; default: "
+                            f"{DEFAULT_VISUAL_MODEL})")
+    group.add_argument("--visual-threshold", type=float, default=d.visual_threshold, metavar="P",
+                       help=f"a frame shows a source at this score (default {d.visual_threshold:g})")
+    if describe:
+        group.add_argument("--describe", action="append", metavar="TEXT",
+                           help='an object on screen to separate, e.g. "the woman with the red guitar" (repeatable): '
+                                "a vision-language model names the sound it makes, and that becomes its prompt")
+        group.add_argument("--describe-model", default=d.describe_model, metavar="ID_OR_PATH",
+                           help=f"image-text-to-text model for --describe (default: {DEFAULT_DESCRIBE_MODEL})")
+
+
 def planning_settings(args: argparse.Namespace) -> PlanningSettings:
     """The planner's settings from parsed options (the threshold left unset: the tagger's own).
 
@@ -120,6 +140,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                               "silent elsewhere and that audio stays in the residual")
     sources.add_argument("--dry-run", action="store_true", help="show the plan for every input, separate nothing")
     add_tagging_arguments(parser)  # --tagger --tagger-model --threshold --max-sources ... (shared with `autosep tag`)
+    add_visual_arguments(parser)
     add_separation_arguments(parser)
 
     check = parser.add_argument_group("stems checked by the tagger")
@@ -165,6 +186,9 @@ def add_ray_arguments(parser: argparse.ArgumentParser) -> None:
                          help="GPUs per worker (default 1 when the cluster has GPUs, else 0)")
     cluster.add_argument("--ray-retries", type=int, default=d.ray_retries, metavar="N",
                          help=f"re-runs of a recording whose worker died (default {d.ray_retries})")
+    cluster.add_argument("--ray-timeout", type=float, default=d.ray_timeout, metavar="S",
+                         help="seconds to wait for the cluster at ADDRESS to answer before giving up (exit 1; "
+                              f"default {d.ray_timeout:g})")
 
 
 def add_separation_arguments(parser: argparse.ArgumentParser) -> None:
@@ -192,7 +216,8 @@ def add_separation_arguments(parser: argparse.ArgumentParser) -> None:
                      help=f"random seed, recorded in the manifest (default {d.seed})")
     sep.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:N or mps")
     sep.add_argument("--dtype", default=d.dtype, choices=DTYPE_NAMES,
-                     help="UNet and text encoder precision (default: fp16 on CUDA, else fp32)")
+                     help="UNet/DiT precision (default: fp16 on CUDA, else fp32; text encoders, VAE and vocoder "
+                          "always run in fp32)")
     sep.add_argument("--batch-size", type=int, default=d.batch_size,
                      help="samples per UNet forward (default: a window's sources at once)")
     sep.add_argument("--window", type=float, default=d.window,
@@ -218,9 +243,16 @@ def options_from_args(args: argparse.Namespace) -> PipelineOptions:
         drop_unconfirmed=args.drop_unconfirmed, rounds=args.rounds,
         keep=getattr(args, "keep", None), remove=getattr(args, "remove", None),
         video_out=getattr(args, "video_out", None),
+        **_visual_options(args),
         out=args.out, format=args.format, bit_depth=args.bit_depth, overwrite=args.overwrite,
         **_engine_options(args),
     )
+
+
+def _visual_options(args: argparse.Namespace) -> dict:
+    """The video options, where the command has them (``autosep web`` has none: its defaults then)."""
+    names = ("visual", "visual_model", "visual_threshold", "describe", "describe_model")
+    return {name: getattr(args, name) for name in names if hasattr(args, name)}
 
 
 def _engine_options(args: argparse.Namespace) -> dict:
@@ -229,7 +261,7 @@ def _engine_options(args: argparse.Namespace) -> dict:
         return {}
     return {"engine": "ray", "ray_address": args.ray, "ray_workers": args.ray_workers,
             "ray_cpus_per_worker": args.ray_cpus_per_worker, "ray_gpus_per_worker": args.ray_gpus_per_worker,
-            "ray_retries": args.ray_retries}
+            "ray_retries": args.ray_retries, "ray_timeout": args.ray_timeout}
 
 
 def make_progress(quiet: bool, console) -> Progress:

@@ -15,7 +15,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .options import add_tagging_arguments, dash_file_hint, number_at_least, planning_settings
+from .options import (add_tagging_arguments, add_visual_arguments, dash_file_hint, number_at_least,
+                      planning_settings)
 from ..errors import EXIT_NOTHING_RAN, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, AutosepError, SettingsError
 from ..pipeline.inputs import collect_inputs
 from ..pipeline.recording import open_audio
@@ -33,6 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="audio/video files, folders or glob patterns")
     add_tagging_arguments(parser)
+    add_visual_arguments(parser, describe=False)
     parser.add_argument("--all", action="store_true", help="also show the raw top classes of the tagger")
     parser.add_argument("--top", type=number_at_least(0), default=10, metavar="N",
                         help="how many raw classes --all shows (default: 10)")
@@ -42,6 +44,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """In steps: the settings, the inputs (all checked before a model loads: loading is slow and may download,
+    a typo should not wait), the tagger loaded once, then each recording tagged and planned and its report
+    printed."""
     parser = _parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -55,64 +60,29 @@ def main(argv: list[str] | None = None) -> int:
     try:
         tagging = TaggingSettings(args.tagger, args.tagger_model, args.vocab)
         options = planning_settings(args).as_dict()  # checked once here; the planner resolves the threshold
+        visual = _visual(args)
     except AutosepError as exc:
         message = exc.for_command_line() if isinstance(exc, SettingsError) else str(exc)
-        err.print(f"autosep tag: {message}", style="red", markup=False, soft_wrap=True)
+        _say(err, f"autosep tag: {message}")
         return EXIT_USAGE
-
-    # Check every input before loading a model: loading is slow (and may download), a typo should not wait.
     found, missing = collect_inputs(args.inputs)
     failures = [{"file": absent.given, "error": f"{absent.given}: {absent.reason}"} for absent in missing]
     for failure in failures:
-        err.print(failure["error"], style="red", markup=False, soft_wrap=True)
+        _say(err, failure["error"])
     if not found:
-        err.print("autosep tag: no audio or video files found in the given inputs; nothing was tagged",
-                  style="red", markup=False, soft_wrap=True)
+        _say(err, "autosep tag: no audio or video files found in the given inputs; nothing was tagged")
         return EXIT_NOTHING_RAN
-    try:
-        with err.status(f"loading the {args.tagger} tagger...", spinner="dots"):
-            tagger = load_tagger_for(tagging, args.device)
-    except (AutosepError, ValueError) as exc:
-        err.print(f"autosep tag: {exc}", style="red", markup=False, soft_wrap=True)
+    tagger = _load(err, args, tagging)
+    if tagger is None:
         return EXIT_NOTHING_RAN
-    except Exception as exc:  # a broken model folder can fail in many ways; say which model, not a traceback
-        err.print(f"autosep tag: could not load the {args.tagger} tagger "
-                  f"({args.tagger_model or 'default model'}): {type(exc).__name__}: {exc}", style="red",
-                  markup=False, soft_wrap=True)
-        return EXIT_NOTHING_RAN
-
     reports = []
     out = Console(highlight=False)
     for path in (item.path for item in found):
-        try:
-            # the streamed block tagging the main run and --dry-run use, so all three plan a file alike
-            with err.status(f"tagging {path.name}...", spinner="dots"), open_audio(path) as reader:
-                duration = reader.duration
-                tagged = plan_recording(reader, tagger, options)
-        except AutosepError as exc:
-            failures.append({"file": str(path), "error": str(exc)})
-            err.print(str(exc), style="red", markup=False, soft_wrap=True)
-            continue
-        except Exception as exc:  # keep the batch going; name the file instead of printing a traceback
-            message = f"{path}: tagging failed ({type(exc).__name__}: {exc})"
-            failures.append({"file": str(path), "error": message})
-            err.print(message, style="red", markup=False, soft_wrap=True)
-            continue
-        if tagged.result is None:
-            message = f"{path}: no audio to tag"
-            failures.append({"file": str(path), "error": message})
-            err.print(message, style="red", markup=False, soft_wrap=True)
-            continue
-        for note in tagged.result.notes:
-            err.print(f"{path}: {note}", style="yellow", markup=False, soft_wrap=True)
-        if tagged.silent:
-            err.print(f"{path}: the recording is silent; no sources", style="yellow", markup=False,
-                      soft_wrap=True)
-        report = _report(path, duration, tagger, tagged, options, args.top if args.all else 0)
-        reports.append(report)
-        if not args.json:
-            _print_report(out, report, why=args.all)
-
+        report = _tag_one(err, path, tagger, options, visual, args, failures)
+        if report is not None:
+            reports.append(report)
+            if not args.json:
+                _print_report(out, report, why=args.all)
     if args.json:
         print(json.dumps({"files": reports, "errors": failures}, indent=2))
     if not reports:
@@ -120,8 +90,72 @@ def main(argv: list[str] | None = None) -> int:
     return EXIT_PARTIAL if failures else EXIT_OK
 
 
+def _say(err: Console, message: str, style: str = "red") -> None:
+    err.print(message, style=style, markup=False, soft_wrap=True)
+
+
+def _load(err: Console, args, tagging: TaggingSettings) -> Tagger | None:
+    """The tagger, loaded once; None (and the reason said) when it cannot be."""
+    try:
+        with err.status(f"loading the {args.tagger} tagger...", spinner="dots"):
+            return load_tagger_for(tagging, args.device)
+    except (AutosepError, ValueError) as exc:
+        _say(err, f"autosep tag: {exc}")
+    except Exception as exc:  # a broken model folder can fail in many ways; say which model, not a traceback
+        _say(err, f"autosep tag: could not load the {args.tagger} tagger "
+                  f"({args.tagger_model or 'default model'}): {type(exc).__name__}: {exc}")
+    return None
+
+
+def _tag_one(err: Console, path: Path, tagger: Tagger, options: dict, visual, args, failures: list[dict]
+             ) -> dict | None:
+    """One recording tagged, planned and looked at (:func:`_tag_file`), its notes said; its report, or None
+    (the failure added to ``failures``: the batch goes on)."""
+    try:
+        duration, tagged, on_screen = _tag_file(path, tagger, options, visual, err)
+    except AutosepError as exc:
+        message = str(exc)
+    except Exception as exc:  # keep the batch going; name the file instead of printing a traceback
+        message = f"{path}: tagging failed ({type(exc).__name__}: {exc})"
+    else:
+        message = f"{path}: no audio to tag" if tagged.result is None else None
+    if message is not None:
+        failures.append({"file": str(path), "error": message})
+        _say(err, message)
+        return None
+    for note in tagged.result.notes:
+        _say(err, f"{path}: {note}", "yellow")
+    if tagged.silent:
+        _say(err, f"{path}: the recording is silent; no sources", "yellow")
+    return _report(path, duration, tagger, tagged, options, args.top if args.all else 0, on_screen)
+
+
+def _tag_file(path: Path, tagger: Tagger, options: dict, visual, err: Console):
+    """(duration, tagged and planned recording, on-screen record or None) of one file: the streamed block
+    tagging the main run and --dry-run use, so all three plan a file alike, then what is on screen in a video."""
+    with err.status(f"tagging {path.name}...", spinner="dots"), open_audio(path) as reader:
+        duration = reader.duration
+        tagged = plan_recording(reader, tagger, options)
+    notes: list[str] = []
+    with err.status(f"looking at {path.name}...", spinner="dots"):
+        on_screen = visual.apply(path, duration, tagged, options, notes)
+    for note in notes:
+        err.print(note, style="yellow", markup=False, soft_wrap=True)
+    return duration, tagged, on_screen
+
+
+def _visual(args: argparse.Namespace):
+    """The same on-screen evidence as the main run (pipeline/visual.py), its model loaded on the first video."""
+    from ..pipeline.progress import Progress
+    from ..pipeline.visual import VisualEvidence
+    from ..video.settings import VisualSettings
+
+    return VisualEvidence(VisualSettings(args.visual, args.visual_model, args.visual_threshold), args.device,
+                          Progress())
+
+
 def _report(path: Path, duration: float, tagger: Tagger, tagged: TaggedRecording, options: dict,
-            top: int) -> dict:
+            top: int, on_screen: dict | None = None) -> dict:
     result = tagged.result
     threshold = resolve_threshold(options.get("threshold"), result.default_threshold, result.window_seconds,
                                   result.window_times)
@@ -130,6 +164,12 @@ def _report(path: Path, duration: float, tagger: Tagger, tagged: TaggedRecording
         "threshold": round(threshold, 4), "windows": len(result.window_times),
         "sources": [source.to_dict() for source in tagged.plan],
     }
+    seen = {entry["source"]: entry for entry in (on_screen or {}).get("sources") or []}
+    if on_screen is not None:
+        for source in report["sources"]:
+            entry = seen.get(source["label"])
+            source["on_screen"] = None if entry is None else {"max_score": entry["max_score"],
+                                                              "spans": entry["spans"]}
     if top:
         report["top_classes"] = [{"label": t["label"], "mid": t["mid"], "score": t["max_score"]}
                                  for t in tagged.top_tags(top)]
@@ -143,6 +183,12 @@ def _clock(seconds: float) -> str:
     return f"{int(minutes)}:{secs:04.1f}"
 
 
+def _spans(spans: list) -> str:
+    """At most four spans as clock times, then how many more."""
+    text = ", ".join(f"{_clock(s)}-{_clock(e)}" for s, e in spans[:4])
+    return text + (f" (+{len(spans) - 4})" if len(spans) > 4 else "")
+
+
 def _print_report(console: Console, report: dict, why: bool = False) -> None:
     title = escape(f"{report['file']}  ({_clock(report['duration'])}, {report['tagger']}, "
                    f"threshold {report['threshold']:g})")
@@ -153,15 +199,18 @@ def _print_report(console: Console, report: dict, why: bool = False) -> None:
         console.print("  no separable sources detected (try a lower --threshold, or --all to see the raw scores)")
     else:
         table = Table()
+        video = any("on_screen" in source for source in report["sources"])
         for column, justify in (("#", "right"), ("source", "left"), ("score", "right"), ("active", "right"),
-                                ("prompt", "left"), ("segments", "left")):
+                                ("prompt", "left"), ("segments", "left")) + ((("on screen", "left"),) if video else ()):
             table.add_column(column, justify=justify)
         for i, source in enumerate(report["sources"], start=1):
-            segments = ", ".join(f"{_clock(s)}-{_clock(e)}" for s, e in source["segments"][:4])
-            if len(source["segments"]) > 4:
-                segments += f" (+{len(source['segments']) - 4})"
-            table.add_row(str(i), escape(source["label"]), f"{source['score']:.2f}",
-                          f"{source['active_seconds']:.1f} s", escape(source["prompt"]), segments)
+            row = [str(i), escape(source["label"]), f"{source['score']:.2f}", f"{source['active_seconds']:.1f} s",
+                   escape(source["prompt"]), _spans(source["segments"])]
+            if video:
+                seen = source.get("on_screen")
+                row.append("-" if not seen or not seen["spans"] else
+                           f"{_spans(seen['spans'])} ({seen['max_score']:.2f})")
+            table.add_row(*row)
         console.print(table)
         if why:  # --all: why each source is planned, and the classes it holds
             for i, source in enumerate(report["sources"], start=1):

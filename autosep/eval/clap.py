@@ -27,8 +27,7 @@ import numpy as np
 import torch
 
 from ..devices import resolve_device
-from ..errors import ModelNotAvailableError
-from ..paths import offline_mode
+from ..paths import model_unavailable
 from .metrics import resample, to_mono
 
 CLAP_MODEL_ID = "laion/clap-htsat-unfused"
@@ -38,13 +37,7 @@ def _load(load, model_id: str):
     try:
         return load(model_id)
     except (OSError, ValueError) as exc:
-        where = "is not a model folder" if Path(model_id).exists() else (
-            "is not in the Hugging Face cache and offline mode is on" if offline_mode() else "could not be downloaded")
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else repr(exc)
-        raise ModelNotAvailableError(
-            f"CLAP model {model_id} {where} ({first}). Fetch it while online with `autosep models download clap` "
-            f"(or `hf download {model_id}`), or pass --clap-model with a local folder that holds it."
-        ) from None
+        raise model_unavailable("CLAP model", model_id, exc, "clap", "--clap-model") from None
 
 
 def _pooled(output) -> torch.Tensor:

@@ -43,9 +43,6 @@ exit codes: 0 all scored, 1 nothing scored, 2 usage error, 3 some recordings not
 
 
 def build_parser(run: bool) -> argparse.ArgumentParser:
-    from .evaluate import MATCH_METRICS
-    from .layout import MATCH_MODES
-
     parser = argparse.ArgumentParser(
         prog="autosep eval", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_EPILOG,
         description="Score separated stems against reference stems (SI-SDR, SDR, CLAP-A, CLAP-T, FAD, LPAPS) "
@@ -66,6 +63,23 @@ def build_parser(run: bool) -> argparse.ArgumentParser:
                                                                    "(autosep output or any stems)")
         parser.add_argument("references", metavar="REFERENCES", help="folder of the true stems, same layout")
     group = parser.add_argument_group("evaluation")
+    _add_evaluation_arguments(group)
+    if run:
+        from ..commands.options import add_run_arguments
+
+        add_run_arguments(parser)  # -o, --model, --tagger, --steps, --render, --device, -q, -v, ...
+    else:
+        group.add_argument("--device", default="auto", help="device for CLAP and PANNs: auto, cpu, cuda, cuda:N or mps")
+        group.add_argument("-q", "--quiet", action="store_true", help="only errors")
+        group.add_argument("-v", "--verbose", action="store_true", help="more detail")
+    return parser
+
+
+def _add_evaluation_arguments(group) -> None:
+    """The options of the scoring itself (both forms of the command have them)."""
+    from .evaluate import MATCH_METRICS
+    from .layout import MATCH_MODES
+
     group.add_argument("--labels", metavar="FILE",
                        help='JSON {"<recording>": {"<source>": "<label>"}} for the references\' labels '
                             "(default: each recording's labels.json, else the file names)")
@@ -94,15 +108,6 @@ def build_parser(run: bool) -> argparse.ArgumentParser:
     group.add_argument("--json", action="store_true", help="print the report as JSON instead of tables")
     group.add_argument("--output", metavar="FILE",
                        help=f"where to write the report (default: {EVAL_FILE} in ESTIMATES, or in -o with --run)")
-    if run:
-        from ..commands.options import add_run_arguments
-
-        add_run_arguments(parser)  # -o, --model, --tagger, --steps, --render, --device, -q, -v, ...
-    else:
-        group.add_argument("--device", default="auto", help="device for CLAP and PANNs: auto, cpu, cuda, cuda:N or mps")
-        group.add_argument("-q", "--quiet", action="store_true", help="only errors")
-        group.add_argument("-v", "--verbose", action="store_true", help="more detail")
-    return parser
 
 
 def write_report(report: dict, path: Path) -> None:
@@ -256,75 +261,25 @@ def main(argv: list[str]) -> int:
         return EXIT_INTERRUPTED
 
 
+class _Failed(Exception):
+    """A step of :func:`_main` could not go on: the message for the user and the exit code."""
+
+    def __init__(self, message: object, code: int):
+        super().__init__(str(message))
+        self.code = code
+
+
 def _main(args, run: bool) -> int:
-    from rich.console import Console
-
-    from ..errors import AutosepError
-    from .evaluate import EvalSettings, evaluate
-    from .layout import pair_recordings, read_estimates, read_labels_file, read_references
-
-    console = Console(stderr=True)
-    settings = EvalSettings(match=args.match, match_metric=args.match_metric, clap_model=args.clap_model,
-                            clap=not args.no_clap, device=args.device, sdr_rate=args.sdr_rate,
-                            batch_size=args.clap_batch_size,
-                            fad_embeddings=tuple(args.fad_embedding) if args.fad_embedding else None,
-                            panns_model=args.panns_model, require_clap=args.require_clap)
+    """In steps: the settings and the references; the estimates (separated first with ``--run``); the recordings
+    paired; scored; the report written and shown. Exit code 3 when something was missing or unreadable."""
     try:
-        settings.validate()
-        labels = read_labels_file(args.labels) if args.labels else None
-        references_root = Path(args.dataset if run else args.references)
-        references = read_references(references_root, labels)
-        if not references:
-            raise _Usage(f"{references_root}: no reference stems found; expected <recording>/<source>.wav files")
-    except (AutosepError, _Usage) as exc:
+        settings, references_root, references = _read_references(args, run)
+        estimates_root, failures = _estimates_root(args, run, references_root, references)
+        pairs, missing = _pair(args, run, estimates_root, references_root, references)
+        report = _score(args, settings, pairs, missing)
+    except _Failed as exc:
         print(f"autosep: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-
-    failures: list[str] = []
-    if run:
-        try:
-            failures = _separate(args, references_root, references, console)
-        except (_Usage, AutosepError, ValueError) as exc:  # bad options (checked before any model loads)
-            print(f"autosep: error: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-        except _NothingRan as exc:
-            print(f"autosep: error: {exc}", file=sys.stderr)
-            return EXIT_NOTHING
-        for message in failures:
-            print(f"autosep: error: {message}", file=sys.stderr)
-        estimates_root = Path(args.out)
-    else:
-        estimates_root = Path(args.estimates)
-        if not estimates_root.is_dir():
-            print(f"autosep: error: {estimates_root}: not a folder; give the folder of separated stems "
-                  "(autosep's -o folder, or any <recording>/<source>.wav tree)", file=sys.stderr)
-            return EXIT_USAGE
-    try:
-        estimates = read_estimates(estimates_root) if estimates_root.is_dir() else {}
-    except AutosepError as exc:
-        print(f"autosep: error: {exc}", file=sys.stderr)
-        return EXIT_NOTHING
-    pairs, missing, extra = pair_recordings(estimates, references)
-    if not pairs:
-        print(f"autosep: error: no recording of {estimates_root} matches one of {references_root} (expected the "
-              "same <recording> folder names, or <recording>/mixture as autosep writes for a dataset)", file=sys.stderr)
-        return EXIT_NOTHING
-    if extra and not run:
-        logging.getLogger("autosep").warning("%d estimate recording(s) have no references and are not scored: %s",
-                                             len(extra), ", ".join(extra[:5]) + (" ..." if len(extra) > 5 else ""))
-
-    def on_recording(name: str, index: int, total: int) -> None:
-        if not args.quiet:
-            print(f"autosep: scoring {name} ({index}/{total})", file=sys.stderr)
-
-    try:
-        report = evaluate(pairs, settings, missing=missing, on_recording=on_recording)
-    except AutosepError as exc:
-        print(f"autosep: error: {exc}", file=sys.stderr)
-        return EXIT_NOTHING
-    except ImportError as exc:  # the eval extra is missing
-        print(f"autosep: error: {exc}", file=sys.stderr)
-        return EXIT_NOTHING
+        return exc.code
     report["estimates_root"] = str(estimates_root.resolve())
     report["references_root"] = str(references_root.resolve())
     report["separation_failures"] = failures
@@ -338,6 +293,96 @@ def _main(args, run: bool) -> int:
         print(f"autosep: error: {output}: cannot write the report ({exc}); pass --output with a writable path",
               file=sys.stderr)
         return EXIT_NOTHING
+    _show(args, report, output)
+    return EXIT_PARTIAL if (missing or failures or report["unreadable_files"]) else EXIT_OK
+
+
+def _read_references(args, run: bool):
+    """The evaluation settings (checked) and the reference recordings, with their labels."""
+    from ..errors import AutosepError
+    from .evaluate import EvalSettings
+    from .layout import read_labels_file, read_references
+
+    settings = EvalSettings(match=args.match, match_metric=args.match_metric, clap_model=args.clap_model,
+                            clap=not args.no_clap, device=args.device, sdr_rate=args.sdr_rate,
+                            batch_size=args.clap_batch_size,
+                            fad_embeddings=tuple(args.fad_embedding) if args.fad_embedding else None,
+                            panns_model=args.panns_model, require_clap=args.require_clap)
+    try:
+        settings.validate()
+        labels = read_labels_file(args.labels) if args.labels else None
+        references_root = Path(args.dataset if run else args.references)
+        references = read_references(references_root, labels)
+        if not references:
+            raise _Usage(f"{references_root}: no reference stems found; expected <recording>/<source>.wav files")
+    except (AutosepError, _Usage) as exc:
+        raise _Failed(exc, EXIT_USAGE) from None
+    return settings, references_root, references
+
+
+def _estimates_root(args, run: bool, references_root: Path, references: dict) -> tuple[Path, list[str]]:
+    """The folder of the estimates: separated now from the dataset's mixtures (``--run``), or the one given;
+    and the separation failures (each said now; the rest is still scored)."""
+    from rich.console import Console
+
+    from ..errors import AutosepError
+
+    if not run:
+        estimates_root = Path(args.estimates)
+        if not estimates_root.is_dir():
+            raise _Failed(f"{estimates_root}: not a folder; give the folder of separated stems (autosep's -o "
+                          "folder, or any <recording>/<source>.wav tree)", EXIT_USAGE)
+        return estimates_root, []
+    try:
+        failures = _separate(args, references_root, references, Console(stderr=True))
+    except (_Usage, AutosepError, ValueError) as exc:  # bad options (checked before any model loads)
+        raise _Failed(exc, EXIT_USAGE) from None
+    except _NothingRan as exc:
+        raise _Failed(exc, EXIT_NOTHING) from None
+    for message in failures:
+        print(f"autosep: error: {message}", file=sys.stderr)
+    return Path(args.out), failures
+
+
+def _pair(args, run: bool, estimates_root: Path, references_root: Path, references: dict):
+    """(estimates, references) recording pairs, and the references with no estimates."""
+    from ..errors import AutosepError
+    from .layout import pair_recordings, read_estimates
+
+    try:
+        estimates = read_estimates(estimates_root) if estimates_root.is_dir() else {}
+    except AutosepError as exc:
+        raise _Failed(exc, EXIT_NOTHING) from None
+    pairs, missing, extra = pair_recordings(estimates, references)
+    if not pairs:
+        raise _Failed(f"no recording of {estimates_root} matches one of {references_root} (expected the same "
+                      "<recording> folder names, or <recording>/mixture as autosep writes for a dataset)",
+                      EXIT_NOTHING)
+    if extra and not run:
+        logging.getLogger("autosep").warning("%d estimate recording(s) have no references and are not scored: %s",
+                                             len(extra), ", ".join(extra[:5]) + (" ..." if len(extra) > 5 else ""))
+    return pairs, missing
+
+
+def _score(args, settings, pairs: list, missing: list[str]) -> dict:
+    """The report of :func:`autosep.eval.evaluate.evaluate`, saying which recording is being scored."""
+    from ..errors import AutosepError
+    from .evaluate import evaluate
+
+    def on_recording(name: str, index: int, total: int) -> None:
+        if not args.quiet:
+            print(f"autosep: scoring {name} ({index}/{total})", file=sys.stderr)
+
+    try:
+        return evaluate(pairs, settings, missing=missing, on_recording=on_recording)
+    except (AutosepError, ImportError) as exc:  # ImportError: the eval extra is missing
+        raise _Failed(exc, EXIT_NOTHING) from None
+
+
+def _show(args, report: dict, output: Path) -> None:
+    """The warnings and skipped metrics, then the report (tables, or JSON with ``--json``) and its place."""
+    from rich.console import Console
+
     for warning in report["warnings"]:
         print(f"autosep: warning: {warning}", file=sys.stderr)
     if report["skipped"]:
@@ -349,4 +394,3 @@ def _main(args, run: bool) -> int:
         print_report(report, Console())
     if not args.quiet:
         print(f"autosep: report written to {output}", file=sys.stderr)
-    return EXIT_PARTIAL if (missing or failures or report["unreadable_files"]) else EXIT_OK

@@ -130,10 +130,11 @@ def evaluate(pairs: Sequence[tuple[RecordingFolder, RecordingFolder]], settings:
     (loaded here otherwise, when the settings need them). ``missing`` names reference recordings that have no
     estimates (reported, not scored).
 
-    Recordings are processed one at a time (each one's stems in one batch per model) and only their embeddings
-    are kept for FAD, so memory does not grow with the audio of the whole dataset."""
+    In steps: load the models, score each recording (read, embed, match, score the pairs: :class:`_Scoring`),
+    the FADs over every embedding, the summaries, the report. Recordings are processed one at a time (each
+    one's stems in one batch per model) and only their embeddings are kept for FAD, so memory does not grow
+    with the audio of the whole dataset."""
     settings.validate()
-    ontology = load_ontology()
     skipped = None
     if settings.clap and scorer is None:
         scorer, skipped = _load_clap(settings)
@@ -141,109 +142,171 @@ def evaluate(pairs: Sequence[tuple[RecordingFolder, RecordingFolder]], settings:
         from .panns import PannsEmbedder
 
         panns = PannsEmbedder(settings.panns_model, device=settings.device, batch_size=settings.batch_size)
-    embedders = {name: model for name, model in (("clap", scorer), ("panns", panns)) if model is not None}
-    warnings: list[str] = [f"{name}: no estimates found for this reference recording" for name in missing]
-    unreadable: list[str] = []
-    texts: dict[str, np.ndarray] = {}  # CLAP text embeddings, once per label
-    fad_sets: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {
-        name: ([], []) for name in settings.fad if name != "clap" or scorer is not None}
-
-    def read(path) -> _Audio | None:
-        try:
-            with open_audio(path) as recording:
-                rate, mono = recording.sample_rate, to_mono(recording.read(0, recording.frames))
-        except AudioDecodeError as exc:
-            warnings.append(str(exc))
-            unreadable.append(str(path))
-            return None
-        mono = mono.astype(np.float32)
-        return _Audio(wave=mono, rate=rate,
-                      clap=scorer.prepare(mono, rate) if scorer is not None else None,
-                      panns=panns.prepare(mono, rate) if "panns" in fad_sets else None)
-
+    scoring = _Scoring(settings, scorer, panns, load_ontology())
+    scoring.warnings.extend(f"{name}: no estimates found for this reference recording" for name in missing)
     records = []
     for index, (estimates, references) in enumerate(pairs):
         if on_recording:
             on_recording(references.name, index + 1, len(pairs))
-        est_audio = [read(stem.path) for stem in estimates.stems]
-        ref_audio = [read(stem.path) for stem in references.stems]
+        records.append(scoring.score(estimates, references))
+    fad = scoring.fad()
+    for record in records:
+        for pair in record["pairs"]:
+            for key in PAIR_METRICS:
+                pair[key] = _round(pair.get(key))
+    overall = _overall(records, pairs, fad, scoring.ontology)
+    all_pairs = [pair for record in records for pair in record["pairs"]]
+    return {
+        "eval_version": EVAL_VERSION,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "settings": {**asdict(settings), "fad_embeddings": list(settings.fad)},
+        "models": _models_record(scorer, panns),
+        "rates": {"sdr": settings.sdr_rate or sorted({p["sdr_rate"] for p in all_pairs}) or None,
+                  "clap": None if scorer is None else scorer.sample_rate,
+                  "panns": None if panns is None else panns.sample_rate},
+        "variants": METRIC_VARIANTS,
+        "skipped": skipped,
+        "versions": _versions(),
+        "recordings": records,
+        "missing_estimates": list(missing),
+        "unreadable_files": scoring.unreadable,
+        "overall": overall,
+        "warnings": scoring.warnings,
+    }
+
+
+class _Scoring:
+    """One evaluation run: the models, and what is gathered across recordings (warnings, unreadable files,
+    CLAP text embeddings once per label, the embeddings every FAD is computed over)."""
+
+    def __init__(self, settings: EvalSettings, scorer: "ClapScorer | None", panns: "PannsEmbedder | None",
+                 ontology):
+        self.settings, self.scorer, self.panns, self.ontology = settings, scorer, panns, ontology
+        self.embedders = {name: model for name, model in (("clap", scorer), ("panns", panns)) if model is not None}
+        self.warnings: list[str] = []
+        self.unreadable: list[str] = []
+        self.texts: dict[str, np.ndarray] = {}
+        self.fad_sets: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {
+            name: ([], []) for name in settings.fad if name != "clap" or scorer is not None}
+
+    def read(self, path) -> _Audio | None:
+        """``path`` as mono audio (and prepared for each embedding); None, with a warning, when unreadable."""
+        try:
+            with open_audio(path) as recording:
+                rate, mono = recording.sample_rate, to_mono(recording.read(0, recording.frames))
+        except AudioDecodeError as exc:
+            self.warnings.append(str(exc))
+            self.unreadable.append(str(path))
+            return None
+        mono = mono.astype(np.float32)
+        return _Audio(wave=mono, rate=rate,
+                      clap=self.scorer.prepare(mono, rate) if self.scorer is not None else None,
+                      panns=self.panns.prepare(mono, rate) if "panns" in self.fad_sets else None)
+
+    def score(self, estimates: RecordingFolder, references: RecordingFolder) -> dict:
+        """One recording's record: read its stems, embed them, match estimates to references, score the pairs."""
+        est_audio = [self.read(stem.path) for stem in estimates.stems]
+        ref_audio = [self.read(stem.path) for stem in references.stems]
         # The dataset's own mixture first (the one the references belong to), else the input autosep separated.
         mixture_path = references.mixture or estimates.mixture
-        mixture = read(mixture_path) if mixture_path is not None else None
+        mixture = self.read(mixture_path) if mixture_path is not None else None
         usable_e = [i for i, a in enumerate(est_audio) if a is not None]
         usable_r = [j for j, a in enumerate(ref_audio) if a is not None]
-        # Every embedding this recording needs, one batch per model: estimates and references together.
-        embedded = {name: _embed(model, name, [est_audio[i] for i in usable_e] + [ref_audio[j] for j in usable_r])
-                    for name, model in embedders.items() if name == "clap" or name in fad_sets}
-        est_embedding = {name: dict(zip(usable_e, e[:len(usable_e)])) for name, e in embedded.items()}
-        ref_embedding = {name: dict(zip(usable_r, e[len(usable_e):])) for name, e in embedded.items()}
-        for name, (fad_estimates, fad_references) in fad_sets.items():
-            fad_estimates.extend(est_embedding[name].values())
-            fad_references.extend(ref_embedding[name].values())
-
-        mode = resolve_match_mode(settings.match, estimates)
-        e_stems = [estimates.stems[i] for i in usable_e]
-        r_stems = [references.stems[j] for j in usable_r]
-        if mode == "labels":
-            local = match_by_labels(e_stems, r_stems, ontology)
-        elif mode == "name":
-            local = match_by_name(e_stems, r_stems)
-        elif settings.match_metric == "clap-a":
-            local = match_by_scores(np.array([[est_embedding["clap"][i] @ ref_embedding["clap"][j] for j in usable_r]
-                                              for i in usable_e]).reshape(len(usable_e), len(usable_r)))
-        else:
-            local = match_by_scores(np.array([[np.nan if (v := _si_sdr_pair(est_audio[i], ref_audio[j], settings))
-                                               is None else v for j in usable_r] for i in usable_e]
-                                             ).reshape(len(usable_e), len(usable_r)))
+        est_embedding, ref_embedding = self._embed(est_audio, ref_audio, usable_e, usable_r)
+        mode = resolve_match_mode(self.settings.match, estimates)
+        local = self._match(mode, [estimates.stems[i] for i in usable_e], [references.stems[j] for j in usable_r],
+                            [est_audio[i] for i in usable_e], [ref_audio[j] for j in usable_r],
+                            [est_embedding.get("clap", {}).get(i) for i in usable_e],
+                            [ref_embedding.get("clap", {}).get(j) for j in usable_r])
         matched = [(usable_e[a], usable_r[b]) for a, b in local]
-        record = {
+        planned, true = estimates.planned, [s.label for s in references.stems]
+        return {
             "name": references.name, "estimates": str(estimates.folder), "references": str(references.folder),
-            "mixture": None if mixture_path is None else str(mixture_path), "match": mode, "pairs": [],
+            "mixture": None if mixture_path is None else str(mixture_path), "match": mode,
+            "pairs": self._pairs(matched, estimates, references, est_audio, ref_audio, mixture, est_embedding,
+                                 ref_embedding),
             "unmatched_estimates": [s.name for i, s in enumerate(estimates.stems) if i not in {a for a, _ in matched}],
             "unmatched_references": [s.name for j, s in enumerate(references.stems) if j not in {b for _, b in matched}],
-            "discovery": score_discovery(estimates.planned, [s.label for s in references.stems], ontology).to_dict(),
+            "discovery": score_discovery(planned, true, self.ontology).to_dict(),
         }
+
+    def _embed(self, est_audio: list, ref_audio: list, usable_e: list[int], usable_r: list[int]
+               ) -> tuple[dict[str, dict[int, np.ndarray]], dict[str, dict[int, np.ndarray]]]:
+        """Every embedding this recording needs, one batch per model (estimates and references together), by
+        model and stem index; the FAD embeddings are kept for the whole run."""
+        embedded = {name: _embed(model, name, [est_audio[i] for i in usable_e] + [ref_audio[j] for j in usable_r])
+                    for name, model in self.embedders.items() if name == "clap" or name in self.fad_sets}
+        est_embedding = {name: dict(zip(usable_e, e[:len(usable_e)])) for name, e in embedded.items()}
+        ref_embedding = {name: dict(zip(usable_r, e[len(usable_e):])) for name, e in embedded.items()}
+        for name, (fad_estimates, fad_references) in self.fad_sets.items():
+            fad_estimates.extend(est_embedding[name].values())
+            fad_references.extend(ref_embedding[name].values())
+        return est_embedding, ref_embedding
+
+    def _match(self, mode: str, e_stems: list, r_stems: list, e_audio: list[_Audio], r_audio: list[_Audio],
+               e_clap: list, r_clap: list) -> list[tuple[int, int]]:
+        """(estimate, reference) index pairs among the readable stems, by ``mode`` (layout.py's match modes)."""
+        if mode == "labels":
+            return match_by_labels(e_stems, r_stems, self.ontology)
+        if mode == "name":
+            return match_by_name(e_stems, r_stems)
+        if self.settings.match_metric == "clap-a":
+            scores = [[e @ r for r in r_clap] for e in e_clap]
+        else:
+            scores = [[np.nan if (v := _si_sdr_pair(e, r, self.settings)) is None else v for r in r_audio]
+                      for e in e_audio]
+        return match_by_scores(np.array(scores).reshape(len(e_stems), len(r_stems)))
+
+    def _pairs(self, matched: list[tuple[int, int]], estimates: RecordingFolder, references: RecordingFolder,
+               est_audio: list, ref_audio: list, mixture: _Audio | None, est_embedding: dict, ref_embedding: dict
+               ) -> list[dict]:
+        """Every metric of each matched pair (unrounded)."""
+        pairs, scorer = [], self.scorer
         for i, j in matched:
             e, r = est_audio[i], ref_audio[j]
-            rate = settings.sdr_rate or r.rate
+            rate = self.settings.sdr_rate or r.rate
             estimate, reference = e.at(rate), r.at(rate)
             pair = {"estimate": estimates.stems[i].name, "reference": references.stems[j].name,
-                    "label": references.stems[j].label.describe(ontology), "silent_estimate": is_silent(estimate),
-                    "sdr_rate": rate}
+                    "label": references.stems[j].label.describe(self.ontology),
+                    "silent_estimate": is_silent(estimate), "sdr_rate": rate}
             pair["si_sdr"] = si_sdr(estimate, reference)
             pair["sdr"] = sdr(estimate, reference)
             mix_si_sdr = si_sdr(mixture.at(rate), reference) if mixture is not None else None
             pair["si_sdri"] = None if pair["si_sdr"] is None or mix_si_sdr is None else pair["si_sdr"] - mix_si_sdr
             if scorer is not None:
-                text = references.stems[j].label.phrase(ontology)  # CLAP-T's text: the label as written
-                if text not in texts:
-                    texts[text] = scorer.embed_text([text])[0]
+                text = references.stems[j].label.phrase(self.ontology)  # CLAP-T's text: the label as written
+                if text not in self.texts:
+                    self.texts[text] = scorer.embed_text([text])[0]
                 pair["text"] = text
                 pair["clap_a"] = float(est_embedding["clap"][i] @ ref_embedding["clap"][j])
-                pair["clap_t"] = float(est_embedding["clap"][i] @ texts[text])
-            record["pairs"].append(pair)
+                pair["clap_t"] = float(est_embedding["clap"][i] @ self.texts[text])
+            pairs.append(pair)
         if scorer is not None and matched:
-            for pair, value in zip(record["pairs"], scorer.lpaps_many([(est_audio[i].clap, ref_audio[j].clap)
-                                                                       for i, j in matched])):
+            for pair, value in zip(pairs, scorer.lpaps_many([(est_audio[i].clap, ref_audio[j].clap)
+                                                             for i, j in matched])):
                 pair["lpaps"] = float(value)
-        records.append(record)
+        return pairs
 
-    fad = {}
-    for name, (fad_estimates, fad_references) in fad_sets.items():
-        if len(fad_estimates) < 2 or len(fad_references) < 2:
-            warnings.append(f"{name}: FAD needs at least 2 estimates and 2 references (got {len(fad_estimates)} "
-                            f"and {len(fad_references)}); not computed")
-            continue
-        result = frechet_distance(np.stack(fad_estimates), np.stack(fad_references))
-        fad[name] = {"value": _round(result.value), "estimates": result.estimates, "references": result.references,
-                     "dimensions": result.dimensions, "reliable": result.reliable}
-        if result.warning:
-            warnings.append(f"{name}: {result.warning}")
-    for record in records:
-        for pair in record["pairs"]:
-            for key in PAIR_METRICS:
-                pair[key] = _round(pair.get(key))
+    def fad(self) -> dict:
+        """The Fréchet audio distance per embedding over the whole run (where there are enough stems)."""
+        fad = {}
+        for name, (fad_estimates, fad_references) in self.fad_sets.items():
+            if len(fad_estimates) < 2 or len(fad_references) < 2:
+                self.warnings.append(f"{name}: FAD needs at least 2 estimates and 2 references (got "
+                                     f"{len(fad_estimates)} and {len(fad_references)}); not computed")
+                continue
+            result = frechet_distance(np.stack(fad_estimates), np.stack(fad_references))
+            fad[name] = {"value": _round(result.value), "estimates": result.estimates,
+                         "references": result.references, "dimensions": result.dimensions,
+                         "reliable": result.reliable}
+            if result.warning:
+                self.warnings.append(f"{name}: {result.warning}")
+        return fad
 
+
+def _overall(records: list[dict], pairs: Sequence[tuple[RecordingFolder, RecordingFolder]], fad: dict,
+             ontology) -> dict:
+    """The run's means over every pair (and each recording's, into its record), FAD and discovery."""
     all_pairs = [pair for record in records for pair in record["pairs"]]
     overall = {"recordings": len(records), "pairs": len(all_pairs),
                "silent_estimates": sum(p["silent_estimate"] for p in all_pairs)}
@@ -255,27 +318,16 @@ def evaluate(pairs: Sequence[tuple[RecordingFolder, RecordingFolder]], settings:
     overall["discovery"] = summarise_discovery(discovery)
     for record in records:
         record["summary"] = {key: _round(_mean([p.get(key) for p in record["pairs"]])[0]) for key in PAIR_METRICS}
+    return overall
+
+
+def _models_record(scorer: "ClapScorer | None", panns: "PannsEmbedder | None") -> dict:
     return {
-        "eval_version": EVAL_VERSION,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "settings": {**asdict(settings), "fad_embeddings": list(settings.fad)},
-        "models": {
-            "clap": None if scorer is None else {
-                "model_id": scorer.model_id, "revision": hub_revision(scorer.model_id,
-                                                                      getattr(scorer.model, "name_or_path", None)),
-                "sample_rate": scorer.sample_rate},
-            "panns": None if panns is None else {"model_id": panns.model_id, "sample_rate": panns.sample_rate},
-        },
-        "rates": {"sdr": settings.sdr_rate or sorted({p["sdr_rate"] for p in all_pairs}) or None, "clap": None if scorer is None else scorer.sample_rate,
-                  "panns": None if panns is None else panns.sample_rate},
-        "variants": METRIC_VARIANTS,
-        "skipped": skipped,
-        "versions": _versions(),
-        "recordings": records,
-        "missing_estimates": list(missing),
-        "unreadable_files": unreadable,
-        "overall": overall,
-        "warnings": warnings,
+        "clap": None if scorer is None else {
+            "model_id": scorer.model_id, "revision": hub_revision(scorer.model_id,
+                                                                  getattr(scorer.model, "name_or_path", None)),
+            "sample_rate": scorer.sample_rate},
+        "panns": None if panns is None else {"model_id": panns.model_id, "sample_rate": panns.sample_rate},
     }
 
 

@@ -8,6 +8,7 @@ Exit codes: :mod:`autosep.errors`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from dataclasses import dataclass, field
@@ -109,11 +110,31 @@ def run_batch(inputs: list[str], settings: RunSettings, progress: Progress | Non
               pipeline: Pipeline | None = None) -> BatchOutcome:
     """Process ``inputs`` (files, folders, globs). ``pipeline`` may be passed with models already loaded.
 
-    With ``settings.ray``, the recordings that need processing go to Ray workers (``ray_engine``) instead;
-    everything before (inputs, output checks, the decision per input) and after (results, exit code) is the same.
+    In four steps: **collect** the recordings (and check the output folder), **decide** once per input whether it
+    needs processing, **load** the models (only when something needs them), and **loop** over the recordings.
+    With ``settings.ray``, the loop runs on Ray workers (``ray_engine``), which load the models themselves;
+    everything before and after (results, exit code) is the same.
     """
     progress = progress or Progress()
     outcome = BatchOutcome(pipeline=pipeline)
+    files = _collect(inputs, settings, outcome, progress)
+    if files is None:
+        return outcome
+    planned = _decide_each(files, settings)
+    on_ray = settings.ray is not None and not settings.dry_run  # then the workers load the models, not this process
+    if pipeline is None and not on_ray and any(isinstance(entry, _Work) for entry in planned):
+        pipeline = outcome.pipeline = _load(settings, progress, outcome)
+        if pipeline is None:
+            return outcome
+    if on_ray:
+        return _run_on_ray(planned, settings, progress, outcome)
+    return _loop(planned, pipeline, settings, progress, outcome)
+
+
+def _collect(inputs: list[str], settings: RunSettings, outcome: BatchOutcome, progress: Progress
+             ) -> list[InputFile] | None:
+    """The recordings to consider, the inputs that name none recorded as failed; None (with ``outcome``'s exit
+    code and error set) when nothing can run: no input found, or the output folder is not writable."""
     files, missing = collect_inputs(inputs)
     out_root = settings.output.out
     # Stems from an earlier run inside an input folder (autosep music/ -o music/stems) are not new inputs;
@@ -133,24 +154,27 @@ def run_batch(inputs: list[str], settings: RunSettings, progress: Progress | Non
         outcome.exit_code = EXIT_NOTHING_RAN
         outcome.error = "no input found: " + "; ".join(r.message for r in outcome.results) if outcome.results \
             else "no input given"
-        return outcome
+        return None
     for result in outcome.results:  # say so now, not only in the summary after a long model load and batch
         progress.warn(result.message)
-
     if not settings.dry_run:
         try:
             check_output_root(out_root)
         except AutosepError as exc:
             outcome.exit_code, outcome.error = EXIT_NOTHING_RAN, str(exc)
-            return outcome
+            return None
+    return files
 
-    # Two inputs must never share an output folder (mix.wav and mix.flac, or a/x.wav and b/x.wav given as
-    # files): the first keeps it, the others are refused rather than overwriting it.
+
+def _decide_each(files: list[InputFile], settings: RunSettings) -> list[_Work | RecordingResult]:
+    """Per recording, its work (output folder, the manifest there) or the result decided without processing
+    (:func:`_decide`). Two inputs never share an output folder (mix.wav and mix.flac, or a/x.wav and b/x.wav
+    given as files): the first keeps it, the others are refused rather than overwriting it."""
     planned: list[_Work | RecordingResult] = []
     owners: dict[str, InputFile] = {}
     for item in files:
         try:
-            folder = output_folder(out_root, item)
+            folder = output_folder(settings.output.out, item)
         except AutosepError as exc:
             planned.append(RecordingResult.failed(item.path, str(exc)))
             continue
@@ -163,24 +187,26 @@ def run_batch(inputs: list[str], settings: RunSettings, progress: Progress | Non
         owners[key] = item
         work = _Work(item, folder, Manifest.read(folder))
         planned.append(_decide(work, settings) or work)
+    return planned
 
-    on_ray = settings.ray is not None and not settings.dry_run  # then the workers load the models, not this process
-    if pipeline is None and not on_ray and any(isinstance(entry, _Work) for entry in planned):
-        try:
-            pipeline = outcome.pipeline = Pipeline.load(settings, progress)
-        except AutosepError as exc:
-            outcome.exit_code, outcome.error = EXIT_NOTHING_RAN, str(exc)
-            return outcome
-        except Exception as exc:  # a broken model folder fails in many ways: say which model, not a traceback
-            outcome.exit_code = EXIT_NOTHING_RAN
-            tagger = f"tagger {settings.tagging.tagger}, " if settings.tagged else ""
-            outcome.error = (f"could not load the models ({tagger}separator {settings.models.separator}): "
-                             f"{type(exc).__name__}: {exc}")
-            return outcome
 
-    if on_ray:
-        return _run_on_ray(planned, settings, progress, outcome)
+def _load(settings: RunSettings, progress: Progress, outcome: BatchOutcome) -> Pipeline | None:
+    """The models loaded once for the whole batch; None (``outcome``'s exit code and error set) if they cannot be."""
+    try:
+        return Pipeline.load(settings, progress)
+    except AutosepError as exc:
+        outcome.exit_code, outcome.error = EXIT_NOTHING_RAN, str(exc)
+    except Exception as exc:  # a broken model folder fails in many ways: say which model, not a traceback
+        outcome.exit_code = EXIT_NOTHING_RAN
+        tagger = f"tagger {settings.tagging.tagger}, " if settings.tagged else ""
+        outcome.error = (f"could not load the models ({tagger}separator {settings.models.separator}): "
+                         f"{type(exc).__name__}: {exc}")
+    return None
 
+
+def _loop(planned: list[_Work | RecordingResult], pipeline: Pipeline | None, settings: RunSettings,
+          progress: Progress, outcome: BatchOutcome) -> BatchOutcome:
+    """Every recording in turn: processed, or its decided result settled; stops on Ctrl-C or a full disk."""
     progress.start_batch(len(planned))
     try:
         for entry in planned:
@@ -228,7 +254,7 @@ def _run_on_ray(planned: list[_Work | RecordingResult], settings: RunSettings, p
                 outcome: BatchOutcome) -> BatchOutcome:
     """The processing loop of :func:`run_batch` on Ray workers (``ray_engine``); this process loads no model.
     Inputs decided without processing are answered here first; results keep the inputs' order."""
-    from .ray_engine import run_on_ray
+    from .ray_engine import run_on_ray, worker_label
 
     results: list[RecordingResult | None] = [None] * len(planned)
     progress.start_batch(len(planned))
@@ -241,17 +267,19 @@ def _run_on_ray(planned: list[_Work | RecordingResult], settings: RunSettings, p
     try:
         if todo:
             work = [(planned[i].item, planned[i].folder, planned[i].previous) for i in todo]
-            for position, result in run_on_ray(work, settings, progress):
-                index = todo[position]
-                results[index] = result
-                name, where = str(planned[index].item.path), result.processed_by or {}
-                progress.start_file(name)
-                progress.end_file(name, f"{_describe(result)} (worker {where.get('host', '?')}:{where.get('pid', '?')})")
+            # closed on the way out whatever happens: an interrupted run stops its workers there
+            with contextlib.closing(run_on_ray(work, settings, progress)) as finished:
+                for position, result in finished:
+                    index = todo[position]
+                    results[index] = result
+                    name = str(planned[index].item.path)
+                    progress.start_file(name)
+                    progress.end_file(name, f"{_describe(result)} ({worker_label(result)})")
     except KeyboardInterrupt:
         outcome.interrupted, outcome.exit_code = True, EXIT_INTERRUPTED
     except SettingsError as exc:  # a pool the cluster cannot hold
         outcome.exit_code, outcome.error = EXIT_USAGE, str(exc)
-    except AutosepError as exc:  # the output folder not shared, or the workers could not load the models
+    except AutosepError as exc:  # no cluster at the address, a node that cannot see the files, no model loads
         outcome.exit_code, outcome.error = EXIT_NOTHING_RAN, str(exc)
     finally:
         progress.close()

@@ -23,7 +23,7 @@ def claim_folder(input_path: Path, folder: Path, previous: Manifest | None) -> t
         raise FolderBusy(folder, holder, f"{input_path}: skipped, its output folder {folder} is being written by "
                                          f"{holder.describe()}; rerun the same command once that run is done")
     try:
-        remove_partials(folder, every=True)
+        remove_partials(folder, any_process=True)  # the lock is held: no writer is left
         current = Manifest.read(folder)
     except BaseException:
         lock.release()

@@ -375,7 +375,7 @@ _REQUEST_NAMES = {"sources": "sources", "tagger": "tagger", "tagger_model": "tag
 # The top-level keys in the order they are written; any other key read is kept in ``Manifest.extra``.
 _KEYS = ("manifest_version", "status", "created", "input", "tagger", "separator", "versions", "source_mode",
          "detections", "top_tags", "sources", "residual", "windows", "settings", "work", "timings_s", "processed_by",
-         "flags", "warnings", "check", "remix", "video_out")
+         "flags", "warnings", "check", "remix", "video_out", "visual")
 
 
 @dataclass
@@ -406,6 +406,8 @@ class Manifest:
     check: CheckRecord | None = None  # the stems checked by the tagger (check.py), when they were
     remix: RemixRecord | None = None
     video_out: VideoOutRecord | None = None
+    # a video input's picture (pipeline/visual.py): frames, on-screen scores and spans per source, --describe
+    visual: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # keys of other versions, kept as they were read
 
     # -- the JSON object and the file ---------------------------------------------------------------------------
@@ -430,6 +432,8 @@ class Manifest:
             data["remix"] = self.remix.to_dict()
         if self.video_out is not None:
             data["video_out"] = self.video_out.to_dict()
+        if self.visual is not None:
+            data["visual"] = self.visual
         return {**data, **self.extra}
 
     @classmethod
@@ -455,6 +459,7 @@ class Manifest:
             warnings=[str(w) for w in data.get("warnings") or [] if isinstance(w, str)],
             check=record(CheckRecord, "check"), remix=record(RemixRecord, "remix"),
             video_out=record(VideoOutRecord, "video_out"),
+            visual=data["visual"] if isinstance(data.get("visual"), dict) else None,
             extra={k: v for k, v in data.items() if k not in _KEYS})
 
     @property

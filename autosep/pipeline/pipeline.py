@@ -1,11 +1,15 @@
-"""The automatic stem pipeline for one recording, in numbered steps (:meth:`Pipeline.process`):
+"""The automatic stem pipeline for one recording, in numbered steps (:meth:`Pipeline.process`, one method each):
 
     1. decode   open the file for block reads; check its length and that the stems can be written as asked
     2. tag      one streaming pass: peak level, NaN count and (unless sources were given) tags per block
-    3. plan     the sources to separate: planned from the tags, or the prompts given
-    4. separate window by window, only the sources active in each window
-    5. render   each window's stems into the output (projected masks on the original, or the raw stems)
-    6. write    stems streamed to temporary files, renamed when complete; then ``manifest.json``, last
+    3. plan     the sources to separate: planned from the tags (and, for a video, what is on screen), the
+                prompts given, or a plan passed in
+    4. render   lay out the output: the folder (the earlier run's manifest removed) and the renderer's stem files
+    5. separate window by window, only the sources active in each window; the renderer turns each window's
+                stems into its output piece (projected masks on the original, or the raw stems), streamed to
+                temporary files renamed when complete
+    6. check    the tagger hears each stem and the residual (confirm, discover; more rounds, drop unconfirmed)
+    7. write    the earlier run's stems not written again removed; then ``manifest.json``, last
 
 Models are loaded once (:meth:`Pipeline.load`) and reused for every recording. The recording is read in blocks
 and the stems are written as windows finish, so memory stays flat however long the file is. Whether a
@@ -32,13 +36,15 @@ from .manifest import MANIFEST_NAME, Manifest, RemixRecord, ResidualReport, Unkn
 from .naming import RESIDUAL, is_inside
 from .progress import Progress
 from .recording import Recording, open_audio
-from .render import RENDERERS, StemPaths
-from .windowed import WindowedSeparation
+from .render import RENDERERS, Renderer, StemPaths
+from .windowed import SeparationReport, WindowedSeparation
 from .settings import RunSettings
 from .spans import gated, given_plan
 from .video_out import write_video_out
+from .visual import VisualEvidence
 from .check import check_stems, fold_into_residual
-from .tagging import TaggedRecording, plan_recording, tag_recording
+from . import tagging
+from .tagging import TaggedRecording
 from .write import DiskFullError, OutputError, StemWriters, check_output_format, remove_partials
 
 MIN_DURATION_S = 0.1
@@ -136,6 +142,50 @@ def output_folder(out_root: Path, item: InputFile) -> Path:
     return folder
 
 
+@dataclass
+class _Job:
+    """One recording on its way through :meth:`Pipeline.process`'s steps: what each step found, for the next."""
+
+    item: InputFile
+    folder: Path
+    previous: Manifest | None  # the manifest already in the folder (its stems are replaced)
+    started: float  # time.perf_counter() when processing began
+    given_plan: list[Source] | None  # a plan passed in: no tagging, no planning
+    given_top_tags: list[dict] | None
+    recording: Recording | None = None  # 1. decode
+    renderer: Renderer | None = None
+    subtype: str = ""
+    tagged: TaggedRecording | None = None  # 2. tag (peak, NaN count, tags)
+    plan: list[Source] = field(default_factory=list)  # 3. plan
+    top_tags: list[dict] = field(default_factory=list)
+    stale: set[Path] = field(default_factory=set)  # 4. render: the earlier run's files, removed unless rewritten
+    paths: StemPaths | None = None
+    report: SeparationReport | None = None  # 5. separate
+    visual: dict | None = None  # a video's picture: on-screen evidence, --describe (3. plan)
+    check: dict | None = None  # 6. check
+    timings: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _clipped(source: Source, duration_s: float) -> Source:
+    """A source of a plan passed in, its segments clipped to a recording of ``duration_s``."""
+    segments = [(max(0.0, float(a)), min(duration_s, float(b))) for a, b in source.segments]
+    return Source(label=source.label, prompt=source.prompt, mid=source.mid, score=source.score,
+                  segments=[(a, b) for a, b in segments if b > a], origin="given")
+
+
+def _stem_warnings(item: InputFile, stems: list) -> list[str]:
+    """What the user should hear about the written stems: silent ones, clipped samples."""
+    warnings = []
+    for stem in stems:
+        if stem.silent:
+            warnings.append(f"{item.path}: the stem for {stem.name!r} is silent")
+        if stem.clipped_samples:
+            warnings.append(f"{item.path}: {stem.clipped_samples} samples of {stem.file} were clipped "
+                            "(write float stems with --format wav --bit-depth 32f to keep them)")
+    return warnings
+
+
 class Pipeline:
     """Holds the loaded tagger and separator and processes recordings one after another."""
 
@@ -151,6 +201,7 @@ class Pipeline:
         self.windows = settings.windows.resolved(getattr(separator, "default_window", None),
                                                  getattr(separator, "device", None))
         self.processed_by: dict = {"engine": "local", "host": socket.gethostname()}  # the Ray engine sets its own
+        self.visual = VisualEvidence(settings.visual, settings.models.device, self.progress)  # loads on first video
 
     @classmethod
     def load(cls, settings: RunSettings, progress: Progress | None = None) -> "Pipeline":
@@ -187,7 +238,7 @@ class Pipeline:
             folder = folder or output_folder(self.settings.output.out, item)
             if previous is None and folder.is_dir():
                 previous = Manifest.read(folder)
-            result = self._process(item, folder, previous, started, plan, top_tags)
+            result = self._steps(_Job(item, folder, previous, started, plan, top_tags))
             if result.status == "done":
                 write_remix(result, self.settings.output, self.progress)
                 write_video_out(result, self.settings.output, self.progress)
@@ -201,124 +252,140 @@ class Pipeline:
         result.seconds = time.perf_counter() - started
         return result
 
-    def _process(self, item: InputFile, folder: Path, previous: Manifest | None, started: float,
-                 given_plan: list[Source] | None, given_top_tags: list[dict] | None) -> RecordingResult:
-        settings, output = self.settings, self.settings.output
-        timings: dict[str, float] = {}
-        warnings: list[str] = []
-        # 1. decode
-        with open_audio(item.path) as recording:
-            timings["open"] = time.perf_counter() - started
-            _check_length(item, recording)
-            renderer = RENDERERS[output.render](recording, self.model_rate, self.model_channels)
-            try:
-                subtype = output.subtype(recording.subtype)
-                check_output_format(output.format, subtype, *renderer.shape)
-            except OutputError as exc:
-                raise OutputError(f"{item.path}: {exc}") from None
+    def _steps(self, job: "_Job") -> RecordingResult:
+        """The numbered steps of the module docstring, one method each, in order."""
+        with open_audio(job.item.path) as job.recording:
+            self._decode(job)  # 1
+            clock = time.perf_counter()
+            self._tag(job)  # 2
+            self._plan(job)  # 3
+            job.timings["scan_and_tag"] = time.perf_counter() - clock
+            if self.settings.dry_run:
+                return RecordingResult(job.item.path, job.folder, "planned", plan=job.plan, warnings=job.warnings,
+                                       top_tags=job.top_tags)
+            clock = time.perf_counter()
+            self._render(job)  # 4
+            self._separate(job)  # 5
+            job.timings["separate_and_write"] = time.perf_counter() - clock
+            clock = time.perf_counter()
+            if self._check(job):  # 6
+                job.timings["check"] = time.perf_counter() - clock
+        return self._write(job)  # 7
 
-            # 2-3. tag and plan
-            t0 = time.perf_counter()
-            self.progress.stage("tagging" if self.tagger is not None else "reading")
-            planning = self._tag_and_plan(recording) if given_plan is None else self._given(recording, given_plan)
-            timings["scan_and_tag"] = time.perf_counter() - t0
-            plan = planning.plan
-            if recording.truncated:  # a half-copied file is still worth separating, but never silently
-                rate = recording.sample_rate
-                warnings.append(f"{item.path}: the file is shorter than its header says "
+    def _decode(self, job: "_Job") -> None:
+        """Step 1: the recording is open; check its length and that its stems can be written as asked."""
+        job.timings["open"] = time.perf_counter() - job.started
+        _check_length(job.item, job.recording)
+        output = self.settings.output
+        job.renderer = RENDERERS[output.render](job.recording, self.model_rate, self.model_channels)
+        try:
+            job.subtype = output.subtype(job.recording.subtype)
+            check_output_format(output.format, job.subtype, *job.renderer.shape)
+        except OutputError as exc:
+            raise OutputError(f"{job.item.path}: {exc}") from None
+
+    def _tag(self, job: "_Job") -> None:
+        """Step 2: one streaming pass (``tagging``, the path ``autosep tag`` takes too): peak, NaN count and, unless
+        sources were given or a plan was passed in, the tags. The pass settles the recording's real length."""
+        tagger = self.tagger if job.given_plan is None else None
+        self.progress.stage("tagging" if tagger is not None else "reading")
+        job.tagged = tagging.tag_recording(job.recording, tagger)  # the very call autosep tag makes
+        recording = job.recording
+        if recording.truncated:  # a half-copied file is still worth separating, but never silently
+            rate = recording.sample_rate
+            job.warnings.append(f"{job.item.path}: the file is shorter than its header says "
                                 f"({recording.header_frames / rate:.2f} s promised, {recording.frames / rate:.2f} s "
                                 "of audio there; cut off while copying?); processed at its real length")
-            _check_length(item, recording)  # the audio really there may be shorter than the header said
-            notes = planning.result.notes if planning.result is not None else []
-            warnings.extend(f"{item.path}: {note}" for note in dict.fromkeys(notes))
-            if planning.non_finite:
-                warnings.append(f"{item.path}: {planning.non_finite} NaN/infinite samples were replaced by silence")
-            if planning.silent:
-                warnings.append(f"{item.path}: the recording is silent; no sources, no stems written")
-            elif not plan:
-                warnings.append(f"{item.path}: no source passed the threshold; no stems written "
+        _check_length(job.item, recording)  # the audio really there may be shorter than the header said
+
+    def _plan(self, job: "_Job") -> None:
+        """Step 3: the sources to separate: the plan passed in (its segments clipped to the recording), the
+        prompts given, or planned from the tags; for a video, also from what is on screen. A silent recording
+        holds no source, whatever was asked for (a plan passed in excepted: it was chosen by hand)."""
+        tagged, duration = job.tagged, job.recording.duration
+        if job.given_plan is not None:
+            tagged.plan = [_clipped(source, duration) for source in job.given_plan]
+        elif self.tagger is None:
+            if self.settings.sources is not None and not tagged.silent:
+                tagged.plan = given_plan(self.settings.sources, self.settings.spans, duration)
+        else:
+            tagging.plan_tagged(tagged, self.settings.planning.as_dict())
+        if job.given_plan is None:  # video inputs: on-screen evidence and --describe (pipeline/visual.py)
+            planner = self.settings.planning.as_dict() if self.tagger is not None else None
+            job.visual = self.visual.apply(job.item.path, duration, tagged, planner, job.warnings)
+        job.plan = tagged.plan
+        path, notes = job.item.path, tagged.result.notes if tagged.result is not None else []
+        job.warnings.extend(f"{path}: {note}" for note in dict.fromkeys(notes))
+        if tagged.non_finite:
+            job.warnings.append(f"{path}: {tagged.non_finite} NaN/infinite samples were replaced by silence")
+        if tagged.silent:
+            job.warnings.append(f"{path}: the recording is silent; no sources, no stems written")
+        elif not job.plan:
+            job.warnings.append(f"{path}: no source passed the threshold; no stems written "
                                 "(try a lower --threshold, or name sources with -s)")
-            for warning in warnings:
-                self.progress.warn(warning)
-            top_tags = planning.top_tags() if given_plan is None else list(given_top_tags or [])
-            if settings.dry_run:
-                return RecordingResult(item.path, folder, "planned", plan=plan, warnings=warnings, top_tags=top_tags)
+        for warning in job.warnings:
+            self.progress.warn(warning)
+        job.top_tags = tagged.top_tags() if job.given_plan is None else list(job.given_top_tags or [])
 
-            # 4-6. separate, render and write, window by window
-            folder.mkdir(parents=True, exist_ok=True)
-            remove_partials(folder)
-            # the old stems, and a remix or video made of them: never left beside new ones
-            stale = set(previous.outputs) if previous is not None else set()
-            (folder / MANIFEST_NAME).unlink(missing_ok=True)  # from here on the folder is not "done"
-            t0 = time.perf_counter()
-            paths = renderer.paths(folder, [s.label for s in plan], output.format)
-            report = self._separate(recording, plan, renderer, paths, subtype) if plan else None
-            timings["separate_and_write"] = time.perf_counter() - t0
-            check_record = None
-            if report is not None and self.tagger is not None and planning.result is not None:
-                t0 = time.perf_counter()
-                plan, paths, report, check_record = self._check(recording, plan, renderer, paths, subtype, report,
-                                                                planning.result, folder)
-                timings["check"] = time.perf_counter() - t0
+    def _render(self, job: "_Job") -> None:
+        """Step 4: where the rendered stems go: the folder, cleared of the earlier run's leftovers and of its
+        manifest (from here on it is not "done"), and the renderer's stem files (a residual when projected). The
+        renderer turns each window's stems into these files as step 5 separates them."""
+        folder = job.folder
+        folder.mkdir(parents=True, exist_ok=True)
+        remove_partials(folder)
+        if job.previous is not None:  # the old stems, and a remix or video made of them: never left beside new ones
+            job.stale = set(job.previous.outputs)
+        (folder / MANIFEST_NAME).unlink(missing_ok=True)
+        job.paths = job.renderer.paths(folder, [s.label for s in job.plan], self.settings.output.format)
 
-        files = {source.label: path for source, path in zip(plan, paths.sources)}
-        if paths.residual is not None:
-            files[RESIDUAL] = paths.residual
-        for old in stale - set(files.values()):
+    def _separate(self, job: "_Job") -> None:
+        """Step 5: window by window, only the sources active in each window, streamed through the renderer into
+        temporary files renamed when complete (nothing to separate: no stems)."""
+        if job.plan:
+            job.report = self._run_windows(job.recording, job.plan, job.renderer, job.paths, job.subtype)
+
+    def _check(self, job: "_Job") -> bool:
+        """Step 6: the stems checked by the tagger, when there are stems and tags (:meth:`_check_stems`)."""
+        if job.report is None or self.tagger is None or job.tagged.result is None:
+            return False
+        job.plan, job.paths, job.report, job.check = self._check_stems(
+            job.recording, job.plan, job.renderer, job.paths, job.subtype, job.report, job.tagged.result, job.folder)
+        return True
+
+    def _write(self, job: "_Job") -> RecordingResult:
+        """Step 7: the earlier run's stems that were not written again removed, warnings about the stems, then
+        ``manifest.json``, last: it marks the recording done."""
+        item, folder, report = job.item, job.folder, job.report
+        files = {source.label: path for source, path in zip(job.plan, job.paths.sources)}
+        if job.paths.residual is not None:
+            files[RESIDUAL] = job.paths.residual
+        for old in job.stale - set(files.values()):
             if is_inside(old, folder) and old.name != MANIFEST_NAME:
                 old.unlink(missing_ok=True)
-        late: list[str] = []
-        for stem in report.stems if report else []:
-            if stem.silent:
-                late.append(f"{item.path}: the stem for {stem.name!r} is silent")
-            if stem.clipped_samples:
-                late.append(f"{item.path}: {stem.clipped_samples} samples of {stem.file} were clipped "
-                            "(write float stems with --format wav --bit-depth 32f to keep them)")
+        late = _stem_warnings(item, report.stems if report else [])
         for warning in late:
             self.progress.warn(warning)
-        warnings.extend(late)
-
-        # 7. the manifest, last: it marks the recording done
-        timings["total"] = time.perf_counter() - started
+        job.warnings.extend(late)
+        job.timings["total"] = time.perf_counter() - job.started
         windows = report.windows if report else []
         work = {"windows": len(windows), "separated_windows": report.separated_windows if report else 0,
                 "unet_evaluations": report.unet_evaluations if report else 0}
+        source_mode = "edited" if job.given_plan is not None else "tagged" if self.settings.tagged else "given"
         manifest = Manifest.build(
-            folder, recording=recording, input_given=item.given, non_finite=planning.non_finite,
-            peak=planning.peak,
-            tagger=self.tagger, separator=self.separator, plan=plan,
-            source_mode="edited" if given_plan is not None else "tagged" if settings.tagged else "given",
-            settings=settings.record(subtype, self.windows), work=work,
+            folder, recording=job.recording, input_given=item.given, non_finite=job.tagged.non_finite,
+            peak=job.tagged.peak, tagger=self.tagger, separator=self.separator, plan=job.plan, source_mode=source_mode,
+            settings=self.settings.record(job.subtype, self.windows), work=work,
             stems=report.stems if report else [], residual=report.residual if report else None, windows=windows,
-            timings=timings, warnings=warnings, top_tags=top_tags, check=check_record,
-            processed_by=self.processed_by,
-        )
+            timings=job.timings, warnings=job.warnings, top_tags=job.top_tags, check=job.check,
+            processed_by=self.processed_by)
+        manifest.visual = job.visual
         manifest.write()
-        return RecordingResult(item.path, folder, "done", plan=plan, manifest=manifest, files=files,
-                               warnings=warnings, sample_rate=renderer.shape[0], top_tags=top_tags)
+        return RecordingResult(item.path, folder, "done", plan=job.plan, manifest=manifest, files=files,
+                               warnings=job.warnings, sample_rate=job.renderer.shape[0], top_tags=job.top_tags)
 
-    def _tag_and_plan(self, recording: Recording) -> TaggedRecording:
-        """Steps 2 and 3: one streaming pass (``tagging``, the path ``autosep tag`` takes too), then the plan:
-        the prompts given, or planned from the tags. A silent recording holds no source, whatever was asked for."""
-        if self.tagger is None:
-            tagged = tag_recording(recording, None)
-            if self.settings.sources is not None and not tagged.silent:
-                tagged.plan = given_plan(self.settings.sources, self.settings.spans, recording.duration)
-            return tagged
-        return plan_recording(recording, self.tagger, self.settings.planning.as_dict())
-
-    def _given(self, recording: Recording, given_plan: list[Source]) -> TaggedRecording:
-        """A plan chosen beforehand (e.g. edited in ``autosep web``), its segments clipped to this recording; the
-        file is still scanned once for its peak and NaN count. No tags, so no stem check either."""
-        tagged = tag_recording(recording, None)
-        for source in given_plan:
-            segments = [(max(0.0, float(a)), min(recording.duration, float(b))) for a, b in source.segments]
-            tagged.plan.append(Source(label=source.label, prompt=source.prompt, mid=source.mid, score=source.score,
-                                      segments=[(a, b) for a, b in segments if b > a], origin="given"))
-        return tagged
-
-    def _separate(self, recording: Recording, plan: list[Source], renderer, paths, subtype: str):
-        """Steps 4-6 for ``plan``: window by window into ``paths``, renamed to their final names when complete."""
+    def _run_windows(self, recording: Recording, plan: list[Source], renderer, paths, subtype: str):
+        """``plan`` separated window by window into ``paths``, renamed to their final names when complete."""
         output = self.settings.output
         with StemWriters(paths.all, output.format, subtype, *renderer.shape) as writers:
             report = WindowedSeparation(self.separator, self.windows, self.progress).run(
@@ -326,8 +393,8 @@ class Pipeline:
             writers.commit()
         return report
 
-    def _check(self, recording: Recording, plan: list[Source], renderer, paths, subtype: str, report,
-               mixture, folder: Path):
+    def _check_stems(self, recording: Recording, plan: list[Source], renderer, paths, subtype: str, report,
+                     mixture, folder: Path):
         """The stems checked by the tagger (check.py): confirm each stem and find sources left in the residual;
         with ``rounds`` > 1 separate again with those (up to ``max_sources``); with ``drop_unconfirmed`` fold the
         unconfirmed stems into the residual (the sum stays exact)."""
@@ -352,7 +419,7 @@ class Pipeline:
             for stale in old - set(paths.all):
                 stale.unlink(missing_ok=True)
             self.progress.stage(f"separating (round {round_no})")
-            report = self._separate(recording, plan, renderer, paths, subtype)
+            report = self._run_windows(recording, plan, renderer, paths, subtype)
             unet_evaluations += report.unet_evaluations
         report.unet_evaluations = unet_evaluations
         for stem, verdict in zip(report.stems, check.stems):

@@ -21,6 +21,7 @@ from ..errors import SettingsError
 from ..separator.loading import DEFAULT_MODEL
 from ..separator.settings import SeparationSettings, check_batch_size
 from ..taggers.settings import PlanningSettings, TaggingSettings
+from ..video.settings import VisualSettings
 from .naming import REMIX
 from .render import RENDERERS
 from .spans import Span, SpanPrompt, given_span_prompts
@@ -202,7 +203,21 @@ class OutputSettings:
 
 
 RAY_INSTALL_HINT = 'pip install "autosep[ray]"'
-_RAY_ADDRESS = re.compile(r"^(auto|local|ray://[^\s/]+(:\d+)?|[\w.\-]+:\d+)$")
+_RAY_ADDRESS = re.compile(r"^(auto|local|ray://[^\s/]+(:\d+)?|[\w.\-]+:\d+|\[[0-9a-fA-F:.]+\]:\d+)$")
+DEFAULT_RAY_TIMEOUT_S = 30.0
+
+
+def ray_client_refusal(address: str) -> str | None:
+    """Why ``address`` cannot be used here: a ``ray://`` address needs Ray Client (grpcio); None when it can."""
+    if not address.startswith("ray://"):
+        return None
+    try:
+        if importlib.util.find_spec("grpc") is not None:
+            return None
+    except (ImportError, ValueError):
+        pass
+    return (f"--ray {address} goes through the Ray client, which is not installed here: {RAY_INSTALL_HINT} "
+            '(it installs ray[data,client]), or pip install "ray[client]"')
 
 
 @dataclass(frozen=True)
@@ -215,6 +230,7 @@ class RaySettings:
     cpus_per_worker: float = 1.0
     gpus_per_worker: float | None = None  # None: 1 when the cluster has GPUs, else 0
     retries: int = 2  # re-runs of a recording whose worker died
+    timeout_s: float = DEFAULT_RAY_TIMEOUT_S  # how long to wait for the cluster at ``address`` to answer
 
     def __post_init__(self) -> None:
         if not isinstance(self.address, str) or not _RAY_ADDRESS.match(self.address):
@@ -233,8 +249,14 @@ class RaySettings:
                                 "--ray-gpus-per-worker")
         if isinstance(self.retries, bool) or int(self.retries) != self.retries or self.retries < 0:
             raise SettingsError(f"--ray-retries must be a whole number >= 0, got {self.retries}", "--ray-retries")
+        if not _finite(self.timeout_s) or self.timeout_s <= 0:
+            raise SettingsError(f"--ray-timeout must be a number of seconds above 0, got {self.timeout_s}",
+                                "--ray-timeout")
         if not _ray_installed():
             raise SettingsError(f"--ray needs Ray, which is not installed here: {RAY_INSTALL_HINT}", "--ray")
+        refusal = ray_client_refusal(self.address)
+        if refusal:
+            raise SettingsError(refusal, "--ray")
 
 
 def _ray_installed() -> bool:
@@ -283,6 +305,12 @@ class PipelineOptions:
     keep: list[str] | None = None
     remove: list[str] | None = None
     video_out: bool | str | None = None  # True: the video with the remix as soundtrack; a stem's name: that stem
+    # Video inputs (video/): on-screen evidence for the sources heard, objects described in words as sources.
+    visual: bool = VisualSettings.enabled
+    visual_model: str | None = VisualSettings.model
+    visual_threshold: float = VisualSettings.threshold
+    describe: list[str] | None = None
+    describe_model: str | None = VisualSettings.describe_model
     # Engine: "local" (this process) or "ray" (a Ray cluster; the ray_* fields are RaySettings').
     engine: str = "local"
     ray_address: str | None = None  # None: a local Ray instance
@@ -290,6 +318,7 @@ class PipelineOptions:
     ray_cpus_per_worker: float = RaySettings.cpus_per_worker
     ray_gpus_per_worker: float | None = RaySettings.gpus_per_worker
     ray_retries: int = RaySettings.retries
+    ray_timeout: float = RaySettings.timeout_s
 
     def settings(self) -> "RunSettings":
         """The checked settings of every stage. Raises AutosepError (a usage error) for a bad value."""
@@ -298,7 +327,7 @@ class PipelineOptions:
             raise SettingsError(f"engine must be 'local' or 'ray', got {self.engine!r}")
         ray = None if self.engine == "local" else RaySettings(
             self.ray_address or "local", self.ray_workers, self.ray_cpus_per_worker, self.ray_gpus_per_worker,
-            self.ray_retries)
+            self.ray_retries, self.ray_timeout)
         given = None if self.sources is None else given_span_prompts(
             [self.sources] if isinstance(self.sources, str) else self.sources)
         return RunSettings(
@@ -315,6 +344,8 @@ class PipelineOptions:
                                   self.keep, self.remove, _video_out(self.video_out)),
             dry_run=bool(self.dry_run),
             ray=ray,
+            visual=VisualSettings(bool(self.visual), self.visual_model, self.visual_threshold,
+                                  describe=tuple(self.describe or ()), describe_model=self.describe_model),
         )
 
 
@@ -334,6 +365,7 @@ class RunSettings:
     ray: RaySettings | None = None  # the recordings processed on a Ray cluster (--ray), else in this process
     # The given prompts kept to time spans ("dog barking@12-18"), by prompt; the others cover the whole recording.
     spans: dict[str, tuple[Span, ...]] = field(default_factory=dict)
+    visual: VisualSettings = VisualSettings()  # what is on screen in a video input, and --describe
 
     @property
     def tagged(self) -> bool:
@@ -348,6 +380,9 @@ class RunSettings:
         return {
             "sources": None if self.sources is None else list(self.sources),
             "spans": {prompt: SpanPrompt(prompt, spans).text for prompt, spans in self.spans.items()},
+            # each description adds a source; on-screen evidence is left out: it only applies to video inputs,
+            # so an audio file done without it is done with it too
+            "describe": list(self.visual.describe),
             "tagger": self.tagging.tagger if self.tagged else None,
             "tagger_model": None if self.tagging.model is None else str(self.tagging.model),
             "planner": self.planning.as_dict() if self.tagged else None,

@@ -99,9 +99,14 @@ def tag_recording(reader: Recording, tagger: Tagger | None) -> TaggedRecording:
 def plan_recording(reader: Recording, tagger: Tagger, planner: Mapping[str, Any] | None = None) -> TaggedRecording:
     """Tag ``reader`` (``tag_recording``) and plan its sources with ``planner`` (``plan_sources`` keywords; the
     threshold, when None or absent, comes from the tagger). A silent recording has no plan."""
+    return plan_tagged(tag_recording(reader, tagger), planner)
+
+
+def plan_tagged(tagged: TaggedRecording, planner: Mapping[str, Any] | None = None) -> TaggedRecording:
+    """``tagged``'s sources planned from its tags with ``planner`` (``plan_sources`` keywords); none when
+    nothing was tagged or the recording is silent."""
     from ..taggers.planner import plan_from_result
 
-    tagged = tag_recording(reader, tagger)
     if tagged.result is not None and not tagged.silent:
         tagged.plan = list(plan_from_result(tagged.result, **dict(planner or {})))
     return tagged

@@ -19,6 +19,7 @@ import numpy as np
 import soundfile as sf
 
 from ..errors import AutosepError
+from ..video.frames import has_video_stream, video_streams
 from .naming import REMIX
 from .write import temporary_name
 
@@ -41,25 +42,6 @@ class VideoReport:
     def to_dict(self) -> dict:
         return {"file": self.path.name, "soundtrack": self.soundtrack, "audio_codec": self.audio_codec,
                 "video_streams": self.video_streams, "video_packets": self.video_packets}
-
-
-def video_streams(container) -> list:
-    """The real video streams of an open PyAV container (a cover picture of an audio file is not one)."""
-    import av
-
-    attached = getattr(av.stream.Disposition, "attached_pic", None)
-    return [s for s in container.streams.video if attached is None or not (s.disposition & attached)]
-
-
-def has_video(path: str | os.PathLike) -> bool:
-    """Whether ``path`` holds a video stream (False for audio files and anything PyAV cannot open)."""
-    import av
-
-    try:
-        with av.open(str(path)) as container:
-            return bool(video_streams(container))
-    except (av.FFmpegError, OSError, ValueError):
-        return False
 
 
 def remux_with_soundtrack(video: str | os.PathLike, soundtrack: str | os.PathLike, out: str | os.PathLike,
@@ -120,12 +102,13 @@ def _remux(source, streams: list, audio: sf.SoundFile, temporary: Path) -> tuple
 
 
 def _audio_stream(target, source, audio: sf.SoundFile):
-    """The soundtrack's stream: the input's audio codec where this container holds it, else the default."""
+    """The soundtrack's stream: the input's audio codec where this container holds it and FFmpeg can encode it
+    (the codec's canonical name: a decoder such as "mp3float" encodes as "mp3"), else the container's default."""
     import av
 
-    wanted = source.streams.audio[0].codec_context.name if source.streams.audio else None
-    supported = target.supported_codecs or set()
-    codec = wanted if wanted in supported else target.default_audio_codec
+    original = source.streams.audio[0] if source.streams.audio else None
+    wanted = original.codec_context.codec.canonical_name if original is not None else None
+    codec = wanted if wanted in (target.supported_codecs or set()) and _encodes(wanted) else target.default_audio_codec
     if codec in (None, "none"):
         raise VideoOutError(f"{target.name}: this container holds no audio; write the video as .mkv or .mp4")
     rate = int(audio.samplerate)
@@ -133,9 +116,19 @@ def _audio_stream(target, source, audio: sf.SoundFile):
     if rates and rate not in rates:  # e.g. opus: 48 kHz only; the encoder resamples
         rate = min(rates, key=lambda r: (r < rate, abs(r - rate)))
     stream = target.add_stream(codec, rate=rate, layout=_LAYOUTS.get(audio.channels, audio.channels))
-    if source.streams.audio and source.streams.audio[0].bit_rate and codec == wanted:
-        stream.bit_rate = source.streams.audio[0].bit_rate  # a lossy codec keeps the input's bit rate
+    if original is not None and original.bit_rate and codec == wanted:
+        stream.bit_rate = original.bit_rate  # a lossy codec keeps the input's bit rate
     return stream
+
+
+def _encodes(codec: str) -> bool:
+    import av
+
+    try:
+        av.Codec(codec, "w")
+    except (av.FFmpegError, ValueError):
+        return False
+    return True
 
 
 def _audio_start(source) -> float:
@@ -185,7 +178,7 @@ def write_video_out(result, output, progress) -> None:
     from .manifest import VideoOutRecord
     from .remix import open_result
 
-    if not has_video(result.input):
+    if not has_video_stream(result.input):
         warning = f"{result.input}: has no video stream; --video-out wrote no video"
         progress.warn(warning)
         result.warnings.append(warning)

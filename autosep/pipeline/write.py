@@ -101,19 +101,19 @@ def check_output_format(fmt: str, subtype: str, sample_rate: int, channels: int)
         raise OutputError(f"{fmt} cannot be written with subtype {subtype}")
 
 
-def remove_partials(folder: Path, every: bool = False) -> None:
-    """Delete temporary files an interrupted run left in ``folder``: those of processes no longer running, or
-    with ``every`` all of them (the caller holds the folder's lock, so no other writer can be at work there; a
-    killed writer's pid may belong to an unrelated process by now)."""
+def remove_partials(folder: Path, any_process: bool = False) -> None:
+    """Delete temporary files an interrupted run left in ``folder``: not those of a process still running on this
+    machine, unless ``any_process`` (the caller knows no process writes there any more, e.g. on another node)."""
     if folder.is_dir():
         for leftover in folder.glob(f".*{PARTIAL_MARK}*"):
             pid = leftover.name.rsplit(PARTIAL_MARK, 1)[-1].split("-", 1)[0]
-            if not every and pid.isdigit() and int(pid) != os.getpid() and _process_alive(int(pid)):
+            if not any_process and pid.isdigit() and int(pid) != os.getpid() and process_alive(int(pid)):
                 continue
             leftover.unlink(missing_ok=True)
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (True when that cannot be told)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

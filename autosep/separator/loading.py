@@ -64,11 +64,16 @@ def locate_pipeline(model: str | os.PathLike | None) -> tuple[str, Path]:
             raise ModelNotAvailableError(
                 f"{candidate} holds no model autosep loads: pass {layouts}, or a model name{_hints(str(candidate))}"
             )
-        return str(candidate), family.prepare_folder(candidate)
+        return str(candidate), _fetching(str(candidate), lambda: family.prepare_folder(candidate))
     check_model_name(model_id, list(model_aliases()))
     family = family_for_repo(model_id) or Backbone  # an unknown hub id: a diffusers pipeline repository
+    return model_id, Path(_fetching(model_id, lambda: family.download(model_id, offline_mode())))
+
+
+def _fetching(model_id: str, fetch) -> Path:
+    """``fetch()`` (a download, or a conversion that may download), hub errors turned into what to do."""
     try:
-        folder = family.download(model_id, offline_mode())
+        return fetch()
     except ModelNotAvailableError:
         raise
     except Exception as exc:  # hub errors come as OSError, ValueError, HTTP errors...; all mean "not available"
@@ -79,7 +84,6 @@ def locate_pipeline(model: str | os.PathLike | None) -> tuple[str, Path]:
             f"separator model {model_id!r} is not in the local Hugging Face cache and cannot be downloaded: "
             f"{unavailable_because(exc)}. To use it, {_fetch_hint(model_id)}."
         ) from exc
-    return model_id, Path(folder)
 
 
 def pipeline_is_cached(model: str) -> bool:
@@ -120,7 +124,8 @@ def alias_for(model_id: str) -> str | None:
     return next((alias for alias, repo in model_aliases().items() if repo == model_id), None)
 
 
-def _chain(exc: BaseException | None):
+def exception_chain(exc: BaseException | None):
+    """``exc`` and the errors it was raised from or during, outermost first."""
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
@@ -137,7 +142,7 @@ def hub_error_message(model_id: str, exc: BaseException) -> str | None:
     """
     from huggingface_hub.errors import EntryNotFoundError, GatedRepoError
 
-    for error in _chain(exc):
+    for error in exception_chain(exc):
         if isinstance(error, GatedRepoError):
             return gated_message(model_id, error)
         if isinstance(error, EntryNotFoundError) and "model_index.json" in str(error):

@@ -30,16 +30,19 @@ to_global_embed, preprocess_conv, postprocess_conv}``
 ``conditioner.conditioners.prompt.padding_embedding`` ``transformer``: ``prompt_padding_embedding``
 ``conditioner.conditioners.seconds_total.embedder.    ``duration_embedder``: ``linear.`` (``freqs`` is computed)
 embedding.1.``
-``conditioner.conditioners.prompt.model.``            ``text_encoder``: T5Gemma encoder, keys unchanged
+``conditioner.conditioners.prompt.model.`` (only in   ``text_encoder``: T5Gemma encoder, keys unchanged, laid
+a checkpoint that trained its text encoder)           over the encoder's own weights
 ====================================================  ===========================================================
 
 Differential self-attention stores its fused projection as [q | k | v | q2 | k2] in the original and
 [q | q2 | k | k2 | v] in diffusers (VAE and DiT ``to_qkv.weight``); the cross-attention layout already agrees.
 Configs come from the weights' shapes and, for what the weights cannot tell (the VAE's strides and sliding
 window, sampling rate, the duration range, the distilled or base objective), from ``model_config.json``. The
-text encoder's config and tokenizer are T5Gemma's (``google/t5gemma-b-b-ul2``, config and tokenizer files only;
-its weights are in the checkpoint). Every weight of every diffusers component must be filled, or the conversion
-fails naming the missing keys; original keys that map nowhere are listed in a warning.
+text encoder comes from its own repository (``google/t5gemma-b-b-ul2``, gated: config, tokenizer and weights),
+as diffusers' script takes it: Stable Audio 3 keeps its frozen T5Gemma out of the state dict. Every weight of
+every diffusers component must be filled (only the bottleneck's ``running_std``, which exists only with
+auto-scaling, may be absent: then the identity scale), or the conversion fails naming the missing keys;
+original keys that map nowhere are listed in a warning.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ from typing import Any
 
 from ..paths import converted_root
 from .backbones.stable_audio import is_original_checkpoint  # noqa: F401  (the layout this module converts)
+from .loading import exception_chain
 
 import torch
 
@@ -269,7 +273,6 @@ def convert(state: dict[str, torch.Tensor], model_config: dict, text_encoder_sou
     """A float32 ``StableAudio3Pipeline`` from an original checkpoint's state dict and ``model_config.json``."""
     from diffusers import AutoencoderSAME, FlowMatchEulerDiscreteScheduler, StableAudio3DiTModel, StableAudio3Pipeline
     from diffusers.pipelines.stable_audio_3.modeling_stable_audio_3 import StableAudio3DurationEmbedder
-    from transformers import AutoConfig, AutoTokenizer, T5GemmaEncoderModel
 
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     vae_cfg = vae_config(state, model_config)
@@ -279,21 +282,14 @@ def convert(state: dict[str, torch.Tensor], model_config: dict, text_encoder_sou
     vae = AutoencoderSAME(**vae_cfg)
     transformer = StableAudio3DiTModel(**dit_cfg)
     duration_embedder = StableAudio3DurationEmbedder(**duration_config(state, model_config))
-    text_config = AutoConfig.from_pretrained(text_encoder_source, local_files_only=local_files_only)
-    text_config.is_encoder_decoder = False
-    tokenizer = AutoTokenizer.from_pretrained(text_encoder_source, local_files_only=local_files_only)
-    text_encoder = T5GemmaEncoderModel(text_config)
-    text_state = components["text_encoder"]
-    if text_state and not any(k.startswith("encoder.") for k in text_state) and all(
-            k.startswith("encoder.") for k in text_encoder.state_dict()):
-        text_state = {"encoder." + k: v for k, v in text_state.items()}  # stored as the bare encoder module
-    components["text_encoder"] = text_state
-    extra = []
-    extra += _load_strict(vae, components["vae"], "VAE")
+    tokenizer, text_encoder, extra = text_encoder_from_repository(text_encoder_source, components["text_encoder"],
+                                                                 local_files_only)
+    # The bottleneck's running_std exists only in checkpoints trained with auto-scaling (stable-audio-3
+    # bottleneck.py); without it the autoencoder keeps its identity scale (diffusers initialises it to 1).
+    extra += _load_strict(vae, components["vae"], "VAE", optional=("bottleneck.running_std",))
     extra += _load_strict(transformer, components["transformer"], "DiT", optional=("rotary_pos_emb.inv_freq",))
     extra += _load_strict(duration_embedder, components["duration_embedder"], "duration embedder",
                           optional=("freqs",))
-    extra += _load_strict(text_encoder, components["text_encoder"], "text encoder")
     if unused or extra:
         logger.warning("Stable Audio 3 conversion: %d checkpoint tensors map to no diffusers weight (e.g. %s)",
                        len(unused) + len(extra), ", ".join((unused + extra)[:5]))
@@ -301,6 +297,47 @@ def convert(state: dict[str, torch.Tensor], model_config: dict, text_encoder_sou
                                                 stochastic_sampling=distilled(model_config))
     return StableAudio3Pipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
                                 duration_embedder=duration_embedder, transformer=transformer, scheduler=scheduler)
+
+
+def text_encoder_from_repository(source: str | os.PathLike, carried: dict[str, torch.Tensor],
+                                 local_files_only: bool) -> tuple[Any, Any, list[str]]:
+    """Stable Audio 3's T5Gemma encoder, as diffusers' conversion script takes it: from its own repository.
+
+    The published checkpoint keeps its frozen text encoder out of its state dict (stable-audio-3
+    ``conditioners.py`` holds the model outside the module tree unless it is trained), so the weights come from
+    ``source`` through the hub cache (gated: its licence must be accepted, see loading.gated_message), overlaid
+    with any encoder tensors the checkpoint does carry (one trained with the DiT). Every weight must then be
+    filled. Returns (tokenizer, encoder, carried keys the encoder does not have).
+    """
+    from huggingface_hub.errors import GatedRepoError
+    from transformers import AutoConfig, AutoTokenizer, T5GemmaEncoderModel
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_files_only)
+        config = AutoConfig.from_pretrained(source, local_files_only=local_files_only)
+        config.is_encoder_decoder = False
+        encoder, info = T5GemmaEncoderModel.from_pretrained(source, config=config, local_files_only=local_files_only,
+                                                            dtype=torch.float32, output_loading_info=True)
+    except Exception as exc:  # hub errors of every kind; a gated repository keeps its own error (its message)
+        if any(isinstance(e, GatedRepoError) for e in exception_chain(exc)):
+            raise
+        raise ConversionError(
+            f"Stable Audio 3's text encoder {source!r} (not part of its checkpoint) is not in the local Hugging Face "
+            f"cache and cannot be downloaded ({type(exc).__name__}). Fetch it once while online: accept its licence "
+            f"at https://huggingface.co/{source}, then `hf download {source}` (or `autosep models download "
+            "stable-audio-3`, which fetches both)") from exc
+    expected = encoder.state_dict()
+    if carried and not any(k in expected for k in carried):
+        carried = {"encoder." + k: v for k, v in carried.items()}  # stored as the bare encoder module
+    missing = [k for k in info.get("missing_keys", []) if k not in carried]
+    if missing:
+        raise ConversionError(f"the text encoder {source} has no weights for {len(missing)} parameters, e.g. "
+                              f"{', '.join(sorted(missing)[:5])}: download it again")
+    extra = []
+    if carried:
+        extra = _load_strict(encoder, {**expected, **carried}, "text encoder")
+    return tokenizer, encoder.eval(), extra
+
 
 
 def text_encoder_source(model_config: dict) -> str:

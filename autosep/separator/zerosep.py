@@ -85,13 +85,15 @@ class ZeroSep:
         self.device = device
         self.dtype = dtype
         self.batch_size = check_batch_size(batch_size)
-        self._conditionings: dict[tuple[str, torch.dtype], Conditioning] = {}
+        self._conditionings: dict[str, Conditioning] = {}  # per prompt (the text encoders are float32 always)
         self._evaluations = 0
         self._fits: int | None = None  # samples per forward that fitted after an out-of-memory split (None: any)
         pipe.to(device)
-        # The VAE (and vocoder) run once per window and stay in float32; the denoiser and text encoders (the bulk
-        # of the work) run in the compute precision.
-        for module in self.backbone.float32_modules:
+        # Only the denoiser (the bulk of the work) runs in the compute precision. The VAE (and vocoder) run once
+        # per window and the text encoders once per prompt, so float32 costs them nothing measurable, and it keeps
+        # Flan-T5 finite: its feed-forward output overflows in float16 (why transformers lists it in
+        # _keep_in_fp32_modules). Their outputs are cast to the compute precision when stacked.
+        for module in [*self.backbone.float32_modules, *self.backbone.text_modules]:
             _cast(module, torch.float32)
         self._set_compute_dtype(dtype)
         self.settings = self._bound(settings or SeparationSettings())
@@ -115,7 +117,7 @@ class ZeroSep:
         """Load a separator from an alias (``audioldm2``...), a Hugging Face id, or a local model folder.
 
         ``model=None`` is the default model (``audioldm2``). ``dtype=None`` runs the UNet/DiT in float16 on CUDA
-        and float32 elsewhere. ``batch_size`` bounds the samples per model forward (None: all sources of a window
+        and float32 elsewhere; the text encoders, VAE and vocoder always run in float32. ``batch_size`` bounds the samples per model forward (None: all sources of a window
         in one batch). ``settings`` are the inversion, steps, guidance, c_inv mode and seed every call uses unless
         it overrides them. Raises :class:`autosep.errors.ModelNotAvailableError` when the model is neither cached
         nor downloadable.
@@ -219,7 +221,7 @@ class ZeroSep:
             seconds = length / self.sample_rate
             self.backbone.check_window(seconds)
             scaled = [self.backbone.scale(mixtures[j].wave) for j in members]
-            x0 = torch.cat([self._encode(wave) for wave, _ in scaled])
+            x0 = torch.cat([self._encode(wave, settings.seed) for wave, _ in scaled])
             jobs = [_Job(x0[k:k + 1], mixtures[j].sources, mixtures[j].c_inv) for k, j in enumerate(members)]
             decoded = self._decode(torch.cat(self._separate_latents(jobs, settings, seconds, step_done)))
             start = 0
@@ -355,8 +357,7 @@ class ZeroSep:
     # -- the model ------------------------------------------------------------------------------------------
 
     def _set_compute_dtype(self, dtype: torch.dtype) -> None:
-        for module in [self.backbone.denoiser, *self.backbone.text_modules]:
-            _cast(module, dtype)
+        _cast(self.backbone.denoiser, dtype)
         self._compute_dtype = dtype
 
     @contextlib.contextmanager
@@ -369,12 +370,11 @@ class ZeroSep:
             self._set_compute_dtype(previous)
 
     def _conditioning(self, prompt: str) -> Conditioning:
-        key = (prompt, self._compute_dtype)
-        if key not in self._conditionings:
+        if prompt not in self._conditionings:
             if len(self._conditionings) >= _CONDITIONING_CACHE_SIZE:
                 self._conditionings.pop(next(iter(self._conditionings)))
-            self._conditionings[key] = self.backbone.encode(prompt, self.device)
-        return self._conditionings[key]
+            self._conditionings[prompt] = self.backbone.encode(prompt, self.device)
+        return self._conditionings[prompt]
 
     def _predict(self, latents: torch.Tensor, timestep: torch.Tensor, prompts: list[str],
                  seconds: float = 0.0) -> torch.Tensor:
@@ -407,12 +407,13 @@ class ZeroSep:
         self._evaluations += count
         return eps
 
-    def _encode(self, wave: torch.Tensor) -> torch.Tensor:
-        """Latent x0 [1, ...] of a scaled window [channels, N] (or [N]), padded with silence to the model's grid."""
+    def _encode(self, wave: torch.Tensor, seed: int | None = None) -> torch.Tensor:
+        """Latent x0 [1, ...] of a scaled window [channels, N] (or [N]), padded with silence to the model's grid;
+        ``seed`` (default: the bound one) for a backbone that samples its VAE posterior."""
         wave = wave.reshape(1, -1) if wave.ndim == 1 else wave
         length = wave.shape[-1]
         padded = torch.nn.functional.pad(wave, (0, self.backbone.padded_length(length) - length))
-        return self.backbone.encode_audio(padded)
+        return self.backbone.encode_audio(padded, self.settings.seed if seed is None else seed)
 
     def _decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Waveforms [B, channels, samples] (float32 CPU), decoded ``batch_size`` latents at a time."""
@@ -422,7 +423,7 @@ class ZeroSep:
 
     def _retry_in_fp32(self, stems: torch.Tensor, bad: list[bool], job: _Job, settings: SeparationSettings,
                        seconds: float) -> torch.Tensor:
-        """Recompute the non-finite stems with the denoiser and text encoders in float32 (same seed and prompts)."""
+        """Recompute the non-finite stems with the denoiser in float32 (same seed and prompts)."""
         names = ", ".join(source for source, is_bad in zip(job.sources, bad) if is_bad)
         if self._compute_dtype == torch.float32:
             logger.warning("stems %s came out NaN/inf in float32; their bad samples are set to 0", names)

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import ModelNotAvailableError
-from ..paths import offline_mode
+from ..paths import model_unavailable
 
 
 def resolve_model_id(model: str | Path | None, default: str) -> str:
@@ -25,12 +24,4 @@ def from_pretrained(load: Callable[..., Any], model_id: str, alias: str, **kwarg
     try:
         return load(model_id, **kwargs)
     except (OSError, ValueError, EnvironmentError) as exc:
-        where = "is not a model folder" if Path(model_id).exists() else (
-            "is not in the Hugging Face cache and offline mode is on" if offline_mode()
-            else "could not be downloaded"
-        )
-        raise ModelNotAvailableError(
-            f"tagger model {model_id} {where} ({str(exc).strip().splitlines()[0][:200] if str(exc) else exc!r}). "
-            f"Fetch it while online with `autosep models download {alias}` (or `hf download {model_id}`), "
-            f"or pass --tagger-model with a local folder that holds it."
-        ) from None
+        raise model_unavailable("tagger model", model_id, exc, alias, "--tagger-model") from None

@@ -45,6 +45,10 @@ class WebConfig:
     max_duration_s: float = 600.0  # longer recordings are refused with a message saying so
     max_upload_mb: float = 500.0
 
+    def __post_init__(self) -> None:
+        # The page does not look at a video's picture yet (issue 22, item 5): its soundtrack only.
+        self.options = dataclasses.replace(self.options, visual=False, describe=None)
+
 
 @dataclass
 class SourceRow:

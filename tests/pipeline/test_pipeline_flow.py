@@ -16,7 +16,6 @@ from autosep.pipeline.inputs import collect_inputs
 from autosep.pipeline.batch import run_batch
 from autosep.pipeline.pipeline import Pipeline
 from autosep.pipeline.settings import PipelineOptions
-from autosep.pipeline.tagging import TaggedRecording
 from autosep.taggers import Source
 
 
@@ -125,9 +124,8 @@ def test_sources_only_run_in_windows_where_they_are_active(tmp_path):
     separator = BandSeparatorDouble()
     pipeline = _pipeline(separator, sources=["x"], window=1.0, overlap=0.0, margin=0.0, out=str(tmp_path / "out"))
     plan = [Source("low hum", "low hum", [(0.0, 2.0)]), Source("high whistle", "high whistle", [(4.2, 6.0)])]
-    pipeline._tag_and_plan = lambda recording: TaggedRecording(None, plan, peak=0.5)
     files, _ = collect_inputs([str(tmp_path / "in")])
-    result = pipeline.process(files[0])
+    result = pipeline.process(files[0], plan=plan)
     assert separator.calls == [["low hum"], ["low hum"], ["high whistle"], ["high whistle"]]
     stems = dict(result.stems)
     assert not stems["low hum"][2 * 44100:].any() and not stems["high whistle"][:4 * 44100].any()

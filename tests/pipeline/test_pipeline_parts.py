@@ -281,3 +281,21 @@ def test_the_window_batch_defaults_to_one_on_a_cpu():
     assert WindowSettings().resolved(10.24, torch.device("cpu")).window_batch == 1
     assert WindowSettings().resolved(10.24, None).window_batch == 1
     assert WindowSettings(window_batch=3).resolved(10.24, torch.device("cpu")).window_batch == 3
+
+
+def test_the_pipeline_docstring_lists_the_steps_process_runs_in_their_order():
+    # Pipeline.process is its module docstring's numbered steps, one method each: the two must not drift apart.
+    import ast
+    import inspect
+    import re
+    import textwrap
+
+    from autosep.pipeline import pipeline
+
+    documented = re.findall(r"^\s+(\d)\. (\w+)", pipeline.__doc__, flags=re.M)
+    assert [int(number) for number, _ in documented] == list(range(1, len(documented) + 1))
+    tree = ast.parse(textwrap.dedent(inspect.getsource(pipeline.Pipeline._steps)))
+    steps = {f"_{name}" for _, name in documented}
+    called = sorted((node.lineno, node.func.attr) for node in ast.walk(tree) if isinstance(node, ast.Call)
+                    and isinstance(node.func, ast.Attribute) and node.func.attr in steps)
+    assert [attr for _, attr in called] == [f"_{name}" for _, name in documented]

@@ -20,16 +20,19 @@ from autosep.cli import main
 ray = pytest.importorskip("ray", reason="the Ray engine's tests need the ray extra: pip install 'autosep[ray]'")
 
 REPO = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.usefixtures("one_torch_thread")  # the local reference run matches the 1-CPU workers
+# The local reference run matches the 1-CPU workers; every test here shares one slow-to-start Ray instance.
+pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.slow]
 
 
 @pytest.fixture(scope="module", autouse=True)
 def local_ray():
+    """The private instance ``--ray`` starts (``ray_connect.start_private_instance``), shared by the module."""
+    from autosep.pipeline.ray_connect import start_private_instance
+
     os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO), str(REPO / "tests"), os.environ.get("PYTHONPATH", "")])
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     # Logical CPUs: two 1-CPU workers plus room for Ray Data's own tasks on a 2-core machine.
-    ray.init(num_cpus=4, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
-             configure_logging=False)
+    start_private_instance(ray, num_cpus=4)
     yield
     ray.shutdown()
 
@@ -94,9 +97,8 @@ def local_reference(tmp_path_factory, model_args):
     return root
 
 
-@pytest.mark.slow  # starts a local Ray instance and its workers: about a minute
-def test_ray_batch_survives_a_killed_worker_and_equals_the_local_run(tmp_path, capsys, model_args, local_reference,
-                                                                     monkeypatch):
+def test_ray_batch_survives_a_killed_worker_and_equals_the_local_run(tmp_path, capsys, caplog, model_args,
+                                                                     local_reference, monkeypatch):
     import cloudpickle
 
     from autosep.pipeline import ray_engine
@@ -132,7 +134,10 @@ def test_ray_batch_survives_a_killed_worker_and_equals_the_local_run(tmp_path, c
     code, output = run(capsys, tmp_path / "in", "-o", tmp_path / "out", *model_args, "--ray", "--ray-workers", "2")
     assert code == 0, output
     assert Path(DiesOnceMidRecording.marker).exists()  # it did die, mid-recording
-    assert "ray: 2 worker(s)" in output and "[3/3]" in output
+    assert "ray: 2 worker(s)" in output and "[3/3]" in output and "1 live node(s)" in output
+    # The re-run said so, once, at error level (so -q shows it too).
+    (retry,) = [r for r in caplog.records if "running it again" in r.getMessage()]
+    assert retry.levelname == "ERROR" and "take1.wav" in retry.getMessage() and "attempt 2 of 3" in retry.getMessage()
 
     ours, theirs = outputs(tmp_path / "out"), outputs(local_reference / "out")
     assert sorted(ours) == sorted(theirs) and len(ours) >= 6
@@ -153,7 +158,6 @@ def test_ray_batch_survives_a_killed_worker_and_equals_the_local_run(tmp_path, c
     assert not leftovers(tmp_path / "out")  # no temporaries of the dead worker, no engine state
 
 
-@pytest.mark.slow  # starts a local Ray instance and its workers: about a minute
 def test_rerun_skips_finished_recordings_and_overwrite_redoes_them(tmp_path, capsys, model_args,
                                                                   tiny_audioldm2_dir, tiny_cnn14_checkpoint):
     import autosep
@@ -178,16 +182,125 @@ def test_rerun_skips_finished_recordings_and_overwrite_redoes_them(tmp_path, cap
     assert {name: m["created"] + str(m["timings_s"]) for name, m in manifests(tmp_path / "out").items()} != first
 
 
-@pytest.mark.slow  # starts a local Ray instance and its workers: about a minute
-def test_a_corrupt_recording_fails_alone(tmp_path, capsys, model_args):
+def test_faults_stay_with_their_recording_and_warnings_reach_the_driver(tmp_path, capsys, model_args, monkeypatch):
+    """A corrupt file, an exception in the workers' own bookkeeping (not in the pipeline), and a truncated file
+    whose warning is raised on the worker: each is its recording's business, the batch goes on (exit 3)."""
+    import cloudpickle
+
+    from autosep.pipeline import ray_engine
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+    class BrokenBookkeeping(ray_engine.RecordingWorker):
+        def count_attempt(self, index, item):
+            if item.path.name == "take1.wav":  # as a worker whose counter path does not exist on its node
+                raise FileNotFoundError(2, "No such file or directory", f"attempts-{index}")
+            return super().count_attempt(index, item)
+
+    monkeypatch.setattr(ray_engine, "RecordingWorker", BrokenBookkeeping)
     (tmp_path / "in").mkdir()
-    write_recordings(tmp_path / "in", count=1)
+    write_recordings(tmp_path / "in", count=2)
     (tmp_path / "in" / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot really audio")
+    cut = tmp_path / "in" / "take0.wav"
+    cut.write_bytes(cut.read_bytes()[: int(cut.stat().st_size * 0.7)])  # the header promises more than is there
     code, output = run(capsys, tmp_path / "in", "-o", tmp_path / "out", *model_args, "--ray", "--ray-workers", "2")
     assert code == 3, output
     assert "broken.wav" in output
+    assert "take1.wav: the Ray worker on" in output and "FileNotFoundError" in output
+    assert "take0.wav: the file is shorter than its header says" in output  # forwarded from the worker
+    assert "(worker ?:?)" not in output and "node 127.0.0.1" in output
     assert sorted(manifests(tmp_path / "out")) == ["take0"]
     assert not leftovers(tmp_path / "out")
+
+
+def test_private_instance_listens_on_loopback_only():
+    """Every process of the instance ``--ray`` starts (GCS, raylet, workers, agents, this driver) listens on
+    127.0.0.1 only, though Ray rewrites 127.0.0.1 to the external address unless told otherwise."""
+    import psutil
+
+    ray.get(ray.remote(num_cpus=0)(lambda: os.getpid()).remote())  # a worker process is up and listening too
+    ours = {p.pid: p.name() for p in psutil.Process().children(recursive=True)} | {os.getpid(): "driver"}
+    listening = [(ours[c.pid], c.laddr.ip) for c in psutil.net_connections("inet")
+                 if c.status == psutil.CONN_LISTEN and c.pid in ours]
+    assert {"gcs_server", "raylet"} <= {name for name, _ in listening}, listening
+    assert all(ip in ("127.0.0.1", "::ffff:127.0.0.1", "::1") for _, ip in listening), listening
+    assert {node["NodeManagerAddress"] for node in ray.nodes()} == {"127.0.0.1"}
+
+
+def test_unreachable_address_exits_1_within_the_timeout(tmp_path, capsys, model_args, monkeypatch):
+    import socket
+    import time
+
+    (tmp_path / "in").mkdir()
+    write_recordings(tmp_path / "in", count=1)
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)  # as in a fresh process: connect to the address
+    started = time.monotonic()
+    code, output = run(capsys, tmp_path / "in", "-o", tmp_path / "out", *model_args, f"--ray=127.0.0.1:{port}",
+                       "--ray-timeout", "1.5")
+    assert code == 1, output
+    assert time.monotonic() - started < 6, output  # the timeout, not Ray's retries for ever
+    assert f"could not reach the Ray cluster at 127.0.0.1:{port}" in output and "ray status" in output
+    assert "--ray-timeout" in output and not manifests(tmp_path / "out")
+
+
+def test_a_pool_no_node_can_hold_is_refused_before_any_worker_starts(tmp_path, capsys, model_args):
+    import time
+
+    (tmp_path / "in").mkdir()
+    write_recordings(tmp_path / "in", count=1)
+    started = time.monotonic()
+    code, output = run(capsys, tmp_path / "in", "-o", tmp_path / "out", *model_args, "--ray",
+                       "--ray-cpus-per-worker", "8")
+    assert code == 2, output
+    assert "no Ray node can hold one worker of 8 CPUs" in output and "has 4 CPUs and 0 GPUs" in output, output
+    assert time.monotonic() - started < 10  # refused, not waiting for a node that never comes
+    assert not (tmp_path / "out" / ".autosep-ray").exists()
+
+
+def test_live_progress_and_sigterm_on_a_loopback_cluster_address(tmp_path, model_args):
+    """``autosep --ray 127.0.0.1:PORT`` joins this module's loopback-only cluster with no Ray environment
+    variable; each recording is reported within a second of its manifest; SIGTERM in the middle of the last one
+    exits 143 with the summary, and leaves no temporary file nor engine state."""
+    import signal
+    import subprocess
+    import threading
+    import time
+
+    (tmp_path / "in").mkdir()
+    write_recordings(tmp_path / "in", count=2)
+    rate = 16000
+    t = np.arange(int(30 * rate)) / rate  # long enough to be stopped while its stems are being written
+    sf.write(tmp_path / "in" / "take2.wav", (0.3 * np.sin(2 * np.pi * 330 * t)).astype(np.float32), rate)
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "RAY_ADDRESS")}
+    address = ray.get_runtime_context().gcs_address
+    assert address.startswith("127.0.0.1:")
+    driver = subprocess.Popen([sys.executable, "-m", "autosep", str(tmp_path / "in"), "-o", str(tmp_path / "out"),
+                               *model_args, "--ray", address, "--ray-workers", "1"],
+                              env=env, stderr=subprocess.PIPE, text=True)
+    lines: list[tuple[float, str]] = []
+    reader = threading.Thread(target=lambda: lines.extend((time.time(), line) for line in driver.stderr))
+    reader.start()
+    take2, deadline = tmp_path / "out" / "take2", time.monotonic() + 240
+    while driver.poll() is None and time.monotonic() < deadline:
+        if take2.is_dir() and any(".partial-" in p.name for p in take2.iterdir()):
+            break
+        time.sleep(0.02)
+    driver.send_signal(signal.SIGTERM)
+    code = driver.wait(timeout=60)
+    reader.join(timeout=10)
+    output = "".join(line for _, line in lines)
+    assert code == 143, output
+    assert "terminated (SIGTERM)" in output and "take0.wav: done" in output, output
+    for name in ("take0", "take1"):
+        manifest_time = (tmp_path / "out" / name / "manifest.json").stat().st_mtime
+        reported = [when for when, line in lines if line.startswith("autosep: [") and f"{name}.wav" in line]
+        assert len(reported) == 1, f"{name} was not reported while the next recording ran:\n{output}"
+        assert 0 <= reported[0] - manifest_time < 1.0, (name, reported[0] - manifest_time)
+    assert not (take2 / "manifest.json").exists()
+    assert not leftovers(tmp_path / "out"), leftovers(tmp_path / "out")
 
 
 def test_ray_missing_is_a_usage_error_with_the_install_hint(tmp_path, capsys, model_args, monkeypatch):
@@ -200,58 +313,35 @@ def test_ray_missing_is_a_usage_error_with_the_install_hint(tmp_path, capsys, mo
     assert not (tmp_path / "out").exists() or not manifests(tmp_path / "out")
 
 
-def test_a_bad_address_is_a_usage_error(tmp_path, capsys, model_args):
-    (tmp_path / "in").mkdir()
-    write_recordings(tmp_path / "in", count=1)
-    code, output = run(capsys, tmp_path / "in", "-o", tmp_path / "out", *model_args, "--ray=not an address")
-    assert code == 2 and "not a Ray address" in output, output
+def test_a_ray_client_address_runs_the_batch(tmp_path, model_args):
+    """``--ray ray://HOST:PORT`` through a Ray client server (the one ``ray start --head`` runs on port 10001)
+    in front of this module's cluster."""
+    import socket
+    import subprocess
+    import time
 
+    from autosep.pipeline.ray_connect import wait_for_port
 
-def test_pool_size_follows_gpus_then_cpus():
-    from autosep.pipeline.ray_engine import RayUsageError, pool_size
-    from autosep.pipeline.settings import RaySettings
-
-    assert pool_size({"CPU": 64, "GPU": 8}, RaySettings(), 100) == (8, 1.0, 1.0)
-    assert pool_size({"CPU": 64, "GPU": 8}, RaySettings(), 3) == (3, 1.0, 1.0)  # never more than recordings
-    assert pool_size({"CPU": 16}, RaySettings(cpus_per_worker=4), 100) == (4, 4.0, 0.0)
-    assert pool_size({"CPU": 16, "GPU": 2}, RaySettings(workers=1, gpus_per_worker=0.5), 10) == (1, 1.0, 0.5)
-    with pytest.raises(RayUsageError, match="cannot hold one worker"):
-        pool_size({"CPU": 2}, RaySettings(cpus_per_worker=4), 10)
-
-
-def test_shared_storage_check_names_the_nodes_that_cannot_see_the_output(tmp_path):
-    """One node of two (a stand-in for a second machine) does not see the driver's marker file."""
-    from autosep.pipeline.ray_engine import SharedStorageError, check_shared_storage
-
-    class Task:
-        def __init__(self, fn, node=None):
-            self.fn, self.node = fn, node
-
-        def options(self, scheduling_strategy):
-            return Task(self.fn, scheduling_strategy.node_id)
-
-        def remote(self, path):
-            host, seen = self.fn(path)
-            return ("far-node", False) if self.node == "bb" * 28 else (host, seen)
-
-    class TwoNodeRay:
-        def remote(self, num_cpus):
-            return lambda fn: Task(fn)
-
-        def nodes(self):
-            return [{"NodeID": "aa" * 28, "Alive": True}, {"NodeID": "bb" * 28, "Alive": True},
-                    {"NodeID": "cc" * 28, "Alive": False}]
-
-        def get(self, answers):
-            return answers
-
-    with pytest.raises(SharedStorageError, match="not visible on Ray node.s. far-node"):
-        check_shared_storage(TwoNodeRay(), tmp_path)
-    assert not list(tmp_path.iterdir())  # the marker is removed either way
-
-    class OneNodeRay(TwoNodeRay):
-        def nodes(self):
-            return [{"NodeID": "aa" * 28, "Alive": True}]
-
-    check_shared_storage(OneNodeRay(), tmp_path)  # the node that sees the folder passes
-    assert not list(tmp_path.iterdir())
+    pytest.importorskip("grpc", reason="the Ray client needs grpcio: pip install 'autosep[ray]'")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    # The server joins this loopback-only cluster as a Ray driver: it needs Ray's switch (autosep does not).
+    server_env = dict(os.environ, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
+    server = subprocess.Popen([sys.executable, "-m", "ray.util.client.server", "--mode", "legacy", "--host",
+                               "127.0.0.1", "--port", str(port), "--address", ray.get_runtime_context().gcs_address],
+                              env=server_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port("client server", "127.0.0.1", port, time.monotonic() + 60)
+        (tmp_path / "in").mkdir()
+        write_recordings(tmp_path / "in", count=1)
+        done = subprocess.run([sys.executable, "-m", "autosep", str(tmp_path / "in"), "-o", str(tmp_path / "out"),
+                               *model_args, "--ray", f"ray://127.0.0.1:{port}"],
+                              capture_output=True, text=True, timeout=300)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert done.returncode == 0, done.stderr
+    (manifest,) = manifests(tmp_path / "out").values()
+    assert manifest["processed_by"]["engine"] == "ray" and manifest["processed_by"]["node_ip"] == "127.0.0.1"
+    assert not leftovers(tmp_path / "out")

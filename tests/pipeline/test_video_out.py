@@ -51,7 +51,7 @@ def soundtrack(path) -> np.ndarray:
 
 
 def _separate(tmp_path, clip, **options):
-    settings = PipelineOptions(sources=["low hum", "high whistle"], steps=2, window=1.0,
+    settings = PipelineOptions(sources=["low hum", "high whistle"], steps=2, window=1.0, visual=False,
                                out=str(tmp_path / "out"), **options).settings()
     pipeline = Pipeline(settings, separator=BandSeparatorDouble())
     return run_batch([str(clip)], settings, pipeline=pipeline).results[0]

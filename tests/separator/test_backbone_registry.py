@@ -57,7 +57,7 @@ def toy_family(monkeypatch):
         def padded_length(self, samples):
             return samples
 
-        def encode_audio(self, wave):
+        def encode_audio(self, wave, seed):
             return wave[None]
 
         def decode_audio(self, latents):

@@ -441,9 +441,9 @@ def test_batch_size_must_be_positive(zs):
 def test_non_finite_stems_at_reduced_precision_are_recomputed_in_fp32(tiny_audioldm2_dir, wave, monkeypatch):
     low = ZeroSep.from_pretrained(tiny_audioldm2_dir, device="cpu", dtype="bf16")
     reference = ZeroSep.from_pretrained(tiny_audioldm2_dir, device="cpu", dtype="fp32")
-    # The fp32 rerun uses the (bf16-rounded) weights the low-precision model has: the reference does the same.
-    for module in [reference.pipe.unet, *reference.backbone.text_modules]:
-        module.to(torch.bfloat16).to(torch.float32)
+    # The fp32 rerun uses the (bf16-rounded) UNet weights the low-precision model has: the reference does the
+    # same (the text encoders are float32 in both).
+    reference.pipe.unet.to(torch.bfloat16).to(torch.float32)
 
     original = low.pipe.unet.forward
 
@@ -475,7 +475,7 @@ def test_ddim_inversion_runs_in_float32_at_reduced_precision_and_the_reverse_pas
     monkeypatch.setattr(low.pipe.unet, "forward", recording)
     low.separate(wave, ["cello", "flute"], inversion="ddim", steps=STEPS)
     assert dtypes == [(torch.float32, torch.float32)] * STEPS + [(torch.bfloat16, torch.bfloat16)] * STEPS
-    assert low.pipe.unet.dtype == torch.bfloat16 and low.backbone.text_modules[0].dtype == torch.bfloat16
+    assert low.pipe.unet.dtype == torch.bfloat16 and low.backbone.text_modules[0].dtype == torch.float32
 
     dtypes.clear()  # DDPM inversion does not chain its steps (benchmarks/inversion_precision.py): no change there
     low.separate(wave, ["cello", "flute"], inversion="ddpm", steps=STEPS)
@@ -490,3 +490,22 @@ def test_audioldm_v1_separates_with_its_clap_class_label_conditioning(zs_v1, wav
     assert result.unet_evaluations == 2 * (STEPS - 1) + 2 * STEPS
     embedding = zs_v1.backbone.encode("cello", zs_v1.device)["clap"]
     torch.testing.assert_close(embedding.norm(dim=-1), torch.ones(1))  # the normalised CLAP text embedding
+
+
+@pytest.mark.parametrize("fixture", ["tiny_audioldm2_dir", "tiny_tango_dir", "tiny_stable_audio_3_dir"])
+def test_half_precision_runs_only_the_denoiser_in_fp16(fixture, request):
+    # Flan-T5 (AudioLDM2's text_encoder_2, Tango's encoder) overflows in float16 in its feed-forward output, which
+    # transformers keeps in float32 (_keep_in_fp32_modules); autosep keeps every text encoder in float32.
+    low = ZeroSep.from_pretrained(request.getfixturevalue(fixture), device="cpu", dtype="fp16")
+    assert {p.dtype for p in low.backbone.denoiser.parameters()} == {torch.float16}
+    for module in [*low.backbone.text_modules, *low.backbone.float32_modules]:
+        assert {p.dtype for p in module.parameters() if p.is_floating_point()} <= {torch.float32}, type(module)
+    kept = [name for module in low.backbone.text_modules for name in getattr(module, "_keep_in_fp32_modules", None)
+            or []]
+    if fixture != "tiny_stable_audio_3_dir":
+        assert "wo" in kept  # the T5 encoders the fix is about are among them
+    conditioning = low._conditioning("a dog barking")
+    assert all(t.dtype in (torch.float32, torch.int64, torch.bool) for t in conditioning.values())
+    batch = low.backbone.stack([conditioning], low._compute_dtype)
+    assert all(v.dtype in (torch.float16, torch.int64, torch.bool) or not v.is_floating_point()
+               for v in batch.values() if isinstance(v, torch.Tensor))

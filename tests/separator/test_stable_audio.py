@@ -55,7 +55,7 @@ def model_fn(zs: ZeroSep, prompt: str, seconds: float):
 def latent_of(zs: ZeroSep, wave: torch.Tensor) -> torch.Tensor:
     length = zs.backbone.padded_length(wave.shape[-1])
     with torch.no_grad():
-        return zs.backbone.encode_audio(torch.nn.functional.pad(wave, (0, length - wave.shape[-1])))
+        return zs.backbone.encode_audio(torch.nn.functional.pad(wave, (0, length - wave.shape[-1])), 42)
 
 
 def test_loaded_through_the_users_path_with_the_models_rate_and_channels(sao, sa3):

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from .audioldm2 import _calibrate, _t5_tokenizer, _vocoder, install_in_hf_cache
+from .audioldm2 import _calibrate, _reference_wave, _t5_tokenizer, _vocoder, install_in_hf_cache
 
 TEXT_ENCODER = "google/flan-t5-large"
 # main_config.json of declare-lab/tango (and tango2, tango-full-ft-audiocaps, tango2-full), as published.
@@ -104,6 +104,24 @@ def build_tiny_flan_t5(path: str | Path) -> Path:
     return folder
 
 
+def _narrow_posterior(vae, ratio: float = 0.05) -> None:
+    """Give the random VAE a posterior as narrow as a trained one's: latent-diffusion VAEs are trained with a tiny
+    KL weight, so their posterior std is a small fraction of the latents' spread, while random weights put it near
+    1 (Tango samples the posterior, so a wide one would drown the mixture in noise). Shifts the log-variance half
+    of ``quant_conv`` so the std is ``ratio`` of the latents' std on the reference sound."""
+    import math
+
+    import torch
+
+    from autosep.separator import mel
+
+    with torch.no_grad():
+        posterior = vae.encode(mel.log_mel(_reference_wave())[None, None]).latent_dist
+        target = 2 * math.log(ratio * float(posterior.mean.std()))
+        channels = vae.config.latent_channels
+        vae.quant_conv.bias[channels:] += target - float(posterior.logvar.mean())
+
+
 def build_tiny_tango(path: str | Path, flan_t5: str | Path, seed: int = 0) -> Path:
     """Write a tiny random-weight Tango checkpoint folder in the published layout; return the folder."""
     import torch
@@ -131,6 +149,7 @@ def build_tiny_tango(path: str | Path, flan_t5: str | Path, seed: int = 0) -> Pa
     )
     vocoder = _vocoder(seed + 3)
     _calibrate(vae, vocoder)
+    _narrow_posterior(vae)
 
     main = {f"unet.{k}": v for k, v in unet.state_dict().items()}
     main.update({f"text_encoder.{k}": v for k, v in text_encoder.state_dict().items()})

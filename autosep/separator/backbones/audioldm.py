@@ -70,12 +70,16 @@ class MelBackbone(Backbone, ABC):
         multiple = self.frame_multiple
         return max(1, -(-samples // multiple)) * multiple
 
-    def encode_audio(self, wave):
+    def encode_audio(self, wave, seed):
+        """The posterior mode of the VAE (ZeroSep's AudioLDM2 code encodes the mixture deterministically)."""
+        return self.posterior(wave).mode().float() * self.pipe.vae.config.scaling_factor
+
+    def posterior(self, wave):
+        """The VAE's posterior over latents for ``wave`` [1, padded samples] (its log-mel features)."""
         from .. import mel
 
         features = mel.log_mel(wave.reshape(-1).cpu())[None, None].to(self.pipe.device)  # [1, 1, frames, 64]
-        vae = self.pipe.vae
-        return vae.encode(features).latent_dist.mode().float() * vae.config.scaling_factor
+        return self.pipe.vae.encode(features).latent_dist
 
     def decode_audio(self, latents):
         vae = self.pipe.vae
@@ -173,12 +177,13 @@ class AudioLDM2Backbone(MelBackbone):
     name = "audioldm2"
     pipeline_classes = ("AudioLDM2Pipeline",)
     layout = "a diffusers AudioLDM2Pipeline folder (model_index.json and its subfolders)"
-    # UNet sizes: parameter counts of the published unet/config.json files, built with random weights.
+    # UNet sizes: what the published unet/config.json files give built with random weights (issue 19's audit of
+    # the hub configs; they are not shipped here): about 269M (base, music) and 422M-570M (large).
     models = (
         _card("audioldm2", "cvssp/audioldm2", "~4.5 GB",
-              "AudioLDM2 (CLAP + Flan-T5 + GPT-2 conditioning, 350M UNet): general sounds; the default", True),
+              "AudioLDM2 (CLAP + Flan-T5 + GPT-2 conditioning, ~270M UNet): general sounds; the default", True),
         _card("audioldm2-large", "cvssp/audioldm2-large", "~6 GB",
-              "AudioLDM2 with the 750M UNet: general sounds, slower, sometimes cleaner"),
+              "AudioLDM2 with the larger UNet (~420M-570M): general sounds, slower, sometimes cleaner"),
         _card("audioldm2-music", "cvssp/audioldm2-music", "~4.5 GB",
               "AudioLDM2 trained on music: instruments and ensembles"),
     )

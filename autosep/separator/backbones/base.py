@@ -230,8 +230,9 @@ class Backbone(ABC):
         """The waveform length the encoder takes for a window of ``samples`` (silence after the audio)."""
 
     @abstractmethod
-    def encode_audio(self, wave: "torch.Tensor") -> "torch.Tensor":
-        """Latent x0 [1, ...] on the model's device of ``wave`` [channels, padded samples] (float32, CPU)."""
+    def encode_audio(self, wave: "torch.Tensor", seed: int) -> "torch.Tensor":
+        """Latent x0 [1, ...] on the model's device of ``wave`` [channels, padded samples] (float32, CPU);
+        ``seed`` is the run's, for a family whose reference samples its VAE posterior."""
 
     @abstractmethod
     def decode_audio(self, latents: "torch.Tensor") -> "torch.Tensor":

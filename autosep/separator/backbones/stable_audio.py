@@ -198,7 +198,7 @@ class StableAudioOpenBackbone(FullBandBackbone):
             rotary_embedding=self._rotary_embedding(latents.shape[-1]), return_dict=False,
         )[0]
 
-    def encode_audio(self, wave):
+    def encode_audio(self, wave, seed):
         return self.pipe.vae.encode(wave[None].to(self.pipe.device).float()).latent_dist.mode().float()
 
     def model_calls(self, inversion: str, steps: int) -> tuple[int, int]:
@@ -244,7 +244,11 @@ class StableAudio3Backbone(FullBandBackbone):
     layout = ("a diffusers StableAudio3Pipeline folder, or Stable Audio 3's original checkpoint (model.safetensors "
               "+ model_config.json)")
     samplers = {"ddpm": "rectified-flow euler edit-friendly", "ddim": "rectified-flow euler ode"}
-    DEFAULT_WINDOW = 30.0  # seconds; the DiT takes any length (its duration conditioner spans 0-384 s)
+    # The longest window the medium model is documented to do well, so a recording has as few seams as it can:
+    # Stability-AI/stable-audio-3 docs/guides/model-overview.md gives the medium DiT a "Max Duration" of ~4.75
+    # min (trained at variable length up to it); its README's model table allows generating up to 380 s and the
+    # duration conditioner spans 0-384 s, but beyond 4.75 min is past what it was trained on. --window overrides.
+    DEFAULT_WINDOW = 285.0
     models = (
         ModelCard("stable-audio-3", "stabilityai/stable-audio-3-medium-base", "~10 GB",
                   "Stable Audio 3 medium base (non-distilled): 44.1 kHz stereo rectified flow (1.45B DiT, T5Gemma, "
@@ -353,7 +357,7 @@ class StableAudio3Backbone(FullBandBackbone):
         timestep = (t.float() * self.pipe.scheduler.config.num_train_timesteps).to(latents.device)
         return self.pipe.transformer(latents.to(dtype), timestep, return_dict=False, **batch)[0]
 
-    def encode_audio(self, wave):
+    def encode_audio(self, wave, seed):
         return self.pipe.vae.encode(wave[None].to(self.pipe.device).float()).latents.float()
 
     def invert(self, x0, prompts, run: SamplingRun) -> Inverted:

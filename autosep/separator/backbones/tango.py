@@ -111,6 +111,15 @@ class TangoBackbone(MelBackbone):
     def text_modules(self):
         return [self.pipe.text_encoder]
 
+    def encode_audio(self, wave, seed):
+        """A sample of the VAE posterior, as Tango's reference computation takes its latents
+        (``get_first_stage_encoding``: ``encoder_posterior.sample()``, declare-lab/tango audioldm/ldm.py), drawn
+        on the CPU from the run's seed, so a run is reproducible on any machine."""
+        import torch
+
+        generator = torch.Generator("cpu").manual_seed(int(seed))
+        return self.posterior(wave).sample(generator=generator).float() * self.pipe.vae.config.scaling_factor
+
     def encode(self, prompt, device) -> Conditioning:
         tokenizer = self.pipe.tokenizer
         tokens = tokenizer([prompt], max_length=tokenizer.model_max_length, padding=True, truncation=True,
