@@ -136,3 +136,11 @@ class FolderBusy(AutosepError):
     def __init__(self, folder: Path, holder: LockHolder, message: str | None = None):
         super().__init__(message or f"{folder} is being written by {holder.describe()}")
         self.folder, self.holder = folder, holder
+
+
+def clear_stale_lock(folder: Path) -> None:
+    """Remove ``folder``'s lock file when no live process holds it (its writer was killed); a held one stays."""
+    if (Path(folder) / LOCK_NAME).exists():
+        lock = FolderLock(folder)
+        if lock.acquire() is None:
+            lock.release()

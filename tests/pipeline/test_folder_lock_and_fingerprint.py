@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from autosep.pipeline.fingerprint import input_fingerprint, legacy_fingerprint, same_input
-from autosep.pipeline.folder_lock import LOCK_NAME, FolderBusy, FolderLock
+from autosep.pipeline.folder_lock import LOCK_NAME, FolderBusy, FolderLock, clear_stale_lock
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -55,7 +55,12 @@ def test_a_folder_held_by_another_process_names_it_and_is_free_once_it_dies(tmp_
     lock = FolderLock(tmp_path / "rec")
     assert lock.acquire() is None  # the stale lock is taken over
     assert json.loads((tmp_path / "rec" / LOCK_NAME).read_text())["pid"] == os.getpid()
+    clear_stale_lock(tmp_path / "rec")  # held (by this process now): left alone
+    assert (tmp_path / "rec" / LOCK_NAME).exists()
     lock.release()
+    assert not (tmp_path / "rec" / LOCK_NAME).exists()
+    (tmp_path / "rec" / LOCK_NAME).write_text('{"pid": 1, "host": "gone"}')  # a killed writer's file
+    clear_stale_lock(tmp_path / "rec")  # what a Ray driver does for the folders of workers it stopped
     assert not (tmp_path / "rec" / LOCK_NAME).exists()
 
 
