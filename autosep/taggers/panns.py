@@ -150,7 +150,15 @@ def load_cnn14(checkpoint: str | Path, device: str | torch.device = "cpu") -> nn
 
 
 class PannsTagger(Tagger):
-    """Cnn14 over 10 s windows at 32 kHz, 5 s hop; outputs are the model's own sigmoid probabilities."""
+    """Cnn14 over 2 s windows every 1 s at 32 kHz; outputs are the model's own sigmoid probabilities.
+
+    The grid is what the planner's time rules read: which windows a source is active in, ``min_active``, and
+    whether two classes rise and fall together (one sound, one source). On the 10 s windows Cnn14 was trained on,
+    a recording of 10 s was one window and those rules could not act. Cnn14 pools over time (max + mean), so a
+    2 s window is a valid input (it fails under about 0.3 s); its scores are held to the per-window bar the
+    planner derives from the clip-level ``default_threshold`` for 2 s windows (0.25 -> 0.62). The cost is the
+    same as before: every second of audio is scored twice, as with 10 s windows at a 5 s hop.
+    """
 
     name = "panns"
     aliases = ("cnn14",)
@@ -160,7 +168,8 @@ class PannsTagger(Tagger):
         fetch=fetch_cnn14, is_cached=cnn14_is_cached,
     )
     sample_rate = SAMPLE_RATE
-    window_seconds = 10.0
+    window_seconds = 2.0
+    hop_seconds = 1.0
     default_threshold = 0.25  # PANNs' recommended tagging operating point is 0.2-0.3 (clip-level sigmoid)
 
     def __init__(self, model: str | Path | None = None, device: str | torch.device = "auto"):
@@ -192,7 +201,7 @@ class PannsTagger(Tagger):
             ) from None
 
     def score_windows(self, windows: list[np.ndarray]) -> np.ndarray:
-        # Whole 10 s windows (Tagger.windows pads a short recording): Cnn14's pooling fails under ~0.3 s.
+        # Whole 2 s windows (Tagger.windows pads a short recording): Cnn14's pooling fails under ~0.3 s.
         batch = np.stack(windows).astype(np.float32, copy=False)
         import torch
 

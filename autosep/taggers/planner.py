@@ -15,6 +15,12 @@ The rules, in the order they apply:
    The threshold, when not given, comes from the tagger (see ``presence_threshold``): ``default_threshold`` is
    its operating point for a decision over one AudioSet clip (``CLIP_SECONDS`` = 10 s); a tagger whose windows
    are shorter max-pools several windows into each clip-length decision and is held to a higher per-window bar.
+   The window length, when not given, is read from the window times, so the per-window bar always applies.
+   **Family evidence** (``hierarchy="leaf"``): a tagger spreads one sound over classes at different depths
+   (Guitar 0.5 and Acoustic guitar 0.6), so per window a non-heading source node's evidence is the noisy-OR of
+   its own score and those of the source classes below it, ``1 - prod(1 - p)``, and that is what the threshold
+   tests. A class keeps its own score unless it passes by family evidence alone (then the evidence is its score,
+   and its "why" says so).
 3. **Not sources.** Dropped: the "Channel, environment and background" subtree (rooms, reverberation, echo,
    noise, static, hum, sound reproduction), music genres, moods and roles, the "Other sourceless" leaves (sine
    wave, chirp tone, pulse, sound effect) and "Silence". The ontology's ``blacklist`` restriction means "not
@@ -51,6 +57,12 @@ The rules, in the order they apply:
      Dog 0.8 + Bark 0.6 is "dog barking", Bee 1.0 + Buzz 0.48 stays "bee"; when several confident classes sit
      side by side (Bark and Bow-wow), the node they share labels the source ("dog").
 
+   - **One sound, one source.** A weaker source whose scores rise and fall with a stronger one's (Pearson's r
+     >= ``SAME_SOUND_R`` over a recording of at least ``SAME_SOUND_WINDOWS`` windows) is a second name for the
+     same sound and joins it, recorded in its "why". For two sources of one family, the weaker one's active
+     windows must also lie within the stronger one's: two real instruments playing together co-vary too, but
+     each is heard where the other is not.
+
    ``"level:N"`` instead collapses each class to its ancestor at depth N (skipping ancestors that are not
    sources) and drops ancestors of kept classes; ``"none"`` keeps every class as it is.
 5. **Equal prompts.** Classes that read as one prompt ("Rattle" and "Rattle (instrument)") are one source to the
@@ -66,7 +78,7 @@ scores). Names in ``include``/``exclude`` match a display name, a mid or a promp
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -83,6 +95,8 @@ log = logging.getLogger(__name__)
 CLIP_SECONDS = 10.0  # the AudioSet clip: the span a tagger's default threshold is a decision over
 CONFIDENT_FRACTION = 0.5  # a class names its source when it scores at least this share of the source's score
 HEADING_ODDS = 2.0  # a heading alone needs this many times the odds of the presence threshold
+SAME_SOUND_R = 0.5  # two sources whose scores co-vary at least this much (Pearson's r) are one sound ...
+SAME_SOUND_WINDOWS = 4  # ... over at least this many windows
 
 NON_SOURCE_SUBTREES = ("Channel, environment and background", "Music genre", "Music mood", "Music role",
                        "Other sourceless")
@@ -104,6 +118,7 @@ class _Candidate:
     forced: bool = False
     open_set: bool = False  # label and prompt are the tagger's or user's own words, kept as they are
     column: np.ndarray | None = None  # its score per window
+    note: str = ""  # how its evidence was gathered, when it is more than its own column (family evidence)
 
     @property
     def key(self) -> str:
@@ -195,7 +210,8 @@ def resolve_threshold(threshold: float | None, default_threshold: float | None =
 
     An explicit ``threshold`` is a per-window probability and is used as it is. Otherwise the tagger's clip-level
     ``default_threshold`` (``DEFAULT_THRESHOLD`` when unknown) is adjusted for its window length with
-    ``presence_threshold``.
+    ``presence_threshold``; a window length not given is read from the window times (``window_length``), so a
+    table planned without its tagger is held to the same per-window bar.
     """
     if threshold is not None:
         return float(threshold)
@@ -203,7 +219,16 @@ def resolve_threshold(threshold: float | None, default_threshold: float | None =
     duration = None
     if window_times:
         duration = max(float(e) for _, e in window_times) - min(float(s) for s, _ in window_times)
+    if not window_seconds:
+        window_seconds = window_length(window_times)
     return presence_threshold(base, window_seconds, duration)
+
+
+def window_length(window_times: Sequence[Segment]) -> float | None:
+    """The tagger's window length as its window times show it: the longest window (the last one and a recording
+    shorter than one window are cut at the end of the recording, so they are never longer). None: no windows."""
+    lengths = [float(e) - float(s) for s, e in window_times]
+    return max(lengths) if lengths and max(lengths) > 0 else None
 
 
 class _Shape:
@@ -478,7 +503,7 @@ def _finish(source: _Source, planner: _Planner, windows: list[Segment], spans: n
     active = source.active
     classes = sorted(((m.label, m.node.id if m.node is not None else None, m.score) for m in source.members),
                      key=lambda item: by_score_then_name(item[2], item[0]))
-    why = list(source.notes)
+    why = list(source.notes) + [m.note for m in source.members if m.note]
     if any(m.forced for m in source.members):
         why.insert(0, "kept by --include")
     if len(source.members) == 1 and not why:
@@ -502,6 +527,30 @@ def _kin(a: AudioSetNode, b: AudioSetNode, planner: _Planner) -> AudioSetNode | 
     return max(families, key=lambda n: (shape.depth[n.id], -ontology.order(n.id)), default=None)
 
 
+def _merge_weaker(finished: list[tuple[_Candidate, dict]], spans: np.ndarray,
+                  same: Callable[[_Candidate, _Candidate], str | None]) -> list[tuple[_Candidate, dict]]:
+    """Sources strongest first; a weaker one that ``same(weaker, stronger)`` describes (a reason, or None) joins
+    the first such stronger one kept, its classes, windows and the reason added to it. Forced ones never join."""
+    kept: list[list] = []  # [candidate, info] of the sources kept so far, strongest first
+    for candidate, info in sorted(finished, key=lambda pair: by_score_then_name(pair[0].score, pair[0].label)):
+        reason, entry = None, None
+        if not candidate.forced:
+            entry = next((e for e in kept if (reason := same(candidate, e[0])) is not None), None)
+        if entry is None:
+            kept.append([candidate, info])
+            continue
+        strong, strong_info = entry
+        active = strong.active | candidate.active
+        column = None if strong.column is None or candidate.column is None else np.maximum(strong.column,
+                                                                                             candidate.column)
+        entry[0] = replace(strong, active=active, column=column)
+        entry[1] = {"classes": sorted(strong_info["classes"] + info["classes"],
+                                      key=lambda item: by_score_then_name(item[2], item[0])),
+                    "why": f"{strong_info['why']}; {candidate.label} ({candidate.score:.2f}) joined: {reason}",
+                    "active": float(spans[active].sum())}
+    return [(c, i) for c, i in kept]
+
+
 def _merge_kin(finished: list[tuple[_Candidate, dict]], planner: _Planner,
                spans: np.ndarray) -> list[tuple[_Candidate, dict]]:
     """A kind too weak to stand beside a stronger kind of its family, in the same windows, is the same sound.
@@ -510,34 +559,50 @@ def _merge_kin(finished: list[tuple[_Candidate, dict]], planner: _Planner,
     mandolin scores high on both. A source below ``CONFIDENT_FRACTION`` of a stronger source of the same family
     (their deepest common ancestor is a source and no heading), active in a window they share, joins it.
     """
-    kept: list[list] = []  # [candidate, info] of the sources kept so far, strongest first
-    for candidate, info in sorted(finished, key=lambda pair: by_score_then_name(pair[0].score, pair[0].label)):
-        target = None
-        for entry in kept:
-            strong = entry[0]
-            if candidate.node is None or strong.node is None or candidate.forced:
-                continue
-            if candidate.score >= CONFIDENT_FRACTION * strong.score or not np.any(candidate.active & strong.active):
-                continue
-            family = _kin(candidate.node, strong.node, planner)
-            if family is not None:
-                target = (entry, family)
-                break
-        if target is None:
-            kept.append([candidate, info])
-            continue
-        entry, family = target
-        strong, strong_info = entry
-        active = strong.active | candidate.active
-        column = None if strong.column is None or candidate.column is None else np.maximum(strong.column,
-                                                                                             candidate.column)
-        entry[0] = replace(strong, active=active, column=column)
-        entry[1] = {"classes": sorted(strong_info["classes"] + info["classes"],
-                                      key=lambda item: by_score_then_name(item[2], item[0])),
-                    "why": f"{strong_info['why']}; {candidate.label} ({candidate.score:.2f}) joined: a weaker "
-                           f"{family.name} kind in the same windows",
-                    "active": float(spans[active].sum())}
-    return [(c, i) for c, i in kept]
+    def weaker_kind(candidate: _Candidate, strong: _Candidate) -> str | None:
+        if candidate.node is None or strong.node is None:
+            return None
+        if candidate.score >= CONFIDENT_FRACTION * strong.score or not np.any(candidate.active & strong.active):
+            return None
+        family = _kin(candidate.node, strong.node, planner)
+        return None if family is None else f"a weaker {family.name} kind in the same windows"
+
+    return _merge_weaker(finished, spans, weaker_kind)
+
+
+def covariation(weaker: np.ndarray, stronger: np.ndarray) -> float:
+    """Pearson's r of two score columns over every window (0 when either column is flat)."""
+    a, b = np.asarray(weaker, dtype=np.float64), np.asarray(stronger, dtype=np.float64)
+    if len(a) < 2 or a.std() < 1e-9 or b.std() < 1e-9:
+        return 0.0
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def _merge_same_sound(finished: list[tuple[_Candidate, dict]], planner: _Planner,
+                      spans: np.ndarray) -> list[tuple[_Candidate, dict]]:
+    """One sound, one source: a weaker source whose scores rise and fall with a stronger one's is the same sound.
+
+    A tagger gives one sound several classes, in one family or in different branches of the ontology (a synth
+    pad as Organ and Synthesizer, a clarinet as Clarinet and Vehicle horn), and each passes on its own. Over a
+    recording of at least ``SAME_SOUND_WINDOWS`` windows, Pearson's r of their scores at least ``SAME_SOUND_R``
+    makes them one source. Two
+    real sources of one family (two instruments) co-vary too when they play together, so for kin the weaker
+    one's active windows must also lie within the stronger one's: a second name is heard only where the first is.
+    """
+    def same_sound(candidate: _Candidate, strong: _Candidate) -> str | None:
+        if candidate.column is None or strong.column is None or len(candidate.column) < SAME_SOUND_WINDOWS:
+            return None
+        r = covariation(candidate.column, strong.column)
+        if r < SAME_SOUND_R:
+            return None
+        kin = candidate.node is not None and strong.node is not None and _kin(candidate.node, strong.node,
+                                                                              planner) is not None
+        if kin and np.any(candidate.active & ~strong.active):
+            return None
+        return (f"the same sound as {strong.label} (scores co-vary, r = {r:.2f} over {len(strong.column)} windows"
+                + (", active only within its windows)" if kin else ")"))
+
+    return _merge_weaker(finished, spans, same_sound)
 
 
 def plan_sources(
@@ -573,9 +638,12 @@ def plan_sources(
     if scores.shape[0] == 0 or scores.shape[1] == 0:
         return []
     spans = hop_spans(windows)
+    evidence, notes = scores, {}
+    if mode == "leaf":  # 2b. a tagger spreads one sound over classes at different depths
+        evidence, notes = _family_evidence(scores, labels, planner, threshold)
     # 1-3. columns, presence, not-sources
-    present = _present(scores, labels, threshold, 0.0 if min_active is None else float(min_active), spans,
-                       planner, names)
+    present = _present(scores, evidence, notes, labels, threshold, 0.0 if min_active is None else float(min_active),
+                       spans, planner, names)
     _add_unscored_includes(present, names, planner, len(windows))
     # 4. hierarchy
     if mode == "leaf":
@@ -584,7 +652,7 @@ def plan_sources(
         sources = _collapse(present, planner, mode, level)
     finished = [_finish(source, planner, windows, spans) for source in sources if not names.excludes(source, planner)]
     if mode == "leaf":
-        finished = _merge_kin(finished, planner, spans)
+        finished = _merge_same_sound(_merge_kin(finished, planner, spans), planner, spans)
     # 5. equal prompts; 6. choice
     chosen = _choose(_merge_equal_prompts(finished, spans), max_sources)
     return [_planned(candidate, info, windows) for candidate, info in chosen]
@@ -620,14 +688,49 @@ class _Names:
                                                     self.exclude)
 
 
-def _present(scores: np.ndarray, labels: Sequence[str], threshold: float, min_active: float, spans: np.ndarray,
-             planner: _Planner, names: _Names) -> dict[str, _Candidate]:
-    """Rules 1-3: the columns that name a source and are present (or forced by ``include``), by key."""
+def _family_evidence(scores: np.ndarray, labels: Sequence[str], planner: _Planner,
+                     threshold: float) -> tuple[np.ndarray, dict[int, str]]:
+    """Rule 2b: per window, a non-heading source node's evidence is the noisy-OR of its own score and those of
+    the source classes below it, ``1 - prod(1 - p)``. Returns the new table and, for the columns that pass the
+    threshold only thanks to the classes below, a note naming them."""
+    ontology, shape = planner.ontology, planner.shape
+    nodes = {}
+    for j, label in enumerate(labels):
+        text = str(label).strip()
+        node = None if text.casefold().startswith(OPEN_SET_PREFIX) else ontology.lookup(text)
+        if node is not None and shape.is_source(node):
+            nodes[j] = node
+    evidence, notes = scores.copy(), {}
+    for j, node in nodes.items():
+        if shape.is_heading(node) or not shape.height[node.id]:
+            continue
+        below = ontology.descendants(node.id)
+        held = [k for k, other in nodes.items() if other.id in below and scores[:, k].max() > 0]
+        if not held:
+            continue
+        evidence[:, j] = 1.0 - np.prod(1.0 - scores[:, [j, *held]], axis=1)
+        if evidence[:, j].max() >= threshold > scores[:, j].max():
+            strongest = sorted(held, key=lambda k: by_score_then_name(scores[:, k].max(), nodes[k].name))[:3]
+            notes[j] = (f"{node.name}: family evidence {evidence[:, j].max():.2f} (own {scores[:, j].max():.2f} "
+                        f"with {', '.join(f'{nodes[k].name} {scores[:, k].max():.2f}' for k in strongest)})")
+    return evidence, notes
+
+
+def _present(scores: np.ndarray, evidence: np.ndarray, notes: Mapping[int, str], labels: Sequence[str],
+             threshold: float, min_active: float, spans: np.ndarray, planner: _Planner,
+             names: _Names) -> dict[str, _Candidate]:
+    """Rules 1-3: the columns that name a source and are present (or forced by ``include``), by key.
+
+    A class is active where its ``evidence`` passes the threshold; its score stays its own, unless it passes
+    only by family evidence (``notes``), when the evidence is its score and column."""
     present: dict[str, _Candidate] = {}
     for j, label in enumerate(labels):
         candidate = planner.candidate(label, scores[:, j], threshold)
         if candidate is None:
             continue
+        candidate.active = evidence[:, j] >= threshold
+        if j in notes:
+            candidate.note, candidate.score, candidate.column = notes[j], float(evidence[:, j].max()), evidence[:, j]
         candidate.forced = _matches(candidate, names.include)
         if _matches(candidate, names.exclude):
             continue

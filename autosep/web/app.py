@@ -1,58 +1,78 @@
 """The Gradio page of ``autosep web``: upload or record, 1. Find sources, 2. Separate, 3. Remix.
 
-Rules: the page holds a fixed number of stem slots (players, spectrograms, gain sliders) shown as needed, so
-the API that ``gradio_client`` sees is stable; every handler turns a failure into ``gr.Error`` carrying the
-command line's message (never a traceback); each browser session gets its own :class:`Session` folder, deleted
-when the session ends (tab closed, or idle for ``SESSION_TTL_S``) and, with the whole server folder, at exit.
+Rules:
+- The page holds a fixed number of stem slots (players, spectrograms, gain sliders) shown as needed, so the API
+  that ``gradio_client`` sees is stable.
+- A session is Gradio's session id (:class:`SessionStore`); a new recording clears everything of the old one.
+- Errors stay: a failure is the step's own status line (the command line's message in plain words) until the
+  next action, never a toast that fades or a traceback.
+- Progress: the step in words and a bar on the step's status line, fed by the pipeline's progress hooks; the
+  step buttons are off while a step runs and otherwise on only when their step can run, the next one
+  highlighted.
+- Text a visitor typed (source names) is shown literally: Markdown and HTML characters escaped, no LaTeX.
 """
 
 from __future__ import annotations
 
 import functools
+import html
 import logging
 import math
+import re
 from pathlib import Path
 
 import gradio as gr
 
-from ..pipeline.recording import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS
 from ..errors import AutosepError
 from ..pipeline.naming import RESIDUAL
-from ..separator import KNOWN_MODELS as SEPARATOR_MODELS
+from ..pipeline.recording import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS
 from .engine import Engine, Session, SourceRow, clock
+from .sessions import SessionStore
 
 log = logging.getLogger("autosep.web")
 
 MAX_STEMS = 13  # stem slots on the page: up to 12 sources and the residual
 MUTE_DB = -60.0  # the gain slider's bottom: the stem is removed (-inf dB)
 MAX_GAIN_DB = 12.0
-SESSION_TTL_S = 6 * 3600
 SOURCE_HEADERS = ["separate", "source", "prompt", "score", "active (s)"]
 TAG_HEADERS = ["class", "AudioSet id", "max score"]
+MICROPHONE_NAME = "microphone.wav"
+
+HINTS = {
+    "tagger": "the model that listens to the recording and names the sounds in it",
+    "model": "the sound model that pulls each source out of the recording",
+    "inversion": "how the recording is turned back into the model's noise: ddpm (default) keeps it closest to the "
+                 "recording; ddim is the older, deterministic way",
+    "inv_prompt": "what the model is told while it does that: the other sources in that stretch (others), or "
+                  "nothing (null)",
+    "render": "projected: the stems add back up to the recording exactly (a leftover stem holds the rest); "
+              "generative: the model's own sound, which need not add up",
+    "steps": "more steps: slower, usually cleaner",
+    "guidance": "1 pulls the source out alone; 0 gives the whole mix back; between, the source is brought "
+                "forward with the rest still heard",
+    "seed": "the same seed and settings give the same stems",
+}
 
 _INTRO = """# autosep
 Split a recording into one stem per sound source: autosep **finds the sources itself** (audio tagger + planner),
 separates each with ZeroSep, and lets you remix the stems. Upload audio or a video (its soundtrack is used), or
 record from the microphone."""
 
+_MARKDOWN_SPECIALS = re.compile(r"([\\`*_\[\]$~|])")  # the characters that mean something inside a line
 
-def _page_errors(handler):
-    """Show any failure in the page as the CLI's message: ``AutosepError`` as it is, anything else as one line
-    naming the error type (the traceback goes to the server log only)."""
 
-    @functools.wraps(handler)
-    def wrapper(*args, **kwargs):
-        try:
-            return handler(*args, **kwargs)
-        except gr.Error:
-            raise
-        except AutosepError as exc:
-            raise gr.Error(f"error: {exc}", print_exception=False) from None
-        except Exception as exc:  # from torch/diffusers/decoders: one line in the page, the details in the log
-            log.exception("autosep web: %s failed", handler.__name__)
-            raise gr.Error(f"error: {type(exc).__name__}: {exc}", print_exception=False) from None
+def literal(text: str) -> str:
+    """``text`` as it is, inside Markdown: HTML and Markdown characters escaped (``$$`` stays two dollars)."""
+    return _MARKDOWN_SPECIALS.sub(r"\\\1", html.escape(str(text), quote=False))
 
-    return wrapper
+
+def error_line(message: str) -> str:
+    return f"**error:** {literal(message)}"
+
+
+def _status(step: str, elem_id: str) -> gr.Markdown:
+    """A step's status line: no LaTeX, so ``$`` in a name or message is a dollar sign."""
+    return gr.Markdown(latex_delimiters=[], min_height=32, label=f"{step} status", elem_id=elem_id)
 
 
 def _rows_to_table(rows: list[SourceRow]) -> list[list]:
@@ -60,8 +80,9 @@ def _rows_to_table(rows: list[SourceRow]) -> list[list]:
              round(row.active_s, 1)] for row in rows]
 
 
-def _table_to_rows(table, known: list[SourceRow]) -> list[SourceRow]:
-    """The edited table back to sources: segments, mid and score come from the found source of that name."""
+def _table_to_rows(table, known: list[SourceRow], duration_s: float) -> list[SourceRow]:
+    """The edited table back to sources: segments, mid and score come from the known source of that name; a row
+    typed straight into the table is a prompt of its own, active everywhere."""
     data = table.get("data") if isinstance(table, dict) else table
     if data is None:
         return []
@@ -76,8 +97,9 @@ def _table_to_rows(table, known: list[SourceRow]) -> list[SourceRow]:
         separate = line[0] not in (False, "false", "False", 0, None, "")
         label, prompt = str(line[1] or "").strip(), str(line[2] or "").strip()
         found = by_label.get(label)
-        if found is None:  # typed straight into the table: a prompt of its own, active everywhere
-            rows.append(SourceRow(label=label or prompt, prompt=prompt or label, segments=[], separate=separate))
+        if found is None:
+            rows.append(SourceRow(label=label or prompt, prompt=prompt or label, segments=[(0.0, duration_s)],
+                                  active_s=duration_s, separate=separate))
         else:
             rows.append(SourceRow(label=label, prompt=prompt, score=found.score, active_s=found.active_s,
                                   segments=list(found.segments), mid=found.mid, separate=separate))
@@ -88,170 +110,294 @@ def _gain_db(value: float) -> float:
     return -math.inf if value is None or float(value) <= MUTE_DB else float(value)
 
 
-def build_app(engine: Engine, session_root: Path) -> gr.Blocks:
-    """The page, wired to ``engine``; sessions are created under ``session_root``."""
-    defaults = engine.defaults
-    upload_types = sorted(AUDIO_EXTENSIONS | VIDEO_EXTENSIONS)
-    models = list(dict.fromkeys([str(defaults["model"]), *(m.alias for m in SEPARATOR_MODELS)]))
+class Page:
+    """The page's components, laid out in the order a visitor meets them."""
 
-    def session_of(session: Session | None) -> Session:
-        return session if session is not None else Session(session_root)
-
-    with gr.Blocks(title="autosep", analytics_enabled=False, delete_cache=(1800, SESSION_TTL_S)) as app:
-        session_state = gr.State(None, time_to_live=SESSION_TTL_S,
-                                 delete_callback=lambda s: s.cleanup() if s is not None else None)
-        found_state = gr.State([])  # list[SourceRow] found in step 1 (segments, scores)
-        tags_state = gr.State([])
-        names_state = gr.State([])  # stem names of the last separation, slot order
+    def __init__(self, engine: Engine):
         gr.Markdown(_INTRO)
+        self._input(engine)
+        self._find(engine)
+        self._settings(engine)
+        self._separate()
+        self._remix()
 
+    def _input(self, engine: Engine) -> None:
+        limits = f"up to {engine.config.max_upload_mb:g} MB and {clock(engine.config.max_duration_s)} long"
         with gr.Row():
-            limits = f"up to {engine.config.max_upload_mb:g} MB and {clock(engine.config.max_duration_s)} long"
-            upload = gr.File(label=f"Recording: audio or video file ({limits})", file_types=upload_types,
-                             type="filepath", elem_id="upload")
-            microphone = gr.Audio(label="...or record from the microphone", sources=["microphone"],
-                                  type="filepath", elem_id="microphone")
+            self.upload = gr.File(label=f"Recording: audio or video file ({limits})", type="filepath",
+                                  file_types=sorted(AUDIO_EXTENSIONS | VIDEO_EXTENSIONS), elem_id="upload")
+            self.microphone = gr.Audio(label="...or record from the microphone", sources=["microphone"],
+                                       type="filepath", elem_id="microphone")
+        self.upload_status = _status("upload", "upload-status")
 
+    def _find(self, engine: Engine) -> None:
         gr.Markdown("## 1. Find sources")
-        find_button = gr.Button("1. Find sources", variant="primary", elem_id="find")
-        find_status = gr.Markdown(elem_id="find-status")
-        table = gr.Dataframe(headers=SOURCE_HEADERS, datatype=["bool", "str", "str", "str", "number"],
-                             type="array", interactive=True, label="Sources (untick to leave one out; edit a prompt)",
-                             column_count=len(SOURCE_HEADERS), static_columns=[3, 4], elem_id="sources")
         with gr.Row():
-            own_prompt = gr.Textbox(label="Add your own source", placeholder="e.g. dog barking", scale=4,
-                                    elem_id="own-prompt")
-            add_button = gr.Button("Add", scale=1, elem_id="add")
+            names = [c.name for c in engine.taggers]
+            self.tagger = gr.Dropdown(names, value=names[0], label="tagger", info=HINTS["tagger"],
+                                      allow_custom_value=False, interactive=len(names) > 1, elem_id="tagger")
+            self.find_button = gr.Button("1. Find sources", variant="primary", interactive=False, elem_id="find")
+        self.find_status = _status("find", "find-status")
+        self.table = gr.Dataframe(headers=SOURCE_HEADERS, datatype=["bool", "str", "str", "str", "number"],
+                                  type="array", interactive=True, column_count=len(SOURCE_HEADERS),
+                                  label="Sources (untick to leave one out; edit a prompt)", static_columns=[3, 4],
+                                  elem_id="sources")
+        with gr.Row():
+            self.own_prompt = gr.Textbox(label="Add your own source", placeholder="e.g. dog barking", scale=4,
+                                         elem_id="own-prompt")
+            self.add_button = gr.Button("Add", scale=1, elem_id="add")
         with gr.Accordion("Raw top tags", open=False):
-            tags_table = gr.Dataframe(headers=TAG_HEADERS, type="array", interactive=False, label="Top tags")
+            self.tags_table = gr.Dataframe(headers=TAG_HEADERS, type="array", interactive=False, label="Top tags")
 
+    def _settings(self, engine: Engine) -> None:
+        defaults, names = engine.defaults, [c.name for c in engine.models]
         gr.Markdown("## 2. Separate")
         with gr.Accordion("Settings", open=False):
             with gr.Row():
-                model = gr.Dropdown(models, value=str(defaults["model"]), allow_custom_value=True,
-                                    label="model (alias, Hugging Face id or local folder)")
-                inversion = gr.Radio(["ddpm", "ddim"], value=defaults["inversion"], label="inversion")
-                inv_prompt = gr.Radio(["others", "null"], value=defaults["inv_prompt"],
-                                      label="c_inv (inversion prompt)")
-                render = gr.Radio(["projected", "generative"], value=defaults["render"], label="render")
+                self.model = gr.Dropdown(names, value=defaults["model"], allow_custom_value=False, label="model",
+                                         info=HINTS["model"], interactive=len(names) > 1, elem_id="model")
+                self.inversion = gr.Radio(["ddpm", "ddim"], value=defaults["inversion"], label="inversion",
+                                          info=HINTS["inversion"])
+                self.inv_prompt = gr.Radio(["others", "null"], value=defaults["inv_prompt"],
+                                           label="inversion prompt", info=HINTS["inv_prompt"])
+                self.render = gr.Radio(["projected", "generative"], value=defaults["render"], label="render",
+                                       info=HINTS["render"])
             with gr.Row():
-                steps = gr.Slider(1, 200, value=int(defaults["steps"]), step=1, label="steps")
-                guidance = gr.Number(value=float(defaults["guidance"]), minimum=0, label="guidance")
-                seed = gr.Number(value=int(defaults["seed"]), precision=0, label="seed")
-        separate_button = gr.Button("2. Separate", variant="primary", elem_id="separate")
-        separate_status = gr.Markdown(elem_id="separate-status")
-        slots, players, pictures = [], [], []
+                self.steps = gr.Slider(1, 200, value=int(defaults["steps"]), step=1, label="steps",
+                                       info=HINTS["steps"])
+                self.guidance = gr.Number(value=float(defaults["guidance"]), minimum=0, label="guidance",
+                                          info=HINTS["guidance"])
+                self.seed = gr.Number(value=int(defaults["seed"]), precision=0, label="seed", info=HINTS["seed"])
+
+    def _separate(self) -> None:
+        self.separate_button = gr.Button("2. Separate", variant="secondary", interactive=False, elem_id="separate")
+        self.separate_status = _status("separate", "separate-status")
+        self.slots, self.players, self.pictures = [], [], []
         for index in range(MAX_STEMS):
             with gr.Row(visible=False) as slot:
-                slots.append(slot)
-                players.append(gr.Audio(type="filepath", interactive=False, label=f"stem {index + 1}",
-                                        elem_id=f"stem-{index}", scale=1, buttons=["download"]))
-                pictures.append(gr.Image(type="filepath", interactive=False, label="mel spectrogram", scale=2,
-                                         elem_id=f"mel-{index}", buttons=["download", "fullscreen"]))
-        archive = gr.File(label="All stems + manifest (zip)", interactive=False, elem_id="archive", visible=False)
+                self.slots.append(slot)
+                self.players.append(gr.Audio(type="filepath", interactive=False, label=f"stem {index + 1}",
+                                             elem_id=f"stem-{index}", scale=1, buttons=["download"]))
+                self.pictures.append(gr.Image(type="filepath", interactive=False, label="mel spectrogram", scale=2,
+                                              elem_id=f"mel-{index}", buttons=["download", "fullscreen"]))
+        self.archive = gr.File(label="All stems + manifest (zip)", interactive=False, elem_id="archive",
+                               visible=False)
 
+    def _remix(self) -> None:
         gr.Markdown(f"## 3. Remix\nA gain per stem; {MUTE_DB:.0f} dB removes the stem. With every gain at 0 dB "
                     "the remix is the input itself.")
-        sliders = [gr.Slider(MUTE_DB, MAX_GAIN_DB, value=0.0, step=0.5, label=f"stem {index + 1} (dB)",
-                             visible=False, elem_id=f"gain-{index}") for index in range(MAX_STEMS)]
-        remix_button = gr.Button("3. Remix", variant="primary", elem_id="remix")
-        remix_status = gr.Markdown(elem_id="remix-status")
-        remix_player = gr.Audio(type="filepath", interactive=False, label="remix", elem_id="remix-player",
-                                buttons=["download"], visible=False)
-        remix_file = gr.File(label="Remix download", interactive=False, elem_id="remix-file", visible=False)
+        self.sliders = [gr.Slider(MUTE_DB, MAX_GAIN_DB, value=0.0, step=0.5, label=f"stem {index + 1} (dB)",
+                                  visible=False, elem_id=f"gain-{index}") for index in range(MAX_STEMS)]
+        self.remix_button = gr.Button("3. Remix", variant="secondary", interactive=False, elem_id="remix")
+        self.remix_status = _status("remix", "remix-status")
+        self.remix_player = gr.Audio(type="filepath", interactive=False, label="remix", elem_id="remix-player",
+                                     buttons=["download"], visible=False)
 
-        # -- handlers ----------------------------------------------------------------------------------------
+    @property
+    def buttons(self) -> list:
+        return [self.find_button, self.separate_button, self.remix_button]
 
-        @_page_errors
-        def find(session, upload_path, microphone_path, progress=gr.Progress()):
-            source = upload_path or microphone_path
-            if not source:
-                raise AutosepError("no recording yet; upload a file or record one first")
-            session = session_of(session)
-            session.adopt(source, Path(source).name if upload_path else "microphone.wav")
-            found = engine.find_sources(session, report=lambda f, text: progress(f, desc=text))
-            lines = [f"**{session.display_name}**: {found.duration_s:.1f} s, {len(found.sources)} source(s) found."]
-            lines += [f"- {w}" for w in found.warnings]
-            if not found.sources:
-                lines.append("No source found: add your own prompt below, then separate.")
-            tags = [[t.get("label"), t.get("mid") or "-", t.get("max_score")] for t in found.top_tags]
-            return (session, found.sources, found.top_tags, "\n".join(lines), _rows_to_table(found.sources), tags)
+    @property
+    def results(self) -> list:
+        """Every component that shows a result of the current recording (cleared by a new one)."""
+        return [self.find_status, self.table, self.tags_table, self.separate_status, *self.slots, *self.players,
+                *self.pictures, self.archive, *self.sliders, self.remix_status, self.remix_player]
 
-        find_button.click(find, [session_state, upload, microphone],
-                          [session_state, found_state, tags_state, find_status, table, tags_table], api_name="find",
-                          concurrency_limit=1, concurrency_id="models")  # one model run at a time, in one queue
+    @property
+    def settings(self) -> list:
+        return [self.model, self.inversion, self.inv_prompt, self.render, self.steps, self.guidance, self.seed]
 
-        @_page_errors
-        def add_source(session, found, current, prompt):
-            if session is None or session.input is None:
-                raise AutosepError("run step 1 (Find sources) on a recording first")
-            row = engine.own_source(session, prompt)
-            rows = _table_to_rows(current, found)
-            if any(r.prompt.casefold() == row.prompt.casefold() for r in rows):
-                raise AutosepError(f"{row.prompt!r} is already in the list")
-            return found + [row], _rows_to_table(rows + [row]), ""
+    def step_buttons(self, session: Session | None) -> dict:
+        """Each step button on only when its step can run; the next step's highlighted."""
+        can = [session is not None and session.input is not None, session is not None and session.found is not None,
+               session is not None and session.separated is not None]
+        highlighted = 2 if can[2] else 1 if can[1] else 0
+        return {button: gr.update(interactive=ok, variant="primary" if index == highlighted else "secondary")
+                for index, (button, ok) in enumerate(zip(self.buttons, can))}
 
-        add_button.click(add_source, [session_state, found_state, table, own_prompt], [found_state, table, own_prompt],
-                         api_name="add_source")
-        own_prompt.submit(add_source, [session_state, found_state, table, own_prompt],
-                          [found_state, table, own_prompt], api_name=False)
+    def busy(self) -> dict:
+        return {button: gr.update(interactive=False) for button in self.buttons}
 
-        @_page_errors
-        def separate(session, found, tags, current, model_v, inversion_v, inv_prompt_v, render_v, steps_v,
-                     guidance_v, seed_v, progress=gr.Progress()):
-            if session is None or session.input is None:
-                raise AutosepError("run step 1 (Find sources) on a recording first")
-            rows = _table_to_rows(current, found)
-            for row in rows:
-                if not row.segments and session.found is not None:
-                    row.segments = [(0.0, session.found.duration_s)]
-            if sum(1 for r in rows if r.separate) > MAX_STEMS - 1:
-                raise AutosepError(f"at most {MAX_STEMS - 1} sources at a time; untick some")
-            settings = {"model": str(model_v).strip(), "inversion": inversion_v, "inv_prompt": inv_prompt_v,
-                        "render": render_v, "steps": steps_v, "guidance": guidance_v, "seed": seed_v}
-            if guidance_v is None or seed_v is None or steps_v is None:
-                raise AutosepError("steps, guidance and seed need a value")
-            done = engine.separate(session, rows, settings, top_tags=tags,
-                                   report=lambda f, text: progress(f, desc=text))
-            names = list(done.stems)
-            lines = [f"**{len(names)} stems** from {session.display_name}"
-                     + (" (the residual holds what no source explains; everything above 8 kHz)"
-                        if RESIDUAL in names else "")]
-            lines += [f"- {w}" for w in done.warnings]
-            updates = []
-            for index in range(MAX_STEMS):
-                shown = index < len(names)
-                updates.append(gr.update(visible=shown))  # the slot's row
-            audio = [gr.update(value=str(done.stems[names[i]]) if i < len(names) else None,
-                               label=names[i] if i < len(names) else f"stem {i + 1}") for i in range(MAX_STEMS)]
-            images = [gr.update(value=str(done.spectrograms[names[i]]) if i < len(names) else None,
-                                label=f"{names[i]}: mel spectrogram" if i < len(names) else "mel spectrogram")
-                      for i in range(MAX_STEMS)]
-            gains = [gr.update(visible=i < len(names), value=0.0,
-                               label=f"{names[i]} (dB)" if i < len(names) else f"stem {i + 1} (dB)")
-                     for i in range(MAX_STEMS)]
-            return (names, "\n".join(lines), *updates, *audio, *images, gr.update(value=str(done.archive), visible=True),
-                    *gains, gr.update(value=None, visible=False), gr.update(value=None, visible=False), "")
+    def cleared(self, from_step: int = 1) -> dict:
+        """The page with no results from ``from_step`` on (1: everything of the recording; 2: separation on)."""
+        updates: dict = {}
+        if from_step <= 1:
+            updates.update({self.find_status: "", self.table: [], self.tags_table: []})
+        updates.update({self.separate_status: "", self.archive: gr.update(value=None, visible=False),
+                        self.remix_status: "", self.remix_player: gr.update(value=None, visible=False)})
+        for slot, player, picture, slider in zip(self.slots, self.players, self.pictures, self.sliders):
+            updates.update({slot: gr.update(visible=False), player: None, picture: None,
+                            slider: gr.update(value=0.0, visible=False)})
+        return updates
 
-        separate_button.click(
-            separate,
-            [session_state, found_state, tags_state, table, model, inversion, inv_prompt, render, steps, guidance, seed],
-            [names_state, separate_status, *slots, *players, *pictures, archive, *sliders,
-             remix_player, remix_file, remix_status],
-            api_name="separate", concurrency_limit=1, concurrency_id="models",
-        )
 
-        @_page_errors
-        def do_remix(session, names, *gains):
-            if session is None or session.separated is None or not names:
-                raise AutosepError("nothing to remix yet; run step 2 (Separate) first")
-            result = engine.remix(session, {name: _gain_db(gain) for name, gain in zip(names, gains)})
-            changed = [f"{n} {'off' if g == -math.inf else f'{g:+g} dB'}" for n, g in result.gains_db.items() if g != 0]
-            lines = [f"**Remix**: {', '.join(changed) or 'every stem at 0 dB (the input itself)'}"]
-            lines += [f"- {session.tell(w)}" for w in result.warnings]
-            return ("\n".join(lines), gr.update(value=str(result.path), visible=True),
-                    gr.update(value=str(result.path), visible=True))
+def _in_status(status_of):
+    """Run a handler; a failure becomes the step's status line (``status_of(page)``) with the buttons restored.
+    ``AutosepError`` as it is; anything else one line naming the error type (the traceback in the server log)."""
 
-        remix_button.click(do_remix, [session_state, names_state, *sliders], [remix_status, remix_player, remix_file],
-                           api_name="remix", concurrency_limit=1)
+    def decorate(handler):
+        @functools.wraps(handler)
+        def wrapper(self: "Handlers", *args, **kwargs):
+            try:
+                return handler(self, *args, **kwargs)
+            except AutosepError as exc:
+                message = str(exc)
+            except Exception as exc:  # torch/diffusers/decoders: one line in the page, the details in the log
+                log.exception("autosep web: %s failed", handler.__name__)
+                message = f"{type(exc).__name__}: {exc}"
+            request = next((a for a in [*args, *kwargs.values()] if isinstance(a, gr.Request)), None)
+            session = self.session(request)
+            text = session.tell(message) if session is not None else message
+            return {status_of(self.page): error_line(text), **self.page.step_buttons(session)}
+
+        return wrapper
+
+    return decorate
+
+
+class Handlers:
+    """What each event does; every handler returns only the components it changes."""
+
+    def __init__(self, engine: Engine, store: SessionStore, page: Page):
+        self.engine, self.store, self.page = engine, store, page
+
+    def session(self, request: gr.Request | None) -> Session | None:
+        session_id = getattr(request, "session_hash", None)
+        return self.store.get(session_id) if session_id else None
+
+    def _progress(self, progress: gr.Progress):
+        return lambda fraction, text: progress(fraction, desc=text)
+
+    @_in_status(lambda page: page.upload_status)
+    def receive(self, path: str | None, name: str | None, request: gr.Request) -> dict:
+        """A new recording (or none): everything of the old one goes; the length and format are checked now."""
+        session = self.session(request)
+        page = self.page
+        session.forget_results()
+        updates = {**page.cleared(), page.upload_status: ""}
+        if path:
+            duration = self.engine.receive(session, path, name or Path(path).name)
+            updates[page.upload_status] = (f"**{literal(session.display_name)}**: {clock(duration)} long; next: "
+                                           "1. Find sources")
+        return {**updates, **page.step_buttons(session)}
+
+    def receive_upload(self, path: str | None, request: gr.Request) -> dict:
+        return self.receive(path, None, request)
+
+    def receive_recording(self, path: str | None, request: gr.Request) -> dict:
+        return self.receive(path, MICROPHONE_NAME, request)
+
+    @_in_status(lambda page: page.find_status)
+    def find(self, upload: str | None, tagger: str, request: gr.Request, progress=gr.Progress()) -> dict:
+        session, page = self.session(request), self.page
+        if upload and upload != session.source:  # an API caller sends the file with the request
+            self.engine.receive(session, upload, Path(upload).name)
+        found = self.engine.find_sources(session, tagger, report=self._progress(progress))
+        lines = [f"**{literal(session.display_name)}**: {found.duration_s:.1f} s, {len(found.sources)} source(s) "
+                 "found; next: edit the list if you like, then 2. Separate"]
+        lines += [f"- {literal(w)}" for w in found.warnings]
+        if not found.sources:
+            lines.append("No source found: add your own prompt below, then separate.")
+        tags = [[t.get("label"), t.get("mid") or "-", t.get("max_score")] for t in found.top_tags]
+        return {**page.cleared(from_step=2), page.find_status: "\n".join(lines),
+                page.table: _rows_to_table(found.sources), page.tags_table: tags, **page.step_buttons(session)}
+
+    @_in_status(lambda page: page.find_status)
+    def add_source(self, table, prompt: str, request: gr.Request) -> dict:
+        session, page = self.session(request), self.page
+        if session.found is None:
+            raise AutosepError("run step 1 (Find sources) on a recording first")
+        row = self.engine.own_source(session, prompt)
+        rows = _table_to_rows(table, session.found.sources, session.found.duration_s)
+        if any(r.prompt.casefold() == row.prompt.casefold() for r in rows):
+            raise AutosepError(f"{row.prompt!r} is already in the list")
+        session.found.sources.append(row)
+        return {page.table: _rows_to_table(rows + [row]), page.own_prompt: ""}
+
+    @_in_status(lambda page: page.separate_status)
+    def separate(self, table, model, inversion, inv_prompt, render, steps, guidance, seed, request: gr.Request,
+                 progress=gr.Progress()) -> dict:
+        session, page = self.session(request), self.page
+        if session.found is None:
+            raise AutosepError("run step 1 (Find sources) on a recording first")
+        rows = _table_to_rows(table, session.found.sources, session.found.duration_s)
+        if sum(1 for r in rows if r.separate) > MAX_STEMS - 1:
+            raise AutosepError(f"at most {MAX_STEMS - 1} sources at a time; untick some")
+        settings = {"model": model, "inversion": inversion, "inv_prompt": inv_prompt, "render": render,
+                    "steps": steps, "guidance": guidance, "seed": seed}
+        done = self.engine.separate(session, rows, settings, top_tags=session.found.top_tags,
+                                    report=self._progress(progress))
+        names = list(done.stems)
+        lines = [f"**{len(names)} stems** from {literal(session.display_name)}"
+                 + (" (the residual holds what no source explains; everything above 8 kHz)" if RESIDUAL in names
+                    else "") + "; next: set the gains, then 3. Remix"]
+        lines += [f"- {literal(w)}" for w in done.warnings]
+        updates = {**page.cleared(from_step=2), page.separate_status: "\n".join(lines),
+                   page.archive: gr.update(value=str(done.archive), visible=True)}
+        for name, slot, player, picture, slider in zip(names, page.slots, page.players, page.pictures,
+                                                       page.sliders):
+            updates.update({slot: gr.update(visible=True),
+                            player: gr.update(value=str(done.stems[name]), label=name),
+                            picture: gr.update(value=str(done.spectrograms[name]), label=f"{name}: mel spectrogram"),
+                            slider: gr.update(visible=True, value=0.0, label=f"{name} (dB)")})
+        return {**updates, **page.step_buttons(session)}
+
+    @_in_status(lambda page: page.remix_status)
+    def remix(self, request: gr.Request, *gains: float) -> dict:
+        session, page = self.session(request), self.page
+        if session.separated is None:
+            raise AutosepError("nothing to remix yet; run step 2 (Separate) first")
+        names = list(session.separated.stems)
+        result = self.engine.remix(session, {name: _gain_db(gain) for name, gain in zip(names, gains)})
+        changed = [f"{n} {'off' if g == -math.inf else f'{g:+g} dB'}" for n, g in result.gains_db.items() if g != 0]
+        lines = [f"**Remix**: {literal(', '.join(changed)) or 'every stem at 0 dB (the input itself)'}"]
+        lines += [f"- {literal(session.tell(w))}" for w in result.warnings]
+        return {page.remix_status: "\n".join(lines),
+                page.remix_player: gr.update(value=str(result.path), visible=True), **page.step_buttons(session)}
+
+    def busy(self) -> dict:
+        return self.page.busy()
+
+    def closed(self, request: gr.Request) -> None:
+        """The tab was closed: the session's files go now."""
+        if request is not None and request.session_hash:
+            self.store.close(request.session_hash)
+
+
+def build_app(engine: Engine, store: SessionStore) -> gr.Blocks:
+    """The page, wired to ``engine``; sessions live in ``store``."""
+    keep_s = int(store.keep_s)
+    # Gradio's own copies (uploads, microphone takes) go after the keep time too (checked every 10 minutes).
+    with gr.Blocks(title="autosep", analytics_enabled=False, delete_cache=(min(600, keep_s), keep_s)) as app:
+        page = Page(engine)
+        handlers = Handlers(engine, store, page)
+        _wire_input(page, handlers)
+        _wire_steps(page, handlers)
+        app.unload(handlers.closed)
     return app
+
+
+def _wire_input(page: Page, handlers: Handlers) -> None:
+    outputs = [page.upload_status, *page.results, *page.buttons]
+    page.upload.change(handlers.receive_upload, [page.upload], outputs, api_visibility="private",
+                       concurrency_limit=4)
+    page.microphone.change(handlers.receive_recording, [page.microphone], outputs, api_visibility="private",
+                           concurrency_limit=4)
+
+
+def _wire_steps(page: Page, handlers: Handlers) -> None:
+    def step(button, handler, inputs, outputs, status, **options):
+        """Buttons off at once (no queue), then the step with its progress on the status line."""
+        every = list({id(c): c for c in [status, *outputs, *page.buttons]}.values())  # each once, status first
+        button.click(handlers.busy, None, page.buttons, queue=False, api_visibility="private").then(
+            handler, inputs, every, show_progress_on=[status], **options)
+
+    step(page.find_button, handlers.find, [page.upload, page.tagger], page.results, page.find_status,
+         api_name="find", concurrency_limit=1, concurrency_id="models")  # one model run at a time, in one queue
+    step(page.separate_button, handlers.separate, [page.table, *page.settings], page.results,
+         page.separate_status, api_name="separate", concurrency_limit=1, concurrency_id="models")
+    step(page.remix_button, handlers.remix, page.sliders, [page.remix_player], page.remix_status,
+         api_name="remix", concurrency_limit=1)
+    for event in (page.add_button.click, page.own_prompt.submit):
+        event(handlers.add_source, [page.table, page.own_prompt], [page.table, page.own_prompt, page.find_status],
+              api_name="add_source" if event == page.add_button.click else False)

@@ -1,154 +1,123 @@
 """The web app's work, with no Gradio in it: find sources, separate an edited list, remix, per browser session.
 
 Rules:
-- Models are loaded once (:meth:`Engine.load`) and shared by every session; a separator chosen in the page that
-  is not the one loaded at start is loaded on first use and kept.
-- Each session owns one temporary folder (:class:`Session`); the upload is copied into it, everything the
-  session produces is written inside it, and :meth:`Session.cleanup` removes it. Messages name the uploaded
-  file by its own name, never by the server's temporary path.
-- Every failure reaches the page as an :class:`AutosepError` whose message is the command line's.
+- Visitors choose, the operator decides: the separators and taggers offered are the operator's lists
+  (:class:`WebConfig`), each shown by a name (never a server path); anything else is refused. Each is loaded at
+  most once and shared by every session (the first of each list before the server starts, the others on first
+  use).
+- Each session owns one temporary folder (:class:`Session`); the upload is moved into it, everything the
+  session produces is written inside it, and :meth:`Session.cleanup` removes it. Messages and the manifest in
+  the zip name the uploaded file by its own name and the models by their page names, never by a server path.
+- Every failure reaches the page as an :class:`AutosepError` whose message is the command line's, in plain words
+  (:func:`plain`: the decoders' internals left out).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
-import shutil
-import tempfile
+import re
 import threading
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import AutosepError
 from ..pipeline.inputs import InputFile
-from ..pipeline.manifest import MANIFEST_NAME, Manifest
+from ..pipeline.manifest import MANIFEST_NAME
 from ..pipeline.naming import RESIDUAL, slugify
-from ..pipeline.recording import open_audio
 from ..pipeline.pipeline import Pipeline, RecordingResult
-from ..pipeline.settings import PipelineOptions
 from ..pipeline.progress import Progress
+from ..pipeline.recording import open_audio
 from ..pipeline.remix import REMIX, RemixResult, open_result, remix
+from ..pipeline.settings import PipelineOptions
 from ..taggers.sources import Source
+from .sessions import Found, Separated, Session, SourceRow, scrub
 
 Report = Callable[[float | None, str], None]  # (fraction done or None, what is happening)
 
 SEPARATION_SETTINGS = ("model", "inversion", "steps", "guidance", "inv_prompt", "seed", "render")
 
 
+@dataclass(frozen=True)
+class Choice:
+    """A model the operator offers: ``name`` is what the page shows, ``spec`` what the loader takes (an alias, a
+    hub id or a server path; never shown)."""
+
+    name: str
+    spec: str
+
+
+def choices_for(specs: Sequence[str]) -> list[Choice]:
+    """The operator's list as page names: an alias or hub id as written, a local folder by its own name (made
+    unique with a number where two folders share one)."""
+    choices: list[Choice] = []
+    for spec in dict.fromkeys(str(s) for s in specs):
+        local = Path(spec).expanduser()
+        name = local.name if (local.is_absolute() or spec.startswith(".")) or local.exists() else spec
+        taken = {c.name for c in choices}
+        unique, number = name, 2
+        while unique in taken:
+            unique, number = f"{name} ({number})", number + 1
+        choices.append(Choice(unique, spec))
+    return choices
+
+
 @dataclass
 class WebConfig:
-    """The server's settings: the main command's options as defaults, plus the upload limits."""
+    """The server's settings: the main command's options as defaults, the operator's model lists, the limits."""
 
     options: PipelineOptions
     max_duration_s: float = 600.0  # longer recordings are refused with a message saying so
     max_upload_mb: float = 500.0
+    models: Sequence[str] = ()  # separators offered (the first is the default); empty: options.model alone
+    taggers: Sequence[str] = ()  # tagger names offered (the first uses options.tagger_model); empty: options.tagger
+    keep_hours: float = 1.0  # a session's files go when its tab closes, or after this long without a request
 
     def __post_init__(self) -> None:
         # The page does not look at a video's picture yet (issue 22, item 5): its soundtrack only.
         self.options = dataclasses.replace(self.options, visual=False, describe=None)
 
 
-@dataclass
-class SourceRow:
-    """One line of the editable source list."""
-
-    label: str
-    prompt: str
-    score: float | None = None
-    active_s: float = 0.0
-    segments: list[tuple[float, float]] = field(default_factory=list)
-    mid: str | None = None
-    separate: bool = True
+_INTERNALS = re.compile(r"\s*\((?=[^()]*(?:Errno|Error|error|;))[^()]*\)")
 
 
-@dataclass
-class Found:
-    """Step 1's result."""
-
-    sources: list[SourceRow]
-    top_tags: list[dict]
-    duration_s: float
-    warnings: list[str]
-
-
-@dataclass
-class Separated:
-    """Step 2's result: stem files by name (residual last), their spectrograms, the zip of stems + manifest."""
-
-    folder: Path
-    stems: dict[str, Path]
-    spectrograms: dict[str, Path]
-    archive: Path
-    manifest: Manifest | None
-    warnings: list[str]
-
-
-class Session:
-    """One browser session: a temporary folder holding its upload and results, removed by :meth:`cleanup`."""
-
-    def __init__(self, root: Path):
-        root.mkdir(parents=True, exist_ok=True)
-        self.folder = Path(tempfile.mkdtemp(prefix="session-", dir=root))
-        self.input: Path | None = None
-        self.display_name = ""
-        self.found: Found | None = None
-        self.separated: Separated | None = None
-        self.remix_count = 0
-        self.uploads = 0
-        self.runs = 0
-
-    def cleanup(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
-
-    def tell(self, message: str) -> str:
-        """``message`` with the server's temporary paths replaced by the upload's own name."""
-        if self.input is not None:
-            message = message.replace(str(self.input), self.display_name)
-        return message.replace(str(self.folder) + "/", "").replace(str(self.folder), "")
-
-    def adopt(self, upload: str | Path, display_name: str | None = None) -> Path:
-        """Copy the uploaded file into this session (a fresh subfolder, so earlier results never mix in)."""
-        upload = Path(upload)
-        if not upload.is_file():
-            raise AutosepError("no file received; upload a recording or record one first")
-        name = display_name or upload.name
-        stem, suffix = Path(name).stem, Path(name).suffix.lower()
-        self.uploads += 1
-        target_dir = self.folder / f"upload-{self.uploads}"
-        target_dir.mkdir(parents=True)
-        target = target_dir / f"{slugify(stem)}{suffix if suffix.isascii() and len(suffix) <= 6 else ''}"
-        shutil.copyfile(upload, target)
-        self.input, self.display_name = target, name
-        self.found = self.separated = None
-        return target
+def plain(message: str) -> str:
+    """The CLI's message without the libraries' internals, e.g. ``(Format not recognised.; [Errno 1094995529]...)``."""
+    return _INTERNALS.sub("", message)
 
 
 class _ReportProgress(Progress):
-    """Pipeline progress hooks -> one ``report(fraction, text)`` callback (Gradio's progress bar)."""
+    """Pipeline progress hooks -> one ``report(fraction, text)`` callback (Gradio's progress bar), in words:
+    ``"separating: window 3 of 7, step 31 of 51"``."""
 
     def __init__(self, report: Report, stage_name: str):
         self.report, self.stage_name = report, stage_name
+        self.windows = self.windows_done = 0
         self.units = self.done_units = 0
-        self.steps_total = self.steps_done = 0
 
     def stage(self, text: str) -> None:
         self.report(None, text)
 
     def start_windows(self, windows: int, units: int) -> None:
+        self.windows, self.windows_done = windows, 0
         self.units, self.done_units = max(units, 1), 0
-        self.report(0.0, f"{self.stage_name}: {windows} windows")
+        self.report(0.0, f"{self.stage_name}: window 1 of {windows}")
 
     def window_done(self, index: int, units: int) -> None:
         self.done_units += units
-        self.steps_done = 0
-        self.report(min(1.0, self.done_units / self.units), f"{self.stage_name}: window {index + 1}")
+        self.windows_done = min(self.windows, self.windows_done + 1)
+        if self.windows_done < self.windows:
+            self.report(self.done_units / self.units,
+                        f"{self.stage_name}: window {self.windows_done + 1} of {self.windows}")
 
     def steps(self, done: int, total: int) -> None:
         if self.units:
-            part = self.done_units / self.units
-            self.report(min(1.0, part + (done / max(total, 1)) / self.units * 0.999), f"{self.stage_name}: diffusion")
+            fraction = min(0.999, (self.done_units + done / max(total, 1)) / self.units)
+            window = min(self.windows_done + 1, self.windows)
+            self.report(fraction, f"{self.stage_name}: window {window} of {self.windows}, step {done} of {total}")
 
     def warn(self, message: str) -> None:  # warnings are returned with the result
         pass
@@ -163,14 +132,21 @@ class Engine:
 
     def __init__(self, config: WebConfig, pipeline: Pipeline):
         self.config = config
-        self.tagger = pipeline.tagger
-        self.separators = {config.options.model: pipeline.separator}
-        self._lock = threading.Lock()  # separator loading and runs: one at a time (the queue already orders them)
+        self.models = choices_for(config.models or [config.options.model])
+        self.taggers = [Choice(name, name) for name in dict.fromkeys(config.taggers or [config.options.tagger])]
+        self._separators = {self.models[0].name: pipeline.separator}
+        self._taggers = {self.taggers[0].name: pipeline.tagger}
+        self._lock = threading.RLock()  # model loading and runs: one at a time (the queue already orders them)
 
     @classmethod
     def load(cls, config: WebConfig, report: Report = _silent_report) -> "Engine":
-        """Load the tagger and the default separator once. Raises AutosepError (e.g. a model not downloaded)."""
-        options = dataclasses.replace(config.options, sources=None, dry_run=False)
+        """Load the first tagger and separator of the operator's lists once. Raises AutosepError (e.g. a model not
+        downloaded)."""
+        first_model = (list(config.models) or [config.options.model])[0]
+        first_tagger = (list(config.taggers) or [config.options.tagger])[0]
+        options = dataclasses.replace(config.options, sources=None, dry_run=False, model=first_model,
+                                      tagger=first_tagger)
+        config = dataclasses.replace(config, options=options)
         try:
             pipeline = Pipeline.load(options.settings(), _ReportProgress(report, "loading"))
         except AutosepError:
@@ -183,50 +159,99 @@ class Engine:
     @property
     def defaults(self) -> dict:
         opts = self.config.options
-        return {name: getattr(opts, name) for name in SEPARATION_SETTINGS}
+        return {**{name: getattr(opts, name) for name in SEPARATION_SETTINGS}, "model": self.models[0].name}
 
-    def separator(self, model: str):
+    def private_paths(self, session: Session) -> dict[str, str]:
+        """Every server path a visitor could meet in this session's messages and manifest -> its public name."""
+        paths = session.private_paths()
+        models = [*self.models, *([Choice(self.taggers[0].name, str(self.config.options.tagger_model))]
+                                  if self.config.options.tagger_model else [])]
+        for choice in models:
+            local = Path(choice.spec).expanduser()
+            if local.exists():
+                paths.update({str(local.resolve()): choice.name, str(local): choice.name, choice.spec: choice.name})
+        return paths
+
+    def _choice(self, offered: list[Choice], name: str, what: str) -> Choice:
+        for choice in offered:
+            if choice.name == name:
+                return choice
+        names = ", ".join(c.name for c in offered)
+        raise AutosepError(f"this server offers the {what}s {names}; choose one of them")
+
+    def separator(self, name: str):
+        """The offered separator called ``name`` (a page name), loaded on first use and kept."""
+        choice = self._choice(self.models, name, "model")
         with self._lock:
-            if model not in self.separators:
+            if choice.name not in self._separators:
                 from ..separator import ZeroSep
 
                 opts = self.config.options
                 try:
-                    self.separators[model] = ZeroSep.from_pretrained(model, device=opts.device, dtype=opts.dtype,
-                                                                     batch_size=opts.batch_size)
-                except AutosepError:
-                    raise
+                    self._separators[choice.name] = ZeroSep.from_pretrained(
+                        choice.spec, device=opts.device, dtype=opts.dtype, batch_size=opts.batch_size)
                 except Exception as exc:
-                    raise AutosepError(f"could not load the separator {model}: {type(exc).__name__}: {exc}") from None
-            return self.separators[model]
+                    raise AutosepError(f"could not load the model {choice.name}; tell the server's operator "
+                                       f"({type(exc).__name__})") from None
+            return self._separators[choice.name]
 
-    # -- step 1 ------------------------------------------------------------------------------------------------
+    def tagger(self, name: str | None = None):
+        """The offered tagger called ``name`` (default: the first), loaded on first use and kept."""
+        choice = self._choice(self.taggers, name or self.taggers[0].name, "tagger")
+        with self._lock:
+            if choice.name not in self._taggers:
+                from ..taggers import load_tagger_for
+
+                options = dataclasses.replace(self.config.options, tagger=choice.spec, tagger_model=None)
+                try:
+                    self._taggers[choice.name] = load_tagger_for(options.settings().tagging,
+                                                                 device=options.device)
+                except Exception as exc:
+                    raise AutosepError(f"could not load the tagger {choice.name}; tell the server's operator "
+                                       f"({type(exc).__name__})") from None
+            return self._taggers[choice.name]
+
+    # -- the upload --------------------------------------------------------------------------------------------
 
     def check_length(self, session: Session) -> float:
-        assert session.input is not None
+        """The recording's duration; refuses one that cannot be read or is over the server's limit."""
+        if session.input is None:
+            raise AutosepError("no recording yet; upload a file or record one first")
         try:
             with open_audio(session.input) as reader:
                 duration = reader.duration
         except AutosepError as exc:
-            raise AutosepError(session.tell(str(exc))) from None
+            raise AutosepError(plain(session.tell(str(exc)))) from None
         limit = self.config.max_duration_s
         if duration > limit:
             raise AutosepError(f"{session.display_name}: {clock(duration)} long; this server accepts recordings up "
-                               f"to {clock(limit)} (start it with autosep web --max-duration SECONDS to raise "
-                               "the limit, or cut the recording)")
+                               f"to {clock(limit)}: cut the recording into parts and upload them one by one")
+        session.duration_s = duration
         return duration
 
-    def find_sources(self, session: Session, report: Report = _silent_report) -> Found:
+    def receive(self, session: Session, upload: str | Path, display_name: str | None = None) -> float:
+        """A new recording for ``session`` (the old one and its results go): moved in, checked, its duration.
+        A file that fails the checks is removed at once."""
+        session.adopt(upload, display_name)
+        try:
+            return self.check_length(session)
+        except AutosepError:
+            session.forget_results()
+            raise
+
+    # -- step 1 ------------------------------------------------------------------------------------------------
+
+    def find_sources(self, session: Session, tagger: str | None = None, report: Report = _silent_report) -> Found:
         """Tag the session's recording and plan its sources (the command line's ``--dry-run``)."""
-        if session.input is None:
-            raise AutosepError("no recording yet; upload a file or record one first")
         duration = self.check_length(session)
+        chosen = self.tagger(tagger)
         options = dataclasses.replace(self.config.options, sources=None, dry_run=True,
                                       out=session.folder / "plan", overwrite=True)
-        pipeline = Pipeline(options.settings(), tagger=self.tagger, progress=_ReportProgress(report, "tagging"))
-        result = pipeline.process(self._item(session))
+        with self._lock:
+            pipeline = Pipeline(options.settings(), tagger=chosen, progress=_ReportProgress(report, "tagging"))
+            result = pipeline.process(self._item(session))
         if not result.ok:
-            raise AutosepError(session.tell(result.message))
+            raise AutosepError(plain(session.tell(result.message)))
         rows = [SourceRow(label=s.label, prompt=s.prompt, score=s.score, mid=s.mid,
                           segments=[(float(a), float(b)) for a, b in s.segments],
                           active_s=float(sum(b - a for a, b in s.segments))) for s in result.plan]
@@ -250,82 +275,130 @@ class Engine:
         if session.input is None:
             raise AutosepError("no recording yet; upload a file or record one first")
         chosen = [s for s in sources if s.separate]
-        if not chosen:
-            raise AutosepError("no source selected; tick at least one source or add your own prompt")
-        labels, prompts = [s.label.strip() for s in chosen], [" ".join(s.prompt.split()) for s in chosen]
-        for what, values in (("source", labels), ("prompt", prompts)):
-            empty = [i + 1 for i, v in enumerate(values) if not v]
-            if empty:
-                raise AutosepError(f"row {empty[0]} has an empty {what}; fill it in or untick the row")
-            seen: set[str] = set()
-            for value in values:
-                if value.casefold() in seen:
-                    raise AutosepError(f"two sources have the {what} {value!r}; each must be different")
-                seen.add(value.casefold())
-        if any(label.casefold() == RESIDUAL for label in labels):
-            raise AutosepError(f"{RESIDUAL!r} is the name of the leftover stem; call the source something else")
+        labels, prompts = check_sources(chosen)
         self.check_length(session)
-        unknown = set(settings) - set(SEPARATION_SETTINGS)
-        if unknown:
-            raise AutosepError(f"unknown setting(s): {', '.join(sorted(unknown))}")
-        values = {**self.defaults, **settings}
-        values["steps"], values["seed"] = int(values["steps"]), int(values["seed"])
-        values["guidance"] = float(values["guidance"])
+        values = self._separation_values(settings)
         out = session.folder / "separated"
         options = dataclasses.replace(self.config.options, sources=None, dry_run=False, out=out, overwrite=True,
-                                      **values)
+                                      **{**values, "model": self._choice(self.models, values["model"], "model").spec})
         settings_ = options.settings()  # checked once, before the separator is loaded
         separator = self.separator(str(values["model"]))
         plan = [Source(label=label, prompt=prompt, segments=list(s.segments) or [(0.0, math.inf)], mid=s.mid,
                        score=s.score, origin="given") for label, prompt, s in zip(labels, prompts, chosen)]
+        tagger = self.tagger()
         with self._lock:
-            pipeline = Pipeline(settings_, tagger=self.tagger, separator=separator,
+            pipeline = Pipeline(settings_, tagger=tagger, separator=separator,
                                 progress=_ReportProgress(report, "separating"))
-            result = pipeline.process(self._item(session), plan=plan, top_tags=top_tags)
+            try:
+                result = pipeline.process(self._item(session), plan=plan, top_tags=top_tags)
+            finally:
+                del pipeline
+                release_memory()
         if not result.ok:
-            raise AutosepError(session.tell(result.message))
+            raise AutosepError(plain(session.tell(result.message)))
         if not result.files:
             raise AutosepError(session.tell("; ".join(result.warnings) or "no stems were written"))
         report(1.0, "drawing spectrograms")
         session.runs += 1
-        pictures = session.folder / "spectrograms" / f"run-{session.runs}"
-        spectrograms = mel_images(result.files, pictures)
+        run = f"run-{session.runs}"
+        spectrograms = mel_images(result.files, session.folder / "spectrograms" / run)
         archive = self._archive(session, result)
-        session.separated = Separated(result.output, dict(result.files), spectrograms, archive,
-                                      result.manifest, [session.tell(w) for w in result.warnings])
+        session.separated = Separated(
+            result.output, {name: session.serve(path, run) for name, path in result.files.items()},
+            {name: session.serve(path, f"{run}/mel") for name, path in spectrograms.items()},
+            session.serve(archive, run), [session.tell(w) for w in result.warnings])
         return session.separated
 
+    def _separation_values(self, settings: Mapping[str, object]) -> dict:
+        unknown = set(settings) - set(SEPARATION_SETTINGS)
+        if unknown:
+            raise AutosepError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        values = {**self.defaults, **settings}
+        if any(values[name] is None for name in ("steps", "guidance", "seed")):
+            raise AutosepError("steps, guidance and seed need a value")
+        values["steps"], values["seed"] = int(values["steps"]), int(values["seed"])
+        values["guidance"] = float(values["guidance"])
+        values["model"] = str(values["model"]).strip()
+        return values
+
     def _archive(self, session: Session, result: RecordingResult) -> Path:
-        """All stems and the manifest as one zip, written beside the result folder (atomic)."""
+        """All stems and the manifest (server paths replaced by names) as one zip beside the results (atomic)."""
         assert result.output is not None
         name = f"{slugify(Path(session.display_name).stem)}_stems.zip"
         target = session.folder / name
         partial = target.with_name(f".{name}.partial")
-        members = [*result.files.values(), result.output / MANIFEST_NAME]
+        public = public_manifest(result.manifest.to_dict() if result.manifest else {}, self.private_paths(session))
         with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-            for member in members:
+            for member in result.files.values():
                 archive.write(member, arcname=f"{result.output.name}/{member.name}")
+            archive.writestr(f"{result.output.name}/{MANIFEST_NAME}", json.dumps(public, indent=2) + "\n")
         partial.replace(target)
         return target
 
     # -- step 3 ------------------------------------------------------------------------------------------------
 
     def remix(self, session: Session, gains_db: Mapping[str, float]) -> RemixResult:
-        """Mix the session's stems with ``gains_db`` (by stem name) into a new file in the session."""
+        """Mix the session's stems with ``gains_db`` (by stem name) into ``<input>_remix.<ext>`` in the session
+        (a fresh subfolder per remix, so a page never plays an older one from its cache)."""
         if session.separated is None:
             raise AutosepError("nothing to remix yet; run step 2 (Separate) first")
         folder = open_result(session.separated.folder)
         ext = next(iter(session.separated.stems.values())).suffix
         session.remix_count += 1
-        out = session.folder / "remixes" / f"{REMIX}-{session.remix_count}{ext}"
+        out = session.folder / "remixes" / str(session.remix_count) / \
+            f"{slugify(Path(session.display_name).stem)}_{REMIX}{ext}"
         try:
-            return remix(folder, dict(gains_db), out)
+            result = remix(folder, dict(gains_db), out)
         except AutosepError as exc:
             raise AutosepError(session.tell(str(exc))) from None
+        return dataclasses.replace(result, path=session.serve(result.path, f"remix-{session.remix_count}"))
 
     def _item(self, session: Session) -> InputFile:
         assert session.input is not None
         return InputFile(session.input, session.input.parent, session.display_name)
+
+
+def release_memory() -> None:
+    """Hand the memory a finished request freed back to the system (glibc keeps freed heap for reuse otherwise,
+    so a server's footprint would only ever grow)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        pass
+
+
+def check_sources(chosen: Sequence[SourceRow]) -> tuple[list[str], list[str]]:
+    """The chosen rows' labels and prompts, refused when empty, repeated or named like the residual."""
+    if not chosen:
+        raise AutosepError("no source selected; tick at least one source or add your own prompt")
+    labels, prompts = [s.label.strip() for s in chosen], [" ".join(s.prompt.split()) for s in chosen]
+    for what, values in (("source", labels), ("prompt", prompts)):
+        empty = [i + 1 for i, v in enumerate(values) if not v]
+        if empty:
+            raise AutosepError(f"row {empty[0]} has an empty {what}; fill it in or untick the row")
+        seen: set[str] = set()
+        for value in values:
+            if value.casefold() in seen:
+                raise AutosepError(f"two sources have the {what} {value!r}; each must be different")
+            seen.add(value.casefold())
+    if any(label.casefold() == RESIDUAL for label in labels):
+        raise AutosepError(f"{RESIDUAL!r} is the name of the leftover stem; call the source something else")
+    return labels, prompts
+
+
+def public_manifest(data: object, private: Mapping[str, str]) -> object:
+    """``data`` (a manifest's JSON) with every server path in it replaced by what a visitor may see."""
+    if isinstance(data, str):
+        return scrub(data, private)
+    if isinstance(data, Mapping):
+        return {key: public_manifest(value, private) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [public_manifest(value, private) for value in data]
+    return data
 
 
 def clock(seconds: float) -> str:
@@ -338,14 +411,10 @@ def clock(seconds: float) -> str:
 def mel_images(stems: Mapping[str, Path], folder: Path, width_px: int = 900, height_px: int = 260) -> dict[str, Path]:
     """A mel spectrogram per stem (channel average, 128 bands) as PNGs with time and frequency axes.
 
-    All stems share one dB scale (0 dB = the loudest bin of any of them), so their levels can be compared.
+    All stems share one dB scale (0 dB = the loudest bin of any of them), so their levels can be compared. The
+    stem's name is drawn as written (no mathtext: ``$`` and ``\\`` are characters, not markup).
     """
     import librosa
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display on a server
-    import librosa.display
-    import matplotlib.pyplot as plt
     import soundfile as sf
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -362,16 +431,21 @@ def mel_images(stems: Mapping[str, Path], folder: Path, width_px: int = 900, hei
     pictures = {}
     for index, (name, mel) in enumerate(mels.items()):
         db = librosa.power_to_db(mel, ref=loudest, top_db=None).clip(min=-90.0)  # silence at the floor, not -inf
-        figure, axes = plt.subplots(figsize=(width_px / 100, height_px / 100), dpi=100)
-        try:
-            image = librosa.display.specshow(db, sr=rate, hop_length=hop, x_axis="s", y_axis="mel", fmax=rate / 2,
-                                             ax=axes, cmap="magma", vmin=-90, vmax=0)
-            figure.colorbar(image, ax=axes, format="%+.0f dB", pad=0.01)
-            axes.set_title(name, fontsize=9)
-            figure.tight_layout()
-            target = folder / f"{index:02d}.png"
-            figure.savefig(target, format="png")
-        finally:
-            plt.close(figure)
+        target = folder / f"{index:02d}.png"
+        _draw_mel(db, rate, hop, name, target, (width_px / 100, height_px / 100))
         pictures[name] = target
     return pictures
+
+
+def _draw_mel(db, rate: int, hop: int, title: str, target: Path, size: tuple[float, float]) -> None:
+    import librosa.display
+    from matplotlib.figure import Figure  # no pyplot: no global figure list to grow on a server
+
+    figure = Figure(figsize=size, dpi=100)
+    axes = figure.subplots()
+    image = librosa.display.specshow(db, sr=rate, hop_length=hop, x_axis="s", y_axis="mel", fmax=rate / 2,
+                                     ax=axes, cmap="magma", vmin=-90, vmax=0)
+    figure.colorbar(image, ax=axes, format="%+.0f dB", pad=0.01)
+    axes.set_title(title, fontsize=9, parse_math=False)
+    figure.tight_layout()
+    figure.savefig(target, format="png")

@@ -248,3 +248,27 @@ def test_a_text_encoder_not_in_the_cache_is_named_with_what_to_do(original_folde
     (folder / "model_config.json").write_text(json.dumps(config))
     with pytest.raises(ModelNotAvailableError, match=r"someone/t5gemma-never-downloaded.*hf download"):
         ZeroSep.from_pretrained(folder, device="cpu")
+
+
+def test_a_gated_t5gemma_is_named_as_the_repository_to_accept(original_folder, tmp_path, monkeypatch):
+    import shutil
+
+    import transformers
+    from huggingface_hub.errors import GatedRepoError
+
+    from httpx2 import Request, Response  # huggingface_hub's own HTTP types (it builds its errors from them)
+
+    def gated(source, *args, **kwargs):
+        url = f"https://huggingface.co/api/models/{source}"
+        response = Response(401, request=Request("GET", url), headers={"x-error-code": "GatedRepo"})
+        try:
+            raise GatedRepoError(f"401 Client Error. Cannot access gated repo for url {url}.", response=response)
+        except GatedRepoError as exc:
+            raise OSError(f"You are trying to access a gated repo: {source}") from exc
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", gated)
+    folder = tmp_path / "sa3"
+    shutil.copytree(original_folder, folder)
+    with pytest.raises(ModelNotAvailableError, match=r"'google/t5gemma-b-b-ul2' \(needed by .*\) is gated") as info:
+        ZeroSep.from_pretrained(folder, device="cpu")
+    assert "accept its licence" in str(info.value) and "hf auth login" in str(info.value)

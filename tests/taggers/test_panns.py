@@ -60,7 +60,7 @@ def test_loading_through_autosep_with_empty_home_never_fetches(tmp_path, tiny_cn
     """
     done = _run_guarded(body, home, str(tiny_cnn14_checkpoint))
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "OK (1, 527)" in done.stdout
+    assert "OK (2, 527)" in done.stdout
     csv = home / "panns_data" / "class_labels_indices.csv"
     assert csv.read_text().splitlines()[0] == "index,mid,display_name"
     assert len(csv.read_text().splitlines()) == 528
@@ -92,8 +92,8 @@ def test_tiny_checkpoint_loads_with_weights_only_and_tags(tiny_cnn14_checkpoint,
     assert len(tagger.labels) == 527 and tagger.labels[0] == "/m/09x0r"
     wave = 0.1 * np.random.default_rng(0).standard_normal((12 * 44100, 2)).astype(np.float32)
     result = tagger.tag(wave, 44100)
-    assert result.probs.shape == (2, 527)
-    assert result.window_times == [(0.0, 10.0), (2.0, 12.0)]
+    assert result.probs.shape == (11, 527)
+    assert result.window_times == [(float(i), float(i + 2)) for i in range(11)]  # 2 s windows every 1 s
     assert np.all((result.probs >= 0) & (result.probs <= 1))
     assert not np.allclose(result.probs.sum(axis=1), 1.0)  # independent sigmoids, not a softmax
 
@@ -168,3 +168,28 @@ def test_a_complete_checkpoint_from_panns_inference_is_reused(tiny_cnn14_checkpo
     monkeypatch.setattr(panns, "CNN14_MD5", hashlib.md5(tiny_cnn14_checkpoint.read_bytes()).hexdigest())
     path = panns.fetch_cnn14()  # offline: succeeds only by copying the existing file
     assert path == panns.cnn14_checkpoint_path() and path.read_bytes() == tiny_cnn14_checkpoint.read_bytes()
+
+
+def test_the_time_rules_act_on_the_default_taggers_grid(tiny_cnn14_checkpoint):
+    """Issue 20: PANNs scores a 10 s recording on a 1 s grid, so min_active and "one sound, one source" act on
+    it (on 10 s windows it was one window, where every class is active everywhere)."""
+    from autosep.taggers import plan_sources
+    from autosep.taggers.audioset import load_ontology
+
+    tagger = load_tagger("panns", model=tiny_cnn14_checkpoint, device="cpu")
+    times = tagger.tag(np.zeros(10 * 32000, dtype=np.float32), 32000).window_times
+    assert len(times) == 9 and all(b - a == 2.0 for a, b in times) and times[1][0] - times[0][0] == 1.0
+    mid = load_ontology().by_name
+    dog = np.array([0.9, 0.9, 0.9, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1])  # barking in the first 4 s
+    guitar = np.array([0.1, 0.1, 0.1, 0.1, 0.9, 0.1, 0.9, 0.1, 0.9])
+    horn = 0.9 * guitar  # a second name for the guitar's notes
+    probs = np.stack([dog, guitar, horn], axis=1)
+    labels = [mid("Dog").id, mid("Electric guitar").id, mid("Vehicle horn, car horn, honking").id]
+    plan = plan_sources(probs, labels, times, default_threshold=tagger.default_threshold,
+                        window_seconds=tagger.window_seconds)
+    assert [s.label for s in plan] == ["Dog", "Electric guitar"]  # the horn joined the guitar it co-varies with
+    assert plan[0].segments == [(0.0, 4.0)] and plan[0].active_seconds == pytest.approx(3.0)
+    kept = plan_sources(probs, labels, times, min_active=3.5, default_threshold=tagger.default_threshold,
+                        window_seconds=tagger.window_seconds)
+    # counted by hops: the dog 3 s (dropped); the guitar 4 s (its last window, the recording's last, counts whole)
+    assert [s.label for s in kept] == ["Electric guitar"]

@@ -364,3 +364,58 @@ def test_a_weak_kind_beside_a_stronger_kind_of_its_family_is_the_same_sound():
     assert labels_of(apart) == ["Guitar", "Ukulele"]
     # different families are never joined this way
     assert labels_of(plan({"Guitar": 0.7, "Flute": 0.3})) == ["Guitar", "Flute"]
+
+
+# Issue 20: the planner's own defaults on a 1 s grid (as YAMNet's or PANNs' short windows): the per-window bar,
+# family evidence and one sound, one source.
+
+SECOND_GRID = [(float(i), float(i + 1)) for i in range(8)]  # eight 1 s windows: the clip-level 0.25 becomes 0.77
+
+
+def grid_plan(columns: dict[str, list[float]]) -> list[PlannedSource]:
+    """``plan_sources(probs, mids, times)`` with nothing else: the planner's own defaults."""
+    mid = load_ontology().by_name
+    return plan_sources(np.array(list(columns.values())).T, [mid(name).id for name in columns], SECOND_GRID)
+
+
+def test_the_window_length_comes_from_the_window_times():
+    quiet = grid_plan({"Dog": [0.6] * 8})  # passes the clip-level 0.25, not the 1 s windows' 0.77
+    assert quiet == []
+    assert [s.label for s in grid_plan({"Dog": [0.8] * 8})] == ["Dog"]
+
+
+def test_a_sound_spread_over_a_parent_and_a_child_is_found_by_family_evidence():
+    spread = grid_plan({"Guitar": [0.5] * 4 + [0.0] * 4, "Acoustic guitar": [0.6] * 4 + [0.0] * 4})
+    (guitar,) = spread  # each below 0.77 alone; together 1 - 0.5 * 0.4 = 0.8
+    assert guitar.label == "Guitar" and guitar.segments == [(0.0, 4.0)]
+    assert guitar.score == pytest.approx(0.8)
+    assert "family evidence 0.80 (own 0.50 with Acoustic guitar 0.60)" in guitar.why
+    assert grid_plan({"Guitar": [0.5] * 8, "Dog": [0.6] * 8}) == []  # unrelated classes lend nothing
+
+
+def test_an_alias_in_another_branch_co_varying_with_the_source_is_the_same_sound():
+    clarinet = [0.95, 0.9, 0.2, 0.92, 0.1, 0.88, 0.3, 0.9]
+    horn = [0.8 * p + 0.05 for p in clarinet]  # the tagger's second name for the same notes
+    (source,) = grid_plan({"Clarinet": clarinet, "Vehicle horn, car horn, honking": horn})
+    assert source.label == "Clarinet"
+    assert "Vehicle horn, car horn, honking (0.81) joined: the same sound as Clarinet" in source.why
+    assert "r = 1.00 over 8 windows" in source.why
+    speech = [0.9, 0.1, 0.95, 0.2, 0.9, 0.85, 0.1, 0.9]  # a real second source does not co-vary
+    assert {s.label for s in grid_plan({"Clarinet": clarinet, "Speech": speech})} == {"Clarinet", "Speech"}
+
+
+def test_two_real_instruments_of_one_family_stay_apart_a_nested_second_name_joins():
+    violin = [0.95, 0.9, 0.95, 0.9, 0.1, 0.1, 0.1, 0.1]
+    cello = [0.9, 0.85, 0.9, 0.85, 0.1, 0.1, 0.9, 0.85]  # co-varies with the violin, also plays alone
+    assert {s.label for s in grid_plan({"Violin, fiddle": violin, "Cello": cello})} == {"Violin, fiddle", "Cello"}
+    nested = [0.85, 0.8, 0.85, 0.8, 0.1, 0.1, 0.1, 0.1]  # heard only where the violin is: its second name
+    (source,) = grid_plan({"Violin, fiddle": violin, "Cello": nested})
+    assert source.label == "Violin, fiddle" and "active only within its windows" in source.why
+
+
+def test_a_short_table_is_not_judged_by_covariation():
+    windows = SECOND_GRID[:3]
+    mid = load_ontology().by_name
+    plan = plan_sources(np.array([[0.95, 0.9], [0.2, 0.25], [0.9, 0.85]]),
+                        [mid("Clarinet").id, mid("Speech").id], windows)
+    assert {s.label for s in plan} == {"Clarinet", "Speech"}  # three windows: too few to tell

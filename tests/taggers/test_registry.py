@@ -45,7 +45,7 @@ def test_builtin_taggers_come_from_their_classes():
     assert TAGGER_NAMES == ("panns", "ast", "clap", "audio-lm")
     assert [m.alias for m in KNOWN_MODELS] == list(TAGGER_NAMES) and {m.role for m in KNOWN_MODELS} == {"tagger"}
     grids = registry.window_grids()
-    assert grids["panns"] == WindowGrid(10.0, 5.0) and grids["audio-lm"] == WindowGrid(30.0, 30.0)
+    assert grids["panns"] == WindowGrid(2.0, 1.0) and grids["audio-lm"] == WindowGrid(30.0, 30.0)
     assert TaggingSettings("CNN14").tagger == "panns" and TaggingSettings("audio_lm").tagger == "audio-lm"
 
 

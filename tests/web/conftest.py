@@ -32,6 +32,12 @@ def write_mix(path: Path, seconds: float = 3.0, rate: int = 44100) -> np.ndarray
 
 
 @pytest.fixture
+def port() -> int:
+    """A free port on loopback."""
+    return free_port()
+
+
+@pytest.fixture
 def make_mix():
     """``make_mix(path)`` writes a 3 s stereo 44.1 kHz 16-bit recording and returns its samples (float64)."""
     return write_mix
