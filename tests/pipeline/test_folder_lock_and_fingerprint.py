@@ -110,3 +110,17 @@ def test_a_signal_inside_a_deferred_section_stops_at_the_next_checkpoint():
     proc = subprocess.run([sys.executable, "-c", _STOPPING], capture_output=True, text=True, env=env, timeout=60)
     assert proc.stdout.splitlines() == ["still running", "stopped at the checkpoint terminated",
                                         "a stopped run stays stopped"], proc.stderr
+
+
+def test_a_stop_does_not_outlive_the_run_that_was_asked_to_stop():
+    """A later run in the same process (the Python API after a command, the next test) starts afresh."""
+    from autosep import stopping
+
+    with stopping.handling_signals():
+        with pytest.raises(stopping.Stopped):
+            with stopping.deferred():
+                os.kill(os.getpid(), signal.SIGTERM)
+                stopping.checkpoint()
+        assert stopping.terminated()
+    stopping.checkpoint()  # no longer stopping
+    assert not stopping.terminated()
