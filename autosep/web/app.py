@@ -276,9 +276,13 @@ class Handlers:
         session.forget_results()
         updates = {**page.cleared(), page.upload_status: ""}
         if path:
-            duration = self.engine.receive(session, path, name or Path(path).name)
-            updates[page.upload_status] = (f"**{literal(session.display_name)}**: {clock(duration)} long; next: "
-                                           "1. Find sources")
+            try:
+                duration = self.engine.receive(session, path, name or Path(path).name)
+            except AutosepError as exc:  # refused: the old recording's results are gone all the same
+                updates[page.upload_status] = error_line(session.tell(str(exc)))
+            else:
+                updates[page.upload_status] = (f"**{literal(session.display_name)}**: {clock(duration)} long; "
+                                               "next: 1. Find sources")
         return {**updates, **page.step_buttons(session)}
 
     def receive_upload(self, path: str | None, request: gr.Request) -> dict:
@@ -290,7 +294,7 @@ class Handlers:
     @_in_status(lambda page: page.find_status)
     def find(self, upload: str | None, tagger: str, request: gr.Request, progress=gr.Progress()) -> dict:
         session, page = self.session(request), self.page
-        if upload and upload != session.source:  # an API caller sends the file with the request
+        if upload and upload not in session.adopted:  # an API caller sends the file with the request
             self.engine.receive(session, upload, Path(upload).name)
         found = self.engine.find_sources(session, tagger, report=self._progress(progress))
         lines = [f"**{literal(session.display_name)}**: {found.duration_s:.1f} s, {len(found.sources)} source(s) "

@@ -37,7 +37,8 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM)  # Ctrl-C, and systemd's or docker's s
 
 def build_parser() -> argparse.ArgumentParser:
     from ..commands.options import add_separation_arguments, add_tagging_arguments, positive_number
-    from ..taggers.settings import TAGGER_NAMES
+    from ..pipeline.settings import PipelineOptions
+    from ..taggers.settings import TAGGER_NAMES, TaggingSettings
 
     parser = argparse.ArgumentParser(prog="autosep web", formatter_class=argparse.RawDescriptionHelpFormatter,
                                      description="Start the autosep browser app (Gradio).", epilog=_EPILOG,
@@ -47,10 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     offered = parser.add_argument_group("models offered in the page (visitors choose among these only)")
     offered.add_argument("--model", action="append", metavar="ALIAS_OR_PATH",
                          help="a separator the page offers: alias, Hugging Face id or local folder; repeat for "
-                              "several (the first is the default; default audioldm2)")
+                              f"several (the first is the default; default {PipelineOptions.model})")
     offered.add_argument("--tagger", action="append", choices=TAGGER_NAMES,
                          help="a tagger the page offers; repeat for several (the first is the default and uses "
-                              "--tagger-model; default panns)")
+                              f"--tagger-model; default {TaggingSettings.tagger})")
     _add_server_arguments(parser, positive_number)
     return parser
 

@@ -64,7 +64,7 @@ class Session:
         # manifests, in the folder the web server serves from (``served_root``); removed with the session.
         self.served = (Path(served_root) if served_root else self.folder.parent / "served") / self.folder.name
         self.input: Path | None = None
-        self.source = ""  # the upload's path as the page sent it (moved here, so the same value is not re-adopted)
+        self.adopted: set[str] = set()  # uploads as the page sent them (moved here: never taken twice)
         self.display_name = ""
         self.duration_s = 0.0
         self.found: Found | None = None
@@ -117,7 +117,8 @@ class Session:
         target_dir.mkdir(parents=True)
         target = target_dir / f"{slugify(stem)}{suffix if suffix.isascii() and len(suffix) <= 6 else ''}"
         shutil.move(str(upload), target)  # Gradio's copy goes: nothing of the upload stays outside the session
-        self.input, self.display_name, self.source = target, name, str(upload)
+        self.input, self.display_name = target, name
+        self.adopted.add(str(upload))
         return target
 
     def forget_results(self) -> None:

@@ -150,6 +150,7 @@ def test_a_recording_over_the_length_limit_is_refused_with_the_limit(server, cli
 
 def test_a_visitor_cannot_choose_a_model_outside_the_operator_s_list(server, client, web_config, make_mix,
                                                                      tmp_path):
+    from gradio_client import handle_file
     from gradio_client.exceptions import AppError
 
     from autosep.errors import AutosepError
@@ -164,6 +165,8 @@ def test_a_visitor_cannot_choose_a_model_outside_the_operator_s_list(server, cli
     for probe in (web_config.options.model, "/etc", "cvssp/audioldm2", "audioldm2-large"):
         with pytest.raises(AppError, match="not in the list of choices"):  # through the API
             separate(client, table, probe)
+    with pytest.raises(AppError, match="not in the list of choices"):  # a tagger the operator did not list
+        client.predict(handle_file(str(tmp_path / "mine.wav")), "ast", api_name="/find")
     for probe in ("/etc", web_config.options.model):  # the engine itself, should the page's check be bypassed
         with pytest.raises(AutosepError, match="this server offers the models"):
             server.engine.separator(probe)
