@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "autosep"
-SHARED = ("errors", "paths", "devices", "downloads", "known_models", "waveforms", "logs")  # the small shared modules
+SHARED = ("errors", "model_files", "devices", "downloads", "waveforms", "logs", "stopping")  # the small shared modules
 # What each part may never import, at any level (a lazy import inside a function counts as well).
 FORBIDDEN = {
     "separator": ("pipeline", "commands", "cli", "web", "eval", "taggers", "video"),
@@ -112,6 +112,14 @@ def test_the_parser_sees_the_package():
     assert ("autosep.cli", "autosep.pipeline.api") in found
     assert ("autosep.pipeline.batch", "autosep.errors") in found
     assert len(modules()) > 50
+
+
+def test_the_top_level_is_the_parts_the_commands_and_a_few_shared_modules():
+    """Beside cli.py stand only the packages and the small shared modules: a new loose module is either shared
+    (listed in SHARED, so the import rule checks it) or belongs in one of the parts."""
+    loose = {path.stem for path in PACKAGE.glob("*.py")} - {"__init__", "__main__", "cli"}
+    assert loose == set(SHARED)
+    assert len(loose) <= 7
 
 
 @pytest.mark.parametrize("lower", sorted(FORBIDDEN))
