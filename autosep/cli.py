@@ -15,10 +15,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import signal
 import sys
-import threading
 
+from . import stopping
 from .commands.options import add_ray_arguments, add_run_arguments, dash_file_hint, make_progress, options_from_args
 from .errors import EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USAGE, AutosepError, SettingsError
 from .logs import quiet_library_progress_bars, setup_logging
@@ -56,6 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+SHOWN_CHARS = 80  # a prompt longer than this is shown cut (the manifest keeps it whole)
+
+
+def _shown(text: str) -> str:
+    return text if len(text) <= SHOWN_CHARS else f"{text[:SHOWN_CHARS - 1]}… ({len(text)} characters)"
+
+
 def _source_names(result, empty: str) -> str:
     """The sources of a result, each with the tagger's verdict on its stem (check.py) when it was checked."""
     manifest = result.manifest
@@ -63,8 +69,8 @@ def _source_names(result, empty: str) -> str:
     names = []
     for source in result.plan:
         verdict = verdicts.get(source.label)
-        names.append(source.label if verdict is None else
-                     f"{source.label} ({'confirmed' if verdict else 'not confirmed'})")
+        label = _shown(source.label)
+        names.append(label if verdict is None else f"{label} ({'confirmed' if verdict else 'not confirmed'})")
     text = ", ".join(names) or empty
     check = manifest.check if manifest is not None else None
     if check is not None and check.dropped:
@@ -142,9 +148,9 @@ def _run(argv: list[str]) -> int:
         _print_plans(outcome, Console())  # the plans are the result of a dry run: stdout, unlike progress
     _print_summary(outcome, console, args.quiet)
     if outcome.interrupted:
-        what = "terminated (SIGTERM)" if _terminated.is_set() else "interrupted"
+        what = "terminated (SIGTERM)" if stopping.terminated() else "interrupted"
         print(f"autosep: {what}; finished recordings are kept, rerun the same command to resume", file=sys.stderr)
-        return EXIT_TERMINATED if _terminated.is_set() else EXIT_INTERRUPTED
+        return EXIT_TERMINATED if stopping.terminated() else EXIT_INTERRUPTED
     return outcome.exit_code
 
 
@@ -159,8 +165,8 @@ def _print_plans(outcome: BatchOutcome, console) -> None:
             table.add_column(column, overflow="fold")
         for source in result.plan:
             segments = ", ".join(f"{a:.1f}-{b:.1f}s" for a, b in source.segments)
-            table.add_row(source.label, source.mid or "-",
-                          "-" if source.score is None else f"{source.score:.3f}", source.prompt, segments)
+            table.add_row(_shown(source.label), source.mid or "-",
+                          "-" if source.score is None else f"{source.score:.3f}", _shown(source.prompt), segments)
         if not result.plan:
             table.add_row("(no sources)", "", "", "", "")
         console.print(table)
@@ -182,35 +188,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in SUBCOMMANDS:
         return importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:])
-    with _sigterm_as_interrupt():
+    # Ctrl-C and SIGTERM stop the run at the next checkpoint of the recording being written (its temporaries
+    # removed, finished ones kept; exit 130 or 143 = 128 + 15), or at once outside one (loading the models).
+    with stopping.handling_signals():
         try:
             return _run(argv)
         except KeyboardInterrupt:  # during model loading or argument handling
-            print("autosep: terminated" if _terminated.is_set() else "autosep: interrupted", file=sys.stderr)
-            return EXIT_TERMINATED if _terminated.is_set() else EXIT_INTERRUPTED
-
-
-_terminated = threading.Event()  # SIGTERM arrived during this run
-
-
-class _sigterm_as_interrupt:
-    """SIGTERM (a scheduler ending the job, ``kill``) stops the run the way Ctrl-C does: the recording being
-    written loses its temporary files, finished ones are kept, and the exit code is 143 (128 + 15)."""
-
-    def __enter__(self):
-        _terminated.clear()
-        self.previous = None
-        try:
-            self.previous = signal.signal(signal.SIGTERM, self._handle)
-        except ValueError:  # not the main thread: leave signals alone
-            pass
-        return self
-
-    @staticmethod
-    def _handle(signum, frame) -> None:
-        _terminated.set()
-        raise KeyboardInterrupt
-
-    def __exit__(self, *exc) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGTERM, self.previous)
+            print("autosep: terminated" if stopping.terminated() else "autosep: interrupted", file=sys.stderr)
+            return EXIT_TERMINATED if stopping.terminated() else EXIT_INTERRUPTED

@@ -17,7 +17,7 @@ from pathlib import Path
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
 from .errors import DownloadError
-from .paths import offline_mode
+from .model_files import offline_mode
 
 _CHUNK = 1 << 20
 

@@ -24,10 +24,23 @@ def setup_logging(verbose: bool = False, quiet: bool = False) -> int:
     format, with the libraries routed through it (:func:`route_library_output`). Returns the level."""
     level = logging.DEBUG if verbose else logging.ERROR if quiet else logging.WARNING
     logging.basicConfig(level=level, format="autosep: %(message)s")
+    if not verbose:
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_said_by_autosep)
     # huggingface_hub prints through its own handler and also propagates to ours: keep a single copy.
     logging.getLogger("huggingface_hub").propagate = False
     route_library_output(level)  # -q hides the libraries' warnings too, -v shows their notices
     return level
+
+
+# Library warnings autosep already gives in its own words (a -s prompt longer than the text encoders read is
+# warned about before any model loads): the tokenizers' and pipelines' own lines, once per window, are noise.
+_SAID_BY_AUTOSEP = ("The following part of your input was truncated",
+                    "Token indices sequence length is longer than the specified maximum")
+
+
+def _said_by_autosep(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith(_SAID_BY_AUTOSEP)
 
 
 def route_library_output(level: int) -> None:

@@ -57,7 +57,8 @@ def _handle(signum, frame) -> None:
 
 class handling_signals:
     """SIGINT and SIGTERM stop the run as above for the duration of the block (main thread only; elsewhere the
-    handlers are left as they are). The stop request is cleared on entry."""
+    handlers are left as they are). The stop request is cleared on entry and on exit; read :func:`terminated`
+    inside the block."""
 
     def __enter__(self) -> "handling_signals":
         global _signal
@@ -72,5 +73,8 @@ class handling_signals:
         return self
 
     def __exit__(self, *exc) -> None:
+        global _signal
         for signum, handler in self.previous.items():
             signal.signal(signum, handler)
+        _stop.clear()  # the run is over: a later one in this process (the Python API, a test) starts afresh
+        _signal = None

@@ -125,3 +125,29 @@ def test_only_autosep_s_own_download_is_offered_for_deletion(tmp_path):
             load_cnn14(ours)
     finally:
         ours.unlink()
+
+
+def test_a_very_long_prompt_is_warned_about_and_shown_cut(mix, tmp_path, capsys):
+    prompt = "a dog barking far away " * 220  # about 5000 characters
+    code, output = run(capsys, mix, "-o", tmp_path / "out", "-s", prompt, "--dry-run")
+    assert code == 0, output
+    assert "a -s prompt of" in output and "characters" in output
+    assert prompt.strip() not in output and f"({len(prompt.strip())} characters)" in output
+
+
+def test_the_libraries_truncation_lines_are_left_to_autosep_s_own_warning():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = ("import logging; from autosep.logs import setup_logging; setup_logging(); "
+              "log = logging.getLogger('diffusers.pipelines.audioldm2.pipeline_audioldm2'); "
+              "log.warning('The following part of your input was truncated because CLAP can only handle sequences "
+              "up to 77 tokens: [...]'); "
+              "logging.getLogger('transformers.tokenization_utils_base').warning('Token indices sequence length is "
+              "longer than the specified maximum sequence length for this model (1200 > 512)'); "
+              "log.warning('any other notice')")
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    err = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60).stderr
+    assert "any other notice" in err and "truncated" not in err and "Token indices" not in err

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..known_models import KnownModel
+from ..model_files import KnownModel
 
 
 def known_models() -> list[KnownModel]:
@@ -60,7 +60,7 @@ def download_model(model: KnownModel) -> str:
     """Fetch ``model`` and return where it is. Raises AutosepError subclasses with a message that says what is
     wrong (offline mode, no network, the hub's own refusal) and what to do; never advice to run this again."""
     from ..errors import DownloadError
-    from ..paths import offline_mode
+    from ..model_files import offline_mode
 
     try:
         if model.fetch is not None:

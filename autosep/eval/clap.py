@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from ..devices import resolve_device
-from ..paths import model_unavailable
+from ..model_files import model_unavailable
 from .metrics import resample, to_mono
 
 CLAP_MODEL_ID = "laion/clap-htsat-unfused"

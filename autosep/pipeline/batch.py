@@ -14,11 +14,13 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import stopping
 from ..errors import EXIT_INTERRUPTED, EXIT_NOTHING_RAN, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, AutosepError, SettingsError
 from .inputs import InputFile, collect_inputs
 from .manifest import Manifest
 from .naming import is_inside
 from .progress import Progress
+from .recording import probe_audio
 from .pipeline import Pipeline, RecordingResult, output_folder, write_remix
 from .video_out import write_video_out
 from .settings import RunSettings
@@ -100,6 +102,8 @@ def _decide(work: _Work, settings: RunSettings) -> RecordingResult | None:
     if settings.output.overwrite:
         return None
     differs = previous.differences(settings.request(), work.item.path)
+    if "input" in differs:  # the file was edited since: its old stems no longer add up to it, whatever was asked
+        return None
     if differs:  # never reported as done: the stems there answer another request
         return RecordingResult.failed(work.item.path, f"{work.item.path}: done with other settings "
                                                       f"({', '.join(differs)}); pass --overwrite to redo it")
@@ -186,7 +190,13 @@ def _decide_each(files: list[InputFile], settings: RunSettings) -> list[_Work | 
             continue
         owners[key] = item
         work = _Work(item, folder, Manifest.read(folder))
-        planned.append(_decide(work, settings) or work)
+        decided = _decide(work, settings)
+        if decided is None:  # to be processed: an unreadable file is named now, before any model loads
+            try:
+                probe_audio(item.path)
+            except AutosepError as exc:
+                decided = RecordingResult.failed(item.path, str(exc))
+        planned.append(decided or work)
     return planned
 
 
@@ -194,6 +204,8 @@ def _load(settings: RunSettings, progress: Progress, outcome: BatchOutcome) -> P
     """The models loaded once for the whole batch; None (``outcome``'s exit code and error set) if they cannot be."""
     try:
         return Pipeline.load(settings, progress)
+    except SettingsError as exc:  # a setting only the loaded model could check (an overlap its window cannot hold)
+        outcome.exit_code, outcome.error = EXIT_USAGE, exc.for_command_line()
     except AutosepError as exc:
         outcome.exit_code, outcome.error = EXIT_NOTHING_RAN, str(exc)
     except Exception as exc:  # a broken model folder fails in many ways: say which model, not a traceback
@@ -210,6 +222,7 @@ def _loop(planned: list[_Work | RecordingResult], pipeline: Pipeline | None, set
     progress.start_batch(len(planned))
     try:
         for entry in planned:
+            stopping.checkpoint()  # a stop asked for during the last recording's final steps ends the batch here
             path = entry.item.path if isinstance(entry, _Work) else entry.input
             outcome.interrupted_at = path
             progress.start_file(str(path))
@@ -220,6 +233,7 @@ def _loop(planned: list[_Work | RecordingResult], pipeline: Pipeline | None, set
             outcome.results.append(result)
             progress.end_file(str(path), _describe(result))
         outcome.interrupted_at = None
+        stopping.checkpoint()
     except KeyboardInterrupt:
         outcome.interrupted = True
         outcome.exit_code = EXIT_INTERRUPTED

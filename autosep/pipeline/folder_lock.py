@@ -74,12 +74,14 @@ class FolderLock:
         self.folder = Path(folder)
         self.path = self.folder / LOCK_NAME
         self._fd: int | None = None
+        self.created_folder = False
 
     @property
     def held(self) -> bool:
         return self._fd is not None
 
     def acquire(self) -> LockHolder | None:
+        self.created_folder = not self.folder.exists()
         self.folder.mkdir(parents=True, exist_ok=True)
         for _ in range(5):  # the file may be removed by its holder between our open and our lock: open again
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -102,7 +104,9 @@ class FolderLock:
             return None
         return _read_holder(self.path)
 
-    def release(self) -> None:
+    def release(self, remove_empty_folder: bool = False) -> None:
+        """Unlock and remove the lock file; with ``remove_empty_folder`` also the folder, when ``acquire`` created
+        it and nothing was written there (a recording that failed before any output)."""
         if self._fd is None:
             return
         try:
@@ -110,6 +114,11 @@ class FolderLock:
         finally:
             os.close(self._fd)
             self._fd = None
+        if remove_empty_folder and self.created_folder:
+            try:
+                self.folder.rmdir()  # only if empty
+            except OSError:
+                pass
 
     def __enter__(self) -> "FolderLock":
         holder = self.acquire()
@@ -124,6 +133,14 @@ class FolderLock:
 class FolderBusy(AutosepError):
     """Another live process holds the recording folder's lock."""
 
-    def __init__(self, folder: Path, holder: LockHolder):
-        super().__init__(f"{folder} is being written by {holder.describe()}")
+    def __init__(self, folder: Path, holder: LockHolder, message: str | None = None):
+        super().__init__(message or f"{folder} is being written by {holder.describe()}")
         self.folder, self.holder = folder, holder
+
+
+def clear_stale_lock(folder: Path) -> None:
+    """Remove ``folder``'s lock file when no live process holds it (its writer was killed); a held one stays."""
+    if (Path(folder) / LOCK_NAME).exists():
+        lock = FolderLock(folder)
+        if lock.acquire() is None:
+            lock.release()

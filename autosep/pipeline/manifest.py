@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import hashlib
 import json
 import platform
 import re
@@ -29,6 +28,7 @@ from typing import Any
 
 from ..errors import AutosepError
 from ..taggers.sources import Source
+from .fingerprint import input_fingerprint, same_input
 from .naming import RESIDUAL
 from .write import choose_subtype, write_json
 
@@ -195,7 +195,7 @@ class InputRecord:
     peak: float | None = None
     non_finite_samples: int = 0
     header_frames: int | None = None  # set when the data stops short of the header
-    fingerprint: str | None = None  # input_fingerprint(); None in manifests before it was recorded
+    fingerprint: str | None = None  # fingerprint.input_fingerprint(); None in manifests before it was recorded
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -364,20 +364,6 @@ def hub_revision(*candidates: object) -> str | None:
         if match:
             return match.group(1)
     return None
-
-
-def input_fingerprint(path: Path, block: int = 1 << 20) -> str:
-    """The size and the first and last MiB of a file, hashed: changes whenever the recording does (a copy
-    with a new modification time does not count as a change)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        size = handle.seek(0, 2)
-        digest.update(str(size).encode())
-        handle.seek(0)
-        digest.update(handle.read(block))
-        handle.seek(max(0, size - block))
-        digest.update(handle.read(block))
-    return digest.hexdigest()
 
 
 # What a request's names are called in the one-line message about a manifest done with other settings.
@@ -597,7 +583,7 @@ class Manifest:
             recorded["sources"] = [d.prompt for d in self.detections] if given else None
         recorded.setdefault("window_given", self.settings.get("window_s"))
         differs = []
-        if self.input.fingerprint is not None and self.input.fingerprint != input_fingerprint(path):
+        if self.input.fingerprint is not None and not same_input(self.input.fingerprint, path):
             differs.append("input")
         for key, wanted in request.items():
             if key == "window_s":
@@ -623,8 +609,10 @@ class Manifest:
     def build(cls, folder: Path, *, recording, input_given: str, non_finite: int, peak: float, tagger, separator,
               plan: list[Source], source_mode: str, settings: dict, work: dict, stems: list[StemReport],
               residual: ResidualReport | None, windows: list[dict], timings: dict, warnings: list[str],
-              top_tags: list[dict], check: dict | None = None, processed_by: dict | None = None) -> "Manifest":
-        """The manifest of a finished recording (not yet written)."""
+              top_tags: list[dict], check: dict | None = None, processed_by: dict | None = None,
+              fingerprint: str | None = None) -> "Manifest":
+        """The manifest of a finished recording (not yet written); ``fingerprint`` is the input's, when it was
+        taken while the recording was read (else it is taken here)."""
         clipped = [s.file for s in [*stems, *([residual] if residual else [])] if s.clipped_samples]
         return cls(
             folder=Path(folder), version=MANIFEST_VERSION, status="done",
@@ -634,7 +622,7 @@ class Manifest:
                 frames=recording.frames, sample_rate=recording.sample_rate, channels=recording.channels,
                 subtype=recording.subtype, container=recording.container, peak=round(float(peak), 6),
                 non_finite_samples=non_finite, header_frames=recording.header_frames,
-                fingerprint=input_fingerprint(recording.path)),
+                fingerprint=fingerprint or input_fingerprint(recording.path)),
             tagger=None if tagger is None else _tagger_record(tagger),
             separator=None if separator is None else _separator_record(separator, settings),
             versions=package_versions(), source_mode=source_mode,

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from .. import stopping
 from ..errors import AutosepError
 from ..logs import apply_library_level
 from ..taggers.sources import Source
@@ -43,9 +44,11 @@ from .spans import gated, given_plan
 from .video_out import write_video_out
 from .visual import VisualEvidence
 from .check import check_stems, fold_into_residual
+from .claim import claim_folder
+from .fingerprint import FingerprintWhileReading
 from . import tagging
 from .tagging import TaggedRecording
-from .write import DiskFullError, OutputError, StemWriters, check_output_format, remove_partials
+from .write import DiskFullError, OutputError, StemWriters, check_output_format
 
 MIN_DURATION_S = 0.1
 
@@ -166,6 +169,7 @@ class _Job:
     check: dict | None = None  # 6. check
     timings: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    fingerprint: FingerprintWhileReading | None = None  # the input's, taken while it is decoded (7. write)
 
 
 def _clipped(source: Source, duration_s: float) -> Source:
@@ -235,11 +239,19 @@ class Pipeline:
         the manifest as the tags it came from.
         """
         started = time.perf_counter()
+        lock = result = None
         try:
             folder = folder or output_folder(self.settings.output.out, item)
-            if previous is None and folder.is_dir():
+            if not self.settings.dry_run:  # one writer per folder; a run that finished it meanwhile is respected
+                lock, current, newer = claim_folder(item.path, folder, previous)
+                settled = self._finished_meanwhile(item, current) if newer else None
+                if settled is not None:
+                    return settled
+                previous = current
+            elif previous is None and folder.is_dir():
                 previous = Manifest.read(folder)
-            result = self._steps(_Job(item, folder, previous, started, plan, top_tags))
+            with stopping.deferred():  # Ctrl-C / SIGTERM stop at the next step, then the temporaries go
+                result = self._steps(_Job(item, folder, previous, started, plan, top_tags))
             if result.status == "done":
                 write_remix(result, self.settings.output, self.progress)
                 write_video_out(result, self.settings.output, self.progress)
@@ -250,12 +262,28 @@ class Pipeline:
             result = RecordingResult.failed(item.path, message)
         except Exception as exc:  # from torch/diffusers/the models/decoders: say which file, go on (not Ctrl-C)
             result = RecordingResult.failed(item.path, f"{item.path}: {type(exc).__name__}: {exc}")
+        finally:
+            if lock is not None:
+                lock.release(remove_empty_folder=result is not None and not result.ok)
         result.seconds = time.perf_counter() - started
         return result
+
+    def _finished_meanwhile(self, item: InputFile, current: Manifest) -> RecordingResult | None:
+        """Another process finished this recording after the batch decided to: done if it answers this run's
+        request, refused (never mixed) if not; None with --overwrite (this run replaces it)."""
+        if self.settings.output.overwrite:
+            return None
+        differs = current.differences(self.settings.request(), item.path)
+        if not differs:
+            return RecordingResult.skipped(item, current)
+        return RecordingResult.failed(item.path, f"{item.path}: finished meanwhile by another run with other "
+                                                 f"settings ({', '.join(differs)}); pass --overwrite to redo it")
 
     def _steps(self, job: "_Job") -> RecordingResult:
         """The numbered steps of the module docstring, one method each, in order."""
         with open_audio(job.item.path) as job.recording:
+            if not self.settings.dry_run:
+                job.fingerprint = FingerprintWhileReading(job.item.path)
             self._decode(job)  # 1
             clock = time.perf_counter()
             self._tag(job)  # 2
@@ -334,7 +362,6 @@ class Pipeline:
         renderer turns each window's stems into these files as step 5 separates them."""
         folder = job.folder
         folder.mkdir(parents=True, exist_ok=True)
-        remove_partials(folder)
         if job.previous is not None:  # the old stems, and a remix or video made of them: never left beside new ones
             job.stale = set(job.previous.outputs)
         (folder / MANIFEST_NAME).unlink(missing_ok=True)
@@ -379,7 +406,7 @@ class Pipeline:
             settings=self.settings.record(job.subtype, self.windows), work=work,
             stems=report.stems if report else [], residual=report.residual if report else None, windows=windows,
             timings=job.timings, warnings=job.warnings, top_tags=job.top_tags, check=job.check,
-            processed_by=self.processed_by)
+            processed_by=self.processed_by, fingerprint=job.fingerprint.result() if job.fingerprint else None)
         manifest.visual = job.visual
         manifest.write()
         return RecordingResult(item.path, folder, "done", plan=job.plan, manifest=manifest, files=files,

@@ -38,6 +38,7 @@ from .ray_placement import SharedStorageError, check_visible, live_nodes, pool_s
 from .ray_state import STATE_FOLDER, RunState
 from .ray_stream import is_client, stream, stream_through_client
 from .settings import RunSettings
+from .folder_lock import clear_stale_lock
 from .write import remove_partials
 
 __all__ = ["LOCAL", "STATE_FOLDER", "RayConnectError", "RayUsageError", "RecordingWorker", "SharedStorageError",
@@ -193,6 +194,7 @@ def run_on_ray(work: Sequence[tuple[InputFile, Path, Manifest | None]], settings
                 ray.shutdown()
         for index in set(range(len(work))) - finished:  # no worker writes these folders any more
             remove_partials(work[index][1], any_process=True)
+            clear_stale_lock(work[index][1])
         if state is not None:
             state.remove()
 

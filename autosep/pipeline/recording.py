@@ -27,6 +27,7 @@ import soundfile as sf
 
 from ..errors import AutosepError
 from ..logs import captured_native_stderr
+from ..stopping import checkpoint
 
 log = logging.getLogger("autosep")
 
@@ -86,6 +87,7 @@ class Recording:
         peak, non_finite = 0.0, 0
         start = 0
         while start < self.frames:
+            checkpoint()  # a Ctrl-C asked for while reading stops here (autosep.stopping)
             count = min(block_frames, self.frames - start)
             raw = self._read_until_end(start, count)
             if len(raw) < count:  # the data ends before the header said it would
@@ -240,6 +242,38 @@ def _aiff_frames(handle) -> int | None:
     return None
 
 
+def probe_audio(path: str | os.PathLike) -> None:
+    """Check, without decoding it, that ``path`` is a file autosep can read (the header opens; for files
+    libsndfile cannot read, FFmpeg finds an audio track): what a batch asks of every input before any model
+    loads. Raises :class:`AudioDecodeError` as :func:`open_audio` would."""
+    path = Path(path)
+    _check_file(path)
+    try:
+        handle, _ = _open_soundfile(path)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as sf_error:
+        try:
+            import av
+
+            with av.open(str(path)) as container:
+                if not container.streams.audio:
+                    raise AudioDecodeError(f"{path}: the file has no audio track")
+        except AudioDecodeError:
+            raise
+        except Exception as av_error:  # PyAV raises many kinds of errors for unreadable input
+            raise _unreadable(path, sf_error, av_error) from None
+        return
+    handle.close()
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise AudioDecodeError(f"{path}: no such file; check the path")
+    if path.is_dir():
+        raise AudioDecodeError(f"{path}: is a folder, not an audio file")
+    if path.stat().st_size == 0:
+        raise AudioDecodeError(f"{path}: the file is empty (0 bytes); re-export or re-copy it")
+
+
 def open_audio(path: str | os.PathLike) -> Recording:
     """Open ``path`` for block reading.
 
@@ -247,12 +281,7 @@ def open_audio(path: str | os.PathLike) -> Recording:
     names the file.
     """
     path = Path(path)
-    if not path.exists():
-        raise AudioDecodeError(f"{path}: no such file; check the path")
-    if path.is_dir():
-        raise AudioDecodeError(f"{path}: is a folder, not an audio file")
-    if path.stat().st_size == 0:
-        raise AudioDecodeError(f"{path}: the file is empty (0 bytes); re-export or re-copy it")
+    _check_file(path)
     try:
         handle, decoder_lines = _open_soundfile(path)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as sf_error:
@@ -286,13 +315,15 @@ def _decode_with_pyav(path: Path, sf_error: BaseException) -> Recording:
     except AudioDecodeError:
         raise
     except Exception as av_error:  # PyAV raises many kinds of errors for unreadable input
-        raise AudioDecodeError(
-            f"{path}: not a readable audio or video file ({_short(sf_error)}; {_short(av_error)}). "
-            "Convert it to WAV or FLAC, e.g. with ffmpeg or sox, and try again"
-        ) from None
+        raise _unreadable(path, sf_error, av_error) from None
     if recording.frames == 0:
         raise AudioDecodeError(f"{path}: the file holds no audio samples")
     return recording
+
+
+def _unreadable(path: Path, sf_error: BaseException, av_error: BaseException) -> AudioDecodeError:
+    return AudioDecodeError(f"{path}: not a readable audio or video file ({_short(sf_error)}; {_short(av_error)}). "
+                            "Convert it to WAV or FLAC, e.g. with ffmpeg or sox, and try again")
 
 
 def _short(error: BaseException) -> str:

@@ -19,6 +19,7 @@ import numpy as np
 from ..waveforms import Window, fit_length, plan_windows, resample, to_mono
 from ..taggers.sources import Source
 from .manifest import ResidualReport, StemReport
+from .. import stopping
 from .progress import Progress
 from .recording import SILENCE_PEAK, Recording
 from .render import Renderer, StemPaths
@@ -157,6 +158,7 @@ class WindowedSeparation:
                     run.fp32_retry[i] = run.fp32_retry[i] or bool(result.fp32_retry[row])
                 run.mixer.add(index, run.renderer.piece(queued.original, stems))
             self.progress.window_done(index, len(queued.planned_active))
+            stopping.checkpoint()
         pending.clear()
 
     @staticmethod
@@ -172,6 +174,12 @@ class WindowedSeparation:
             residual = ResidualReport(writer.path.name, writer.peak, writer.clipped_samples)
         return SeparationReport(reports, residual, run.window_log, run.unet_evaluations)
 
+    def _step(self, done: int, total: int) -> None:
+        """The separator's callback after every diffusion step: a stop asked for (Ctrl-C, SIGTERM) ends the
+        UNet loop here, between steps, instead of after the whole window."""
+        stopping.checkpoint()
+        self.progress.steps(done, total)
+
     def _separate_windows(self, originals: list[np.ndarray], model_lengths: list[int], rate: int, channels: int,
                           prompts: list[list[str]]) -> list:
         """The separator's results for some windows: each heard as the channel average (``[samples]``), or with
@@ -185,8 +193,8 @@ class WindowedSeparation:
             else:
                 waves.append(fit_length(resample(to_mono(original), rate, self.model_rate), model_length))
         if len(waves) > 1 and hasattr(self.separator, "separate_windows"):
-            return self.separator.separate_windows(waves, prompts, progress=self.progress.steps)
-        return [self.separator.separate_detailed(wave, sources=p, progress=self.progress.steps)
+            return self.separator.separate_windows(waves, prompts, progress=self._step)
+        return [self.separator.separate_detailed(wave, sources=p, progress=self._step)
                 for wave, p in zip(waves, prompts)]
 
 

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ModelNotAvailableError
-from ..known_models import KnownModel
-from ..paths import offline_mode, unavailable_because
+from ..model_files import KnownModel
+from ..model_files import offline_mode, unavailable_because
 from .backbones import Backbone, families, family_for_folder, family_for_repo, model_cards
 from .lookup import check_model_name
 

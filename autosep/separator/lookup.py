@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import ModelNotAvailableError
-from ..paths import converted_root
+from ..model_files import converted_root
 from .backbones import family_for_folder, family_for_repo
 from .backbones.audioldm import MelBackbone
 

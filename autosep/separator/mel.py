@@ -62,7 +62,7 @@ def _as_applied(basis: np.ndarray) -> torch.Tensor:
 
 
 def _basis_cache_path() -> Path:
-    from ..paths import cache_dir
+    from ..model_files import cache_dir
 
     name = f"mel_slaney_sr{SAMPLE_RATE}_fft{N_FFT}_mels{N_MELS}_{F_MIN:g}-{F_MAX:g}hz.npy"
     return cache_dir() / "frontend" / name

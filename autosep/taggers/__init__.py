@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..known_models import KnownModel
+from ..model_files import KnownModel
 from . import registry
 from .base import Tagger, TagResult, WindowGrid
 from .planner import plan_from_result, plan_sources

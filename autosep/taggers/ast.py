@@ -13,7 +13,7 @@ import numpy as np
 
 from ..devices import resolve_device
 from ..errors import ModelNotAvailableError
-from ..known_models import KnownModel
+from ..model_files import KnownModel
 from .audioset import load_ontology
 from .base import Tagger
 from .hub import from_pretrained, resolve_model_id

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..devices import resolve_device, resolve_dtype
-from ..known_models import KnownModel
+from ..model_files import KnownModel
 from .base import Tagger, TagResult
 from .hub import from_pretrained, resolve_model_id
 from .sources import OPEN_SET_PREFIX

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from ..known_models import KnownModel
+from ..model_files import KnownModel
 from ..waveforms import fit_length, plan_windows, resample, to_mono
 from . import registry
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..devices import resolve_device
 from ..errors import AutosepError
-from ..known_models import KnownModel
+from ..model_files import KnownModel
 from .audioset import load_ontology
 from .base import Tagger
 from .hub import from_pretrained, resolve_model_id

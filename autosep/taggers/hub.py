@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from ..paths import model_unavailable
+from ..model_files import model_unavailable
 
 
 def resolve_model_id(model: str | Path | None, default: str) -> str:

@@ -23,8 +23,8 @@ if TYPE_CHECKING:  # torch is imported when a model is built, so `autosep models
 from ..devices import resolve_device
 from ..downloads import copy_into_place, ensure_file, verify_file
 from ..errors import DownloadError, ModelNotAvailableError
-from ..known_models import KnownModel
-from ..paths import cache_dir
+from ..model_files import KnownModel
+from ..model_files import cache_dir
 from .audioset import class_labels_csv, load_ontology, read_class_labels
 from .base import Tagger
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from ..errors import SettingsError
 
 if TYPE_CHECKING:
-    from ..known_models import KnownModel
+    from ..model_files import KnownModel
     from .base import Tagger, WindowGrid
 
 BUILTIN_MODULES = ("panns", "ast", "clap", "audio_lm")  # in the order the CLI and `autosep models` list them

@@ -9,7 +9,7 @@ prompts of described objects.
 
 from __future__ import annotations
 
-from ..known_models import KnownModel
+from ..model_files import KnownModel
 
 DEFAULT_VISUAL_MODEL = "openai/clip-vit-base-patch32"
 DEFAULT_DESCRIBE_MODEL = "HuggingFaceTB/SmolVLM-256M-Instruct"

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import ModelNotAvailableError
-from ..paths import model_unavailable
+from ..model_files import model_unavailable
 from . import DEFAULT_VISUAL_MODEL
 from .frames import Frame
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from autosep.known_models import KnownModel
+from autosep.model_files import KnownModel
 from autosep.separator import KNOWN_MODELS, MODEL_ALIASES, inversion_prompts, resolve_model_name
 from autosep.separator import mel
 from real_audio import INSTALL_HINT, missing_tools, render_midi, speak

@@ -286,7 +286,7 @@ class StableAudio3Backbone(FullBandBackbone):
     @classmethod
     def prepare_folder(cls, folder: Path) -> Path:
         from .. import sa3_convert
-        from ...paths import offline_mode
+        from ...model_files import offline_mode
 
         if not is_original_checkpoint(folder):
             return folder
@@ -310,7 +310,7 @@ class StableAudio3Backbone(FullBandBackbone):
 
     @classmethod
     def is_cached(cls, model_id: str) -> bool:
-        from ...paths import converted_root
+        from ...model_files import converted_root
 
         return any(converted_root(model_id).glob("*/model_index.json")) or diffusers_pipeline_is_cached(model_id)
 

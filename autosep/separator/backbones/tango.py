@@ -140,7 +140,7 @@ def text_encoder_folder(name: str, checkpoint: Path, weights: bool = False) -> P
             return candidate
     from huggingface_hub import snapshot_download
 
-    from ...paths import offline_mode, unavailable_because
+    from ...model_files import offline_mode, unavailable_because
 
     patterns = list(TEXT_ENCODER_FILES) + (list(TEXT_ENCODER_WEIGHTS) if weights else [])
     try:

@@ -1,18 +1,34 @@
-"""Where autosep keeps its own downloads (checkpoints that are not on the Hugging Face hub, AudioSet metadata).
+"""Model files: what a model autosep knows by name is (:class:`KnownModel`), where autosep keeps its own downloads
+(checkpoints that are not on the Hugging Face hub, converted checkpoints), whether the run is offline, and the
+message when a model cannot be had.
 
-Hugging Face models stay in the Hugging Face cache (``HF_HOME`` / ``HF_HUB_CACHE``); this folder holds the rest.
-Set ``AUTOSEP_CACHE`` to move it.
+The separator's backbones and the taggers each declare their own :class:`KnownModel` entries; ``autosep models``
+lists them all and ``autosep models download NAME`` fetches one ahead of an offline run. Hugging Face models stay in the
+Hugging Face cache (``HF_HOME`` / ``HF_HUB_CACHE``); autosep's own folder holds the rest (``AUTOSEP_CACHE`` moves it).
 """
 
 from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:
     from .errors import ModelNotAvailableError
+
+
+@dataclass(frozen=True)
+class KnownModel:
+    alias: str  # short name users type ("audioldm2", "panns")
+    role: str  # "separator" or "tagger"
+    source: str  # Hugging Face repo id, or the download URL for files that are not on the hub
+    size: str  # approximate download size, for humans ("1.1 GB")
+    licence: str  # licence of the weights, e.g. "CC BY-NC-SA 4.0"
+    description: str
+    fetch: Callable[[], Path] | None = None  # custom download (non-hub files); None means snapshot_download(source)
+    is_cached: Callable[[], bool] | None = None  # with ``fetch``: whether a complete copy is already on disk
 
 
 def cache_dir() -> Path:
