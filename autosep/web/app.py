@@ -110,6 +110,15 @@ def _table_to_rows(table, known: list[SourceRow], duration_s: float) -> list[Sou
     return rows
 
 
+def playable(video: Path | None) -> bool:
+    """Whether a browser plays ``video`` as it is (h264/av1 in mp4, vp8/vp9/av1 in webm, theora in ogg). Any other
+    is not put in a player: Gradio would re-encode it with ffmpeg into its own cache, outside the session's folder
+    (and slowly, for a long video)."""
+    from gradio.processing_utils import video_is_playable
+
+    return video is not None and video_is_playable(str(video))
+
+
 def _gain_db(value: float) -> float:
     return -math.inf if value is None or float(value) <= MUTE_DB else float(value)
 
@@ -301,11 +310,15 @@ class Handlers:
             except AutosepError as exc:  # refused: the old recording's results are gone all the same
                 updates[page.upload_status] = error_line(session.tell(str(exc)))
             else:
+                video = ", a video" if session.video else ""
+                if session.video is not None and not playable(session.video):
+                    video += " (its picture is looked at; its format does not play in a browser)"
                 updates[page.upload_status] = (f"**{literal(session.display_name)}**: {clock(duration)} long"
-                                               + (", a video" if session.video else "") + "; next: 1. Find sources")
+                                               f"{video}; next: 1. Find sources")
                 if session.video is not None:
-                    updates.update({page.video: gr.update(value=str(session.video), visible=True),
-                                    page.describe: gr.update(visible=True)})
+                    updates[page.describe] = gr.update(visible=True)
+                if playable(session.video):
+                    updates[page.video] = gr.update(value=str(session.video), visible=True)
         return {**updates, **page.step_buttons(session)}
 
     def receive_upload(self, path: str | None, request: gr.Request) -> dict:
@@ -382,7 +395,8 @@ class Handlers:
         lines = [f"**Remix**: {literal(', '.join(changed)) or 'every stem at 0 dB (the input itself)'}"]
         lines += [f"- {literal(session.tell(w))}" for w in result.warnings]
         video = session.remixed_video
-        shown = {c: gr.update(value=str(video) if video else None, visible=video is not None) for c in page.remixed}
+        shown = {page.remix_video_file: gr.update(value=str(video) if video else None, visible=video is not None),
+                 page.remix_video: gr.update(value=str(video) if playable(video) else None, visible=playable(video))}
         return {page.remix_status: "\n".join(lines), **shown,
                 page.remix_player: gr.update(value=str(result.path), visible=True), **page.step_buttons(session)}
 
