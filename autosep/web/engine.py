@@ -36,7 +36,7 @@ from ..pipeline.progress import Progress
 from ..pipeline.recording import open_audio
 from ..pipeline.remix import REMIX, RemixResult, open_result, remix
 from ..pipeline.settings import PipelineOptions, RunSettings
-from ..pipeline.video_out import remux_with_soundtrack
+from ..pipeline.video_out import VideoOutError, remux_with_soundtrack
 from ..pipeline.visual import VisualEvidence
 from ..video.frames import has_video_stream
 from ..taggers.sources import Source
@@ -394,12 +394,16 @@ class Engine:
         session.remixed_video = None
         try:
             result = remix(folder, dict(gains_db), out)
-            if session.video is not None:
+        except AutosepError as exc:
+            raise AutosepError(session.tell(str(exc))) from None
+        warnings = list(result.warnings)
+        if session.video is not None:
+            try:
                 video = remux_with_soundtrack(session.input, result.path, out.with_suffix(session.input.suffix))
                 session.remixed_video = session.serve(video.path, run)
-        except AutosepError as exc:
-            raise AutosepError(plain(session.tell(str(exc)))) from None
-        return dataclasses.replace(result, path=session.serve(result.path, run))
+            except VideoOutError as exc:  # the audio remix stands; the page says why there is no video
+                warnings.append(f"no remixed video: {plain(session.tell(str(exc)))}")
+        return dataclasses.replace(result, path=session.serve(result.path, run), warnings=warnings)
 
     def _item(self, session: Session) -> InputFile:
         assert session.input is not None

@@ -268,6 +268,13 @@ def test_a_video_shows_what_is_on_screen_takes_a_description_and_comes_back_remi
     error = heard[:length] - wanted[:length]
     assert 10 * np.log10(np.sum(wanted[:length] ** 2) / np.sum(error ** 2)) > 15
 
+    # The video cannot be written (its upload gone from the server): the audio remix still comes, saying why.
+    for upload in (server.root / "sessions").glob("session-*/upload-*/garden_clip.mp4"):
+        upload.unlink()
+    status, player = remix(client, [0.0] * GAINS)
+    assert "no remixed video: garden clip.mp4: cannot open the video" in status and "/tmp/" not in status, status
+    assert Path(player).name == "garden_clip_remix.wav"
+
 
 def test_an_upload_over_the_size_limit_is_refused_with_the_limit(server, tmp_path):
     import httpx

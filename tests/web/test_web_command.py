@@ -66,6 +66,16 @@ def test_models_and_taggers_offered_are_the_operator_s_lists(tmp_path):
     assert names == ["audioldm2", "my-separator", "my-separator (2)"]  # folders by name, never by path
 
 
+def test_the_picture_is_looked_at_as_the_main_command_does_unless_the_operator_says_no():
+    from autosep.web.command import build_parser, config_for
+
+    looking = config_for(build_parser().parse_args(["--visual-model", "google/siglip-base-patch16-224",
+                                                    "--describe-model", "smolvlm"])).options
+    assert looking.visual is True and looking.visual_model == "google/siglip-base-patch16-224"
+    assert looking.describe_model == "smolvlm" and looking.describe is None  # descriptions come from visitors
+    assert config_for(build_parser().parse_args(["--no-visual"])).options.visual is False
+
+
 def test_logins_come_from_auth_and_the_auth_file(tmp_path):
     from autosep.web.command import logins_for
 
