@@ -231,14 +231,20 @@ class _RetryReporter(threading.Thread):
     def __exit__(self, *exc) -> None:
         self.done.set()
         self.join(timeout=2)
+        # A retry that started and finished between two polls (a short recording on an idle machine) is still
+        # reported: the attempt files stay until the batch's state is removed, after this.
+        self.report_new_attempts()
 
     def run(self) -> None:
         while not self.done.wait(0.5):
-            for index, attempt in self.state.attempts().items():
-                if 1 < attempt <= self.retries + 1 and self.reported.get(index, 1) < attempt:
-                    self.reported[index] = attempt
-                    log.error("%s: its Ray worker died; running it again (attempt %d of %d, --ray-retries)",
-                              self.work[index][0].path, attempt, self.retries + 1)
+            self.report_new_attempts()
+
+    def report_new_attempts(self) -> None:
+        for index, attempt in self.state.attempts().items():
+            if 1 < attempt <= self.retries + 1 and self.reported.get(index, 1) < attempt:
+                self.reported[index] = attempt
+                log.error("%s: its Ray worker died; running it again (attempt %d of %d, --ray-retries)",
+                          self.work[index][0].path, attempt, self.retries + 1)
 
 
 def _no_result(item: InputFile):
