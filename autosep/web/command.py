@@ -44,7 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="autosep web", formatter_class=argparse.RawDescriptionHelpFormatter,
                                      description="Start the autosep browser app (Gradio).", epilog=_EPILOG,
-                                     conflict_handler="resolve")  # --model and --tagger become lists here
+                                     conflict_handler="resolve",  # --model and --tagger become lists here
+                                     # No prefixes: the main command's --describe TEXT would silently be taken as
+                                     # --describe-model TEXT here.
+                                     allow_abbrev=False)
     add_tagging_arguments(parser)
     add_separation_arguments(parser)
     offered = parser.add_argument_group("models offered in the page (visitors choose among these only)")

@@ -25,7 +25,9 @@ def test_help_lists_the_server_and_model_options(capsys):
 
 @pytest.mark.parametrize("args, message", [(["--port", "70000"], "--port must be 0-65535"),
                                            (["--steps", "0"], "steps must be a whole number of at least 1"),
-                                           (["--guidance", "-1"], "guidance must be a number >= 0")])
+                                           (["--guidance", "-1"], "guidance must be a number >= 0"),
+                                           # the main command's --describe is not a prefix of --describe-model here
+                                           (["--describe", "the dog"], "unrecognized arguments: --describe")])
 def test_usage_errors_exit_2_before_any_model_loads(capsys, args, message):
     code, output = run(capsys, *args)
     assert code == 2 and message in output
