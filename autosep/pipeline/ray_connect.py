@@ -161,6 +161,12 @@ def wait_for_port(address: str, host: str, port: int, until: float) -> None:
         time.sleep(min(0.25, max(0.0, until - time.monotonic())))
 
 
+def last_line(exc: BaseException) -> str:
+    """The last non-blank line of ``exc``'s message (Ray's errors end with the cause), else its type's name."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__
+
+
 def _unreachable(address: str, what: str) -> str:
     return (f"could not reach the Ray cluster at {address}: {what}; check that the cluster is running there "
             "(`ray status` on the head node), that the address and port are the head's GCS port (6379 unless "
@@ -197,7 +203,7 @@ def connect(ray, settings: RaySettings) -> bool:
         raise RayConnectError(_unreachable(address, f"{host}:{port} accepts connections but Ray did not answer "
                                                     f"within {settings.timeout_s:g} s")) from None
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise RayConnectError(_unreachable(address, str(exc).strip().splitlines()[-1])) from None
+        raise RayConnectError(_unreachable(address, last_line(exc))) from None
     return True
 
 

@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from ..errors import AutosepError
+from .ray_connect import last_line
 from .settings import RunSettings
 
 Pool = tuple[int, int, float, float]  # (workers the nodes hold now, workers at most, CPUs each, GPUs each)
@@ -41,7 +42,7 @@ def stream(ray, work: Sequence[tuple], settings: RunSettings, state: str, worker
             for index, blob in zip(batch["index"], batch["result"]):
                 yield int(index), pickle.loads(blob)
     except ray.exceptions.RayError as exc:
-        raise AutosepError(f"the Ray workers could not run ({_first_line(exc)}); check that the models load "
+        raise AutosepError(f"the Ray workers could not run ({last_line(exc)}); check that the models load "
                            "on the workers' nodes (autosep models download ...)") from None
 
 
@@ -99,9 +100,4 @@ def is_client(ray) -> bool:
         return bool(ray.util.client.ray.is_connected())
     except AttributeError:
         return False
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return next((line.strip() for line in reversed(text) if line.strip()), type(exc).__name__)
 

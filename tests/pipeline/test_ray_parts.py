@@ -127,6 +127,20 @@ def test_connect_gives_up_after_the_timeout_naming_the_address():
     assert is_loopback("localhost") and is_loopback("127.0.0.2") and is_loopback("::1") and not is_loopback("10.0.0.1")
 
 
+def test_a_refusal_without_a_message_still_names_the_address():
+    """ray.init may raise an error with an empty message: the report names the address and the error's type."""
+    class RefusingRay(NoClusterRay):
+        def init(self, **kwargs):
+            raise ConnectionError()
+
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        port = listening.getsockname()[1]
+        with pytest.raises(RayConnectError, match=rf"127\.0\.0\.1:{port}: ConnectionError; check"):
+            connect(RefusingRay(), RaySettings(address=f"127.0.0.1:{port}", timeout_s=5))
+
+
 def test_ray_client_address_without_the_client_is_refused_up_front(monkeypatch):
     import importlib.util
 
