@@ -41,7 +41,7 @@ def test_the_docs_have_the_python_api_examples():
 def test_the_readme_is_a_users_page():
     lines = README.read_text(encoding="utf-8").splitlines()
     assert len(lines) <= 400, f"README.md has {len(lines)} lines: move topic details to docs/"
-    for page in ("python-api", "tagging", "models", "evaluation", "cluster", "web", "benchmarks"):
+    for page in ("python-api", "tagging", "models", "evaluation", "cluster", "web", "video", "benchmarks"):
         assert f"docs/{page}.md" in "\n".join(lines), f"README.md does not link docs/{page}.md"
 
 
@@ -80,6 +80,11 @@ def test_the_readme_test_command_is_the_one_ci_runs():
     ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()]
     assert commands == [line for line in ci if line.startswith("python3 ")]
     assert commands[-1] == "python3 -m pytest"  # the default run: slow tests included
+    # ... and installs the same Debian packages first
+    readme_apt = re.search(r"apt-get install ([^\n]*)", block).group(1).split()
+    ci_apt = re.search(r"apt-get install -y -qq --no-install-recommends \\\n(.*)", (ROOT / ".ci" / "run")
+                       .read_text(encoding="utf-8")).group(1).split()
+    assert readme_apt and readme_apt == ci_apt, (readme_apt, ci_apt)
     addopts = re.findall(r"^addopts\s*=.*$", (ROOT / "pyproject.toml").read_text(encoding="utf-8"), flags=re.M)
     assert addopts and not any("slow" in line for line in addopts)  # nothing deselects them by default
 
