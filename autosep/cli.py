@@ -7,7 +7,8 @@ Built on the Python API: the options become the run's checked settings (``Pipeli
 The subcommands are the modules named in ``SUBCOMMANDS`` (``commands/``: tag, models, remix; ``eval.command`` and
 ``web.command``), and the options they share are in ``commands.options``.
 Exit codes: 0 all inputs done; 1 nothing could run (bad model, no input found, output folder unusable);
-2 usage error; 3 some inputs failed and the rest were done; 130 interrupted by Ctrl-C (rerun to resume).
+2 usage error; 3 some inputs failed and the rest were done; 130 interrupted by Ctrl-C, 143 terminated by SIGTERM
+(rerun to resume).
 """
 
 from __future__ import annotations
@@ -35,11 +36,13 @@ examples:
   autosep mix.wav --remove "dog barking"   also write separated/mix/remix.wav without the dog
   autosep tag mix.wav                      tags and plan only (see autosep tag --help)
   autosep eval separated/ references/      score stems against true ones (see autosep eval --help)
-  autosep models list | autosep models download audioldm2
+  autosep models list                      known models, size, licence, whether downloaded
+  autosep models download audioldm2        fetch a model ahead of an offline run
   autosep remix separated/mix --gain "Dog=-inf"   mix the stems back with gains (see autosep remix --help)
   autosep web                              the browser app on http://127.0.0.1:7860 (pip install "autosep[web]")
 
-exit codes: 0 done, 1 nothing could run, 2 usage error, 3 some inputs failed, 130 interrupted
+exit codes: 0 done, 1 nothing could run, 2 usage error, 3 some inputs failed, 130 interrupted (Ctrl-C),
+143 terminated (SIGTERM)
 """
 
 
