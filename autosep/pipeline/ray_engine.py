@@ -39,7 +39,7 @@ from .ray_state import STATE_FOLDER, RunState
 from .ray_stream import is_client, stream, stream_through_client
 from .settings import RunSettings
 from .folder_lock import clear_stale_lock
-from .write import remove_partials
+from .write import partials, remove_partials
 
 __all__ = ["LOCAL", "STATE_FOLDER", "RayConnectError", "RayUsageError", "RecordingWorker", "SharedStorageError",
            "run_on_ray", "worker_label"]
@@ -166,11 +166,12 @@ def run_on_ray(work: Sequence[tuple[InputFile, Path, Manifest | None]], settings
     finished: set[int] = set()
     try:
         nodes = live_nodes(ray)
-        workers, ready, cpus, gpus = pool_size(nodes, settings.ray, len(work))
+        pool = pool_size(nodes, settings.ray, len(work))
         state = RunState.create(settings.output.out)
         check_visible(ray, nodes, state.folder, [item.path for item, _, _ in work])
-        progress.stage(f"ray: {workers} worker(s), {cpus:g} CPU and {gpus:g} GPU each, {len(nodes)} live node(s)")
-        args = (work, settings, str(state.folder), worker, (ready, workers, cpus, gpus), os.getcwd())
+        progress.stage(f"ray: {pool.workers} worker(s), {pool.cpus:g} CPU and {pool.gpus:g} GPU each, "
+                       f"{len(nodes)} live node(s)")
+        args = (work, settings, str(state.folder), worker, pool, os.getcwd())
         per_worker: Counter[str] = Counter()
         with _RetryReporter(state, work, settings.ray.retries):
             for index, result in (stream_through_client if is_client(ray) else stream)(ray, *args):
@@ -204,14 +205,8 @@ def _stop_workers(state: RunState, folders: list[Path]) -> None:
     state.request_stop()
     until = time.monotonic() + STOP_WAIT_S
     time.sleep(4 * STOP_POLL_S)  # every worker has looked for the request by then
-    while time.monotonic() < until and any(_has_partials(folder) for folder in folders):
+    while time.monotonic() < until and any(partials(folder) for folder in folders):
         time.sleep(STOP_POLL_S)
-
-
-def _has_partials(folder: Path) -> bool:
-    from .write import PARTIAL_MARK
-
-    return folder.is_dir() and any(folder.glob(f".*{PARTIAL_MARK}*"))
 
 
 class _RetryReporter(threading.Thread):

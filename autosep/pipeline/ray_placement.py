@@ -10,6 +10,7 @@ import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from ..errors import AutosepError
 from .ray_connect import RayUsageError
@@ -35,6 +36,15 @@ class Node:
         return f"{self.ip} (node {self.node_id[:8]})"
 
 
+class Pool(NamedTuple):
+    """The worker pool a batch asks Ray Data for."""
+
+    workers: int  # at most (the actor pool's max_size)
+    ready: int  # what the live nodes hold now (its min_size: more start if nodes join)
+    cpus: float  # each
+    gpus: float  # each
+
+
 def live_nodes(ray) -> list[Node]:
     """The nodes that are alive now (``ray.nodes()`` also lists dead ones)."""
     return [Node(entry["NodeID"], entry.get("NodeManagerAddress", "?"), float(entry["Resources"].get("CPU", 0)),
@@ -42,8 +52,8 @@ def live_nodes(ray) -> list[Node]:
             for entry in ray.nodes() if entry.get("Alive")]
 
 
-def pool_size(nodes: list[Node], settings: RaySettings, recordings: int) -> tuple[int, int, float, float]:
-    """(workers to start, workers the nodes hold now, CPUs each, GPUs each) for the live ``nodes``.
+def pool_size(nodes: list[Node], settings: RaySettings, recordings: int) -> Pool:
+    """The :class:`Pool` for the live ``nodes`` and this many ``recordings``.
 
     A worker must fit on one node, so the pool is counted node by node; a pool that no node can hold is refused,
     naming the largest node.
@@ -62,7 +72,7 @@ def pool_size(nodes: list[Node], settings: RaySettings, recordings: int) -> tupl
             "--ray-cpus-per-worker or --ray-gpus-per-worker, or add a larger node", "--ray-cpus-per-worker")
     wanted = settings.workers if settings.workers is not None else held
     wanted = max(1, min(wanted, recordings))
-    return wanted, min(wanted, held), cpus_each, gpus_each
+    return Pool(wanted, min(wanted, held), cpus_each, gpus_each)
 
 
 def _fits(node: Node, cpus_each: float, gpus_each: float) -> int:

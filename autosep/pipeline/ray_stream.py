@@ -15,9 +15,8 @@ from typing import Any
 
 from ..errors import AutosepError
 from .ray_connect import last_line
+from .ray_placement import Pool
 from .settings import RunSettings
-
-Pool = tuple[int, int, float, float]  # (workers the nodes hold now, workers at most, CPUs each, GPUs each)
 
 
 def stream(ray, work: Sequence[tuple], settings: RunSettings, state: str, worker: type, pool: Pool,
@@ -25,7 +24,6 @@ def stream(ray, work: Sequence[tuple], settings: RunSettings, state: str, worker
     """``(index into work, RecordingResult)`` as each recording is done: one recording per batch, in flight one
     per actor (a worker whose models loaded late still gets its share), nothing prefetched (no result waits
     behind the next)."""
-    ready, workers, cpus, gpus = pool
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     context.print_on_execution_start = False
@@ -35,8 +33,9 @@ def stream(ray, work: Sequence[tuple], settings: RunSettings, state: str, worker
     # The run's settings travel inside the class (pickled with it) rather than as constructor arguments,
     # which Ray would keep in the object store, where a restarted actor might no longer find them.
     bound = type(worker.__name__, (worker,), {"config": (settings, state, driver_cwd)})
-    strategy = ray.data.ActorPoolStrategy(min_size=ready, max_size=workers, max_tasks_in_flight_per_actor=1)
-    results = dataset.map_batches(bound, batch_size=1, compute=strategy, num_cpus=cpus, num_gpus=gpus)
+    strategy = ray.data.ActorPoolStrategy(min_size=pool.ready, max_size=pool.workers,
+                                          max_tasks_in_flight_per_actor=1)
+    results = dataset.map_batches(bound, batch_size=1, compute=strategy, num_cpus=pool.cpus, num_gpus=pool.gpus)
     try:
         for batch in results.iter_batches(batch_size=1, prefetch_batches=0, batch_format="numpy"):
             for index, blob in zip(batch["index"], batch["result"]):

@@ -101,15 +101,19 @@ def check_output_format(fmt: str, subtype: str, sample_rate: int, channels: int)
         raise OutputError(f"{fmt} cannot be written with subtype {subtype}")
 
 
+def partials(folder: Path) -> list[Path]:
+    """The temporary files (:func:`temporary_name`) in ``folder``, whoever writes them."""
+    return list(folder.glob(f".*{PARTIAL_MARK}*")) if folder.is_dir() else []
+
+
 def remove_partials(folder: Path, any_process: bool = False) -> None:
     """Delete temporary files an interrupted run left in ``folder``: not those of a process still running on this
     machine, unless ``any_process`` (the caller knows no process writes there any more, e.g. on another node)."""
-    if folder.is_dir():
-        for leftover in folder.glob(f".*{PARTIAL_MARK}*"):
-            pid = leftover.name.rsplit(PARTIAL_MARK, 1)[-1].split("-", 1)[0]
-            if not any_process and pid.isdigit() and int(pid) != os.getpid() and process_alive(int(pid)):
-                continue
-            leftover.unlink(missing_ok=True)
+    for leftover in partials(folder):
+        pid = leftover.name.rsplit(PARTIAL_MARK, 1)[-1].split("-", 1)[0]
+        if not any_process and pid.isdigit() and int(pid) != os.getpid() and process_alive(int(pid)):
+            continue
+        leftover.unlink(missing_ok=True)
 
 
 def process_alive(pid: int) -> bool:

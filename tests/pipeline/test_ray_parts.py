@@ -34,6 +34,8 @@ def test_pool_size_counts_what_each_node_holds():
     assert pool_size(nodes((3, 0), (3, 0)), RaySettings(cpus_per_worker=2), 100)[:2] == (2, 2)
     # More workers asked than fit now: start with what fits, grow if nodes join.
     assert pool_size(nodes((2, 0)), RaySettings(workers=4), 100) == (4, 2, 1.0, 0.0)
+    pool = pool_size(nodes((2, 0)), RaySettings(workers=4), 100)
+    assert (pool.workers, pool.ready, pool.cpus, pool.gpus) == (4, 2, 1.0, 0.0)  # by name, as ray_stream reads it
     assert pool_size(nodes((16, 2)), RaySettings(workers=1, gpus_per_worker=0.5), 10) == (1, 1, 1.0, 0.5)
 
 
