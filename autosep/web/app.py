@@ -26,12 +26,12 @@ import gradio as gr
 from ..errors import AutosepError
 from ..pipeline.naming import RESIDUAL
 from ..pipeline.recording import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS
-from .engine import Engine, Session, SourceRow, clock
+from .engine import MAX_SOURCES, Engine, Session, SourceRow, clock
 from .sessions import SessionStore
 
 log = logging.getLogger("autosep.web")
 
-MAX_STEMS = 13  # stem slots on the page: up to 12 sources and the residual
+MAX_STEMS = MAX_SOURCES + 1  # stem slots on the page: the sources and the residual
 MUTE_DB = -60.0  # the gain slider's bottom: the stem is removed (-inf dB)
 MAX_GAIN_DB = 12.0
 SOURCE_HEADERS = ["separate", "source", "prompt", "score", "active (s)", "on screen"]
@@ -363,8 +363,8 @@ class Handlers:
         if session.found is None:
             raise AutosepError("run step 1 (Find sources) on a recording first")
         rows = _table_to_rows(table, session.found.sources, session.found.duration_s)
-        if sum(1 for r in rows if r.separate) > MAX_STEMS - 1:
-            raise AutosepError(f"at most {MAX_STEMS - 1} sources at a time; untick some")
+        if sum(1 for r in rows if r.separate) > MAX_SOURCES:
+            raise AutosepError(f"at most {MAX_SOURCES} sources at a time; untick some")
         settings = {"model": model, "inversion": inversion, "inv_prompt": inv_prompt, "render": render,
                     "steps": steps, "guidance": guidance, "seed": seed}
         done = self.engine.separate(session, rows, settings, top_tags=session.found.top_tags,

@@ -45,6 +45,7 @@ from .sessions import Found, Separated, Session, SourceRow, scrub
 Report = Callable[[float | None, str], None]  # (fraction done or None, what is happening)
 
 SEPARATION_SETTINGS = ("model", "inversion", "steps", "guidance", "inv_prompt", "seed", "render")
+MAX_SOURCES = 12  # the most sources one request separates, and descriptions it asks the describe model about
 
 
 @dataclass(frozen=True)
@@ -274,9 +275,12 @@ class Engine:
                      describe: Sequence[str] = ()) -> Found:
         """Tag the session's recording and plan its sources (the command line's ``--dry-run``); for a video,
         with what is on screen, and each of ``describe`` (what the visitor sees) as a source of its own."""
+        describe = [text for text in (" ".join(str(d).split()) for d in describe) if text]
+        if len(describe) > MAX_SOURCES:  # each is a run of the describe model: a visitor's text must not hold it
+            raise AutosepError(f"at most {MAX_SOURCES} descriptions at a time (one a line); there are "
+                               f"{len(describe)}")
         duration = self.check_length(session)
         chosen = self.tagger(tagger)
-        describe = [text for text in (" ".join(str(d).split()) for d in describe) if text]
         options = dataclasses.replace(self.config.options, sources=None, dry_run=True, describe=describe or None,
                                       out=session.folder / "plan", overwrite=True)
         settings = options.settings()

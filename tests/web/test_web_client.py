@@ -149,6 +149,15 @@ def test_a_recording_over_the_length_limit_is_refused_with_the_limit(server, cli
     assert "--max-duration" not in status  # a visitor cannot restart the server
 
 
+def test_a_visitor_s_descriptions_are_limited_to_the_page_s_sources(server, client, make_mix, tmp_path):
+    from gradio_client import handle_file
+
+    make_mix(tmp_path / "many.wav")
+    thirteen = "\n".join(f"thing {number}" for number in range(13))  # each would be a run of the describe model
+    status = value_of(client.predict(handle_file(str(tmp_path / "many.wav")), "panns", thirteen, api_name="/find")[0])
+    assert status == "**error:** at most 12 descriptions at a time (one a line); there are 13"
+
+
 def test_a_visitor_cannot_choose_a_model_outside_the_operator_s_list(server, client, web_config, make_mix,
                                                                      tmp_path):
     from gradio_client import handle_file
