@@ -224,6 +224,21 @@ def test_idle_sessions_are_swept_after_the_keep_time(tmp_path):
     assert not fresh.folder.exists() and len(store) == 0
 
 
+def test_a_served_file_is_never_taken_as_an_upload(tmp_path, make_mix):
+    from autosep.errors import AutosepError
+    from autosep.web.sessions import SessionStore
+
+    store = SessionStore(tmp_path / "sessions", keep_s=60)
+    owner, other = store.get("owner"), store.get("other")
+    make_mix(tmp_path / "mine.wav")
+    owner.adopt(tmp_path / "mine.wav")
+    stem = owner.serve(owner.input, "run-1")
+    with pytest.raises(AutosepError, match="no file received"):  # e.g. its URL's path sent to /find by another
+        other.adopt(stem)
+    assert stem.is_file() and other.input is None
+    store.close_all()
+
+
 def test_a_video_s_soundtrack_is_used(server, client, tmp_path):
     write_video(tmp_path / "holiday clip.mp4")
     status, table, _ = find(client, tmp_path / "holiday clip.mp4")
