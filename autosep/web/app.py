@@ -310,14 +310,14 @@ class Handlers:
             except AutosepError as exc:  # refused: the old recording's results are gone all the same
                 updates[page.upload_status] = error_line(session.tell(str(exc)))
             else:
-                video = ", a video" if session.video else ""
-                if session.video is not None and not playable(session.video):
+                video, plays = ", a video" if session.video else "", playable(session.video)
+                if session.video is not None and not plays:
                     video += " (its picture is looked at; its format does not play in a browser)"
                 updates[page.upload_status] = (f"**{literal(session.display_name)}**: {clock(duration)} long"
                                                f"{video}; next: 1. Find sources")
                 if session.video is not None:
                     updates[page.describe] = gr.update(visible=True)
-                if playable(session.video):
+                if plays:
                     updates[page.video] = gr.update(value=str(session.video), visible=True)
         return {**updates, **page.step_buttons(session)}
 
@@ -395,8 +395,9 @@ class Handlers:
         lines = [f"**Remix**: {literal(', '.join(changed)) or 'every stem at 0 dB (the input itself)'}"]
         lines += [f"- {literal(session.tell(w))}" for w in result.warnings]
         video = session.remixed_video
+        plays = playable(video)  # probed once: it runs ffprobe
         shown = {page.remix_video_file: gr.update(value=str(video) if video else None, visible=video is not None),
-                 page.remix_video: gr.update(value=str(video) if playable(video) else None, visible=playable(video))}
+                 page.remix_video: gr.update(value=str(video) if plays else None, visible=plays)}
         return {page.remix_status: "\n".join(lines), **shown,
                 page.remix_player: gr.update(value=str(result.path), visible=True), **page.step_buttons(session)}
 
