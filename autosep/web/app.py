@@ -275,7 +275,7 @@ def _in_status(status_of):
                 message = f"{type(exc).__name__}: {exc}"
             request = next((a for a in [*args, *kwargs.values()] if isinstance(a, gr.Request)), None)
             session = self.session(request)
-            text = session.tell(message) if session is not None else message
+            text = self.engine.tell(session, message) if session is not None else message
             return {status_of(self.page): error_line(text), **self.page.step_buttons(session)}
 
         return wrapper
@@ -308,7 +308,7 @@ class Handlers:
             try:
                 duration = self.engine.receive(session, path, name or Path(path).name)
             except AutosepError as exc:  # refused: the old recording's results are gone all the same
-                updates[page.upload_status] = error_line(session.tell(str(exc)))
+                updates[page.upload_status] = error_line(self.engine.tell(session, str(exc)))
             else:
                 video, plays = ", a video" if session.video else "", playable(session.video)
                 if session.video is not None and not plays:
@@ -393,7 +393,7 @@ class Handlers:
         result = self.engine.remix(session, {name: _gain_db(gain) for name, gain in zip(names, gains)})
         changed = [f"{n} {'off' if g == -math.inf else f'{g:+g} dB'}" for n, g in result.gains_db.items() if g != 0]
         lines = [f"**Remix**: {literal(', '.join(changed)) or 'every stem at 0 dB (the input itself)'}"]
-        lines += [f"- {literal(session.tell(w))}" for w in result.warnings]
+        lines += [f"- {literal(self.engine.tell(session, w))}" for w in result.warnings]
         video = session.remixed_video
         plays = playable(video)  # probed once: it runs ffprobe
         shown = {page.remix_video_file: gr.update(value=str(video) if video else None, visible=video is not None),

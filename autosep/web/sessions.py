@@ -94,10 +94,6 @@ class Session:
             shutil.copyfile(path, target)
         return target
 
-    def tell(self, message: str) -> str:
-        """``message`` with the server's temporary paths replaced by the upload's own name."""
-        return scrub(message, self.private_paths())
-
     def private_paths(self) -> dict[str, str]:
         """Server paths of this session -> what a visitor may see instead."""
         paths: dict[str, str] = {}

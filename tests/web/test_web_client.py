@@ -183,6 +183,20 @@ def test_a_visitor_cannot_choose_a_model_outside_the_operator_s_list(server, cli
     assert len(server.engine._separators) == 1  # nothing else was loaded
 
 
+def test_messages_name_the_models_never_their_server_folders(server, web_config, tmp_path):
+    from autosep.web.sessions import Session
+
+    session = Session(tmp_path / "sessions")
+    opts, engine = web_config.options, server.engine
+    for folder, name in ((opts.model, engine.models[0].name), (opts.tagger_model, engine.taggers[0].name),
+                         (opts.describe_model, None)):
+        folder = Path(folder).resolve()
+        told = engine.tell(session, f"RuntimeError: cannot read {folder}/config.json")
+        assert str(folder) not in told and "/tmp/" not in told, told
+        assert name is None or told == f"RuntimeError: cannot read {name}/config.json", told
+    session.cleanup()
+
+
 def test_only_the_app_s_own_results_are_served(server, client, make_mix, tmp_path):
     make_mix(tmp_path / "mine.wav")
     find(client, tmp_path / "mine.wav")
