@@ -124,6 +124,16 @@ def test_a_visual_model_that_is_not_there_fails_with_what_to_do(tmp_path):
     assert "autosep models download clip" in str(error.value)
 
 
+def test_a_describe_model_that_is_not_there_fails_with_what_to_do(tmp_path):
+    from autosep.video.describe import Describer
+
+    with pytest.raises(ModelNotAvailableError, match="-s PROMPT instead of --describe") as error:
+        Describer.from_pretrained(str(tmp_path / "missing-model"))
+    message = str(error.value)
+    assert message.startswith("describe model ") and "is not a model folder" not in message
+    assert "autosep models download smolvlm" in message and "--describe-model" in message
+
+
 def test_the_command_on_a_rendered_video_end_to_end(tmp_path, tiny_audioldm2_dir, tiny_cnn14_checkpoint,
                                                     tiny_clip_dir, tiny_vlm_dir, capsys):
     """``autosep clip.mkv`` on the tiny models: on-screen spans per source, a described source prompted with the
