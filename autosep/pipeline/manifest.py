@@ -61,6 +61,18 @@ def _fields(cls, data: Any) -> dict[str, Any]:
     return {k: v for k, v in data.items() if k in names} if isinstance(data, dict) else {}
 
 
+class _Record:
+    """A manifest record whose JSON object is its dataclass fields as they are: ``to_dict`` writes them all,
+    ``from_dict`` reads those it knows (a record with more to it overrides either)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        return cls(**_fields(cls, data))
+
+
 def _objects(items: Any) -> list[dict]:
     """The JSON objects in a list (anything else in it, or a non-list, is skipped)."""
     return [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
@@ -181,7 +193,7 @@ def detection_entry(source: Source) -> dict[str, Any]:
 
 
 @dataclass
-class InputRecord:
+class InputRecord(_Record):
     """The input recording as it was read."""
 
     path: str = ""
@@ -204,9 +216,6 @@ class InputRecord:
         """The recorded :func:`fingerprint.file_stamp`, when there is one."""
         return None if self.size_bytes is None or self.mtime_ns is None else (self.size_bytes, self.mtime_ns)
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
     @classmethod
     def from_dict(cls, data: dict) -> "InputRecord":
         values = _fields(cls, data)
@@ -214,34 +223,20 @@ class InputRecord:
 
 
 @dataclass
-class TaggerRecord:
+class TaggerRecord(_Record):
     name: str | None = None
     model_id: str | None = None
     revision: str | None = None  # the hub snapshot it was loaded from (hub_revision)
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "TaggerRecord":
-        return cls(**_fields(cls, data))
-
 
 @dataclass
-class SeparatorRecord:
+class SeparatorRecord(_Record):
     model_id: str | None = None
     backbone: str | None = None
     sample_rate: int | None = None
     channels: int | None = None
     sampler: str | None = None
     revision: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "SeparatorRecord":
-        return cls(**_fields(cls, data))
 
 
 @dataclass
@@ -314,7 +309,7 @@ class RemixRecord:
 
 
 @dataclass
-class VideoOutRecord:
+class VideoOutRecord(_Record):
     """The video input written back beside the stems with a new soundtrack (``--video-out``)."""
 
     file: str
@@ -323,9 +318,6 @@ class VideoOutRecord:
     video_streams: int = 0
     video_packets: int = 0
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
     @classmethod
     def from_dict(cls, data: dict) -> "VideoOutRecord":
         values = _fields(cls, data)
@@ -333,7 +325,7 @@ class VideoOutRecord:
 
 
 @dataclass
-class Flags:
+class Flags(_Record):
     """What a reader should know at a glance."""
 
     no_sources: bool = False
@@ -342,13 +334,6 @@ class Flags:
     clipped_output: list[str] = field(default_factory=list)
     non_finite_input: bool = False
     truncated_input: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "Flags":
-        return cls(**_fields(cls, data))
 
 
 def package_versions() -> dict[str, str]:
