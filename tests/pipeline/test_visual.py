@@ -189,3 +189,20 @@ def test_describe_works_beside_given_prompts_and_warns_on_audio(tmp_path, clip_m
     result = plan(audio)
     assert [s.label for s in result.plan] == ["low hum"]
     assert any("nothing to --describe" in w for w in result.warnings)
+
+
+def test_a_visual_model_loaded_by_a_sharing_copy_is_loaded_for_all(monkeypatch):
+    """An evaluation's recordings and a server's requests each get a copy (sharing_models): the first video
+    loads the model, and neither the original nor a later copy loads it again."""
+    from autosep.pipeline.progress import Progress
+    from autosep.pipeline.visual import VisualEvidence
+    from autosep.video.settings import VisualSettings
+
+    loads = []
+    monkeypatch.setattr(VisualScorer, "from_pretrained", classmethod(lambda cls, model, device: loads.append(model)
+                                                                     or object()))
+    first = VisualEvidence(VisualSettings(), "cpu", Progress())
+    copy = first.sharing_models(VisualSettings(), Progress())
+    loaded = copy.scorer()
+    assert first.scorer() is loaded and first.sharing_models(VisualSettings(), Progress()).scorer() is loaded
+    assert len(loads) == 1
