@@ -159,7 +159,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
     out = parser.add_argument_group("output")
     out.add_argument("-o", "--out", default=d.out, help=f"output folder (default: {d.out})")
-    out.add_argument("--format", choices=tuple(FORMATS), default=d.format)
+    out.add_argument("--format", choices=tuple(FORMATS), default=d.format,
+                     help=f"the stems' file format (default: {d.format})")
     out.add_argument("--bit-depth", choices=tuple(BIT_DEPTHS), default=d.bit_depth,
                      help="default: the input's where the format allows")
     out.add_argument("--overwrite", action="store_true",
