@@ -13,7 +13,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
     from .errors import ModelNotAvailableError
@@ -76,3 +76,21 @@ def model_unavailable(what: str, model_id: str, error: BaseException, alias: str
     return ModelNotAvailableError(
         f"{what} {model_id} {where} ({first}). Fetch it while online with `autosep models download {alias}` "
         f"(or `hf download {model_id}`), or pass {option} with a local folder that holds it{fallback}.")
+
+
+def resolve_model_id(model: str | Path | None, default: str) -> str:
+    """A local folder (as an absolute path) or a hub id; ``None`` or blank means ``default``."""
+    if model is None or str(model).strip() == "":
+        return default
+    path = Path(str(model)).expanduser()
+    return str(path.resolve()) if path.exists() else str(model)
+
+
+def load_pretrained(load: Callable[..., Any], model_id: str, what: str, alias: str, option: str,
+                    instead: str = "", **kwargs: Any) -> Any:
+    """``load(model_id, **kwargs)`` (a ``from_pretrained``), with "not found" turned into :func:`model_unavailable`'s
+    error. The Hugging Face cache and ``HF_HUB_OFFLINE`` are honoured by transformers itself."""
+    try:
+        return load(model_id, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise model_unavailable(what, model_id, exc, alias, option, instead) from None

@@ -27,17 +27,11 @@ import numpy as np
 import torch
 
 from ..devices import resolve_device
-from ..model_files import model_unavailable
+from ..model_files import load_pretrained, resolve_model_id
 from .metrics import resample, to_mono
 
 CLAP_MODEL_ID = "laion/clap-htsat-unfused"
-
-
-def _load(load, model_id: str):
-    try:
-        return load(model_id)
-    except (OSError, ValueError) as exc:
-        raise model_unavailable("CLAP model", model_id, exc, "clap", "--clap-model") from None
+_CLAP = ("CLAP model", "clap", "--clap-model")  # what, `autosep models download` alias, option: for the message
 
 
 def _pooled(output) -> torch.Tensor:
@@ -51,12 +45,10 @@ class ClapScorer:
     def __init__(self, model: str | Path | None = None, device: str | torch.device = "auto", batch_size: int = 8):
         from transformers import AutoProcessor, ClapModel
 
-        from ..taggers.hub import resolve_model_id
-
         self.model_id = resolve_model_id(model, CLAP_MODEL_ID)
         self.device = resolve_device(device)
-        self.processor = _load(AutoProcessor.from_pretrained, self.model_id)
-        self.model = _load(ClapModel.from_pretrained, self.model_id).eval().to(self.device)
+        self.processor = load_pretrained(AutoProcessor.from_pretrained, self.model_id, *_CLAP)
+        self.model = load_pretrained(ClapModel.from_pretrained, self.model_id, *_CLAP).eval().to(self.device)
         extractor = self.processor.feature_extractor
         self.sample_rate = int(extractor.sampling_rate)
         self.window = int(round(float(getattr(extractor, "max_length_s", 10)) * self.sample_rate))

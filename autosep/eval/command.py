@@ -229,6 +229,8 @@ def _separate(args, dataset: Path, references: dict, console) -> list[str]:
         progress = make_progress(args.quiet, console)
         pipeline = Pipeline(recording_options, loaded.tagger if loaded else None,
                             loaded.separator if loaded else None, progress)
+        if loaded is not None:  # the picture's models too are loaded once, on the first video mixture
+            pipeline.visual = loaded.visual.sharing_models(recording_options.visual, progress)
         outcome = run_batch([str(recording.mixture)], recording_options, progress, pipeline=pipeline)
         if outcome.interrupted:
             raise KeyboardInterrupt

@@ -28,7 +28,7 @@ from typing import Any
 
 from ..errors import AutosepError
 from ..taggers.sources import Source
-from .fingerprint import input_fingerprint, same_input
+from .fingerprint import file_stamp, input_fingerprint, same_input
 from .naming import RESIDUAL
 from .write import choose_subtype, write_json
 
@@ -59,6 +59,18 @@ def _fields(cls, data: Any) -> dict[str, Any]:
     """The entries of ``data`` that are fields of the dataclass ``cls`` (a non-object reads as empty)."""
     names = {f.name for f in dataclasses.fields(cls)}
     return {k: v for k, v in data.items() if k in names} if isinstance(data, dict) else {}
+
+
+class _Record:
+    """A manifest record whose JSON object is its dataclass fields as they are: ``to_dict`` writes them all,
+    ``from_dict`` reads those it knows (a record with more to it overrides either)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        return cls(**_fields(cls, data))
 
 
 def _objects(items: Any) -> list[dict]:
@@ -181,7 +193,7 @@ def detection_entry(source: Source) -> dict[str, Any]:
 
 
 @dataclass
-class InputRecord:
+class InputRecord(_Record):
     """The input recording as it was read."""
 
     path: str = ""
@@ -196,9 +208,13 @@ class InputRecord:
     non_finite_samples: int = 0
     header_frames: int | None = None  # set when the data stops short of the header
     fingerprint: str | None = None  # fingerprint.input_fingerprint(); None in manifests before it was recorded
+    size_bytes: int | None = None  # fingerprint.file_stamp() when the fingerprint was taken; None before recorded
+    mtime_ns: int | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+    @property
+    def stamp(self) -> tuple[int, int] | None:
+        """The recorded :func:`fingerprint.file_stamp`, when there is one."""
+        return None if self.size_bytes is None or self.mtime_ns is None else (self.size_bytes, self.mtime_ns)
 
     @classmethod
     def from_dict(cls, data: dict) -> "InputRecord":
@@ -207,34 +223,20 @@ class InputRecord:
 
 
 @dataclass
-class TaggerRecord:
+class TaggerRecord(_Record):
     name: str | None = None
     model_id: str | None = None
     revision: str | None = None  # the hub snapshot it was loaded from (hub_revision)
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "TaggerRecord":
-        return cls(**_fields(cls, data))
-
 
 @dataclass
-class SeparatorRecord:
+class SeparatorRecord(_Record):
     model_id: str | None = None
     backbone: str | None = None
     sample_rate: int | None = None
     channels: int | None = None
     sampler: str | None = None
     revision: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "SeparatorRecord":
-        return cls(**_fields(cls, data))
 
 
 @dataclass
@@ -307,7 +309,7 @@ class RemixRecord:
 
 
 @dataclass
-class VideoOutRecord:
+class VideoOutRecord(_Record):
     """The video input written back beside the stems with a new soundtrack (``--video-out``)."""
 
     file: str
@@ -316,9 +318,6 @@ class VideoOutRecord:
     video_streams: int = 0
     video_packets: int = 0
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
     @classmethod
     def from_dict(cls, data: dict) -> "VideoOutRecord":
         values = _fields(cls, data)
@@ -326,7 +325,7 @@ class VideoOutRecord:
 
 
 @dataclass
-class Flags:
+class Flags(_Record):
     """What a reader should know at a glance."""
 
     no_sources: bool = False
@@ -335,13 +334,6 @@ class Flags:
     clipped_output: list[str] = field(default_factory=list)
     non_finite_input: bool = False
     truncated_input: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "Flags":
-        return cls(**_fields(cls, data))
 
 
 def package_versions() -> dict[str, str]:
@@ -583,7 +575,7 @@ class Manifest:
             recorded["sources"] = [d.prompt for d in self.detections] if given else None
         recorded.setdefault("window_given", self.settings.get("window_s"))
         differs = []
-        if self.input.fingerprint is not None and not same_input(self.input.fingerprint, path):
+        if self.input.fingerprint is not None and not same_input(self.input.fingerprint, path, self.input.stamp):
             differs.append("input")
         for key, wanted in request.items():
             if key == "window_s":
@@ -610,9 +602,11 @@ class Manifest:
               plan: list[Source], source_mode: str, settings: dict, work: dict, stems: list[StemReport],
               residual: ResidualReport | None, windows: list[dict], timings: dict, warnings: list[str],
               top_tags: list[dict], check: dict | None = None, processed_by: dict | None = None,
-              fingerprint: str | None = None) -> "Manifest":
-        """The manifest of a finished recording (not yet written); ``fingerprint`` is the input's, when it was
-        taken while the recording was read (else it is taken here)."""
+              fingerprint: str | None = None, stamp: tuple[int, int] | None = None) -> "Manifest":
+        """The manifest of a finished recording (not yet written); ``fingerprint`` and ``stamp`` are the input's
+        (``FingerprintWhileReading``), when they were taken while the recording was read (else they are here)."""
+        if fingerprint is None:
+            stamp, fingerprint = file_stamp(recording.path), input_fingerprint(recording.path)
         clipped = [s.file for s in [*stems, *([residual] if residual else [])] if s.clipped_samples]
         return cls(
             folder=Path(folder), version=MANIFEST_VERSION, status="done",
@@ -622,7 +616,8 @@ class Manifest:
                 frames=recording.frames, sample_rate=recording.sample_rate, channels=recording.channels,
                 subtype=recording.subtype, container=recording.container, peak=round(float(peak), 6),
                 non_finite_samples=non_finite, header_frames=recording.header_frames,
-                fingerprint=fingerprint or input_fingerprint(recording.path)),
+                fingerprint=fingerprint, size_bytes=stamp[0] if stamp else None,
+                mtime_ns=stamp[1] if stamp else None),
             tagger=None if tagger is None else _tagger_record(tagger),
             separator=None if separator is None else _separator_record(separator, settings),
             versions=package_versions(), source_mode=source_mode,

@@ -26,32 +26,33 @@ WEAK_FACTOR = 0.5  # a class heard at half the presence threshold can be confirm
 class VisualEvidence:
     """Holds the loaded visual models of a run; :meth:`apply` adds a video's evidence to its plan."""
 
-    def __init__(self, settings: VisualSettings, device: str = "auto", progress=None):
+    def __init__(self, settings: VisualSettings, device: str = "auto", progress=None, models: dict | None = None):
         self.settings, self.device, self.progress = settings, device, progress
-        self._scorer = self._describer = None
+        # The loaded models by role, one dict for this object and every copy sharing_models makes: a model
+        # loaded by any of them (on its first video) is loaded for all.
+        self._models: dict = {} if models is None else models
 
     def sharing_models(self, settings: VisualSettings, progress) -> "VisualEvidence":
-        """Another run's settings (e.g. its descriptions) with the models loaded here, so a server's requests
-        load each once. The models here must be the ones ``settings`` name."""
-        other = VisualEvidence(settings, self.device, progress)
-        other._scorer, other._describer = self._scorer, self._describer
-        return other
+        """Another run's settings (e.g. its descriptions) with this run's models, loaded or still to load, so a
+        server's requests or an evaluation's recordings load each once. The models must be the ones ``settings``
+        name."""
+        return VisualEvidence(settings, self.device, progress, self._models)
 
     def scorer(self):
-        if self._scorer is None:
+        if "scorer" not in self._models:
             from ..video.onscreen import VisualScorer
 
             self.progress.stage(f"loading visual model {self.settings.model or 'clip'}")
-            self._scorer = VisualScorer.from_pretrained(self.settings.model, self.device)
-        return self._scorer
+            self._models["scorer"] = VisualScorer.from_pretrained(self.settings.model, self.device)
+        return self._models["scorer"]
 
     def describer(self):
-        if self._describer is None:
+        if "describer" not in self._models:
             from ..video.describe import Describer
 
             self.progress.stage(f"loading describe model {self.settings.describe_model or 'smolvlm'}")
-            self._describer = Describer.from_pretrained(self.settings.describe_model, self.device)
-        return self._describer
+            self._models["describer"] = Describer.from_pretrained(self.settings.describe_model, self.device)
+        return self._models["describer"]
 
     def apply(self, path: Path, duration_s: float, planning: TaggedRecording, planner: dict | None,
               warnings: list[str]) -> dict | None:

@@ -8,9 +8,9 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from ..model_files import load_pretrained, resolve_model_id
 from . import DEFAULT_DESCRIBE_MODEL
 from .frames import Frame
-from .onscreen import load_id, load_pretrained
 
 QUESTION = ("Look at these frames from a video. Describe the sound that {description} makes, in three to six "
             "words, the way a sound library would name it (for example \"acoustic guitar strumming\" or \"dog "
@@ -49,11 +49,10 @@ class Describer:
 
         from ..devices import resolve_device
 
-        model_id = load_id(model_id, DEFAULT_DESCRIBE_MODEL)
-        model = load_pretrained(AutoModelForImageTextToText.from_pretrained, model_id, "smolvlm",
-                                "--describe-model", "-s PROMPT instead of --describe")
-        processor = load_pretrained(AutoProcessor.from_pretrained, model_id, "smolvlm", "--describe-model",
-                                    "-s PROMPT instead of --describe")
+        model_id = resolve_model_id(model_id, DEFAULT_DESCRIBE_MODEL)
+        why = ("describe model", "smolvlm", "--describe-model", "leave it out with -s PROMPT instead of --describe")
+        model = load_pretrained(AutoModelForImageTextToText.from_pretrained, model_id, *why)
+        processor = load_pretrained(AutoProcessor.from_pretrained, model_id, *why)
         return cls(model.to(resolve_device(device)).eval(), processor, model_id)
 
     def messages(self, frames: Sequence[Frame], description: str) -> list[dict]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import ModelNotAvailableError
-from ..model_files import model_unavailable
+from ..model_files import load_pretrained, resolve_model_id
 from . import DEFAULT_VISUAL_MODEL
 from .frames import Frame
 
@@ -79,9 +79,10 @@ class VisualScorer:
 
         from ..devices import resolve_device
 
-        model_id = load_id(model_id, DEFAULT_VISUAL_MODEL)
-        model = load_pretrained(AutoModel.from_pretrained, model_id, "clip", "--visual-model", "--no-visual")
-        processor = load_pretrained(AutoProcessor.from_pretrained, model_id, "clip", "--visual-model", "--no-visual")
+        model_id = resolve_model_id(model_id, DEFAULT_VISUAL_MODEL)
+        why = ("visual model", "clip", "--visual-model", "leave it out with --no-visual")
+        model = load_pretrained(AutoModel.from_pretrained, model_id, *why)
+        processor = load_pretrained(AutoProcessor.from_pretrained, model_id, *why)
         if not hasattr(model, "get_image_features"):
             raise ModelNotAvailableError(f"visual model {model_id} is not an image-text model (CLIP or SigLIP); "
                                          "pass --visual-model with one, or --no-visual")
@@ -118,22 +119,3 @@ class VisualScorer:
                          seen_spans(times, scores[:, j], threshold, every_s, duration_s))
                 for j, name in enumerate(names)]
 
-
-def load_id(model: str | None, default: str) -> str:
-    """A local folder (absolute) or a hub id; None means ``default``."""
-    from pathlib import Path
-
-    if model is None or not str(model).strip():
-        return default
-    path = Path(str(model)).expanduser()
-    return str(path.resolve()) if path.exists() else str(model)
-
-
-def load_pretrained(load, model_id: str, alias: str, option: str, instead: str):
-    """``load(model_id)`` (a ``from_pretrained``), with "not found" turned into ModelNotAvailableError saying what
-    to do: download ``alias``, pass ``option`` a local folder, or run without it (``instead``)."""
-    try:
-        return load(model_id)
-    except (OSError, ValueError) as exc:
-        what = option.lstrip("-").replace("-", " ")  # "visual model", "describe model"
-        raise model_unavailable(what, model_id, exc, alias, option, f"leave it out with {instead}") from None

@@ -124,6 +124,16 @@ def test_a_visual_model_that_is_not_there_fails_with_what_to_do(tmp_path):
     assert "autosep models download clip" in str(error.value)
 
 
+def test_a_describe_model_that_is_not_there_fails_with_what_to_do(tmp_path):
+    from autosep.video.describe import Describer
+
+    with pytest.raises(ModelNotAvailableError, match="-s PROMPT instead of --describe") as error:
+        Describer.from_pretrained(str(tmp_path / "missing-model"))
+    message = str(error.value)
+    assert message.startswith("describe model ") and "is not a model folder" not in message
+    assert "autosep models download smolvlm" in message and "--describe-model" in message
+
+
 def test_the_command_on_a_rendered_video_end_to_end(tmp_path, tiny_audioldm2_dir, tiny_cnn14_checkpoint,
                                                     tiny_clip_dir, tiny_vlm_dir, capsys):
     """``autosep clip.mkv`` on the tiny models: on-screen spans per source, a described source prompted with the
@@ -179,3 +189,20 @@ def test_describe_works_beside_given_prompts_and_warns_on_audio(tmp_path, clip_m
     result = plan(audio)
     assert [s.label for s in result.plan] == ["low hum"]
     assert any("nothing to --describe" in w for w in result.warnings)
+
+
+def test_a_visual_model_loaded_by_a_sharing_copy_is_loaded_for_all(monkeypatch):
+    """An evaluation's recordings and a server's requests each get a copy (sharing_models): the first video
+    loads the model, and neither the original nor a later copy loads it again."""
+    from autosep.pipeline.progress import Progress
+    from autosep.pipeline.visual import VisualEvidence
+    from autosep.video.settings import VisualSettings
+
+    loads = []
+    monkeypatch.setattr(VisualScorer, "from_pretrained", classmethod(lambda cls, model, device: loads.append(model)
+                                                                     or object()))
+    first = VisualEvidence(VisualSettings(), "cpu", Progress())
+    copy = first.sharing_models(VisualSettings(), Progress())
+    loaded = copy.scorer()
+    assert first.scorer() is loaded and first.sharing_models(VisualSettings(), Progress()).scorer() is loaded
+    assert len(loads) == 1
