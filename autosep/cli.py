@@ -19,7 +19,7 @@ import logging
 import sys
 
 from . import stopping
-from .commands.options import add_ray_arguments, add_run_arguments, dash_file_hint, make_progress, options_from_args
+from .commands.options import add_ray_arguments, add_run_arguments, usage_hint, make_progress, options_from_args
 from .errors import EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USAGE, AutosepError, SettingsError
 from .logs import quiet_library_progress_bars, setup_logging
 from .pipeline.api import AutoSep
@@ -120,7 +120,7 @@ def _run(argv: list[str]) -> int:
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
-        hint = dash_file_hint(parser, argv) if exc.code else None
+        hint = usage_hint(parser, argv) if exc.code else None
         if hint:
             print(f"autosep: hint: {hint}", file=sys.stderr)
         return int(exc.code or 0)

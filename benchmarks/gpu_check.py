@@ -21,7 +21,9 @@ Nothing here is a pass/fail test of speed; the precision rows say PASS or FAIL a
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -31,6 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 _SCRATCH = Path(tempfile.mkdtemp(prefix="autosep-gpu-check-"))
+atexit.register(shutil.rmtree, _SCRATCH, ignore_errors=True)  # the tiny models and private caches go
 if __name__ == "__main__":  # run as a script: nothing is downloaded (a private, empty Hugging Face cache, offline)
     os.environ.update(HF_HOME=str(_SCRATCH / "hf"), HF_HUB_OFFLINE="1", AUTOSEP_CACHE=str(_SCRATCH / "cache"),
                       TOKENIZERS_PARALLELISM="false")

@@ -303,6 +303,20 @@ def test_usage_errors_exit_2(tmp_path, capsys):
         assert code == 2 and "--passes" in output
 
 
+def test_a_usage_error_hints_at_an_input_read_as_an_option_or_as_an_options_value(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_wave(tmp_path / "-mix.wav")
+    code, output = run(capsys, "-mix.wav")
+    assert code == 2 and "hint: -mix.wav starts with '-'" in output and "./-mix.wav" in output
+    write_wave(tmp_path / "clip.wav")
+    for option, metavar in (("--video-out", "STEM"), ("--ray", "ADDRESS")):
+        code, output = run(capsys, option, "clip.wav")
+        assert code == 2 and f"hint: clip.wav was taken as the value of {option}" in output
+        assert f"(clip.wav {option})" in output and f"{option}={metavar}" in output
+    code, output = run(capsys, "--", "--video-out")  # after --, nothing is an option: no hint
+    assert code != 0 and "hint" not in output
+
+
 def test_nothing_found_or_unwritable_output_exit_1(tmp_path, capsys):
     code, output = run(capsys, tmp_path / "absent.wav")
     assert code == 1 and "absent.wav" in output

@@ -49,18 +49,25 @@ def number_at_least(minimum: int):
     return parse
 
 
-def dash_file_hint(parser: argparse.ArgumentParser, argv: list[str]) -> str | None:
+def usage_hint(parser: argparse.ArgumentParser, argv: list[str]) -> str | None:
     """After a usage error: a hint when an argument that starts with ``-`` is a file (``-mix.wav``), which
-    argparse can only read as an option."""
+    argparse can only read as an option, or when an input was taken as the value of an option whose value may
+    be left out (``--video-out clip.mp4``, ``--ray clip.mp4``), so that no input was left."""
     from ..pipeline.recording import is_media_file
 
-    for token in argv:
+    def is_file(token: str) -> bool:
+        return os.path.exists(token) or is_media_file(token)
+
+    for before, token in zip([None, *argv], argv):
         if token == "--":
             return None  # everything after it is an input already
-        if (token.startswith("-") and token not in parser._option_string_actions
-                and (os.path.exists(token) or is_media_file(token))):
+        if token.startswith("-") and token not in parser._option_string_actions and is_file(token):
             return (f"{token} starts with '-', so it is read as an option; to give it as an input write "
                     f"./{token}, or put -- before the inputs (autosep -- {token})")
+        action = parser._option_string_actions.get(before or "")
+        if action is not None and action.nargs == "?" and not token.startswith("-") and is_file(token):
+            return (f"{token} was taken as the value of {before}; put the inputs before it "
+                    f"({token} {before}), or write {before}={action.metavar or 'VALUE'} when it has one")
     return None
 
 
@@ -152,7 +159,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
     out = parser.add_argument_group("output")
     out.add_argument("-o", "--out", default=d.out, help=f"output folder (default: {d.out})")
-    out.add_argument("--format", choices=tuple(FORMATS), default=d.format)
+    out.add_argument("--format", choices=tuple(FORMATS), default=d.format,
+                     help=f"the stems' file format (default: {d.format})")
     out.add_argument("--bit-depth", choices=tuple(BIT_DEPTHS), default=d.bit_depth,
                      help="default: the input's where the format allows")
     out.add_argument("--overwrite", action="store_true",

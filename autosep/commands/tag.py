@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .options import (add_tagging_arguments, add_visual_arguments, dash_file_hint, number_at_least,
+from .options import (add_tagging_arguments, add_visual_arguments, usage_hint, number_at_least,
                       planning_settings)
 from ..errors import EXIT_NOTHING_RAN, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, AutosepError, SettingsError
 from ..pipeline.inputs import collect_inputs
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
     except SystemExit as exit_:
-        hint = dash_file_hint(parser, argv) if exit_.code else None
+        hint = usage_hint(parser, argv) if exit_.code else None
         if hint:
             print(f"autosep: hint: {hint.replace('autosep --', 'autosep tag --')}", file=sys.stderr)
         return int(exit_.code or 0)

@@ -5,17 +5,11 @@ it is taken on a thread while the recording is decoded (:class:`FingerprintWhile
 ``sha256:<hex>``. Manifests of earlier versions hold a hash of the size and the first and last MiB only, which an
 edit in the middle of a file of the same size does not change; such a fingerprint is still compared the way it
 was made, and the rewritten manifest gets the whole-file one.
-
-Beside it the manifest records the file's size and modification time (:func:`file_stamp`, taken before the hash
-is read): a resume check then reads the file again only when they changed, so deciding that a batch's finished
-recordings are done costs a ``stat`` each, not a read of every byte. A file of another size is another input
-without reading it; one whose size and time stayed is taken as the one hashed (as ``make`` and ``rsync`` do).
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 from pathlib import Path
 
@@ -35,12 +29,6 @@ def input_fingerprint(path: Path) -> str:
     return PREFIX + digest.hexdigest()
 
 
-def file_stamp(path: Path) -> tuple[int, int]:
-    """The file's size in bytes and its modification time in nanoseconds: what says it was not touched."""
-    stat = os.stat(path)
-    return stat.st_size, stat.st_mtime_ns
-
-
 def legacy_fingerprint(path: Path) -> str:
     """The fingerprint of manifests before the whole-file one: the size and the first and last MiB, hashed."""
     digest = hashlib.sha256()
@@ -54,16 +42,8 @@ def legacy_fingerprint(path: Path) -> str:
     return digest.hexdigest()
 
 
-def same_input(recorded: str, path: Path, stamp: tuple[int, int] | None = None) -> bool:
-    """Whether the file at ``path`` is the one a manifest's fingerprint ``recorded`` was taken of; ``stamp``,
-    the :func:`file_stamp` recorded with it (None in manifests before it was), spares the read when it still
-    holds, and a changed size answers without one."""
-    if stamp is not None:
-        size, mtime_ns = file_stamp(path)
-        if size != stamp[0]:
-            return False
-        if mtime_ns == stamp[1]:
-            return True
+def same_input(recorded: str, path: Path) -> bool:
+    """Whether the file at ``path`` is the one a manifest's fingerprint ``recorded`` was taken of."""
     if recorded.startswith(PREFIX):
         return recorded == input_fingerprint(path)
     return recorded == legacy_fingerprint(path)
@@ -72,11 +52,9 @@ def same_input(recorded: str, path: Path, stamp: tuple[int, int] | None = None) 
 class FingerprintWhileReading:
     """:func:`input_fingerprint` taken on a thread beside the recording's first decoding pass: both read the
     file from its start, so one of the two reads comes from the page cache and the hash (``hashlib`` releases
-    the GIL on large blocks) costs no wall time of its own. :meth:`result` waits for it; :attr:`stamp` is the
-    file's :func:`file_stamp`, taken before the hash starts reading (a later edit changes it)."""
+    the GIL on large blocks) costs no wall time of its own. :meth:`result` waits for it."""
 
     def __init__(self, path: Path):
-        self.stamp = file_stamp(path)
         self._value: str | None = None
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, args=(Path(path),), name="autosep-fingerprint",

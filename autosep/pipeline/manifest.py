@@ -28,7 +28,7 @@ from typing import Any
 
 from ..errors import AutosepError
 from ..taggers.sources import Source
-from .fingerprint import file_stamp, input_fingerprint, same_input
+from .fingerprint import input_fingerprint, same_input
 from .naming import RESIDUAL
 from .write import choose_subtype, write_json
 
@@ -208,13 +208,6 @@ class InputRecord(_Record):
     non_finite_samples: int = 0
     header_frames: int | None = None  # set when the data stops short of the header
     fingerprint: str | None = None  # fingerprint.input_fingerprint(); None in manifests before it was recorded
-    size_bytes: int | None = None  # fingerprint.file_stamp() when the fingerprint was taken; None before recorded
-    mtime_ns: int | None = None
-
-    @property
-    def stamp(self) -> tuple[int, int] | None:
-        """The recorded :func:`fingerprint.file_stamp`, when there is one."""
-        return None if self.size_bytes is None or self.mtime_ns is None else (self.size_bytes, self.mtime_ns)
 
     @classmethod
     def from_dict(cls, data: dict) -> "InputRecord":
@@ -575,7 +568,7 @@ class Manifest:
             recorded["sources"] = [d.prompt for d in self.detections] if given else None
         recorded.setdefault("window_given", self.settings.get("window_s"))
         differs = []
-        if self.input.fingerprint is not None and not same_input(self.input.fingerprint, path, self.input.stamp):
+        if self.input.fingerprint is not None and not same_input(self.input.fingerprint, path):
             differs.append("input")
         for key, wanted in request.items():
             if key == "window_s":
@@ -602,11 +595,9 @@ class Manifest:
               plan: list[Source], source_mode: str, settings: dict, work: dict, stems: list[StemReport],
               residual: ResidualReport | None, windows: list[dict], timings: dict, warnings: list[str],
               top_tags: list[dict], check: dict | None = None, processed_by: dict | None = None,
-              fingerprint: str | None = None, stamp: tuple[int, int] | None = None) -> "Manifest":
-        """The manifest of a finished recording (not yet written); ``fingerprint`` and ``stamp`` are the input's
-        (``FingerprintWhileReading``), when they were taken while the recording was read (else they are here)."""
-        if fingerprint is None:
-            stamp, fingerprint = file_stamp(recording.path), input_fingerprint(recording.path)
+              fingerprint: str | None = None) -> "Manifest":
+        """The manifest of a finished recording (not yet written); ``fingerprint`` is the input's, when it was
+        taken while the recording was read (else it is taken here)."""
         clipped = [s.file for s in [*stems, *([residual] if residual else [])] if s.clipped_samples]
         return cls(
             folder=Path(folder), version=MANIFEST_VERSION, status="done",
@@ -616,8 +607,7 @@ class Manifest:
                 frames=recording.frames, sample_rate=recording.sample_rate, channels=recording.channels,
                 subtype=recording.subtype, container=recording.container, peak=round(float(peak), 6),
                 non_finite_samples=non_finite, header_frames=recording.header_frames,
-                fingerprint=fingerprint, size_bytes=stamp[0] if stamp else None,
-                mtime_ns=stamp[1] if stamp else None),
+                fingerprint=fingerprint or input_fingerprint(recording.path)),
             tagger=None if tagger is None else _tagger_record(tagger),
             separator=None if separator is None else _separator_record(separator, settings),
             versions=package_versions(), source_mode=source_mode,

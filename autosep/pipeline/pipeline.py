@@ -406,8 +406,7 @@ class Pipeline:
             settings=self.settings.record(job.subtype, self.windows), work=work,
             stems=report.stems if report else [], residual=report.residual if report else None, windows=windows,
             timings=job.timings, warnings=job.warnings, top_tags=job.top_tags, check=job.check,
-            processed_by=self.processed_by, fingerprint=job.fingerprint.result() if job.fingerprint else None,
-            stamp=job.fingerprint.stamp if job.fingerprint else None)
+            processed_by=self.processed_by, fingerprint=job.fingerprint.result() if job.fingerprint else None)
         manifest.visual = job.visual
         manifest.write()
         return RecordingResult(item.path, folder, "done", plan=job.plan, manifest=manifest, files=files,

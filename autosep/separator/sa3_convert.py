@@ -59,7 +59,6 @@ from pathlib import Path
 from typing import Any
 
 from ..model_files import converted_root
-from .backbones.stable_audio import is_original_checkpoint  # noqa: F401  (the layout this module converts)
 from .loading import exception_chain
 
 import torch

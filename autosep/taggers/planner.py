@@ -585,9 +585,9 @@ def _merge_same_sound(finished: list[tuple[_Candidate, dict]], planner: _Planner
     A tagger gives one sound several classes, in one family or in different branches of the ontology (a synth
     pad as Organ and Synthesizer, a clarinet as Clarinet and Vehicle horn), and each passes on its own. Over a
     recording of at least ``SAME_SOUND_WINDOWS`` windows, Pearson's r of their scores at least ``SAME_SOUND_R``
-    makes them one source. Two
-    real sources of one family (two instruments) co-vary too when they play together, so for kin the weaker
-    one's active windows must also lie within the stronger one's: a second name is heard only where the first is.
+    makes them one source. Two real sources of one family (two instruments) co-vary too when they play together,
+    so for kin the weaker one's active windows must also lie within the stronger one's: a second name is heard
+    only where the first is.
     """
     def same_sound(candidate: _Candidate, strong: _Candidate) -> str | None:
         if candidate.column is None or strong.column is None or len(candidate.column) < SAME_SOUND_WINDOWS:

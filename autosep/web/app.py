@@ -26,12 +26,12 @@ import gradio as gr
 from ..errors import AutosepError
 from ..pipeline.naming import RESIDUAL
 from ..pipeline.recording import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS
-from .engine import Engine, Session, SourceRow, clock
+from .engine import MAX_SOURCES, Engine, Session, SourceRow, clock
 from .sessions import SessionStore
 
 log = logging.getLogger("autosep.web")
 
-MAX_STEMS = 13  # stem slots on the page: up to 12 sources and the residual
+MAX_STEMS = MAX_SOURCES + 1  # stem slots on the page: the sources and the residual
 MUTE_DB = -60.0  # the gain slider's bottom: the stem is removed (-inf dB)
 MAX_GAIN_DB = 12.0
 SOURCE_HEADERS = ["separate", "source", "prompt", "score", "active (s)", "on screen"]
@@ -275,7 +275,7 @@ def _in_status(status_of):
                 message = f"{type(exc).__name__}: {exc}"
             request = next((a for a in [*args, *kwargs.values()] if isinstance(a, gr.Request)), None)
             session = self.session(request)
-            text = session.tell(message) if session is not None else message
+            text = self.engine.tell(session, message) if session is not None else message
             return {status_of(self.page): error_line(text), **self.page.step_buttons(session)}
 
         return wrapper
@@ -308,16 +308,16 @@ class Handlers:
             try:
                 duration = self.engine.receive(session, path, name or Path(path).name)
             except AutosepError as exc:  # refused: the old recording's results are gone all the same
-                updates[page.upload_status] = error_line(session.tell(str(exc)))
+                updates[page.upload_status] = error_line(self.engine.tell(session, str(exc)))
             else:
-                video = ", a video" if session.video else ""
-                if session.video is not None and not playable(session.video):
+                video, plays = ", a video" if session.video else "", playable(session.video)
+                if session.video is not None and not plays:
                     video += " (its picture is looked at; its format does not play in a browser)"
                 updates[page.upload_status] = (f"**{literal(session.display_name)}**: {clock(duration)} long"
                                                f"{video}; next: 1. Find sources")
                 if session.video is not None:
                     updates[page.describe] = gr.update(visible=True)
-                if playable(session.video):
+                if plays:
                     updates[page.video] = gr.update(value=str(session.video), visible=True)
         return {**updates, **page.step_buttons(session)}
 
@@ -363,8 +363,8 @@ class Handlers:
         if session.found is None:
             raise AutosepError("run step 1 (Find sources) on a recording first")
         rows = _table_to_rows(table, session.found.sources, session.found.duration_s)
-        if sum(1 for r in rows if r.separate) > MAX_STEMS - 1:
-            raise AutosepError(f"at most {MAX_STEMS - 1} sources at a time; untick some")
+        if sum(1 for r in rows if r.separate) > MAX_SOURCES:
+            raise AutosepError(f"at most {MAX_SOURCES} sources at a time; untick some")
         settings = {"model": model, "inversion": inversion, "inv_prompt": inv_prompt, "render": render,
                     "steps": steps, "guidance": guidance, "seed": seed}
         done = self.engine.separate(session, rows, settings, top_tags=session.found.top_tags,
@@ -393,10 +393,11 @@ class Handlers:
         result = self.engine.remix(session, {name: _gain_db(gain) for name, gain in zip(names, gains)})
         changed = [f"{n} {'off' if g == -math.inf else f'{g:+g} dB'}" for n, g in result.gains_db.items() if g != 0]
         lines = [f"**Remix**: {literal(', '.join(changed)) or 'every stem at 0 dB (the input itself)'}"]
-        lines += [f"- {literal(session.tell(w))}" for w in result.warnings]
+        lines += [f"- {literal(self.engine.tell(session, w))}" for w in result.warnings]
         video = session.remixed_video
+        plays = playable(video)  # probed once: it runs ffprobe
         shown = {page.remix_video_file: gr.update(value=str(video) if video else None, visible=video is not None),
-                 page.remix_video: gr.update(value=str(video) if playable(video) else None, visible=playable(video))}
+                 page.remix_video: gr.update(value=str(video) if plays else None, visible=plays)}
         return {page.remix_status: "\n".join(lines), **shown,
                 page.remix_player: gr.update(value=str(result.path), visible=True), **page.step_buttons(session)}
 

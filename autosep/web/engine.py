@@ -45,6 +45,7 @@ from .sessions import Found, Separated, Session, SourceRow, scrub
 Report = Callable[[float | None, str], None]  # (fraction done or None, what is happening)
 
 SEPARATION_SETTINGS = ("model", "inversion", "steps", "guidance", "inv_prompt", "seed", "render")
+MAX_SOURCES = 12  # the most sources one request separates, and descriptions it asks the describe model about
 
 
 @dataclass(frozen=True)
@@ -181,6 +182,10 @@ class Engine:
                 paths.update({str(local.resolve()): choice.name, str(local): choice.name, choice.spec: choice.name})
         return paths
 
+    def tell(self, session: Session, message: str) -> str:
+        """``message`` as a visitor may see it: the session's and the models' server paths replaced by names."""
+        return scrub(message, self.private_paths(session))
+
     def _choice(self, offered: list[Choice], name: str, what: str) -> Choice:
         for choice in offered:
             if choice.name == name:
@@ -247,7 +252,7 @@ class Engine:
             with open_audio(session.input) as reader:
                 duration = reader.duration
         except AutosepError as exc:
-            raise AutosepError(plain(session.tell(str(exc)))) from None
+            raise AutosepError(plain(self.tell(session, str(exc)))) from None
         limit = self.config.max_duration_s
         if duration > limit:
             raise AutosepError(f"{session.display_name}: {clock(duration)} long; this server accepts recordings up "
@@ -274,9 +279,12 @@ class Engine:
                      describe: Sequence[str] = ()) -> Found:
         """Tag the session's recording and plan its sources (the command line's ``--dry-run``); for a video,
         with what is on screen, and each of ``describe`` (what the visitor sees) as a source of its own."""
+        describe = [text for text in (" ".join(str(d).split()) for d in describe) if text]
+        if len(describe) > MAX_SOURCES:  # each is a run of the describe model: a visitor's text must not hold it
+            raise AutosepError(f"at most {MAX_SOURCES} descriptions at a time (one a line); there are "
+                               f"{len(describe)}")
         duration = self.check_length(session)
         chosen = self.tagger(tagger)
-        describe = [text for text in (" ".join(str(d).split()) for d in describe) if text]
         options = dataclasses.replace(self.config.options, sources=None, dry_run=True, describe=describe or None,
                                       out=session.folder / "plan", overwrite=True)
         settings = options.settings()
@@ -286,14 +294,14 @@ class Engine:
                 pipeline.visual = self.visual_for(settings, report)
             result = pipeline.process(self._item(session))
         if not result.ok:
-            raise AutosepError(plain(session.tell(result.message)))
+            raise AutosepError(plain(self.tell(session, result.message)))
         seen = {entry["source"]: entry for entry in (result.visual or {}).get("sources", [])}
         rows = [SourceRow(label=s.label, prompt=s.prompt, score=s.score, mid=s.mid,
                           segments=[(float(a), float(b)) for a, b in s.segments],
                           active_s=float(sum(b - a for a, b in s.segments)),
                           on_screen=_on_screen(seen.get(s.label))) for s in result.plan]
-        session.found = Found(rows, list(result.top_tags), duration, [session.tell(w) for w in result.warnings],
-                              result.visual)
+        session.found = Found(rows, list(result.top_tags), duration,
+                              [self.tell(session, w) for w in result.warnings], result.visual)
         session.separated = None
         return session.found
 
@@ -333,9 +341,9 @@ class Engine:
                 del pipeline
                 release_memory()
         if not result.ok:
-            raise AutosepError(plain(session.tell(result.message)))
+            raise AutosepError(plain(self.tell(session, result.message)))
         if not result.files:
-            raise AutosepError(session.tell("; ".join(result.warnings) or "no stems were written"))
+            raise AutosepError(self.tell(session, "; ".join(result.warnings) or "no stems were written"))
         report(1.0, "drawing spectrograms")
         session.runs += 1
         run = f"run-{session.runs}"
@@ -344,7 +352,7 @@ class Engine:
         session.separated = Separated(
             result.output, {name: session.serve(path, run) for name, path in result.files.items()},
             {name: session.serve(path, f"{run}/mel") for name, path in spectrograms.items()},
-            session.serve(archive, run), [session.tell(w) for w in result.warnings])
+            session.serve(archive, run), [self.tell(session, w) for w in result.warnings])
         return session.separated
 
     def _separation_values(self, settings: Mapping[str, object]) -> dict:
@@ -395,14 +403,14 @@ class Engine:
         try:
             result = remix(folder, dict(gains_db), out)
         except AutosepError as exc:
-            raise AutosepError(session.tell(str(exc))) from None
+            raise AutosepError(self.tell(session, str(exc))) from None
         warnings = list(result.warnings)
         if session.video is not None:
             try:
                 video = remux_with_soundtrack(session.input, result.path, out.with_suffix(session.input.suffix))
                 session.remixed_video = session.serve(video.path, run)
             except VideoOutError as exc:  # the audio remix stands; the page says why there is no video
-                warnings.append(f"no remixed video: {plain(session.tell(str(exc)))}")
+                warnings.append(f"no remixed video: {plain(self.tell(session, str(exc)))}")
         return dataclasses.replace(result, path=session.serve(result.path, run), warnings=warnings)
 
     def _item(self, session: Session) -> InputFile:

@@ -94,10 +94,6 @@ class Session:
             shutil.copyfile(path, target)
         return target
 
-    def tell(self, message: str) -> str:
-        """``message`` with the server's temporary paths replaced by the upload's own name."""
-        return scrub(message, self.private_paths())
-
     def private_paths(self) -> dict[str, str]:
         """Server paths of this session -> what a visitor may see instead."""
         paths: dict[str, str] = {}
@@ -111,7 +107,9 @@ class Session:
         """Move the uploaded file into this session (a fresh subfolder, so earlier results never mix in); the
         results of the previous recording are dropped."""
         upload = Path(upload)
-        if not upload.is_file():
+        # An API caller may name any file in Gradio's folder: never one the page serves (another session's
+        # stems, which would be moved away from it).
+        if not upload.is_file() or upload.resolve().is_relative_to(self.served.parent.resolve()):
             raise AutosepError("no file received; upload a recording or record one first")
         name = display_name or upload.name
         stem, suffix = Path(name).stem, Path(name).suffix.lower()

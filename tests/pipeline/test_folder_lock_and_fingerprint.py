@@ -124,24 +124,3 @@ def test_a_stop_does_not_outlive_the_run_that_was_asked_to_stop():
         assert stopping.terminated()
     stopping.checkpoint()  # no longer stopping
     assert not stopping.terminated()
-
-
-def test_the_recorded_size_and_time_spare_the_read_and_a_changed_time_hashes_again(tmp_path, monkeypatch):
-    from autosep.pipeline import fingerprint
-    path = tmp_path / "take.wav"
-    data = bytearray(os.urandom(3 << 20))
-    path.write_bytes(bytes(data))
-    before, stamp = input_fingerprint(path), fingerprint.file_stamp(path)
-    assert stamp[0] == len(data)
-    reads = []
-    real = fingerprint.input_fingerprint
-    monkeypatch.setattr(fingerprint, "input_fingerprint", lambda p: reads.append(p) or real(p))
-    assert same_input(before, path, stamp) and reads == []  # untouched: a stat, no read
-    assert not same_input(before, path, (stamp[0] + 1, stamp[1])) and reads == []  # another size: no read
-    data[len(data) // 2] ^= 0xFF  # the same size, a later time: read, and seen
-    path.write_bytes(bytes(data))
-    os.utime(path, ns=(stamp[1] + 10**9, stamp[1] + 10**9))
-    assert not same_input(before, path, stamp) and reads == [path]
-    data[len(data) // 2] ^= 0xFF  # the bytes back, the time not: read, and the same
-    path.write_bytes(bytes(data))
-    assert same_input(before, path, fingerprint.file_stamp(path)[:1] + (0,)) and len(reads) == 2

@@ -66,21 +66,6 @@ def test_the_same_request_resumes_and_an_input_changed_since_is_separated_again(
     assert changed.results[1].manifest.input.frames == int(1.2 * 44100)
 
 
-def test_a_resume_reads_no_finished_input_whose_size_and_time_stayed(tmp_path, monkeypatch):
-    from autosep.pipeline import fingerprint
-    _write(tmp_path / "in" / "a.wav", seconds=1.0)
-    _write(tmp_path / "in" / "b.wav", seconds=1.0)
-    first = _batch(tmp_path, [tmp_path / "in"])
-    assert first.exit_code == 0
-    recorded = first.results[0].manifest.input
-    assert (recorded.size_bytes, recorded.mtime_ns) == fingerprint.file_stamp(tmp_path / "in" / "a.wav")
-    read = []
-    real = fingerprint.input_fingerprint
-    monkeypatch.setattr(fingerprint, "input_fingerprint", lambda path: read.append(path.name) or real(path))
-    assert [r.status for r in _batch(tmp_path, [tmp_path / "in"]).results] == ["skipped", "skipped"]
-    assert read == []  # a stat each, not a read of every byte
-
-
 def test_an_unchanged_copy_with_a_new_modification_time_is_still_done(tmp_path):
     data = _write(tmp_path / "in" / "mix.wav", seconds=1.0)
     assert _batch(tmp_path, [tmp_path / "in"]).exit_code == 0

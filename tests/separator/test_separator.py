@@ -226,6 +226,19 @@ def test_w1_never_evaluates_the_unconditional_branch(zs, wave, monkeypatch):
     assert spy.conditional == result.unet_evaluations == 2 * (STEPS - 1) + 2 * STEPS
 
 
+@pytest.mark.parametrize("guidance, encoded", [(1.0, {"cello", "flute"}), (0.5, {"cello", "flute", ""})])
+def test_each_prompt_is_encoded_once_per_run_and_the_empty_one_only_when_guidance_needs_it(zs, wave, monkeypatch,
+                                                                                          guidance, encoded):
+    monkeypatch.setattr(zs, "_conditionings", {})  # the module's separator has encoded these prompts before
+    calls = []
+    encode = zs.backbone.encode
+    monkeypatch.setattr(zs.backbone, "encode", lambda prompt, device: calls.append(prompt) or encode(prompt, device))
+    # Two windows, two passes: every inversion and denoising call of the run asks for the same three prompts.
+    zs.separate_windows([wave, 0.5 * wave], [["cello", "flute"]] * 2, steps=2, guidance=guidance,
+                        inv_prompt="others", passes=2)
+    assert sorted(calls) == sorted(encoded)
+
+
 def test_w0_never_evaluates_the_conditional_branch(zs, wave, monkeypatch):
     spy = UNetSpy(zs, monkeypatch)
     result = zs.separate_detailed(wave, ["cello", "flute"], steps=STEPS, guidance=0.0, inv_prompt="others")

@@ -149,6 +149,15 @@ def test_a_recording_over_the_length_limit_is_refused_with_the_limit(server, cli
     assert "--max-duration" not in status  # a visitor cannot restart the server
 
 
+def test_a_visitor_s_descriptions_are_limited_to_the_page_s_sources(server, client, make_mix, tmp_path):
+    from gradio_client import handle_file
+
+    make_mix(tmp_path / "many.wav")
+    thirteen = "\n".join(f"thing {number}" for number in range(13))  # each would be a run of the describe model
+    status = value_of(client.predict(handle_file(str(tmp_path / "many.wav")), "panns", thirteen, api_name="/find")[0])
+    assert status == "**error:** at most 12 descriptions at a time (one a line); there are 13"
+
+
 def test_a_visitor_cannot_choose_a_model_outside_the_operator_s_list(server, client, web_config, make_mix,
                                                                      tmp_path):
     from gradio_client import handle_file
@@ -172,6 +181,20 @@ def test_a_visitor_cannot_choose_a_model_outside_the_operator_s_list(server, cli
         with pytest.raises(AutosepError, match="this server offers the models"):
             server.engine.separator(probe)
     assert len(server.engine._separators) == 1  # nothing else was loaded
+
+
+def test_messages_name_the_models_never_their_server_folders(server, web_config, tmp_path):
+    from autosep.web.sessions import Session
+
+    session = Session(tmp_path / "sessions")
+    opts, engine = web_config.options, server.engine
+    for folder, name in ((opts.model, engine.models[0].name), (opts.tagger_model, engine.taggers[0].name),
+                         (opts.describe_model, None)):
+        folder = Path(folder).resolve()
+        told = engine.tell(session, f"RuntimeError: cannot read {folder}/config.json")
+        assert str(folder) not in told and "/tmp/" not in told, told
+        assert name is None or told == f"RuntimeError: cannot read {name}/config.json", told
+    session.cleanup()
 
 
 def test_only_the_app_s_own_results_are_served(server, client, make_mix, tmp_path):
@@ -213,6 +236,21 @@ def test_idle_sessions_are_swept_after_the_keep_time(tmp_path):
     assert store.sweep() == 1 and not old.folder.exists() and fresh.folder.exists()
     store.close_all()
     assert not fresh.folder.exists() and len(store) == 0
+
+
+def test_a_served_file_is_never_taken_as_an_upload(tmp_path, make_mix):
+    from autosep.errors import AutosepError
+    from autosep.web.sessions import SessionStore
+
+    store = SessionStore(tmp_path / "sessions", keep_s=60)
+    owner, other = store.get("owner"), store.get("other")
+    make_mix(tmp_path / "mine.wav")
+    owner.adopt(tmp_path / "mine.wav")
+    stem = owner.serve(owner.input, "run-1")
+    with pytest.raises(AutosepError, match="no file received"):  # e.g. its URL's path sent to /find by another
+        other.adopt(stem)
+    assert stem.is_file() and other.input is None
+    store.close_all()
 
 
 def test_a_video_s_soundtrack_is_used(server, client, tmp_path):

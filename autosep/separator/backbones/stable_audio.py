@@ -58,6 +58,14 @@ class FullBandBackbone(Backbone, ABC):
         return self.pipe.vae.decode(latents.float()).sample.float()
 
     @staticmethod
+    def _edit_noise(x0, run: SamplingRun) -> list:
+        """The edit-friendly inversion's noise maps [1, ...] on ``x0``'s device (one per step, from the run's seed),
+        shared by every row of ``x0``."""
+        from .. import flow_inversion as fi
+
+        return [n.to(x0.device)[None] for n in fi.auxiliary_noise(tuple(x0.shape[1:]), run.steps, run.seed)]
+
+    @staticmethod
     def _model_fn(run: SamplingRun, prompts: list[str]):
         """``fn(x, sigma)`` for the flow samplers: rows of ``x`` are ``prompts`` repeated (an edit-friendly
         inversion evaluates every step's latents in one call, step-major)."""
@@ -214,7 +222,7 @@ class StableAudioOpenBackbone(FullBandBackbone):
         scheduler = fi.sde_scheduler(self.pipe.scheduler.config, run.steps, x0.device)
         model_fn = self._model_fn(run, prompts)
         if run.inversion == "ddpm":
-            noise = [n.to(x0.device)[None] for n in fi.auxiliary_noise(tuple(x0.shape[1:]), run.steps, run.seed)]
+            noise = self._edit_noise(x0, run)
             x_top, zs, residual = fi.sde_edit_friendly_invert(scheduler, x0, model_fn, noise, on_step=run.step_done)
             return Inverted(x_top, zs, {"residual": residual})
         return Inverted(fi.sde_ode_invert(scheduler, x0, model_fn, on_step=run.step_done))
@@ -366,7 +374,7 @@ class StableAudio3Backbone(FullBandBackbone):
         scheduler = fi.flow_scheduler(self.pipe.scheduler.config, run.steps, device=x0.device)
         model_fn = self._model_fn(run, prompts)
         if run.inversion == "ddpm":
-            noise = [n.to(x0.device)[None] for n in fi.auxiliary_noise(tuple(x0.shape[1:]), run.steps, run.seed)]
+            noise = self._edit_noise(x0, run)
             return Inverted(*fi.flow_edit_friendly_invert(scheduler, x0, model_fn, noise, on_step=run.step_done))
         return Inverted(fi.flow_ode_invert(scheduler, x0, model_fn, on_step=run.step_done))
 
