@@ -207,6 +207,19 @@ def test_only_the_app_s_own_results_are_served(server, client, make_mix, tmp_pat
         assert answer(f"{server.url}gradio_api/file={private}") in (403, 404)
 
 
+def test_gradio_s_own_copies_go_after_the_keep_time(server, web_config, tmp_path):
+    import httpx
+
+    # A file sent to Gradio's upload route with no event after it never reaches a session: Gradio's delete_cache
+    # removes it once it is older than the keep time (checked every 10 minutes at most).
+    keep_s = int(web_config.keep_hours * 3600)
+    assert server.app.delete_cache == (min(600, keep_s), keep_s)
+    response = httpx.post(f"{server.url}gradio_api/upload", files={"files": ("stray.wav", b"RIFF", "audio/wav")},
+                          timeout=60, trust_env=False)
+    stray = Path(response.json()[0])
+    assert stray.is_relative_to(server.root / "gradio") and str(stray) in server.app.upload_file_set
+
+
 @pytest.mark.slow  # Gradio notices a closed tab at its next heartbeat: up to 15 s
 def test_a_closed_tab_s_files_are_removed_and_their_urls_answer_404(server, web_config, make_mix, tmp_path):
     from gradio_client import Client
