@@ -88,7 +88,9 @@ def _root_cause(error: BaseException) -> str:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="autosep models", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="autosep models", description="The models autosep knows, their size and licence, and a way to download "
+        "one ahead of an offline run (into the Hugging Face cache, or autosep's cache for non-hub files).")
     sub = parser.add_subparsers(dest="action")
     sub.add_parser("list", help="known models with size and licence (default)")
     download = sub.add_parser("download", help="download a model for offline use")
