@@ -1,12 +1,13 @@
 """Planner precision / recall / F1 on real multi-source mixtures tagged by a real tagger (YAMNet).
 
-    python3 benchmarks/planner_f1.py [--mixtures 80] [--seeds 0 1] [--cache DIR] [--out benchmarks/planner_f1.txt]
+    python3 benchmarks/planner_f1.py [--mixtures 80] [--seeds 0 1 2 3] [--cache DIR] [--out benchmarks/planner_f1.txt]
 
 What it measures: every planned source costs a diffusion pass and gives the user a file, so a plan should name
 each source in the mixture once (recall) and nothing else (precision), and as many sources as there are
 ("count": the share of mixtures planned with the right number). Each mixture holds 2-3 different sources from
-recordings available offline, tagged window by window by YAMNet, on two seeds of mixtures so that no rule is
-tuned to one draw, and planned by
+recordings available offline, tagged window by window by YAMNet, on four seeds of mixtures so that no rule is
+tuned to one draw (seeds 0 and 1 were the ones the rules were developed on; 2 and 3 came later and were never
+used to choose a rule), and planned by
 
 - ``new rules``: ``plan_sources(probs, mids, times)`` as it is in this checkout, with the tagger's clip-level
   default and nothing else (the window length comes from the window times);
@@ -26,7 +27,9 @@ separator), the rest is tagged by the same tagger and planned again, and the sou
 A planned source is correct when its class is the source's own class, a class below it, or one of the few
 names listed with it (Guitar for an acoustic guitar); a category heading (Music) counts for one source below it
 that nothing more specific named. Each source counts once, a second plan entry for it is a false source. The
-sweep at the bottom runs the planners at the same per-window thresholds, to show what the rules add beyond the
+paired differences give the new rules' F1 minus each other planner's on the same mixtures, with a bootstrap
+interval over the draw of mixtures: an interval that holds 0 says another draw of mixtures could reverse
+the order. The sweep at the bottom runs the planners at the same per-window thresholds, to show what the rules add beyond the
 threshold.
 
 Sources (Debian packages, all offline): General MIDI instruments and sound effects rendered by ``fluidsynth``
@@ -75,6 +78,7 @@ YAMNET_DEFAULT_THRESHOLD = 0.25  # clip-level operating point of an AudioSet-tra
 MAX_SOURCES = 4
 SWEEP = (0.3, 0.5, 0.6, 0.7, 0.8, 0.9)
 SAME_SOUND_SWEEP = (0.3, 0.5, 0.7)
+BOOTSTRAP_DRAWS = 2000
 
 
 @dataclass(frozen=True)
@@ -470,6 +474,48 @@ def planners(mids: list[str], ontology) -> dict[str, Callable]:
     return {"new rules (issue 20)": new, "issue 10 rules": issue_10, "before issue 10": old, "baseline": base}
 
 
+def counts(run, mixtures: list[Mixture], ontology) -> np.ndarray:
+    """``[mixtures, 3]``: true positives, false sources and missed sources of ``run``'s plan, mixture by mixture."""
+    rows = []
+    for mix in mixtures:
+        tp, fp, missed = score(run(mix.probs, mix.times), mix.truth, ontology)
+        rows.append((tp, fp, len(missed)))
+    return np.array(rows, dtype=np.float64).reshape(-1, 3)
+
+
+def pooled_f1(table: np.ndarray) -> np.ndarray:
+    """F1 of summed counts; ``table`` is ``[..., mixtures, 3]``."""
+    tp, fp, fn = (table[..., k].sum(axis=-1) for k in range(3))
+    return np.divide(2 * tp, 2 * tp + fp + fn, out=np.zeros_like(tp), where=2 * tp + fp + fn > 0)
+
+
+def paired_difference(a: np.ndarray, b: np.ndarray, draws: int = BOOTSTRAP_DRAWS) -> tuple[float, float, float]:
+    """F1(a) - F1(b) over the same mixtures, with a 95% paired bootstrap interval (mixtures drawn with replacement,
+    both planners scored on each draw): the spread a different draw of mixtures would give."""
+    rng = np.random.default_rng(0)
+    picks = rng.integers(0, len(a), size=(draws, len(a)))
+    spread = pooled_f1(a[picks]) - pooled_f1(b[picks])
+    low, high = np.percentile(spread, [2.5, 97.5])
+    return float(pooled_f1(a) - pooled_f1(b)), float(low), float(high)
+
+
+def differences(sets: dict[int, list[Mixture]], makers: dict[str, Callable], ontology) -> list[str]:
+    """The new rules against each other planner: seed by seed, and pooled with its bootstrap interval."""
+    tables = {name: {seed: counts(make(None), m, ontology) for seed, m in sets.items()} for name, make in makers.items()}
+    new = "new rules (issue 20)"
+    lines = ["", f"New rules minus each planner, F1 at the tagger's default: seed by seed, then all {len(sets)} seeds "
+             f"pooled with a 95% paired bootstrap interval ({BOOTSTRAP_DRAWS} draws of the mixtures)"]
+    for name in makers:
+        if name == new:
+            continue
+        by_seed = [pooled_f1(tables[new][seed]) - pooled_f1(tables[name][seed]) for seed in sets]
+        both = [np.concatenate(list(tables[n].values())) for n in (new, name)]
+        diff, low, high = paired_difference(*both)
+        lines.append(f"  vs {name:26s} " + " ".join(f"{d:+.3f}" for d in by_seed)
+                     + f"  | pooled {diff:+.3f} [{low:+.3f}, {high:+.3f}]")
+    return lines
+
+
 @contextlib.contextmanager
 def same_sound_r(r: float):
     """The planner with another ``SAME_SOUND_R`` (the rule's parameter), for the sweep."""
@@ -502,12 +548,13 @@ def report(sets: dict[int, list[Mixture]], tagger: YamNet, seconds: float, count
         for name, make in makers.items():
             first, second = tally(make(None), mixtures, ontology, oracle)
             lines.append(f"  {name:30s} {first.cells()}  |          {second.cells()}")
+    lines += differences(sets, makers, ontology)
     lines += ["", "The one-sound merge's parameter (Pearson's r), new rules at the tagger's default: F1 seed by seed"]
     for r in SAME_SOUND_SWEEP:
         with same_sound_r(r):
             f1s = [tally(makers["new rules (issue 20)"](None), m, ontology)[0].prf()[2] for m in sets.values()]
         lines.append(f"  r >= {r:.1f}: " + "  ".join(f"{f:.3f}" for f in f1s))
-    lines += ["", "Across thresholds (per-window), both seeds pooled: F1 (P/R) count"]
+    lines += ["", f"Across thresholds (per-window), all {len(sets)} seeds pooled: F1 (P/R) count"]
     lines.append(f"{'threshold':>9s} " + " ".join(f"{n:>27s}" for n in makers if n != "before issue 10"))
     everything = [m for mixtures in sets.values() for m in mixtures]
     for t in SWEEP:
@@ -531,7 +578,7 @@ def report(sets: dict[int, list[Mixture]], tagger: YamNet, seconds: float, count
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mixtures", type=int, default=80)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
     parser.add_argument("--cache", type=Path, help="keep the rendered mixtures here and reuse them")
     parser.add_argument("--render-only", action="store_true", help="render (into --cache) and stop")
     parser.add_argument("--out", type=Path, help="also write the table to this file")
