@@ -28,9 +28,9 @@ A planned source is correct when its class is the source's own class, a class be
 names listed with it (Guitar for an acoustic guitar); a category heading (Music) counts for one source below it
 that nothing more specific named. Each source counts once, a second plan entry for it is a false source. The
 paired differences give the new rules' F1 minus each other planner's on the same mixtures, with a bootstrap
-interval over the draw of mixtures: an interval that holds 0 says another draw of mixtures could reverse
-the order. The sweep at the bottom runs the planners at the same per-window thresholds, to show what the rules add beyond the
-threshold.
+interval over the draw of mixtures: an interval that holds 0 says another draw of mixtures could reverse the
+order. The sweep at the bottom runs the planners at the same per-window thresholds, to show what the rules add
+beyond the threshold.
 
 Sources (Debian packages, all offline): General MIDI instruments and sound effects rendered by ``fluidsynth``
 with ``fluid-soundfont-gm`` (FluidR3 samples of real instruments, birds, applause, sea, helicopter, gunshots,
@@ -54,7 +54,7 @@ import tempfile
 import time
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -421,6 +421,7 @@ class Tally:
     right: int = 0  # mixtures whose plan has as many sources as the truth
     planned: int = 0
     mixtures: int = 0
+    rows: list[tuple[int, int, int]] = field(default_factory=list)  # (tp, fp, fn) of each mixture, for the bootstrap
 
     def add(self, plan: Plan, truth: list[Source], ontology) -> None:
         tp, fp, missed = score(plan, truth, ontology)
@@ -428,6 +429,15 @@ class Tally:
         self.right += len(plan) == len(truth)
         self.planned += len(plan)
         self.mixtures += 1
+        self.rows.append((tp, fp, len(missed)))
+
+    def __add__(self, other: "Tally") -> "Tally":
+        return Tally(self.tp + other.tp, self.fp + other.fp, self.fn + other.fn, self.right + other.right,
+                     self.planned + other.planned, self.mixtures + other.mixtures, self.rows + other.rows)
+
+    def table(self) -> np.ndarray:
+        """``[mixtures, 3]``: true positives, false sources and missed sources, mixture by mixture."""
+        return np.array(self.rows, dtype=np.float64).reshape(-1, 3)
 
     def prf(self) -> tuple[float, float, float]:
         p = self.tp / (self.tp + self.fp) if self.tp + self.fp else 0.0
@@ -474,15 +484,6 @@ def planners(mids: list[str], ontology) -> dict[str, Callable]:
     return {"new rules (issue 20)": new, "issue 10 rules": issue_10, "before issue 10": old, "baseline": base}
 
 
-def counts(run, mixtures: list[Mixture], ontology) -> np.ndarray:
-    """``[mixtures, 3]``: true positives, false sources and missed sources of ``run``'s plan, mixture by mixture."""
-    rows = []
-    for mix in mixtures:
-        tp, fp, missed = score(run(mix.probs, mix.times), mix.truth, ontology)
-        rows.append((tp, fp, len(missed)))
-    return np.array(rows, dtype=np.float64).reshape(-1, 3)
-
-
 def pooled_f1(table: np.ndarray) -> np.ndarray:
     """F1 of summed counts; ``table`` is ``[..., mixtures, 3]``."""
     tp, fp, fn = (table[..., k].sum(axis=-1) for k in range(3))
@@ -499,18 +500,20 @@ def paired_difference(a: np.ndarray, b: np.ndarray, draws: int = BOOTSTRAP_DRAWS
     return float(pooled_f1(a) - pooled_f1(b)), float(low), float(high)
 
 
-def differences(sets: dict[int, list[Mixture]], makers: dict[str, Callable], ontology) -> list[str]:
-    """The new rules against each other planner: seed by seed, and pooled with its bootstrap interval."""
-    tables = {name: {seed: counts(make(None), m, ontology) for seed, m in sets.items()} for name, make in makers.items()}
+def differences(firsts: dict[str, list[Tally]], head: str) -> list[str]:
+    """Every planner over all seeds pooled, and the new rules against each other planner: seed by seed, and
+    pooled with its bootstrap interval. ``firsts``: each planner's first-round tally, seed by seed."""
+    pooled = {name: sum(tallies[1:], tallies[0]) for name, tallies in firsts.items()}
+    lines = ["", f"all seeds: {head}  (first round)"]
+    lines += [f"  {name:30s} {tally_.cells()}" for name, tally_ in pooled.items()]
     new = "new rules (issue 20)"
-    lines = ["", f"New rules minus each planner, F1 at the tagger's default: seed by seed, then all {len(sets)} seeds "
-             f"pooled with a 95% paired bootstrap interval ({BOOTSTRAP_DRAWS} draws of the mixtures)"]
-    for name in makers:
+    lines += ["", f"New rules minus each planner, F1 at the tagger's default: seed by seed, then all seeds pooled "
+              f"with a 95% paired bootstrap interval ({BOOTSTRAP_DRAWS} draws of the mixtures)"]
+    for name in firsts:
         if name == new:
             continue
-        by_seed = [pooled_f1(tables[new][seed]) - pooled_f1(tables[name][seed]) for seed in sets]
-        both = [np.concatenate(list(tables[n].values())) for n in (new, name)]
-        diff, low, high = paired_difference(*both)
+        by_seed = [pooled_f1(a.table()) - pooled_f1(b.table()) for a, b in zip(firsts[new], firsts[name])]
+        diff, low, high = paired_difference(pooled[new].table(), pooled[name].table())
         lines.append(f"  vs {name:26s} " + " ".join(f"{d:+.3f}" for d in by_seed)
                      + f"  | pooled {diff:+.3f} [{low:+.3f}, {high:+.3f}]")
     return lines
@@ -543,12 +546,14 @@ def report(sets: dict[int, list[Mixture]], tagger: YamNet, seconds: float, count
         "",
         f"At the tagger's default (clip-level {YAMNET_DEFAULT_THRESHOLD:g}, per window {pooled:.2f}):",
     ]
+    firsts: dict[str, list[Tally]] = {}
     for seed, mixtures in sets.items():
         lines += ["", f"seed {seed}: {head}  | round 2: {'P':>5s} {'R':>5s} {'F1':>5s} {'count':>5s} {'n/mix':>5s}"]
         for name, make in makers.items():
             first, second = tally(make(None), mixtures, ontology, oracle)
+            firsts.setdefault(name, []).append(first)
             lines.append(f"  {name:30s} {first.cells()}  |          {second.cells()}")
-    lines += differences(sets, makers, ontology)
+    lines += differences(firsts, head)
     lines += ["", "The one-sound merge's parameter (Pearson's r), new rules at the tagger's default: F1 seed by seed"]
     for r in SAME_SOUND_SWEEP:
         with same_sound_r(r):
