@@ -1,13 +1,14 @@
 """Planner precision / recall / F1 on real multi-source mixtures tagged by a real tagger (YAMNet).
 
-    python3 benchmarks/planner_f1.py [--mixtures 80] [--seeds 0 1 2 3] [--cache DIR] [--out benchmarks/planner_f1.txt]
+    python3 benchmarks/planner_f1.py [--mixtures 80] [--seeds 0 1 2 3 4 5] [--cache DIR] [--out benchmarks/planner_f1.txt]
 
 What it measures: every planned source costs a diffusion pass and gives the user a file, so a plan should name
 each source in the mixture once (recall) and nothing else (precision), and as many sources as there are
 ("count": the share of mixtures planned with the right number). Each mixture holds 2-3 different sources from
-recordings available offline, tagged window by window by YAMNet, on four seeds of mixtures so that no rule is
+recordings available offline, tagged window by window by YAMNet, on six seeds of mixtures so that no rule is
 tuned to one draw (seeds 0 and 1 were the ones the rules were developed on; 2 and 3 came later and were never
-used to choose a rule), and planned by
+used to choose a rule; 4 and 5 were drawn after every rule and every variant tried had been chosen), and planned
+by
 
 - ``new rules``: ``plan_sources(probs, mids, times)`` as it is in this checkout, with the tagger's clip-level
   default and nothing else (the window length comes from the window times);
@@ -29,7 +30,9 @@ names listed with it (Guitar for an acoustic guitar); a category heading (Music)
 that nothing more specific named. Each source counts once, a second plan entry for it is a false source. The
 paired differences give the new rules' F1 minus each other planner's on the same mixtures, with a bootstrap
 interval over the draw of mixtures: an interval that holds 0 says another draw of mixtures could reverse the
-order. The sweep at the bottom runs the planners at the same per-window thresholds, to show what the rules add
+order. The ablation switches one rule of the new planner off at a time (family evidence, the one-sound merge,
+and the higher bar for a heading alone that issue 10 asked for) and gives its F1 minus the new rules', with the
+same interval: what each rule adds or costs on these mixtures. The sweep at the bottom runs the planners at the same per-window thresholds, to show what the rules add
 beyond the threshold.
 
 Sources (Debian packages, all offline): General MIDI instruments and sound effects rendered by ``fluidsynth``
@@ -500,12 +503,14 @@ def paired_difference(a: np.ndarray, b: np.ndarray, draws: int = BOOTSTRAP_DRAWS
     return float(pooled_f1(a) - pooled_f1(b)), float(low), float(high)
 
 
-def differences(firsts: dict[str, list[Tally]], head: str) -> list[str]:
-    """Every planner over all seeds pooled, and the new rules against each other planner: seed by seed, and
-    pooled with its bootstrap interval. ``firsts``: each planner's first-round tally, seed by seed."""
+def differences(firsts: dict[str, list[Tally]], seconds: dict[str, list[Tally]], head: str) -> list[str]:
+    """Every planner over all seeds pooled (both rounds), and the new rules against each other planner: seed by
+    seed, and pooled with its bootstrap interval. ``firsts``, ``seconds``: each planner's tally of the first and
+    of the oracle second round, seed by seed."""
     pooled = {name: sum(tallies[1:], tallies[0]) for name, tallies in firsts.items()}
-    lines = ["", f"all seeds: {head}  (first round)"]
-    lines += [f"  {name:30s} {tally_.cells()}" for name, tally_ in pooled.items()]
+    both = {name: sum(tallies[1:], tallies[0]) for name, tallies in seconds.items()}
+    lines = ["", f"all seeds: {head}  | round 2: {head[len(head) - 29:]}"]
+    lines += [f"  {name:30s} {tally_.cells()}  |          {both[name].cells()}" for name, tally_ in pooled.items()]
     new = "new rules (issue 20)"
     lines += ["", f"New rules minus each planner, F1 at the tagger's default: seed by seed, then all seeds pooled "
               f"with a 95% paired bootstrap interval ({BOOTSTRAP_DRAWS} draws of the mixtures)"]
@@ -520,13 +525,50 @@ def differences(firsts: dict[str, list[Tally]], head: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def same_sound_r(r: float):
-    """The planner with another ``SAME_SOUND_R`` (the rule's parameter), for the sweep."""
-    kept, planner.SAME_SOUND_R = planner.SAME_SOUND_R, r
+def planner_variant(**changes):
+    """The planner with some of its module's names replaced (a constant, or a step of ``plan_sources``), for the
+    parameter sweep and the ablation; put back on exit."""
+    kept = {name: getattr(planner, name) for name in changes}
+    for name, value in changes.items():
+        setattr(planner, name, value)
     try:
         yield
     finally:
-        planner.SAME_SOUND_R = kept
+        for name, value in kept.items():
+            setattr(planner, name, value)
+
+
+def _no_family_evidence(scores, labels, planner_, threshold):
+    return scores, {}  # each class tested on its own score alone
+
+
+def _no_same_sound_merge(finished, planner_, spans):
+    return finished
+
+
+# Each issue 20 rule (and the heading bar issue 10 asked for) switched off in turn, on the new rules
+ABLATIONS = {
+    "without family evidence": {"_family_evidence": _no_family_evidence},
+    "without the one-sound merge": {"_merge_same_sound": _no_same_sound_merge},
+    "heading bar at the threshold": {"HEADING_ODDS": 1.0},
+}
+
+
+def ablation(sets: dict[int, list[Mixture]], make: Callable, new: list[Tally], ontology, head: str) -> list[str]:
+    """The new rules with one rule switched off (``ABLATIONS``): F1 seed by seed, all seeds pooled, and the
+    variant minus the new rules as they are, with its paired bootstrap interval."""
+    pooled_new = sum(new[1:], new[0])
+    lines = ["", "Ablation: the new rules with one rule changed, at the tagger's default; F1 seed by seed | all seeds "
+             "pooled | F1 minus the new rules as they are (95% paired bootstrap)",
+             f"  {'':35s} {'F1 by seed':{7 * len(sets) - 1}s}  {head[len(head) - 29:]}"]
+    for name, changes in ABLATIONS.items():
+        with planner_variant(**changes):
+            tallies = [tally(make(None), mixtures, ontology)[0] for mixtures in sets.values()]
+        pooled_ = sum(tallies[1:], tallies[0])
+        diff, low, high = paired_difference(pooled_.table(), pooled_new.table())
+        lines.append(f"  {name:35s} " + " ".join(f"{t.prf()[2]:.3f} " for t in tallies)
+                     + f"  {pooled_.cells()}  | {diff:+.3f} [{low:+.3f}, {high:+.3f}]")
+    return lines
 
 
 def report(sets: dict[int, list[Mixture]], tagger: YamNet, seconds: float, count: int, cached: bool) -> str:
@@ -547,18 +589,21 @@ def report(sets: dict[int, list[Mixture]], tagger: YamNet, seconds: float, count
         f"At the tagger's default (clip-level {YAMNET_DEFAULT_THRESHOLD:g}, per window {pooled:.2f}):",
     ]
     firsts: dict[str, list[Tally]] = {}
+    seconds: dict[str, list[Tally]] = {}
     for seed, mixtures in sets.items():
         lines += ["", f"seed {seed}: {head}  | round 2: {'P':>5s} {'R':>5s} {'F1':>5s} {'count':>5s} {'n/mix':>5s}"]
         for name, make in makers.items():
             first, second = tally(make(None), mixtures, ontology, oracle)
             firsts.setdefault(name, []).append(first)
+            seconds.setdefault(name, []).append(second)
             lines.append(f"  {name:30s} {first.cells()}  |          {second.cells()}")
-    lines += differences(firsts, head)
+    lines += differences(firsts, seconds, head)
     lines += ["", "The one-sound merge's parameter (Pearson's r), new rules at the tagger's default: F1 seed by seed"]
     for r in SAME_SOUND_SWEEP:
-        with same_sound_r(r):
+        with planner_variant(SAME_SOUND_R=r):
             f1s = [tally(makers["new rules (issue 20)"](None), m, ontology)[0].prf()[2] for m in sets.values()]
         lines.append(f"  r >= {r:.1f}: " + "  ".join(f"{f:.3f}" for f in f1s))
+    lines += ablation(sets, makers["new rules (issue 20)"], firsts["new rules (issue 20)"], ontology, head)
     lines += ["", f"Across thresholds (per-window), all {len(sets)} seeds pooled: F1 (P/R) count"]
     lines.append(f"{'threshold':>9s} " + " ".join(f"{n:>27s}" for n in makers if n != "before issue 10"))
     everything = [m for mixtures in sets.values() for m in mixtures]
@@ -583,7 +628,7 @@ def report(sets: dict[int, list[Mixture]], tagger: YamNet, seconds: float, count
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mixtures", type=int, default=80)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4, 5])
     parser.add_argument("--cache", type=Path, help="keep the rendered mixtures here and reuse them")
     parser.add_argument("--render-only", action="store_true", help="render (into --cache) and stop")
     parser.add_argument("--out", type=Path, help="also write the table to this file")
