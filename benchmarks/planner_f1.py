@@ -555,11 +555,11 @@ ABLATIONS = {
 
 
 def ablation(sets: dict[int, list[Mixture]], make: Callable, new: list[Tally], ontology, head: str) -> list[str]:
-    """The new rules with one rule switched off (``ABLATIONS``): F1 seed by seed, all seeds pooled, and the
+    """The new rules with one rule switched off or changed (``ABLATIONS``): F1 seed by seed, all seeds pooled, and the
     variant minus the new rules as they are, with its paired bootstrap interval."""
     pooled_new = sum(new[1:], new[0])
-    lines = ["", "Ablation: the new rules with one rule changed, at the tagger's default; F1 seed by seed | all seeds "
-             "pooled | F1 minus the new rules as they are (95% paired bootstrap)",
+    lines = ["", ("Ablation: the new rules with one rule changed, at the tagger's default; F1 seed by seed | all seeds "
+                  "pooled | F1 minus the new rules as they are (95% paired bootstrap)"),
              f"  {'':35s} {'F1 by seed':{7 * len(sets) - 1}s}  {head[len(head) - 29:]}"]
     for name, changes in ABLATIONS.items():
         with planner_variant(**changes):
